@@ -1,0 +1,158 @@
+/**
+ * Injection rules: where a secret may be sent and how it is put on the request.
+ * Pure validation; every check returns a normalised copy or throws a `bad-input` CoreError
+ * whose message names the field, never the value.
+ */
+import { CoreError } from './errors.ts';
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
+export const HTTP_METHODS: readonly HttpMethod[] = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'];
+
+export type InjectionRule = {
+  /** exact hosts, optionally with a port: "api.openai.com", "localhost:8080" */
+  readonly hosts: readonly string[];
+  /** optional path prefixes, each starting with "/"; empty means any path */
+  readonly pathPrefixes: readonly string[];
+  /** allowed methods; empty means any of HTTP_METHODS */
+  readonly methods: readonly HttpMethod[];
+  /** header name, e.g. "Authorization" */
+  readonly header: string;
+  /** header value template with one {value} or {value:base64} placeholder */
+  readonly template: string;
+};
+
+export type Preset = { readonly id: string; readonly label: string; readonly rule: InjectionRule };
+
+const rule = (host: string, header: string, template: string): InjectionRule => ({
+  hosts: [host],
+  pathPrefixes: [],
+  methods: [],
+  header,
+  template,
+});
+
+export const PRESETS: readonly Preset[] = [
+  { id: 'openai', label: 'OpenAI', rule: rule('api.openai.com', 'Authorization', 'Bearer {value}') },
+  { id: 'anthropic', label: 'Anthropic', rule: rule('api.anthropic.com', 'x-api-key', '{value}') },
+  { id: 'github', label: 'GitHub', rule: rule('api.github.com', 'Authorization', 'Bearer {value}') },
+  { id: 'google-ai', label: 'Google AI (Gemini)', rule: rule('generativelanguage.googleapis.com', 'x-goog-api-key', '{value}') },
+  { id: 'stripe', label: 'Stripe', rule: rule('api.stripe.com', 'Authorization', 'Bearer {value}') },
+];
+
+const bad = (message: string): never => {
+  throw new CoreError('bad-input', message);
+};
+
+const MAX_HOSTS = 16;
+const MAX_PREFIXES = 16;
+export const MAX_VALUE_LENGTH = 16 * 1024;
+
+/** Loopback hosts may use plain HTTP (DESIGN.md section 2). */
+export function isLoopbackHost(hostname: string): boolean {
+  return (
+    hostname === 'localhost' || hostname.endsWith('.localhost') || hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname)
+  );
+}
+
+/**
+ * One host as the URL parser would print it: lowercase ASCII (IDN in punycode), optional
+ * port, no trailing dot, no userinfo, path or wildcard.
+ */
+export function normalizeHost(input: string): string {
+  if (typeof input !== 'string' || input.length === 0 || input.length > 253) bad('host must be a hostname');
+  if (/[\s/?#@*\\]/.test(input) || input.endsWith('.')) bad('host must be an exact hostname');
+  let url: URL;
+  try {
+    url = new URL(`https://${input}`);
+  } catch {
+    return bad('host must be an exact hostname');
+  }
+  // url.host is lowercase ASCII (IDN as punycode) and drops the default port.
+  if (url.username || url.password || url.pathname !== '/' || url.search || url.hash || url.hostname.endsWith('.')) {
+    bad('host must be an exact hostname');
+  }
+  const host = url.host;
+  return host;
+}
+
+// RFC 9110 §5.6.2 token
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// Headers the browser owns or that would change what the request is.
+const FORBIDDEN_HEADERS = new Set([
+  'host',
+  'cookie',
+  'content-length',
+  'content-type',
+  'transfer-encoding',
+  'connection',
+  'origin',
+  'referer',
+  'x-http-method-override',
+  'x-http-method',
+  'x-method-override',
+]);
+
+export function checkHeaderName(name: string): string {
+  if (typeof name !== 'string' || name.length === 0 || name.length > 64 || !TOKEN.test(name)) bad('header must be a header name');
+  if (FORBIDDEN_HEADERS.has(name.toLowerCase()) || /^(sec-|proxy-)/i.test(name)) bad('header is not allowed');
+  return name;
+}
+
+export function checkTemplate(t: string): string {
+  if (typeof t !== 'string' || t.length === 0 || t.length > 256) bad('template must be 1 to 256 characters');
+  if (/[^\x20-\x7e]/.test(t)) bad('template must be printable ASCII');
+  const placeholders = t.match(/\{[^}]*\}/g) ?? [];
+  if (placeholders.length !== 1 || !['{value}', '{value:base64}'].includes(placeholders[0] as string)) {
+    bad('template must hold exactly one {value} or {value:base64}');
+  }
+  return t;
+}
+
+export function checkPathPrefix(p: string): string {
+  if (typeof p !== 'string' || !p.startsWith('/') || p.length > 512) bad('path prefix must start with /');
+  if (/[?#\s\\]/.test(p) || /(^|\/)\.\.?(\/|$)/.test(p) || /%2e|%2f/i.test(p)) bad('path prefix must be a plain path');
+  return p;
+}
+
+export function checkRule(input: unknown): InjectionRule {
+  if (typeof input !== 'object' || input === null) return bad('rule must be an object');
+  const r = input as Record<string, unknown>;
+  const list = (k: string, max: number): unknown[] => {
+    const v = r[k] ?? [];
+    if (!Array.isArray(v) || v.length > max) bad(`${k} must be a list of at most ${max}`);
+    return v as unknown[];
+  };
+  const hosts = [...new Set(list('hosts', MAX_HOSTS).map((h) => normalizeHost(h as string)))];
+  if (hosts.length === 0) bad('hosts must name at least one host');
+  const pathPrefixes = [...new Set(list('pathPrefixes', MAX_PREFIXES).map((p) => checkPathPrefix(p as string)))];
+  const methods = [...new Set(list('methods', HTTP_METHODS.length))].map((m) => {
+    const up = typeof m === 'string' ? m.toUpperCase() : '';
+    if (!HTTP_METHODS.includes(up as HttpMethod)) bad('methods must be standard HTTP methods');
+    return up as HttpMethod;
+  });
+  return {
+    hosts,
+    pathPrefixes,
+    methods,
+    header: checkHeaderName(r.header as string),
+    template: checkTemplate(r.template as string),
+  };
+}
+
+/** A value must fit in a header: printable ASCII, bounded. */
+export function checkValue(v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_VALUE_LENGTH) bad('value must be 1 to 16384 characters');
+  if (/[^\x20-\x7e]/.test(v as string)) bad('value must be printable ASCII');
+  return v as string;
+}
+
+export const NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+export function checkName(n: unknown): string {
+  if (typeof n !== 'string' || !NAME_PATTERN.test(n)) bad('name must be 1 to 64 of A-Z a-z 0-9 . _ - and start with a letter or digit');
+  return n as string;
+}
+
+export function renderHeaderValue(template: string, value: string): string {
+  return template.includes('{value:base64}') ? template.replace('{value:base64}', btoa(value)) : template.replace('{value}', value);
+}

@@ -1,0 +1,39 @@
+import { crx } from '@crxjs/vite-plugin';
+import { defineConfig } from 'vitest/config';
+import manifest from './manifest.json' with { type: 'json' };
+
+// One config for the extension build and the tests; the crx plugin is for the build only.
+export default defineConfig({
+  plugins: process.env.VITEST ? [] : [crx({ manifest })],
+  build: {
+    outDir: 'dist',
+    emptyOutDir: true,
+    target: 'chrome120',
+    sourcemap: false,
+    minify: false,
+  },
+  test: {
+    reporters: ['default', './test/harness/summary-reporter.ts'],
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 30_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/**/*.test.ts'],
+          environment: 'node',
+          testTimeout: 180_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+          pool: 'forks',
+        },
+      },
+    ],
+  },
+});
