@@ -1,0 +1,50 @@
+/**
+ * IndexedDB schema. One interface per schema version; migrations are `oldVersion < N` steps.
+ * Every store holds only ciphertext, public data or non-extractable keys (docs/storage.md).
+ */
+import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
+import type { Settings } from '../core/api.ts';
+import type { StoredSecret } from '../core/secrets.ts';
+import type { VaultHeader } from '../core/vault.ts';
+
+export type Throttle = { readonly failures: number; readonly lastFailureAt: number };
+
+/** A cached dynamic credential: one sealed record (RecordKind.credential) and its expiry. */
+export type StoredCredential = { readonly id: string; readonly expiresAt: number; readonly record: Uint8Array };
+/** An audit record as stored: a sealed, chained entry (the record type is in core/audit). */
+export type StoredAudit = { readonly seq?: number; readonly record: Uint8Array };
+/** A device's key pair, the private key stored only wrapped under the vault key. */
+export type StoredDeviceKey = { readonly id: string; readonly publicKey: Uint8Array; readonly wrappedPrivateKey: Uint8Array };
+
+export interface KeyholeDBv1 extends DBSchema {
+  header: { key: 'vault'; value: VaultHeader };
+  secrets: { key: string; value: StoredSecret };
+  credentials: { key: string; value: StoredCredential };
+  audit: { key: number; value: StoredAudit };
+  deviceKeys: { key: string; value: StoredDeviceKey };
+  /** the per-unlock session key (non-extractable CryptoKey); deleted on lock */
+  session: { key: 'key'; value: CryptoKey };
+  settings: { key: 'settings'; value: Settings };
+  throttle: { key: 'unlock'; value: Throttle };
+}
+
+export type KeyholeDB = IDBPDatabase<KeyholeDBv1>;
+export const DB_NAME = 'keyhole';
+export const DB_VERSION = 1;
+
+export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
+  return openDB<KeyholeDBv1>(name, DB_VERSION, {
+    upgrade(db, oldVersion) {
+      if (oldVersion < 1) {
+        db.createObjectStore('header');
+        db.createObjectStore('secrets', { keyPath: 'id' });
+        db.createObjectStore('credentials', { keyPath: 'id' });
+        db.createObjectStore('audit', { keyPath: 'seq', autoIncrement: true });
+        db.createObjectStore('deviceKeys', { keyPath: 'id' });
+        db.createObjectStore('session');
+        db.createObjectStore('settings');
+        db.createObjectStore('throttle');
+      }
+    },
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Routes the extension pages' RPC to the vault. Only the extension's own pages may call:
+ * a content script, a web page or another extension gets 'forbidden' and nothing else.
+ */
+import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
+import { RpcError, toErrorBody } from './errors.ts';
+import type { VaultService } from './vault-service.ts';
+
+type Handler = (params: unknown) => Promise<unknown>;
+type P = Record<string, unknown>;
+
+const MAX_MESSAGE_BYTES = 64 * 1024;
+
+function obj(params: unknown): P {
+  if (typeof params !== 'object' || params === null || Array.isArray(params)) throw new RpcError('bad-input', 'params must be an object');
+  return params as P;
+}
+const str = (p: P, k: string): string => {
+  const v = p[k];
+  if (typeof v !== 'string') throw new RpcError('bad-input', `${k} must be a string`);
+  return v;
+};
+const kdfOf = (p: P) => {
+  const k = p.kdf;
+  if (k === undefined) return undefined;
+  if (k !== 'argon2id' && k !== 'pbkdf2-sha256') throw new RpcError('bad-input', 'kdf must be argon2id or pbkdf2-sha256');
+  return k;
+};
+
+export function handlers(vault: VaultService): Record<Method, Handler> {
+  return {
+    status: () => vault.status(),
+    'vault.create': (x) => vault.create(str(obj(x), 'passphrase'), kdfOf(obj(x))),
+    'vault.unlock': (x) => vault.unlock(str(obj(x), 'passphrase')),
+    'vault.lock': () => vault.lock('person'),
+    'vault.changePassphrase': (x) => vault.changePassphrase(str(obj(x), 'current'), str(obj(x), 'next'), kdfOf(obj(x))),
+    'secrets.list': () => vault.listSecrets(),
+    'secrets.create': (x) => vault.createSecret(obj(x) as never),
+    'secrets.update': (x) => vault.updateSecret(obj(x) as never),
+    'secrets.delete': (x) => vault.deleteSecret(str(obj(x), 'id')),
+    'secrets.reveal': (x) => vault.reveal(str(obj(x), 'id'), str(obj(x), 'passphrase')),
+    'settings.get': () => vault.getSettings(),
+    'settings.set': (x) => vault.setSettings(obj(x) as never),
+  };
+}
+
+/** True only for this extension's own pages (popup, options, and later the consent window). */
+export function isOwnPage(sender: chrome.runtime.MessageSender, extensionId: string, extensionOrigin: string): boolean {
+  if (sender.id !== extensionId) return false;
+  if (typeof sender.url !== 'string' || !sender.url.startsWith(`${extensionOrigin}/`)) return false;
+  return sender.origin === undefined || sender.origin === extensionOrigin;
+}
+
+export async function dispatch(table: Record<Method, Handler>, message: unknown): Promise<RpcResponse> {
+  try {
+    const req = message as RpcRequest;
+    if (typeof message !== 'object' || message === null || req.kh !== 1 || typeof req.method !== 'string') {
+      throw new RpcError('bad-input', 'not a keyhole request');
+    }
+    if (JSON.stringify(message).length > MAX_MESSAGE_BYTES) throw new RpcError('bad-input', 'request too large');
+    if (!Object.hasOwn(table, req.method)) throw new RpcError('unknown-method', 'unknown method');
+    return { ok: true, result: await table[req.method](req.params) };
+  } catch (e) {
+    if (!(e instanceof RpcError) && !(e instanceof Error && e.name === 'CoreError')) {
+      console.error('keyhole: internal error in RPC', e instanceof Error ? e.name : typeof e);
+    }
+    return { ok: false, error: toErrorBody(e) };
+  }
+}

@@ -1,0 +1,307 @@
+/**
+ * The vault as the worker holds it: the only place keys live while unlocked.
+ * Pure of chrome.* except through the SessionStore it is handed, so unit tests run it on
+ * fake-indexeddb and the e2e tests run it in the real worker.
+ */
+import {
+  type DamagedSecret,
+  MIN_PASSPHRASE_LENGTH,
+  type SecretInput,
+  type SecretPatch,
+  type SecretSummary,
+  type Settings,
+  type Status,
+} from '../core/api.ts';
+import { wipe } from '../core/bytes.ts';
+import { CoreError, isCoreError } from '../core/errors.ts';
+import type { KdfAlg } from '../core/kdf.ts';
+import { deriveVaultKeys, type VaultKeys } from '../core/keys.ts';
+import { checkName, checkRule, checkValue } from '../core/policy.ts';
+import { openSecretMeta, openSecretValue, type SecretMeta, type StoredSecret, sealSecret } from '../core/secrets.ts';
+import { createVault, openVault, rewrapVault, type VaultHeader } from '../core/vault.ts';
+import type { KeyholeDB } from './db.ts';
+import { RpcError } from './errors.ts';
+import { beginSession, endSession, resumeSession, type SessionStore } from './session.ts';
+import { retryAfterMs } from './throttle.ts';
+
+export const DEFAULT_SETTINGS: Settings = {
+  autoLockMinutes: 15,
+  lockOnSystemLock: true,
+  lockOnLastWindowClosed: true,
+  clipboardClearSeconds: 30,
+};
+
+type Open = { readonly header: VaultHeader; readonly keys: VaultKeys };
+export type LockReason = 'person' | 'idle' | 'system-lock' | 'windows-closed' | 'startup';
+
+export class VaultService {
+  private open: Open | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  /** called after every lock, e.g. to apply a deferred extension update */
+  onLocked: (reason: LockReason) => void = () => {};
+
+  constructor(
+    private readonly db: KeyholeDB,
+    private readonly session: SessionStore,
+    private readonly version: string,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** State changes run one at a time, so an unlock and a lock cannot interleave. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  async status(): Promise<Status> {
+    const header = await this.db.get('header', 'vault');
+    if (!header) return { state: 'uninitialized', version: this.version };
+    const open = await this.resume(header);
+    const base = { version: this.version, vaultId: header.vaultId, kdf: header.kdf.split('$')[0] ?? '' };
+    if (open) return { state: 'unlocked', ...base };
+    const wait = retryAfterMs(await this.db.get('throttle', 'unlock'), this.now());
+    return { state: 'locked', ...base, ...(wait > 0 ? { retryAfterMs: wait } : {}) };
+  }
+
+  isUnlocked(): boolean {
+    return this.open !== null;
+  }
+
+  create(passphrase: string, kdf?: KdfAlg): Promise<Status> {
+    return this.serial(async () => {
+      checkNewPassphrase(passphrase);
+      if (await this.db.get('header', 'vault')) throw new RpcError('already-initialized', 'a vault already exists');
+      const { header, root } = await createVault(passphrase, { ...(kdf ? { alg: kdf } : {}), now: this.now() });
+      // header and settings in one transaction: either both exist or neither does
+      const tx = this.db.transaction(['header', 'settings'], 'readwrite');
+      await Promise.all([tx.objectStore('header').add(header, 'vault'), tx.objectStore('settings').put(DEFAULT_SETTINGS, 'settings'), tx.done]);
+      await this.start(header, root);
+      return this.status();
+    });
+  }
+
+  unlock(passphrase: string): Promise<Status> {
+    return this.serial(async () => {
+      const header = await this.requireHeader();
+      if (this.open) return this.status();
+      const root = await this.checkPassphrase(header, passphrase);
+      await this.start(header, root);
+      return this.status();
+    });
+  }
+
+  lock(reason: LockReason = 'person'): Promise<Status> {
+    return this.serial(async () => {
+      this.open = null;
+      await endSession(this.db, this.session);
+      this.onLocked(reason);
+      return this.status();
+    });
+  }
+
+  changePassphrase(current: string, next: string, kdf?: KdfAlg): Promise<Status> {
+    return this.serial(async () => {
+      const { header } = await this.unlocked();
+      checkNewPassphrase(next);
+      const root = await this.checkPassphrase(header, current);
+      try {
+        const rewrapped = await rewrapVault(header, root, next, kdf ? { alg: kdf } : {});
+        await this.db.put('header', rewrapped, 'vault'); // one put: the old or the new header, never half
+        this.open = { header: rewrapped, keys: (this.open as Open).keys };
+      } finally {
+        wipe(root);
+      }
+      return this.status();
+    });
+  }
+
+  async listSecrets(): Promise<{ secrets: SecretSummary[]; damaged: DamagedSecret[] }> {
+    const open = await this.unlocked();
+    const secrets: SecretSummary[] = [];
+    const damaged: DamagedSecret[] = [];
+    for (const s of await this.db.getAll('secrets')) {
+      try {
+        secrets.push(summary(s, await openSecretMeta(open.keys, open.header.vaultId, s)));
+      } catch (e) {
+        damaged.push({ id: s.id, damaged: true, reason: isCoreError(e) ? e.code : 'unreadable' });
+      }
+    }
+    secrets.sort((a, b) => a.name.localeCompare(b.name));
+    return { secrets, damaged };
+  }
+
+  createSecret(input: SecretInput): Promise<SecretSummary> {
+    return this.serial(async () => {
+      const open = await this.unlocked();
+      const name = checkName(input.name);
+      await this.assertNameFree(name);
+      const t = this.now();
+      const meta: SecretMeta = { name, rule: checkRule(input.rule), notes: input.notes ?? '', createdAt: t, updatedAt: t };
+      const place = { vaultId: open.header.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.header.epoch };
+      const stored = await sealSecret(open.keys, place, meta, checkValue(input.value));
+      await this.db.add('secrets', stored);
+      return summary(stored, meta);
+    });
+  }
+
+  /** Any change re-seals all three records at version + 1 under a fresh data key. */
+  updateSecret(patch: SecretPatch): Promise<SecretSummary> {
+    return this.serial(async () => {
+      const open = await this.unlocked();
+      const old = await this.getStored(patch.id);
+      const oldMeta = await openSecretMeta(open.keys, open.header.vaultId, old);
+      const name = patch.name === undefined ? oldMeta.name : checkName(patch.name);
+      if (name !== oldMeta.name) await this.assertNameFree(name);
+      const value = patch.value === undefined ? await openSecretValue(open.keys, open.header.vaultId, old) : checkValue(patch.value);
+      const meta: SecretMeta = {
+        name,
+        rule: patch.rule === undefined ? oldMeta.rule : checkRule(patch.rule),
+        notes: patch.notes ?? oldMeta.notes,
+        createdAt: oldMeta.createdAt,
+        updatedAt: this.now(),
+      };
+      const place = { vaultId: open.header.vaultId, id: old.id, version: old.version + 1, epoch: open.header.epoch };
+      const stored = await sealSecret(open.keys, place, meta, value);
+      // compare-and-swap on the version inside one transaction
+      const tx = this.db.transaction('secrets', 'readwrite');
+      const current = await tx.store.get(old.id);
+      if (!current || current.version !== old.version) {
+        tx.abort();
+        throw new RpcError('not-found', 'secret changed or was deleted; reload and try again');
+      }
+      await tx.store.put(stored);
+      await tx.done;
+      return summary(stored, meta);
+    });
+  }
+
+  deleteSecret(id: string): Promise<true> {
+    return this.serial(async () => {
+      await this.unlocked();
+      await this.getStored(id);
+      // Deleting the record deletes its wrapped data key with it: the value cannot be opened again.
+      await this.db.delete('secrets', id);
+      return true as const;
+    });
+  }
+
+  /** The value, for the person only, after they type the passphrase again. */
+  reveal(id: string, passphrase: string): Promise<{ value: string }> {
+    return this.serial(async () => {
+      const open = await this.unlocked();
+      wipe(await this.checkPassphrase(open.header, passphrase));
+      const s = await this.getStored(id);
+      return { value: await openSecretValue(open.keys, open.header.vaultId, s) };
+    });
+  }
+
+  async getSettings(): Promise<Settings> {
+    return { ...DEFAULT_SETTINGS, ...(await this.db.get('settings', 'settings')) };
+  }
+
+  setSettings(patch: Partial<Settings>): Promise<Settings> {
+    return this.serial(async () => {
+      await this.unlocked();
+      const next = checkSettings({ ...(await this.getSettings()), ...patch });
+      await this.db.put('settings', next, 'settings');
+      return next;
+    });
+  }
+
+  /** After a browser start: a session key left by a crash is deleted; the vault starts locked. */
+  async endStaleSession(): Promise<void> {
+    this.open = null;
+    await endSession(this.db, this.session);
+  }
+
+  // --- internals -------------------------------------------------------------------------
+
+  private async requireHeader(): Promise<VaultHeader> {
+    const header = await this.db.get('header', 'vault');
+    if (!header) throw new RpcError('uninitialized', 'no vault yet');
+    return header;
+  }
+
+  private async resume(header: VaultHeader): Promise<Open | null> {
+    if (this.open) return this.open;
+    const root = await resumeSession(this.db, this.session, header.vaultId);
+    if (!root) return null;
+    try {
+      this.open = { header, keys: await deriveVaultKeys(root, header.vaultId) };
+    } finally {
+      wipe(root);
+    }
+    return this.open;
+  }
+
+  private async unlocked(): Promise<Open> {
+    const open = await this.resume(await this.requireHeader());
+    if (!open) throw new RpcError('locked', 'vault is locked');
+    return open;
+  }
+
+  private async start(header: VaultHeader, root: Uint8Array<ArrayBuffer>): Promise<void> {
+    try {
+      await beginSession(this.db, this.session, header.vaultId, root, this.now());
+      this.open = { header, keys: await deriveVaultKeys(root, header.vaultId) };
+    } finally {
+      wipe(root);
+    }
+  }
+
+  /** Opens the root with a passphrase, under the growing delay for failed tries. */
+  private async checkPassphrase(header: VaultHeader, passphrase: string): Promise<Uint8Array<ArrayBuffer>> {
+    if (typeof passphrase !== 'string' || passphrase.length === 0) throw new RpcError('bad-input', 'passphrase is required');
+    const t = await this.db.get('throttle', 'unlock');
+    const wait = retryAfterMs(t, this.now());
+    if (wait > 0) throw new RpcError('throttled', 'too many wrong passphrases; wait before trying again', { retryAfterMs: wait });
+    try {
+      const root = await openVault(header, passphrase);
+      if (t) await this.db.delete('throttle', 'unlock');
+      return root;
+    } catch (e) {
+      if (!isCoreError(e, 'wrong-passphrase')) throw e;
+      const failures = (t?.failures ?? 0) + 1;
+      const next = { failures, lastFailureAt: this.now() };
+      await this.db.put('throttle', next, 'unlock');
+      throw new RpcError('wrong-passphrase', 'wrong passphrase', { retryAfterMs: retryAfterMs(next, this.now()) });
+    }
+  }
+
+  private async getStored(id: unknown): Promise<StoredSecret> {
+    const s = typeof id === 'string' && id.length <= 64 ? await this.db.get('secrets', id) : undefined;
+    if (!s) throw new RpcError('not-found', 'no such secret');
+    return s;
+  }
+
+  private async assertNameFree(name: string): Promise<void> {
+    const { secrets } = await this.listSecrets();
+    if (secrets.some((s) => s.name === name)) throw new RpcError('name-taken', 'a secret with this name exists');
+  }
+}
+
+function summary(s: StoredSecret, m: SecretMeta): SecretSummary {
+  return { id: s.id, name: m.name, rule: m.rule, notes: m.notes, createdAt: m.createdAt, updatedAt: m.updatedAt, version: s.version };
+}
+
+function checkNewPassphrase(p: unknown): asserts p is string {
+  if (typeof p !== 'string' || [...p].length < MIN_PASSPHRASE_LENGTH) {
+    throw new RpcError('weak-passphrase', `passphrase must be at least ${MIN_PASSPHRASE_LENGTH} characters`);
+  }
+}
+
+export function checkSettings(s: Settings): Settings {
+  const int = (x: unknown, lo: number, hi: number) => typeof x === 'number' && Number.isInteger(x) && x >= lo && x <= hi;
+  if (!int(s.autoLockMinutes, 1, 1440)) throw new CoreError('bad-input', 'autoLockMinutes must be 1 to 1440');
+  if (!int(s.clipboardClearSeconds, 5, 300)) throw new CoreError('bad-input', 'clipboardClearSeconds must be 5 to 300');
+  if (typeof s.lockOnSystemLock !== 'boolean' || typeof s.lockOnLastWindowClosed !== 'boolean') {
+    throw new CoreError('bad-input', 'lock options must be true or false');
+  }
+  return {
+    autoLockMinutes: s.autoLockMinutes,
+    lockOnSystemLock: s.lockOnSystemLock,
+    lockOnLastWindowClosed: s.lockOnLastWindowClosed,
+    clipboardClearSeconds: s.clipboardClearSeconds,
+  };
+}

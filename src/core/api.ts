@@ -1,0 +1,85 @@
+/**
+ * The typed RPC between the extension's own pages (popup, options) and the service worker.
+ * Types only: the worker implements it (background/rpc.ts), pages call it (ui/rpc.ts).
+ */
+import type { KdfAlg } from './kdf.ts';
+import type { InjectionRule } from './policy.ts';
+
+export type VaultState = 'uninitialized' | 'locked' | 'unlocked';
+
+export type Settings = {
+  /** lock after this many minutes without the person's input (chrome.idle) */
+  readonly autoLockMinutes: number;
+  /** lock when the operating system locks the screen */
+  readonly lockOnSystemLock: boolean;
+  /** lock when the last browser window closes */
+  readonly lockOnLastWindowClosed: boolean;
+  /** clear a copied value from the clipboard after this many seconds */
+  readonly clipboardClearSeconds: number;
+};
+
+export type Status = {
+  readonly state: VaultState;
+  readonly version: string;
+  readonly vaultId?: string;
+  readonly kdf?: string;
+  /** while failed unlocks are being throttled: when the next try is allowed */
+  readonly retryAfterMs?: number;
+};
+
+export type SecretSummary = {
+  readonly id: string;
+  readonly name: string;
+  readonly rule: InjectionRule;
+  readonly notes: string;
+  readonly createdAt: number;
+  readonly updatedAt: number;
+  readonly version: number;
+};
+
+/** A stored item that failed to open: named so the person knows which one. */
+export type DamagedSecret = { readonly id: string; readonly damaged: true; readonly reason: string };
+
+export type SecretInput = { readonly name: string; readonly value: string; readonly rule: InjectionRule; readonly notes?: string };
+export type SecretPatch = { readonly id: string; readonly name?: string; readonly value?: string; readonly rule?: InjectionRule; readonly notes?: string };
+
+export type Api = {
+  status: { params: undefined; result: Status };
+  'vault.create': { params: { passphrase: string; kdf?: KdfAlg }; result: Status };
+  'vault.unlock': { params: { passphrase: string }; result: Status };
+  'vault.lock': { params: undefined; result: Status };
+  'vault.changePassphrase': { params: { current: string; next: string; kdf?: KdfAlg }; result: Status };
+  'secrets.list': { params: undefined; result: { secrets: SecretSummary[]; damaged: DamagedSecret[] } };
+  'secrets.create': { params: SecretInput; result: SecretSummary };
+  'secrets.update': { params: SecretPatch; result: SecretSummary };
+  'secrets.delete': { params: { id: string }; result: true };
+  'secrets.reveal': { params: { id: string; passphrase: string }; result: { value: string } };
+  'settings.get': { params: undefined; result: Settings };
+  'settings.set': { params: Partial<Settings>; result: Settings };
+};
+
+export type Method = keyof Api;
+export type Params<M extends Method> = Api[M]['params'];
+export type Result<M extends Method> = Api[M]['result'];
+
+export type RpcErrorCode =
+  | 'uninitialized'
+  | 'already-initialized'
+  | 'locked'
+  | 'wrong-passphrase'
+  | 'throttled'
+  | 'weak-passphrase'
+  | 'bad-input'
+  | 'not-found'
+  | 'name-taken'
+  | 'damaged'
+  | 'forbidden'
+  | 'unknown-method'
+  | 'internal';
+
+export type RpcErrorBody = { readonly code: RpcErrorCode; readonly message: string; readonly data?: Record<string, string | number> };
+
+export type RpcRequest = { readonly kh: 1; readonly method: Method; readonly params?: unknown };
+export type RpcResponse = { readonly ok: true; readonly result: unknown } | { readonly ok: false; readonly error: RpcErrorBody };
+
+export const MIN_PASSPHRASE_LENGTH = 12;

@@ -1,0 +1,100 @@
+/**
+ * Launches Debian's Chromium with the built extension (dist/) on a given profile, for the e2e
+ * tests, the benchmarks and `npm start`. Playwright never downloads a browser here.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { type BrowserContext, chromium, type Page, type Worker } from 'playwright';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+export const DIST = join(ROOT, 'dist');
+export const TMP = join(ROOT, 'test/.tmp');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--password-store=basic',
+];
+
+export type Harness = {
+  readonly context: BrowserContext;
+  readonly extensionId: string;
+  readonly profile: string;
+  readonly worker: () => Promise<Worker>;
+  /** a new tab on one of the extension's pages, e.g. 'src/popup/index.html' */
+  readonly open: (path: string) => Promise<Page>;
+  /** stop the MV3 service worker as Chrome does when idle (CDP ServiceWorker.stopAllWorkers) */
+  readonly stopWorker: () => Promise<{ restarted: () => Promise<boolean> }>;
+  readonly close: () => Promise<void>;
+  /** SIGKILL the whole browser, as a crash or power loss would */
+  readonly kill: () => void;
+};
+
+export function newProfileDir(prefix = 'profile-'): string {
+  mkdirSync(TMP, { recursive: true });
+  return mkdtempSync(join(TMP, prefix));
+}
+
+export async function launch(opts: { profile?: string; headless?: boolean; extraArgs?: string[] } = {}): Promise<Harness> {
+  if (!existsSync(join(DIST, 'manifest.json'))) throw new Error('dist/ is missing: run `npm run build` first');
+  const profile = opts.profile ?? newProfileDir();
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: opts.headless ?? true,
+    args: [...CHROMIUM_ARGS, `--disable-extensions-except=${DIST}`, `--load-extension=${DIST}`, ...(opts.extraArgs ?? [])],
+  });
+  const worker = async () => context.serviceWorkers()[0] ?? (await context.waitForEvent('serviceworker', { timeout: 20_000 }));
+  const extensionId = new URL((await worker()).url()).host;
+  const open = async (path: string) => {
+    const page = await context.newPage();
+    await page.goto(`chrome-extension://${extensionId}/${path}`);
+    return page;
+  };
+  const stopWorker = async () => {
+    // A token in the worker's memory tells a restarted worker from the same one.
+    const token = randomUUID();
+    await (await worker()).evaluate((t) => Object.assign(self, { __keyholeTestToken: t }), token);
+    const page = context.pages()[0] ?? (await context.newPage());
+    const cdp = await context.newCDPSession(page);
+    await cdp.send('ServiceWorker.enable');
+    await cdp.send('ServiceWorker.stopAllWorkers');
+    await cdp.detach();
+    return {
+      restarted: async () => {
+        const now = await (await worker()).evaluate(() => (self as { __keyholeTestToken?: string }).__keyholeTestToken);
+        return now !== token;
+      },
+    };
+  };
+  const kill = () => {
+    try {
+      const pids = execFileSync('pgrep', ['-f', `--user-data-dir=${profile}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      for (const pid of pids) {
+        try {
+          process.kill(Number(pid), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    } catch {
+      // pgrep exits 1 when nothing matches
+    }
+  };
+  return { context, extensionId, profile, worker, open, stopWorker, close: () => context.close(), kill };
+}
+
+/** Calls the worker's RPC from an extension page, as the popup would. */
+export async function rpc<T = unknown>(page: Page, method: string, params?: unknown): Promise<T> {
+  return page.evaluate(([m, p]) => chrome.runtime.sendMessage({ kh: 1, method: m, params: p }), [method, params] as const) as Promise<T>;
+}
+
+export const POPUP = 'src/popup/index.html';
+export const OPTIONS = 'src/options/index.html';
