@@ -2,7 +2,15 @@
  * The service worker's composition root. Every listener is registered at the top level (MV3
  * wakes the worker for an event only if its listener exists at start-up); each awaits `ready`.
  */
-import { applyIdleSettings, AUTOLOCK_ALARM, checkIdleNow, ensureAutolockAlarm, type IdleState, lockReasonFor, noWindowsLeft } from './autolock.ts';
+import {
+  AUTOLOCK_ALARM,
+  applyIdleSettings,
+  checkIdleNow,
+  ensureAutolockAlarm,
+  type IdleState,
+  lockReasonFor,
+  noWindowsLeft,
+} from './autolock.ts';
 import { openKeyholeDB } from './db.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';

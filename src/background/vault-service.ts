@@ -75,7 +75,11 @@ export class VaultService {
       const { header, root } = await createVault(passphrase, { ...(kdf ? { alg: kdf } : {}), now: this.now() });
       // header and settings in one transaction: either both exist or neither does
       const tx = this.db.transaction(['header', 'settings'], 'readwrite');
-      await Promise.all([tx.objectStore('header').add(header, 'vault'), tx.objectStore('settings').put(DEFAULT_SETTINGS, 'settings'), tx.done]);
+      await Promise.all([
+        tx.objectStore('header').add(header, 'vault'),
+        tx.objectStore('settings').put(DEFAULT_SETTINGS, 'settings'),
+        tx.done,
+      ]);
       await this.start(header, root);
       return this.status();
     });
@@ -167,6 +171,7 @@ export class VaultService {
       const tx = this.db.transaction('secrets', 'readwrite');
       const current = await tx.store.get(old.id);
       if (!current || current.version !== old.version) {
+        tx.done.catch(() => {}); // the abort below rejects it; that is the expected outcome
         tx.abort();
         throw new RpcError('not-found', 'secret changed or was deleted; reload and try again');
       }

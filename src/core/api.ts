@@ -41,7 +41,13 @@ export type SecretSummary = {
 export type DamagedSecret = { readonly id: string; readonly damaged: true; readonly reason: string };
 
 export type SecretInput = { readonly name: string; readonly value: string; readonly rule: InjectionRule; readonly notes?: string };
-export type SecretPatch = { readonly id: string; readonly name?: string; readonly value?: string; readonly rule?: InjectionRule; readonly notes?: string };
+export type SecretPatch = {
+  readonly id: string;
+  readonly name?: string;
+  readonly value?: string;
+  readonly rule?: InjectionRule;
+  readonly notes?: string;
+};
 
 export type Api = {
   status: { params: undefined; result: Status };

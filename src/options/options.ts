@@ -64,7 +64,12 @@ function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: s
   add.addEventListener('click', () => replace(editorSlot, editor(editorSlot)));
   const nodes: (Node | null)[] = [
     header('unlocked'),
-    h('section', { 'aria-labelledby': 'secrets-h' }, h('h2', { id: 'secrets-h' }, `Secrets (${secrets.length})`), secretsTable(secrets, editorSlot)),
+    h(
+      'section',
+      { 'aria-labelledby': 'secrets-h' },
+      h('h2', { id: 'secrets-h' }, `Secrets (${secrets.length})`),
+      secretsTable(secrets, editorSlot),
+    ),
     damaged.length
       ? h(
           'div',
@@ -102,7 +107,12 @@ function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement): Node {
       'tr',
       { 'data-secret': s.name },
       h('td', {}, h('strong', {}, s.name), s.notes ? h('div', { class: 'muted' }, s.notes) : null),
-      h('td', {}, h('code', {}, s.rule.hosts.join(', ')), s.rule.pathPrefixes.length ? h('div', { class: 'muted' }, s.rule.pathPrefixes.join(', ')) : null),
+      h(
+        'td',
+        {},
+        h('code', {}, s.rule.hosts.join(', ')),
+        s.rule.pathPrefixes.length ? h('div', { class: 'muted' }, s.rule.pathPrefixes.join(', ')) : null,
+      ),
       h('td', {}, h('code', {}, `${s.rule.header}: ${s.rule.template}`)),
       h('td', { class: 'muted' }, formatTime(s.updatedAt)),
       h('td', {}, h('div', { class: 'row' }, edit, reveal, del)),
@@ -115,7 +125,15 @@ function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement): Node {
     h(
       'thead',
       {},
-      h('tr', {}, h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Hosts'), h('th', { scope: 'col' }, 'Header'), h('th', { scope: 'col' }, 'Updated'), h('th', { scope: 'col' }, 'Actions')),
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'col' }, 'Name'),
+        h('th', { scope: 'col' }, 'Hosts'),
+        h('th', { scope: 'col' }, 'Header'),
+        h('th', { scope: 'col' }, 'Updated'),
+        h('th', { scope: 'col' }, 'Actions'),
+      ),
     ),
     h('tbody', {}, ...rows),
   );
@@ -123,10 +141,21 @@ function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement): Node {
 
 function editor(slot: HTMLElement, existing?: SecretSummary): Node {
   const rule: InjectionRule = existing?.rule ?? (PRESETS[0] as (typeof PRESETS)[number]).rule;
-  const preset = h('select', { id: 'preset' }, h('option', { value: '' }, 'Custom'), ...PRESETS.map((p) => h('option', { value: p.id }, p.label)));
+  const preset = h(
+    'select',
+    { id: 'preset' },
+    h('option', { value: '' }, 'Custom'),
+    ...PRESETS.map((p) => h('option', { value: p.id }, p.label)),
+  );
   const name = h('input', { id: 'secret-name', required: true, autocomplete: 'off', spellcheck: 'false', value: existing?.name ?? '' });
   // type=password: Chromium keeps password fields out of session-restore form state and autofill.
-  const value = h('input', { id: 'secret-value', type: 'password', autocomplete: 'new-password', spellcheck: 'false', required: !existing });
+  const value = h('input', {
+    id: 'secret-value',
+    type: 'password',
+    autocomplete: 'new-password',
+    spellcheck: 'false',
+    required: !existing,
+  });
   const hosts = h('input', { id: 'secret-hosts', required: true, autocomplete: 'off', spellcheck: 'false', value: rule.hosts.join(', ') });
   const paths = h('input', { id: 'secret-paths', autocomplete: 'off', spellcheck: 'false', value: rule.pathPrefixes.join(', ') });
   const headerName = h('input', { id: 'secret-header', required: true, autocomplete: 'off', spellcheck: 'false', value: rule.header });
@@ -183,7 +212,13 @@ function editor(slot: HTMLElement, existing?: SecretSummary): Node {
     const v = value.value;
     void guarded(errors, async () => {
       if (existing) {
-        await call('secrets.update', { id: existing.id, name: name.value.trim(), rule: newRule, notes: notes.value, ...(v ? { value: v } : {}) });
+        await call('secrets.update', {
+          id: existing.id,
+          name: name.value.trim(),
+          rule: newRule,
+          notes: notes.value,
+          ...(v ? { value: v } : {}),
+        });
       } else {
         await call('secrets.create', { name: name.value.trim(), value: v, rule: newRule, notes: notes.value });
       }
@@ -257,12 +292,7 @@ function settingsForm(s: Settings): Node {
     'form',
     { id: 'settings-form', 'aria-labelledby': 'settings-h' },
     h('h2', { id: 'settings-h' }, 'Auto-lock'),
-    h(
-      'div',
-      { class: 'grid' },
-      field('Lock after minutes without input', minutes),
-      field('Clear copied values after seconds', clip),
-    ),
+    h('div', { class: 'grid' }, field('Lock after minutes without input', minutes), field('Clear copied values after seconds', clip)),
     h('label', { class: 'check', for: sys.id }, sys, 'Lock when the computer locks'),
     h('label', { class: 'check', for: win.id }, win, 'Lock when the last browser window closes'),
     errors,

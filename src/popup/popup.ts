@@ -76,7 +76,8 @@ function createView(): Node[] {
 function unlockView(status: Status): Node[] {
   const pass = passphraseInput('current-password');
   const errors = h('div', { id: 'errors' });
-  if (status.retryAfterMs) errors.append(message('info', `Too many wrong passphrases. Try again in ${Math.ceil(status.retryAfterMs / 1000)} s.`));
+  if (status.retryAfterMs)
+    errors.append(message('info', `Too many wrong passphrases. Try again in ${Math.ceil(status.retryAfterMs / 1000)} s.`));
   const form = h(
     'form',
     { id: 'unlock-form' },

@@ -76,7 +76,9 @@ export async function launch(opts: { profile?: string; headless?: boolean; extra
   };
   const kill = () => {
     try {
-      const pids = execFileSync('pgrep', ['-f', `--user-data-dir=${profile}`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      const pids = execFileSync('pgrep', ['-f', `--user-data-dir=${profile}`], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean);
       for (const pid of pids) {
         try {
           process.kill(Number(pid), 'SIGKILL');

@@ -1,0 +1,197 @@
+import 'fake-indexeddb/auto';
+import { describe, expect, it } from 'vitest';
+import { openKeyholeDB } from '../../src/background/db.ts';
+import type { SessionBlob, SessionStore } from '../../src/background/session.ts';
+import { delayAfter } from '../../src/background/throttle.ts';
+import { VaultService } from '../../src/background/vault-service.ts';
+import type { InjectionRule } from '../../src/core/policy.ts';
+
+const PASS = 'a long enough passphrase (FAKE)';
+const rule: InjectionRule = {
+  hosts: ['api.openai.com'],
+  pathPrefixes: [],
+  methods: [],
+  header: 'Authorization',
+  template: 'Bearer {value}',
+};
+
+function memorySession(): SessionStore & { blob?: SessionBlob } {
+  const s: SessionStore & { blob?: SessionBlob } = {
+    get: async () => s.blob,
+    set: async (b) => {
+      s.blob = b;
+    },
+    clear: async () => {
+      delete s.blob;
+    },
+  };
+  return s;
+}
+
+async function setup(opts: { clock?: { t: number } } = {}) {
+  const db = await openKeyholeDB(`kh-${crypto.randomUUID()}`);
+  const session = memorySession();
+  const clock = opts.clock ?? { t: 1_700_000_000_000 };
+  const vault = new VaultService(db, session, 'test', () => clock.t);
+  await vault.create(PASS, 'pbkdf2-sha256');
+  return { db, session, vault, clock, fresh: () => new VaultService(db, session, 'test', () => clock.t) };
+}
+
+describe('VaultService', () => {
+  it('a new service over the same storage resumes the session (a worker restart)', async () => {
+    const { vault, fresh } = await setup();
+    await vault.createSecret({ name: 'a', value: 'FAKE-a', rule });
+    const restarted = fresh();
+    expect((await restarted.status()).state).toBe('unlocked');
+    expect((await restarted.listSecrets()).secrets.map((s) => s.name)).toEqual(['a']);
+  });
+
+  it('without the memory half of the session (browser restart) it is locked', async () => {
+    const { session, fresh } = await setup();
+    await session.clear();
+    const restarted = fresh();
+    expect((await restarted.status()).state).toBe('locked');
+    await expect(restarted.listSecrets()).rejects.toMatchObject({ code: 'locked' });
+  });
+
+  it('lock removes both halves of the session', async () => {
+    const { vault, db, session } = await setup();
+    await vault.lock();
+    expect(session.blob).toBeUndefined();
+    expect(await db.get('session', 'key')).toBeUndefined();
+    await expect(vault.listSecrets()).rejects.toMatchObject({ code: 'locked' });
+  });
+
+  it('the memory half is sealed: it holds no raw root and does not open under another session key', async () => {
+    const { vault, session, db, fresh } = await setup();
+    const blob = session.blob as SessionBlob;
+    expect(blob.sealedRoot).toMatch(/^[A-Za-z0-9+/=]+$/);
+    await vault.lock();
+    await vault.unlock(PASS); // a new session key
+    await session.set(blob); // the old blob
+    const other = fresh();
+    expect((await other.status()).state).toBe('locked');
+    expect(await db.get('session', 'key')).toBeUndefined(); // a blob that does not open ends the session
+  });
+
+  it('wrong passphrases: typed error, growing delay that survives a restart, vault untouched', async () => {
+    const { vault, clock, fresh } = await setup();
+    await vault.createSecret({ name: 'keep', value: 'FAKE-keep', rule });
+    await vault.lock();
+    await expect(vault.unlock('wrong one (FAKE)')).rejects.toMatchObject({ code: 'wrong-passphrase' });
+    const second = await vault.unlock('wrong two (FAKE)').catch((e) => e);
+    expect(second).toMatchObject({ code: 'wrong-passphrase', data: { retryAfterMs: delayAfter(2) } });
+    // too soon: refused without trying, even by a restarted worker
+    await expect(fresh().unlock(PASS)).rejects.toMatchObject({ code: 'throttled' });
+    expect((await vault.status()).retryAfterMs).toBe(delayAfter(2));
+    clock.t += delayAfter(2);
+    expect((await vault.unlock(PASS)).state).toBe('unlocked');
+    expect((await vault.listSecrets()).secrets.map((s) => s.name)).toEqual(['keep']);
+    // success reset the counter
+    await vault.lock();
+    await expect(vault.unlock('wrong again (FAKE)')).rejects.toMatchObject({ data: { retryAfterMs: 0 } });
+  });
+
+  it('delays grow and are capped', () => {
+    const d = [1, 2, 3, 4, 5, 30].map(delayAfter);
+    expect(d).toEqual([0, 1000, 2000, 4000, 8000, 300_000]);
+  });
+
+  it('a tampered record names its item; every other secret still opens', async () => {
+    const { vault, db } = await setup();
+    const a = await vault.createSecret({ name: 'a', value: 'FAKE-a', rule });
+    const b = await vault.createSecret({ name: 'b', value: 'FAKE-b', rule });
+    const stored = await db.get('secrets', b.id);
+    if (!stored) throw new Error('missing');
+    const meta = stored.meta.slice();
+    meta[meta.length - 1] = (meta[meta.length - 1] as number) ^ 1;
+    await db.put('secrets', { ...stored, meta });
+    const { secrets, damaged } = await vault.listSecrets();
+    expect(secrets.map((s) => s.id)).toEqual([a.id]);
+    expect(damaged).toEqual([{ id: b.id, damaged: true, reason: 'decrypt-failed' }]);
+    expect(await vault.reveal(a.id, PASS)).toEqual({ value: 'FAKE-a' });
+    // a value swapped in from another item is refused, naming the item
+    const sa = await db.get('secrets', a.id);
+    if (!sa) throw new Error('missing');
+    await db.put('secrets', { ...sa, value: stored.value, key: stored.key });
+    await expect(vault.reveal(a.id, PASS)).rejects.toMatchObject({ code: 'decrypt-failed', item: a.id });
+  });
+
+  it('change passphrase re-wraps the root only; secrets are untouched and the old passphrase stops working', async () => {
+    const { vault, db } = await setup();
+    const s = await vault.createSecret({ name: 'a', value: 'FAKE-a', rule });
+    const before = await db.get('secrets', s.id);
+    const NEXT = 'another long passphrase (FAKE)';
+    await expect(vault.changePassphrase('wrong current (FAKE)', NEXT)).rejects.toMatchObject({ code: 'wrong-passphrase' });
+    await vault.changePassphrase(PASS, NEXT);
+    expect(await db.get('secrets', s.id)).toEqual(before);
+    await vault.lock();
+    await expect(vault.unlock(PASS)).rejects.toMatchObject({ code: 'wrong-passphrase' });
+  });
+
+  it('create refuses weak passphrases and a second vault', async () => {
+    const db = await openKeyholeDB(`kh-${crypto.randomUUID()}`);
+    const vault = new VaultService(db, memorySession(), 'test');
+    await expect(vault.create('short', 'pbkdf2-sha256')).rejects.toMatchObject({ code: 'weak-passphrase' });
+    expect((await vault.status()).state).toBe('uninitialized');
+    await vault.create(PASS, 'pbkdf2-sha256');
+    await expect(vault.create(PASS, 'pbkdf2-sha256')).rejects.toMatchObject({ code: 'already-initialized' });
+  });
+
+  it('update re-seals at version + 1, keeps the value unless given, and refuses taken names', async () => {
+    const { vault } = await setup();
+    const a = await vault.createSecret({ name: 'a', value: 'FAKE-a', rule });
+    await vault.createSecret({ name: 'b', value: 'FAKE-b', rule });
+    await expect(vault.createSecret({ name: 'a', value: 'FAKE-x', rule })).rejects.toMatchObject({ code: 'name-taken' });
+    await expect(vault.updateSecret({ id: a.id, name: 'b' })).rejects.toMatchObject({ code: 'name-taken' });
+    const u = await vault.updateSecret({ id: a.id, notes: 'now with notes', rule: { ...rule, pathPrefixes: ['/v1/'] } });
+    expect(u).toMatchObject({ version: 2, notes: 'now with notes', rule: { pathPrefixes: ['/v1/'] } });
+    expect(await vault.reveal(a.id, PASS)).toEqual({ value: 'FAKE-a' });
+    await vault.updateSecret({ id: a.id, value: 'FAKE-a2' });
+    expect(await vault.reveal(a.id, PASS)).toEqual({ value: 'FAKE-a2' });
+    await vault.deleteSecret(a.id);
+    await expect(vault.reveal(a.id, PASS)).rejects.toMatchObject({ code: 'not-found' });
+  });
+
+  it('bad input is refused with a typed error and nothing is stored', async () => {
+    const { vault, db } = await setup();
+    const bads = [
+      { name: '', value: 'FAKE', rule },
+      { name: 'ok', value: '', rule },
+      { name: 'ok', value: 'FAKE', rule: { ...rule, hosts: ['https://api.host@evil.test'] } },
+      { name: 'ok', value: 'FAKE', rule: { ...rule, header: 'Cookie' } },
+      { name: 'ok', value: 'FAKE', rule: { ...rule, template: 'Bearer' } },
+      { name: 'ok', value: 'FAKE', rule: null as unknown as InjectionRule },
+    ];
+    for (const b of bads) await expect(vault.createSecret(b)).rejects.toMatchObject({ code: 'bad-input' });
+    expect(await db.count('secrets')).toBe(0);
+  });
+
+  it('settings are validated and kept', async () => {
+    const { vault } = await setup();
+    expect(await vault.setSettings({ autoLockMinutes: 5 })).toMatchObject({ autoLockMinutes: 5, lockOnSystemLock: true });
+    await expect(vault.setSettings({ autoLockMinutes: 0 })).rejects.toMatchObject({ code: 'bad-input' });
+    await expect(vault.setSettings({ lockOnSystemLock: 'yes' as unknown as boolean })).rejects.toMatchObject({ code: 'bad-input' });
+    expect((await vault.getSettings()).autoLockMinutes).toBe(5);
+  });
+
+  it('a write transaction that dies part-way leaves the old state (IndexedDB atomicity)', async () => {
+    const { vault, db } = await setup();
+    const a = await vault.createSecret({ name: 'a', value: 'FAKE-a', rule });
+    const headerBefore = await db.get('header', 'vault');
+    const tx = db.transaction(['header', 'secrets'], 'readwrite');
+    const writes = [
+      tx.objectStore('header').put({ ...(headerBefore as NonNullable<typeof headerBefore>), rootVersion: 99 }, 'vault'),
+      tx.objectStore('secrets').delete(a.id),
+    ].map((p) => p.catch(() => 'aborted'));
+    const done = tx.done.then(
+      () => 'committed',
+      () => 'aborted',
+    );
+    tx.abort();
+    expect(await Promise.all(writes)).toEqual(['aborted', 'aborted']);
+    expect(await done).toBe('aborted');
+    expect(await db.get('header', 'vault')).toEqual(headerBefore);
+    expect(await vault.reveal(a.id, PASS)).toEqual({ value: 'FAKE-a' });
+  });
+});
