@@ -262,8 +262,9 @@ function revealDialog(s: SecretSummary) {
     void guarded(errors, async () => {
       const { value } = await call('secrets.reveal', { id: s.id, passphrase: p });
       const { clipboardClearSeconds } = await call('settings.get');
-      const shown = h('input', { id: 'revealed-value', readonly: true, 'aria-label': `Value of ${s.name}`, spellcheck: 'false' });
-      shown.value = value;
+      // Text in an <output>, not an <input>: Chromium saves form controls' values to the
+      // session-restore file on disk, and a revealed value must never reach disk.
+      const shown = h('output', { id: 'revealed-value', 'aria-label': `Value of ${s.name}`, class: 'revealed' }, value);
       const copy = h('button', { type: 'button', id: 'copy-value' }, 'Copy');
       const status = h('p', { class: 'muted', role: 'status' });
       copy.addEventListener('click', () => {
@@ -273,7 +274,7 @@ function revealDialog(s: SecretSummary) {
           clipboardTimer = setTimeout(() => void navigator.clipboard.writeText(''), clipboardClearSeconds * 1000);
         });
       });
-      out.replaceChildren(h('div', { class: 'field' }, shown), h('div', { class: 'row' }, copy), status);
+      out.replaceChildren(h('div', { class: 'field' }, h('code', {}, shown)), h('div', { class: 'row' }, copy), status);
       setTimeout(hide, 60_000); // a revealed value does not stay on screen
     });
   });

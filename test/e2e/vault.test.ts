@@ -57,7 +57,7 @@ describe('vault in the real extension', () => {
     await options.getByRole('button', { name: 'Reveal openai-fake' }).click();
     await options.locator('dialog').getByLabel('Passphrase').fill(PASSPHRASE);
     await options.locator('dialog').getByRole('button', { name: 'Reveal' }).click();
-    await expect.poll(() => options.locator('#revealed-value').inputValue()).toBe(VALUE);
+    await expect.poll(() => options.locator('#revealed-value').textContent()).toBe(VALUE);
     await options.close();
     await popup.close();
   });
