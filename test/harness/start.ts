@@ -1,0 +1,74 @@
+/**
+ * `npm start`: open Chromium with the freshly built extension.
+ * With a display, a real window on a kept profile (test/.tmp/start-profile) with the popup and
+ * options pages in tabs; close the window to stop. Without one (a server, CI), a scripted tour
+ * in headless Chromium that prints each step and saves screenshots to test/.tmp/tour/.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { launch, newProfileDir, OPTIONS, POPUP, rpc, TMP } from './browser.ts';
+
+const headed = Boolean(process.env.DISPLAY || process.env.WAYLAND_DISPLAY) && !process.argv.includes('--tour');
+
+if (headed) {
+  const profile = join(TMP, 'start-profile');
+  mkdirSync(profile, { recursive: true });
+  const h = await launch({ profile, headless: false });
+  await h.open(POPUP);
+  await h.open(OPTIONS);
+  console.log(`Keyhole ${h.extensionId} is loaded in Chromium (profile ${profile}). Close the window to stop.`);
+  await new Promise<void>((resolve) => h.context.on('close', () => resolve()));
+} else {
+  await tour();
+}
+
+async function tour() {
+  const shots = join(TMP, 'tour');
+  mkdirSync(shots, { recursive: true });
+  const step = (n: number, text: string) => console.log(`${String(n).padStart(2)}. ${text}`);
+  const pass = 'tour passphrase, not a secret (FAKE)';
+  const h = await launch({ profile: newProfileDir('tour-') });
+  try {
+    console.log(`No display: a headless tour of Keyhole ${h.extensionId} in ${process.env.CHROMIUM_PATH ?? '/usr/bin/chromium'}.`);
+    const popup = await h.open(POPUP);
+    await popup.setViewportSize({ width: 360, height: 420 });
+    await popup.waitForSelector('#app[data-state="uninitialized"]');
+    await popup.screenshot({ path: join(shots, '1-create.png') });
+    step(1, 'popup: no vault yet, showing the create form');
+    await popup.getByLabel('Passphrase', { exact: true }).fill(pass);
+    await popup.getByLabel('Confirm passphrase').fill(pass);
+    await popup.getByRole('button', { name: 'Create vault' }).click();
+    await popup.waitForSelector('#app[data-state="unlocked"]');
+    await popup.screenshot({ path: join(shots, '2-unlocked.png') });
+    step(2, 'created a vault (Argon2id m=64 MiB, t=3, p=4); it is unlocked');
+
+    const options = await h.open(OPTIONS);
+    await options.setViewportSize({ width: 1000, height: 900 });
+    await options.getByRole('button', { name: 'Add secret' }).click();
+    await options.getByLabel('Name', { exact: true }).fill('openai-demo');
+    await options.getByLabel('Preset', { exact: true }).selectOption('openai');
+    await options.getByLabel('Value', { exact: true }).fill('sk-FAKE-demo-not-a-real-key');
+    await options.screenshot({ path: join(shots, '3-add-secret.png'), fullPage: true });
+    await options.getByRole('button', { name: 'Save secret' }).click();
+    await options.waitForSelector('tr[data-secret="openai-demo"]');
+    await options.screenshot({ path: join(shots, '4-secrets.png'), fullPage: true });
+    step(3, 'options: added "openai-demo" with the OpenAI preset (api.openai.com, Authorization: Bearer {value})');
+
+    await rpc(popup, 'vault.lock');
+    await popup.reload();
+    await popup.waitForSelector('#app[data-state="locked"]');
+    await popup.screenshot({ path: join(shots, '5-locked.png') });
+    step(4, 'locked the vault');
+    const stop = await h.stopWorker();
+    step(5, 'stopped the service worker, as Chrome does after 30 s idle');
+    await popup.getByLabel('Passphrase').fill(pass);
+    await popup.getByRole('button', { name: 'Unlock' }).click();
+    await popup.waitForSelector('#app[data-state="unlocked"]');
+    step(6, `unlocked again (a fresh worker answered: ${await stop.restarted()})`);
+    const list = await rpc<{ result: { secrets: { name: string; rule: { hosts: string[] } }[] } }>(popup, 'secrets.list');
+    for (const s of list.result.secrets) step(7, `listed "${s.name}" for ${s.rule.hosts.join(', ')} (metadata only, no value)`);
+    console.log(`Screenshots: ${shots}`);
+  } finally {
+    await h.close();
+  }
+}
