@@ -3,8 +3,8 @@
  * tests, the benchmarks and `npm start`. Playwright never downloads a browser here.
  */
 import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync } from 'node:fs';
+import { createHash, randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type BrowserContext, chromium, type Page, type Worker } from 'playwright';
 
@@ -34,9 +34,15 @@ export type Harness = {
   /** stop the MV3 service worker as Chrome does when idle (CDP ServiceWorker.stopAllWorkers) */
   readonly stopWorker: () => Promise<{ restarted: () => Promise<boolean> }>;
   readonly close: () => Promise<void>;
-  /** SIGKILL the whole browser, as a crash or power loss would */
-  readonly kill: () => void;
+  /** SIGKILL the whole browser, as a crash or power loss would, and wait until it is gone */
+  readonly kill: () => Promise<void>;
 };
+
+/** Chromium's id for an unpacked extension: SHA-256 of its path, first 32 hex digits mapped 0-f -> a-p. */
+export function unpackedExtensionId(dir: string): string {
+  const hex = createHash('sha256').update(dir).digest('hex').slice(0, 32);
+  return [...hex].map((d) => String.fromCharCode(97 + Number.parseInt(d, 16))).join('');
+}
 
 export function newProfileDir(prefix = 'profile-'): string {
   mkdirSync(TMP, { recursive: true });
@@ -52,7 +58,8 @@ export async function launch(opts: { profile?: string; headless?: boolean; extra
     args: [...CHROMIUM_ARGS, `--disable-extensions-except=${DIST}`, `--load-extension=${DIST}`, ...(opts.extraArgs ?? [])],
   });
   const worker = async () => context.serviceWorkers()[0] ?? (await context.waitForEvent('serviceworker', { timeout: 20_000 }));
-  const extensionId = new URL((await worker()).url()).host;
+  // The worker starts on demand (e.g. not at once after a crash), so the id is computed, not read from it.
+  const extensionId = unpackedExtensionId(DIST);
   const open = async (path: string) => {
     const page = await context.newPage();
     await page.goto(`chrome-extension://${extensionId}/${path}`);
@@ -74,21 +81,30 @@ export async function launch(opts: { profile?: string; headless?: boolean; extra
       },
     };
   };
-  const kill = () => {
+  const pids = () => {
     try {
-      const pids = execFileSync('pgrep', ['-f', `--user-data-dir=${profile}`], { encoding: 'utf8' })
+      return execFileSync('pgrep', ['-f', '--', `--user-data-dir=${profile}`], { encoding: 'utf8' })
         .split('\n')
-        .filter(Boolean);
-      for (const pid of pids) {
-        try {
-          process.kill(Number(pid), 'SIGKILL');
-        } catch {
-          // already gone
-        }
-      }
+        .filter(Boolean)
+        .map(Number);
     } catch {
-      // pgrep exits 1 when nothing matches
+      return []; // pgrep exits 1 when nothing matches
     }
+  };
+  const kill = async () => {
+    const running = pids();
+    if (running.length === 0) throw new Error('kill: no browser process found for this profile');
+    for (const pid of running) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    for (let i = 0; i < 100 && pids().length > 0; i++) await new Promise((r) => setTimeout(r, 50));
+    if (pids().length > 0) throw new Error('kill: the browser survived SIGKILL');
+    // The dead browser's profile lock stays behind; Chromium here will not take it over.
+    for (const f of ['SingletonLock', 'SingletonSocket', 'SingletonCookie']) rmSync(join(profile, f), { force: true });
   };
   return { context, extensionId, profile, worker, open, stopWorker, close: () => context.close(), kill };
 }
