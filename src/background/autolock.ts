@@ -17,8 +17,11 @@ export function lockReasonFor(state: IdleState, settings: Settings): LockReason 
   return null;
 }
 
+/** chrome.idle takes seconds and refuses less than 15. */
+const idleSeconds = (settings: Settings) => Math.max(15, settings.autoLockMinutes * 60);
+
 export function applyIdleSettings(settings: Settings): void {
-  chrome.idle.setDetectionInterval(Math.max(15, settings.autoLockMinutes * 60));
+  chrome.idle.setDetectionInterval(idleSeconds(settings));
 }
 
 export async function ensureAutolockAlarm(): Promise<void> {
@@ -26,7 +29,7 @@ export async function ensureAutolockAlarm(): Promise<void> {
 }
 
 export async function checkIdleNow(settings: Settings): Promise<LockReason | null> {
-  const state = (await chrome.idle.queryState(Math.max(15, settings.autoLockMinutes * 60))) as IdleState;
+  const state = (await chrome.idle.queryState(idleSeconds(settings))) as IdleState;
   return lockReasonFor(state, settings);
 }
 

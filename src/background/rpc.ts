@@ -3,6 +3,7 @@
  * a content script, a web page or another extension gets 'forbidden' and nothing else.
  */
 import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
+import { CoreError } from '../core/errors.ts';
 import { RpcError, toErrorBody } from './errors.ts';
 import type { VaultService } from './vault-service.ts';
 
@@ -61,7 +62,7 @@ export async function dispatch(table: Record<Method, Handler>, message: unknown)
     if (!Object.hasOwn(table, req.method)) throw new RpcError('unknown-method', 'unknown method');
     return { ok: true, result: await table[req.method](req.params) };
   } catch (e) {
-    if (!(e instanceof RpcError) && !(e instanceof Error && e.name === 'CoreError')) {
+    if (!(e instanceof RpcError) && !(e instanceof CoreError)) {
       console.error('keyhole: internal error in RPC', e instanceof Error ? e.name : typeof e);
     }
     return { ok: false, error: toErrorBody(e) };
