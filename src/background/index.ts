@@ -28,6 +28,7 @@ const ready = (async () => {
       if (got[UPDATE_PENDING]) void chrome.storage.local.remove(UPDATE_PENDING).then(() => chrome.runtime.reload());
     });
   };
+  vault.onSettingsChanged = applyIdleSettings;
   const table = handlers(vault);
   await ensureAutolockAlarm();
   applyIdleSettings(await vault.getSettings());
@@ -40,10 +41,8 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
     return false;
   }
   void ready
-    .then(async ({ vault, table }) => {
-      const res = await dispatch(table, message);
-      if ((message as { method?: string })?.method === 'settings.set' && res.ok) applyIdleSettings(await vault.getSettings());
-      sendResponse(res);
+    .then(async ({ table }) => {
+      sendResponse(await dispatch(table, message));
     })
     .catch(() => sendResponse({ ok: false, error: { code: 'internal', message: 'internal error' } }));
   return true;

@@ -39,6 +39,8 @@ export class VaultService {
   private queue: Promise<unknown> = Promise.resolve();
   /** called after every lock, e.g. to apply a deferred extension update */
   onLocked: (reason: LockReason) => void = () => {};
+  /** called after settings change, e.g. to re-apply the idle detection interval */
+  onSettingsChanged: (settings: Settings) => void = () => {};
 
   constructor(
     private readonly db: KeyholeDB,
@@ -62,10 +64,6 @@ export class VaultService {
     if (open) return { state: 'unlocked', ...base };
     const wait = retryAfterMs(await this.db.get('throttle', 'unlock'), this.now());
     return { state: 'locked', ...base, ...(wait > 0 ? { retryAfterMs: wait } : {}) };
-  }
-
-  isUnlocked(): boolean {
-    return this.open !== null;
   }
 
   create(passphrase: string, kdf?: KdfAlg): Promise<Status> {
@@ -210,6 +208,7 @@ export class VaultService {
       await this.unlocked();
       const next = checkSettings({ ...(await this.getSettings()), ...patch });
       await this.db.put('settings', next, 'settings');
+      this.onSettingsChanged(next);
       return next;
     });
   }
