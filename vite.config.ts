@@ -11,6 +11,8 @@ export default defineConfig({
     target: 'chrome120',
     sourcemap: false,
     minify: false,
+    // pages the manifest does not name: the offscreen clipboard document
+    rollupOptions: { input: { offscreen: 'src/background/offscreen.html' } },
   },
   test: {
     reporters: ['default', './test/harness/summary-reporter.ts'],

@@ -11,28 +11,27 @@ import {
   lockReasonFor,
   noWindowsLeft,
 } from './autolock.ts';
+import { clearClipboardNowIfPending, scheduleClipboardClear } from './clipboard.ts';
 import { openKeyholeDB } from './db.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';
+import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './update.ts';
 import { VaultService } from './vault-service.ts';
 
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
-const UPDATE_PENDING = 'keyhole.updatePending';
 
 const ready = (async () => {
   const db = await openKeyholeDB();
   const vault = new VaultService(db, chromeSessionStore(), chrome.runtime.getManifest().version);
+  const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
   vault.onLocked = () => {
-    // An update waits while the vault is unlocked (a reload would drop the session); apply it now.
-    void chrome.storage.local.get(UPDATE_PENDING).then((got) => {
-      if (got[UPDATE_PENDING]) void chrome.storage.local.remove(UPDATE_PENDING).then(() => chrome.runtime.reload());
-    });
+    void clearClipboardNowIfPending().finally(() => applyDeferredUpdate(update));
   };
   vault.onSettingsChanged = applyIdleSettings;
-  const table = handlers(vault);
+  const table = handlers(vault, { scheduleClipboardClear });
   await ensureAutolockAlarm();
   applyIdleSettings(await vault.getSettings());
-  return { vault, table };
+  return { vault, table, update };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
@@ -60,23 +59,20 @@ chrome.runtime.onStartup.addListener(() => {
 });
 
 chrome.runtime.onUpdateAvailable.addListener(() => {
-  void ready.then(async ({ vault }) => {
-    if ((await vault.status()).state === 'unlocked') await chrome.storage.local.set({ [UPDATE_PENDING]: true });
-    else chrome.runtime.reload();
-  });
+  void ready.then(({ update }) => onUpdateAvailable(update));
 });
 
 chrome.idle.onStateChanged.addListener((state) => {
   void ready.then(async ({ vault }) => {
     const reason = lockReasonFor(state as IdleState, await vault.getSettings());
-    if (reason && (await vault.status()).state === 'unlocked') await vault.lock(reason);
+    if (reason && (await vault.isUnlocked())) await vault.lock(reason);
   });
 });
 
 chrome.alarms.onAlarm.addListener((alarm) => {
   if (alarm.name !== AUTOLOCK_ALARM) return;
   void ready.then(async ({ vault }) => {
-    if ((await vault.status()).state !== 'unlocked') return;
+    if (!(await vault.isUnlocked())) return;
     const reason = await checkIdleNow(await vault.getSettings());
     if (reason) await vault.lock(reason);
   });
@@ -85,6 +81,6 @@ chrome.alarms.onAlarm.addListener((alarm) => {
 chrome.windows.onRemoved.addListener(() => {
   void ready.then(async ({ vault }) => {
     if (!(await vault.getSettings()).lockOnLastWindowClosed) return;
-    if ((await vault.status()).state === 'unlocked' && (await noWindowsLeft())) await vault.lock('windows-closed');
+    if ((await vault.isUnlocked()) && (await noWindowsLeft())) await vault.lock('windows-closed');
   });
 });

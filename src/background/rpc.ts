@@ -28,7 +28,12 @@ const kdfOf = (p: P) => {
   return k;
 };
 
-export function handlers(vault: VaultService): Record<Method, Handler> {
+export type Effects = {
+  /** start the countdown that clears the clipboard (an offscreen document in the browser) */
+  readonly scheduleClipboardClear: (seconds: number) => Promise<void>;
+};
+
+export function handlers(vault: VaultService, effects: Effects): Record<Method, Handler> {
   return {
     status: () => vault.status(),
     'vault.create': (x) => vault.create(str(obj(x), 'passphrase'), kdfOf(obj(x))),
@@ -42,6 +47,11 @@ export function handlers(vault: VaultService): Record<Method, Handler> {
     'secrets.reveal': (x) => vault.reveal(str(obj(x), 'id'), str(obj(x), 'passphrase')),
     'settings.get': () => vault.getSettings(),
     'settings.set': (x) => vault.setSettings(obj(x) as never),
+    'clipboard.scheduleClear': async () => {
+      const { clipboardClearSeconds } = await vault.getSettings();
+      await effects.scheduleClipboardClear(clipboardClearSeconds);
+      return { clearsInSeconds: clipboardClearSeconds };
+    },
   };
 }
 

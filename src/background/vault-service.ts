@@ -66,6 +66,13 @@ export class VaultService {
     return { state: 'locked', ...base, ...(wait > 0 ? { retryAfterMs: wait } : {}) };
   }
 
+  /** Unlocked now (resuming a session a stopped worker left behind), without building a Status. */
+  async isUnlocked(): Promise<boolean> {
+    if (this.open) return true;
+    const header = await this.db.get('header', 'vault');
+    return header !== undefined && (await this.resume(header)) !== null;
+  }
+
   create(passphrase: string, kdf?: KdfAlg): Promise<Status> {
     return this.serial(async () => {
       checkNewPassphrase(passphrase);

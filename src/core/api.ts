@@ -62,6 +62,8 @@ export type Api = {
   'secrets.reveal': { params: { id: string; passphrase: string }; result: { value: string } };
   'settings.get': { params: undefined; result: Settings };
   'settings.set': { params: Partial<Settings>; result: Settings };
+  /** after the person copies a value: clear the clipboard in `clipboardClearSeconds` */
+  'clipboard.scheduleClear': { params: undefined; result: { clearsInSeconds: number } };
 };
 
 export type Method = keyof Api;

@@ -230,8 +230,6 @@ function editor(slot: HTMLElement, existing?: SecretSummary): Node {
   return form;
 }
 
-let clipboardTimer: ReturnType<typeof setTimeout> | undefined;
-
 function revealDialog(s: SecretSummary) {
   const pass = h('input', { type: 'password', autocomplete: 'current-password', required: true });
   const errors = h('div', {});
@@ -261,17 +259,17 @@ function revealDialog(s: SecretSummary) {
     pass.value = '';
     void guarded(errors, async () => {
       const { value } = await call('secrets.reveal', { id: s.id, passphrase: p });
-      const { clipboardClearSeconds } = await call('settings.get');
       // Text in an <output>, not an <input>: Chromium saves form controls' values to the
       // session-restore file on disk, and a revealed value must never reach disk.
       const shown = h('output', { id: 'revealed-value', 'aria-label': `Value of ${s.name}`, class: 'revealed' }, value);
       const copy = h('button', { type: 'button', id: 'copy-value' }, 'Copy');
       const status = h('p', { class: 'muted', role: 'status' });
       copy.addEventListener('click', () => {
-        void navigator.clipboard.writeText(value).then(() => {
-          status.textContent = `Copied. The clipboard is cleared in ${clipboardClearSeconds} s.`;
-          clearTimeout(clipboardTimer);
-          clipboardTimer = setTimeout(() => void navigator.clipboard.writeText(''), clipboardClearSeconds * 1000);
+        // The worker clears it later (an offscreen document), even if this page is closed.
+        void guarded(errors, async () => {
+          await navigator.clipboard.writeText(value);
+          const { clearsInSeconds } = await call('clipboard.scheduleClear');
+          status.textContent = `Copied. The clipboard is cleared in ${clearsInSeconds} s.`;
         });
       });
       out.replaceChildren(h('div', { class: 'field' }, h('code', {}, shown)), h('div', { class: 'row' }, copy), status);

@@ -31,3 +31,38 @@ describe('auto-lock', () => {
     expect(await stateAfterClosingAllWindows(false)).toBe('unlocked');
   });
 });
+
+describe('deferred extension update', () => {
+  // Chrome cannot be made to offer an update to an unpacked extension, and chrome.runtime.reload
+  // leaves a --load-extension extension unloaded in this Chromium. So the test plants the flag
+  // onUpdateAvailable writes while unlocked (that decision is unit-tested in update.test.ts),
+  // records chrome.runtime.reload calls in the real worker, and locks.
+  async function lockWith(flag: boolean) {
+    const h = await launch();
+    try {
+      const page = await h.open(OPTIONS);
+      await rpc(page, 'vault.create', { passphrase: 'update defer test (FAKE)', kdf: 'pbkdf2-sha256' });
+      const worker = await h.worker();
+      await worker.evaluate(async (f) => {
+        if (f) await chrome.storage.local.set({ 'keyhole.updatePending': true });
+        Object.assign(chrome.runtime, { reload: () => Object.assign(self, { __reloads: 1 }) });
+      }, flag);
+      await rpc(page, 'vault.lock');
+      await new Promise((r) => setTimeout(r, 500));
+      // awaited here, not returned pending: `finally` would close the browser under it
+      return await worker.evaluate(async () => ({
+        reloaded: (self as { __reloads?: number }).__reloads === 1,
+        stillPending: (await chrome.storage.local.get('keyhole.updatePending'))['keyhole.updatePending'] === true,
+      }));
+    } finally {
+      await h.close();
+    }
+  }
+
+  it('a waiting update is applied when the vault locks', async () => {
+    expect(await lockWith(true)).toEqual({ reloaded: true, stillPending: false });
+  });
+  it('a lock with no update waiting does not reload (control)', async () => {
+    expect(await lockWith(false)).toEqual({ reloaded: false, stillPending: false });
+  });
+});
