@@ -4,15 +4,19 @@ import manifest from './manifest.json' with { type: 'json' };
 
 // One config for the extension build and the tests; the crx plugin is for the build only.
 export default defineConfig({
-  plugins: process.env.VITEST ? [] : [crx({ manifest })],
+  plugins: process.env.VITEST
+    ? []
+    : // The page-provider scripts run at document_start as plain IIFE files, without crxjs's async loader
+      // (a MAIN-world script has no chrome.runtime to load modules with, and late injection races the page).
+      [crx({ manifest, contentScripts: { standaloneFiles: ['src/inpage/provider.ts', 'src/content/bridge.ts'] } })],
   build: {
     outDir: 'dist',
     emptyOutDir: true,
     target: 'chrome120',
     sourcemap: false,
     minify: false,
-    // pages the manifest does not name: the offscreen clipboard document
-    rollupOptions: { input: { offscreen: 'src/background/offscreen.html' } },
+    // pages the manifest does not name: the offscreen clipboard document and the consent window
+    rollupOptions: { input: { offscreen: 'src/background/offscreen.html', consent: 'src/popup/consent.html' } },
   },
   test: {
     reporters: ['default', './test/harness/summary-reporter.ts'],

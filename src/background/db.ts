@@ -4,6 +4,7 @@
  */
 import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
 import type { Settings } from '../core/api.ts';
+import type { Denial, StoredGrant } from '../core/grants.ts';
 import type { StoredSecret } from '../core/secrets.ts';
 import type { VaultHeader } from '../core/vault.ts';
 
@@ -28,12 +29,18 @@ export interface KeyholeDBv1 extends DBSchema {
   throttle: { key: 'unlock'; value: Throttle };
 }
 
-export type KeyholeDB = IDBPDatabase<KeyholeDBv1>;
+/** v2: grants (origin x secret x hosts) and remembered denials; scopes and names, no values. */
+export interface KeyholeDBv2 extends KeyholeDBv1 {
+  grants: { key: string; value: StoredGrant; indexes: { origin: string } };
+  denials: { key: [string, string]; value: Denial };
+}
+
+export type KeyholeDB = IDBPDatabase<KeyholeDBv2>;
 export const DB_NAME = 'keyhole';
-export const DB_VERSION = 1;
+export const DB_VERSION = 2;
 
 export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
-  return openDB<KeyholeDBv1>(name, DB_VERSION, {
+  return openDB<KeyholeDBv2>(name, DB_VERSION, {
     upgrade(db, oldVersion) {
       if (oldVersion < 1) {
         db.createObjectStore('header');
@@ -44,6 +51,11 @@ export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
         db.createObjectStore('session');
         db.createObjectStore('settings');
         db.createObjectStore('throttle');
+      }
+      if (oldVersion < 2) {
+        const grants = db.createObjectStore('grants', { keyPath: 'id' });
+        grants.createIndex('origin', 'origin');
+        db.createObjectStore('denials', { keyPath: ['origin', 'secret'] });
       }
     },
   });

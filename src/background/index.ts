@@ -2,6 +2,8 @@
  * The service worker's composition root. Every listener is registered at the top level (MV3
  * wakes the worker for an event only if its listener exists at start-up); each awaits `ready`.
  */
+import { PageError, PageErrorCode } from '../core/page-api.ts';
+import { RateLimiter } from '../core/rate-limit.ts';
 import {
   AUTOLOCK_ALARM,
   applyIdleSettings,
@@ -12,29 +14,80 @@ import {
   noWindowsLeft,
 } from './autolock.ts';
 import { clearClipboardNowIfPending, scheduleClipboardClear } from './clipboard.ts';
+import { ConsentQueue } from './consent.ts';
 import { openKeyholeDB } from './db.ts';
+import { GrantStore } from './grant-store.ts';
+import { PageApiService, pageCaller } from './page-api.ts';
+import { emit, rememberDocument } from './page-events.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';
 import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './update.ts';
 import { VaultService } from './vault-service.ts';
 
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
+const CONSENT_PAGE = 'src/popup/consent.html';
+
+const consent = new ConsentQueue({
+  open: async (requestId) => {
+    const w = await chrome.windows.create({
+      url: `${CONSENT_PAGE}?request=${requestId}`,
+      type: 'popup',
+      width: 460,
+      height: 560,
+      focused: true,
+    });
+    return w?.id ?? -1;
+  },
+  close: (windowId) => chrome.windows.remove(windowId),
+});
 
 const ready = (async () => {
   const db = await openKeyholeDB();
-  const vault = new VaultService(db, chromeSessionStore(), chrome.runtime.getManifest().version);
+  const version = chrome.runtime.getManifest().version;
+  const vault = new VaultService(db, chromeSessionStore(), version);
+  const grants = new GrantStore(db);
+  const hasGrant = async (origin: string) => (await grants.forOrigin(origin)).length > 0;
+  const grantsChanged = (origin: string) => void emit('grantsChanged', (o) => o === origin);
   const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
   vault.onLocked = () => {
+    consent.denyAll();
+    void emit('lock', hasGrant);
     void clearClipboardNowIfPending().finally(() => applyDeferredUpdate(update));
   };
+  vault.onUnlocked = () => void emit('unlock', hasGrant);
   vault.onSettingsChanged = applyIdleSettings;
-  const table = handlers(vault, { scheduleClipboardClear });
+  const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged });
+  const pageApi = new PageApiService(
+    { vault, grants, consent, version, grantsChanged, limiter: new RateLimiter(20, 10), fetch: (r) => fetch(r), now: Date.now },
+    vault,
+    grants,
+  );
   await ensureAutolockAlarm();
   applyIdleSettings(await vault.getSettings());
-  return { vault, table, update };
+  return { vault, table, update, pageApi };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  // Web pages, through the content-script bridge: the page provider API.
+  if ((message as { kh?: unknown } | null)?.kh === 'page') {
+    const caller = pageCaller(sender, chrome.runtime.id);
+    if (!caller) {
+      sendResponse({ ok: false, error: new PageError(PageErrorCode.unauthorized).toBody() });
+      return false;
+    }
+    const { method, params } = message as { method?: unknown; params?: unknown };
+    void ready
+      .then(async ({ pageApi }) => {
+        await rememberDocument(caller);
+        sendResponse({ ok: true, result: await pageApi.handle(caller, method, params) });
+      })
+      .catch((e: unknown) => {
+        if (!(e instanceof PageError)) console.error('keyhole: internal error in page API', e instanceof Error ? e.name : typeof e);
+        sendResponse({ ok: false, error: (e instanceof PageError ? e : new PageError(PageErrorCode.internal)).toBody() });
+      });
+    return true;
+  }
+  // The extension's own pages: the typed RPC.
   if (!isOwnPage(sender, chrome.runtime.id, EXTENSION_ORIGIN)) {
     sendResponse({ ok: false, error: { code: 'forbidden', message: 'not allowed' } });
     return false;
@@ -78,7 +131,8 @@ chrome.alarms.onAlarm.addListener((alarm) => {
   });
 });
 
-chrome.windows.onRemoved.addListener(() => {
+chrome.windows.onRemoved.addListener((windowId) => {
+  consent.windowClosed(windowId);
   void ready.then(async ({ vault }) => {
     if (!(await vault.getSettings()).lockOnLastWindowClosed) return;
     if ((await vault.isUnlocked()) && (await noWindowsLeft())) await vault.lock('windows-closed');

@@ -4,7 +4,11 @@
  */
 import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
 import { CoreError } from '../core/errors.ts';
+import { type ConsentDecision, MAX_GRANT_TTL_SECONDS } from '../core/grants.ts';
+import type { ConsentQueue } from './consent.ts';
 import { RpcError, toErrorBody } from './errors.ts';
+import type { GrantStore } from './grant-store.ts';
+import { publicGrant } from './page-api.ts';
 import type { VaultService } from './vault-service.ts';
 
 type Handler = (params: unknown) => Promise<unknown>;
@@ -31,7 +35,25 @@ const kdfOf = (p: P) => {
 export type Effects = {
   /** start the countdown that clears the clipboard (an offscreen document in the browser) */
   readonly scheduleClipboardClear: (seconds: number) => Promise<void>;
+  readonly consent: ConsentQueue;
+  readonly grants: GrantStore;
+  /** a grant was revoked from the options page: tell that origin's pages */
+  readonly grantsChanged: (origin: string) => void;
 };
+
+function decisionOf(x: unknown): ConsentDecision {
+  const d = x as { kind?: unknown; ttlSeconds?: unknown } | null;
+  if (d?.kind === 'deny' || d?.kind === 'once') return { kind: d.kind };
+  if (
+    d?.kind === 'period' &&
+    Number.isInteger(d.ttlSeconds) &&
+    (d.ttlSeconds as number) >= 60 &&
+    (d.ttlSeconds as number) <= MAX_GRANT_TTL_SECONDS
+  ) {
+    return { kind: 'period', ttlSeconds: d.ttlSeconds as number };
+  }
+  throw new RpcError('bad-input', 'decision must be deny, once or a period of 60 s to 30 days');
+}
 
 export function handlers(vault: VaultService, effects: Effects): Record<Method, Handler> {
   return {
@@ -51,6 +73,24 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       const { clipboardClearSeconds } = await vault.getSettings();
       await effects.scheduleClipboardClear(clipboardClearSeconds);
       return { clearsInSeconds: clipboardClearSeconds };
+    },
+    'consent.get': async (x) => effects.consent.current(str(obj(x), 'request')),
+    'consent.decide': async (x) => {
+      const p = obj(x);
+      if (!(await effects.consent.decide(str(p, 'request'), decisionOf(p.decision))))
+        throw new RpcError('not-found', 'this request is no longer waiting');
+      return true;
+    },
+    'grants.list': async () => {
+      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      return (await effects.grants.all()).map(publicGrant);
+    },
+    'grants.revoke': async (x) => {
+      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      const g = await effects.grants.revoke(str(obj(x), 'id'));
+      if (!g) throw new RpcError('not-found', 'no such grant');
+      effects.grantsChanged(g.origin);
+      return true;
     },
   };
 }

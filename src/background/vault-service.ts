@@ -36,9 +36,13 @@ export type LockReason = 'person' | 'idle' | 'system-lock' | 'windows-closed' | 
 
 export class VaultService {
   private open: Open | null = null;
+  /** name -> summary of every readable secret, built on first use while unlocked; dropped on any write */
+  private byName: Map<string, SecretSummary> | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   /** called after every lock, e.g. to apply a deferred extension update */
   onLocked: (reason: LockReason) => void = () => {};
+  /** called after a successful unlock (not after a worker restart resumes a session) */
+  onUnlocked: () => void = () => {};
   /** called after settings change, e.g. to re-apply the idle detection interval */
   onSettingsChanged: (settings: Settings) => void = () => {};
 
@@ -96,6 +100,7 @@ export class VaultService {
       if (this.open) return this.status();
       const root = await this.checkPassphrase(header, passphrase);
       await this.start(header, root);
+      this.onUnlocked();
       return this.status();
     });
   }
@@ -103,6 +108,7 @@ export class VaultService {
   lock(reason: LockReason = 'person'): Promise<Status> {
     return this.serial(async () => {
       this.open = null;
+      this.byName = null;
       await endSession(this.db, this.session);
       this.onLocked(reason);
       return this.status();
@@ -150,6 +156,7 @@ export class VaultService {
       const place = { vaultId: open.header.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.header.epoch };
       const stored = await sealSecret(open.keys, place, meta, checkValue(input.value));
       await this.db.add('secrets', stored);
+      this.byName = null;
       return summary(stored, meta);
     });
   }
@@ -182,6 +189,7 @@ export class VaultService {
       }
       await tx.store.put(stored);
       await tx.done;
+      this.byName = null;
       return summary(stored, meta);
     });
   }
@@ -192,8 +200,23 @@ export class VaultService {
       await this.getStored(id);
       // Deleting the record deletes its wrapped data key with it: the value cannot be opened again.
       await this.db.delete('secrets', id);
+      this.byName = null;
       return true as const;
     });
+  }
+
+  /** The secret a page names (for grants and the broker): metadata only, or null. */
+  async findSecret(name: string): Promise<SecretSummary | null> {
+    return (await this.nameIndex()).get(name) ?? null;
+  }
+
+  /**
+   * The value to put on one request. Only the broker and the transparent-mode rules call this;
+   * what it returns never goes to a page, a log or an audit record.
+   */
+  async valueForUse(id: string): Promise<string> {
+    const open = await this.unlocked();
+    return openSecretValue(open.keys, open.header.vaultId, await this.getStored(id));
   }
 
   /** The value, for the person only, after they type the passphrase again. */
@@ -223,6 +246,7 @@ export class VaultService {
   /** After a browser start: a session key left by a crash is deleted; the vault starts locked. */
   async endStaleSession(): Promise<void> {
     this.open = null;
+    this.byName = null;
     await endSession(this.db, this.session);
   }
 
@@ -287,8 +311,15 @@ export class VaultService {
   }
 
   private async assertNameFree(name: string): Promise<void> {
+    if ((await this.nameIndex()).has(name)) throw new RpcError('name-taken', 'a secret with this name exists');
+  }
+
+  private async nameIndex(): Promise<Map<string, SecretSummary>> {
+    if (this.byName) return this.byName;
     const { secrets } = await this.listSecrets();
-    if (secrets.some((s) => s.name === name)) throw new RpcError('name-taken', 'a secret with this name exists');
+    const index = new Map(secrets.map((x) => [x.name, x]));
+    if (this.open) this.byName = index; // only kept while unlocked
+    return index;
   }
 }
 

@@ -2,7 +2,9 @@
  * The typed RPC between the extension's own pages (popup, options) and the service worker.
  * Types only: the worker implements it (background/rpc.ts), pages call it (ui/rpc.ts).
  */
+import type { ConsentDecision, ConsentRequest } from './grants.ts';
 import type { KdfAlg } from './kdf.ts';
+import type { Grant } from './page-api.ts';
 import type { InjectionRule } from './policy.ts';
 
 export type VaultState = 'uninitialized' | 'locked' | 'unlocked';
@@ -64,6 +66,11 @@ export type Api = {
   'settings.set': { params: Partial<Settings>; result: Settings };
   /** after the person copies a value: clear the clipboard in `clipboardClearSeconds` */
   'clipboard.scheduleClear': { params: undefined; result: { clearsInSeconds: number } };
+  /** the consent window reads the request it was opened for (null once answered or gone) */
+  'consent.get': { params: { request: string }; result: ConsentRequest | null };
+  'consent.decide': { params: { request: string; decision: ConsentDecision }; result: true };
+  'grants.list': { params: undefined; result: Grant[] };
+  'grants.revoke': { params: { id: string }; result: true };
 };
 
 export type Method = keyof Api;

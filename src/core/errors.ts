@@ -9,7 +9,8 @@ export type CoreErrorCode =
   | 'unsupported-version' // a record or header from a format we do not know
   | 'decrypt-failed' // authentication failed: wrong key, tampered or swapped record
   | 'wrong-passphrase' // the passphrase does not open the vault
-  | 'bad-kdf-params'; // KDF parameters outside the allowed range
+  | 'bad-kdf-params' // KDF parameters outside the allowed range
+  | 'not-allowed'; // a well-formed request outside what a rule or grant allows
 
 export class CoreError extends Error {
   override readonly name = 'CoreError';

@@ -156,3 +156,70 @@ export function checkName(n: unknown): string {
 export function renderHeaderValue(template: string, value: string): string {
   return template.includes('{value:base64}') ? template.replace('{value:base64}', btoa(value)) : template.replace('{value}', value);
 }
+
+export type RequestTarget = { readonly url: URL; readonly host: string; readonly method: HttpMethod };
+
+/**
+ * Checks a page-supplied URL and method against a secret's rule. Malformed or hostile input
+ * (userinfo, control characters, backslashes, non-http schemes, encoded dots or slashes in the
+ * path) is `bad-input`; a well-formed request to another host, path or method is `not-allowed`.
+ * Hosts compare exactly after the URL parser's normalisation (lowercase, IDN as punycode), so a
+ * look-alike host or a trailing dot never matches.
+ */
+export function checkRequestTarget(rawUrl: unknown, rawMethod: unknown, rule: InjectionRule): RequestTarget {
+  if (typeof rawUrl !== 'string' || rawUrl.length === 0 || rawUrl.length > 8192) return bad('url must be an absolute URL');
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u0020\u007f\\]/.test(rawUrl)) bad('url must not contain spaces, control characters or backslashes');
+  let url: URL;
+  try {
+    url = new URL(rawUrl);
+  } catch {
+    return bad('url must be an absolute URL');
+  }
+  if (url.protocol !== 'https:' && url.protocol !== 'http:') bad('url must be http or https');
+  const authority = rawUrl.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').split(/[/?#]/)[0] ?? '';
+  if (url.username || url.password || authority.includes('@')) bad('url must not contain credentials');
+  if (url.hostname.endsWith('.')) bad('url host must not end with a dot');
+  if (url.protocol === 'http:' && !isLoopbackHost(url.hostname))
+    throw new CoreError('not-allowed', 'plain http is allowed only to loopback hosts');
+  if (/%2e|%2f|%5c/i.test(url.pathname)) bad('url path must not contain encoded dots, slashes or backslashes');
+  const method = typeof rawMethod === 'string' ? rawMethod.toUpperCase() : rawMethod === undefined ? 'GET' : '';
+  if (!HTTP_METHODS.includes(method as HttpMethod)) bad('method must be a standard HTTP method');
+  const m = method as HttpMethod;
+  if (!rule.hosts.includes(url.host)) throw new CoreError('not-allowed', 'host is not allowed for this secret');
+  if (rule.pathPrefixes.length > 0 && !rule.pathPrefixes.some((p) => url.pathname.startsWith(p))) {
+    throw new CoreError('not-allowed', 'path is not allowed for this secret');
+  }
+  if (rule.methods.length > 0 && !rule.methods.includes(m)) throw new CoreError('not-allowed', 'method is not allowed for this secret');
+  return { url, host: url.host, method: m };
+}
+
+const MAX_PAGE_HEADERS = 64;
+const PAGE_FORBIDDEN_HEADERS = new Set([...FORBIDDEN_HEADERS, 'keep-alive', 'te', 'trailer', 'upgrade', 'expect']);
+PAGE_FORBIDDEN_HEADERS.delete('content-type');
+
+/**
+ * A page's own request headers, checked: they can neither replace the injected header nor
+ * change the method (X-HTTP-Method-Override and kin), nor smuggle lines (CR/LF).
+ */
+export function checkPageHeaders(input: unknown, injected: string): Record<string, string> {
+  if (input === undefined) return {};
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) return bad('headers must be an object of strings');
+  const entries = Object.entries(input as Record<string, unknown>);
+  if (entries.length > MAX_PAGE_HEADERS) bad(`headers must be at most ${MAX_PAGE_HEADERS}`);
+  const out: Record<string, string> = {};
+  for (const [name, value] of entries) {
+    if (!TOKEN.test(name) || name.length > 128) bad('header names must be tokens');
+    if (typeof value !== 'string' || value.length > 8192) bad('header values must be strings of at most 8192 characters');
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+    if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value as string)) bad('header values must not contain control characters');
+    const lower = name.toLowerCase();
+    if (lower === injected.toLowerCase()) throw new CoreError('not-allowed', 'the page may not set the injected header');
+    if (PAGE_FORBIDDEN_HEADERS.has(lower) || /^(sec-|proxy-)/.test(lower) || lower.includes('method-override')) {
+      throw new CoreError('not-allowed', 'this header may not be set by the page');
+    }
+    if (Object.keys(out).some((k) => k.toLowerCase() === lower)) bad('headers must not repeat a name');
+    out[name] = value as string;
+  }
+  return out;
+}

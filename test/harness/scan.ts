@@ -1,7 +1,7 @@
 /**
  * Searches a directory's files for a string in the encodings a browser or a careless program
  * might store it in: UTF-8, UTF-16 (LE and BE), hex (both cases), base64 and base64url at all
- * three byte alignments.
+ * three byte alignments, percent-encoding and JSON \u escapes.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -23,7 +23,16 @@ export function encodings(needle: string): Map<string, Buffer> {
     out.set(`base64@${k}`, Buffer.from(inner));
     out.set(`base64url@${k}`, Buffer.from(inner.replaceAll('+', '-').replaceAll('/', '_')));
   }
+  out.set('percent', Buffer.from([...raw].map((x) => `%${x.toString(16).padStart(2, '0')}`).join('')));
+  out.set('PERCENT', Buffer.from([...raw].map((x) => `%${x.toString(16).padStart(2, '0').toUpperCase()}`).join('')));
+  out.set('json-u', Buffer.from([...needle].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join('')));
   return out;
+}
+
+/** The encodings of `needle` found in `data` (a string is searched as its UTF-8 bytes). */
+export function findEncodings(data: Buffer | Uint8Array | string, needle: string): string[] {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
+  return [...encodings(needle)].filter(([, b]) => buf.indexOf(b) !== -1).map(([e]) => e);
 }
 
 export type Hit = { file: string; encoding: string };

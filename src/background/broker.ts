@@ -1,0 +1,189 @@
+/**
+ * Brokered fetch (the strong mode): the worker makes the request with the credential and gives
+ * the page only what came back, with every echo of the credential stripped.
+ */
+import { fromUtf8 } from '../core/bytes.ts';
+import { CoreError } from '../core/errors.ts';
+import { grantCovers, type StoredGrant } from '../core/grants.ts';
+import { type BodyEncoding, type FetchResult, PageError, PageErrorCode } from '../core/page-api.ts';
+import { checkPageHeaders, checkRequestTarget, renderHeaderValue } from '../core/policy.ts';
+import type { RateLimiter } from '../core/rate-limit.ts';
+import { Redactor } from '../core/redact.ts';
+import type { GrantStore } from './grant-store.ts';
+import type { VaultService } from './vault-service.ts';
+
+export const MAX_REQUEST_BODY = 1024 * 1024;
+export const MAX_RESPONSE_BODY = 10 * 1024 * 1024;
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+export type BrokerDeps = {
+  readonly vault: VaultService;
+  readonly grants: GrantStore;
+  readonly limiter: RateLimiter;
+  readonly fetch: typeof fetch;
+  readonly now: () => number;
+};
+
+/** What the audit learns about a brokered request: never a value, never a query string. */
+export type BrokerOutcome = {
+  readonly secret: string;
+  readonly grantId: string;
+  readonly method: string;
+  readonly host: string;
+  readonly path: string;
+};
+
+const invalid = (field: string) => new PageError(PageErrorCode.invalidParams, { field });
+
+type Prepared = { readonly grant: StoredGrant; readonly request: Request; readonly redactor: Redactor; readonly outcome: BrokerOutcome };
+
+/** Checks everything and builds the request; nothing is sent yet. */
+export async function prepare(deps: BrokerDeps, origin: string, raw: unknown, signal: AbortSignal): Promise<Prepared> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('params');
+  const p = raw as Record<string, unknown>;
+  if (typeof p.secret !== 'string' || p.secret.length > 64) throw invalid('secret');
+  if (!(await deps.vault.isUnlocked())) throw new PageError(PageErrorCode.locked);
+  // "No grant" and "no such secret" answer alike.
+  const secret = await deps.vault.findSecret(p.secret);
+  const candidates = secret ? (await deps.grants.forSecret(origin, secret.id)).filter((g) => g.mode === 'broker') : [];
+  if (!secret || candidates.length === 0) throw new PageError(PageErrorCode.unauthorized);
+
+  let target: ReturnType<typeof checkRequestTarget>;
+  let pageHeaders: Record<string, string>;
+  try {
+    target = checkRequestTarget(p.url, p.method, secret.rule);
+    pageHeaders = checkPageHeaders(p.headers, secret.rule.header);
+  } catch (e) {
+    if (e instanceof CoreError && e.code === 'not-allowed') throw new PageError(PageErrorCode.hostNotAllowed);
+    if (e instanceof CoreError) throw new PageError(PageErrorCode.invalidParams, { reason: e.message });
+    throw e;
+  }
+  const grant = candidates.find((g) => grantCovers(g, target.host, target.method));
+  if (!grant) throw new PageError(PageErrorCode.hostNotAllowed);
+  const body = requestBody(p, target.method);
+  if (!deps.limiter.take(grant.id, deps.now())) throw new PageError(PageErrorCode.rateLimited);
+  if (!(await deps.grants.use(grant.id))) throw new PageError(PageErrorCode.unauthorized);
+
+  const value = await deps.vault.valueForUse(secret.id);
+  const headers = new Headers(pageHeaders);
+  headers.set(secret.rule.header, renderHeaderValue(secret.rule.template, value));
+  const request = new Request(target.url, {
+    method: target.method,
+    headers,
+    ...(body ? { body } : {}),
+    credentials: 'omit',
+    redirect: 'manual', // a redirect is refused below: the credential never follows it elsewhere
+    cache: 'no-store',
+    referrerPolicy: 'no-referrer',
+    signal,
+  });
+  return {
+    grant,
+    request,
+    redactor: Redactor.forValues([value]),
+    outcome: { secret: secret.name, grantId: grant.id, method: target.method, host: target.host, path: target.url.pathname },
+  };
+}
+
+function requestBody(p: Record<string, unknown>, method: string): Uint8Array<ArrayBuffer> | undefined {
+  if (p.body === undefined || p.body === null) return undefined;
+  if (typeof p.body !== 'string') throw invalid('body');
+  if (method === 'GET' || method === 'HEAD') throw invalid('body');
+  const enc = p.bodyEncoding ?? 'utf8';
+  let bytes: Uint8Array<ArrayBuffer>;
+  if (enc === 'utf8') bytes = new TextEncoder().encode(p.body);
+  else if (enc === 'base64') {
+    try {
+      bytes = Uint8Array.from(atob(p.body), (c) => c.charCodeAt(0));
+    } catch {
+      throw invalid('body');
+    }
+  } else throw invalid('bodyEncoding');
+  if (bytes.length > MAX_REQUEST_BODY) throw invalid('body');
+  return bytes;
+}
+
+/** Sends a prepared request; refuses redirects. */
+export async function send(deps: BrokerDeps, prepared: Prepared): Promise<Response> {
+  let res: Response;
+  try {
+    res = await deps.fetch(prepared.request);
+  } catch {
+    throw new PageError(PageErrorCode.upstreamFailed);
+  }
+  if (res.type === 'opaqueredirect' || (res.status >= 300 && res.status < 400 && res.headers.has('location'))) {
+    void res.body?.cancel();
+    throw new PageError(PageErrorCode.redirectRefused);
+  }
+  return res;
+}
+
+// The body the page gets is already decoded and may change length when redacted.
+const DROPPED_HEADERS = new Set(['content-encoding', 'content-length', 'transfer-encoding', 'set-cookie', 'set-cookie2']);
+
+export function redactedHeaders(res: Response, redactor: Redactor): Record<string, string> {
+  const out: Record<string, string> = {};
+  res.headers.forEach((v, k) => {
+    if (!DROPPED_HEADERS.has(k)) out[k] = redactor.text(v);
+  });
+  return out;
+}
+
+const TEXT_TYPE = /^(text\/|application\/([\w.+-]*\+)?(json|xml|javascript|x-www-form-urlencoded|x-ndjson)\b)/i;
+
+/** The whole brokered fetch, buffered: at most MAX_RESPONSE_BODY bytes. */
+export async function brokeredFetch(
+  deps: BrokerDeps,
+  origin: string,
+  params: unknown,
+): Promise<{ result: FetchResult; outcome: BrokerOutcome; status: number }> {
+  const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+  const prepared = await prepare(deps, origin, params, timeout);
+  const res = await send(deps, prepared);
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    const reader = res.body?.getReader();
+    for (;;) {
+      if (!reader) break;
+      const { value, done } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > MAX_RESPONSE_BODY) {
+        void reader.cancel();
+        throw new PageError(PageErrorCode.responseTooLarge);
+      }
+      chunks.push(prepared.redactor.push(value));
+    }
+    chunks.push(prepared.redactor.end());
+  } catch (e) {
+    if (e instanceof PageError) throw e;
+    throw new PageError(PageErrorCode.upstreamFailed);
+  }
+  const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let o = 0;
+  for (const c of chunks) {
+    bytes.set(c, o);
+    o += c.length;
+  }
+  const headers = redactedHeaders(res, prepared.redactor);
+  const { body, bodyEncoding } = encodeBody(bytes, res.headers.get('content-type') ?? '');
+  return {
+    result: { status: res.status, statusText: prepared.redactor.text(res.statusText), headers, body, bodyEncoding },
+    outcome: prepared.outcome,
+    status: res.status,
+  };
+}
+
+function encodeBody(bytes: Uint8Array, contentType: string): { body: string; bodyEncoding: BodyEncoding } {
+  if (TEXT_TYPE.test(contentType) || contentType === '') {
+    try {
+      return { body: fromUtf8(bytes), bodyEncoding: 'utf8' };
+    } catch {
+      // not valid UTF-8: fall through to base64
+    }
+  }
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return { body: btoa(bin), bodyEncoding: 'base64' };
+}

@@ -1,0 +1,173 @@
+/**
+ * The page provider API (DESIGN.md section 3) as the worker serves it. The caller is the
+ * origin Chrome reports for the sending frame, never anything the page says.
+ */
+import {
+  ALLOW_ONCE_MS,
+  type ConsentSecret,
+  callerOrigin,
+  cleanReason,
+  DEFAULT_GRANT_TTL_SECONDS,
+  DENIAL_MEMORY_MS,
+  MAX_GRANT_TTL_SECONDS,
+  type StoredGrant,
+} from '../core/grants.ts';
+import { type Grant, type GrantMode, PAGE_METHODS, PageError, PageErrorCode, type PageMethod } from '../core/page-api.ts';
+import { normalizeHost } from '../core/policy.ts';
+import { type BrokerDeps, type BrokerOutcome, brokeredFetch } from './broker.ts';
+import { type ConsentQueue, ConsentRateLimited } from './consent.ts';
+import type { GrantStore } from './grant-store.ts';
+import type { VaultService } from './vault-service.ts';
+
+export type PageCaller = { readonly origin: string; readonly tabId: number; readonly documentId: string | undefined };
+
+/** Who is asking, from the browser's own sender record; null when Keyhole does not talk to it. */
+export function pageCaller(sender: chrome.runtime.MessageSender, extensionId: string): PageCaller | null {
+  if (sender.id !== extensionId || !sender.tab || typeof sender.tab.id !== 'number' || sender.frameId !== 0) return null;
+  const origin = callerOrigin(sender.origin);
+  return origin ? { origin, tabId: sender.tab.id, documentId: sender.documentId } : null;
+}
+
+export type PageApiDeps = BrokerDeps & {
+  readonly consent: ConsentQueue;
+  readonly version: string;
+  /** a page's grants changed: tell that origin's pages */
+  readonly grantsChanged: (origin: string) => void;
+  /** a brokered request finished (for the audit) */
+  readonly brokered?: (caller: PageCaller, outcome: BrokerOutcome, status: number) => void;
+};
+
+const MAX_SECRETS_PER_REQUEST = 8;
+
+export class PageApiService {
+  constructor(
+    private readonly deps: PageApiDeps,
+    private readonly vault: VaultService,
+    private readonly grants: GrantStore,
+  ) {}
+
+  async handle(caller: PageCaller, method: unknown, params: unknown): Promise<unknown> {
+    if (typeof method !== 'string' || !(PAGE_METHODS as readonly string[]).includes(method))
+      throw new PageError(PageErrorCode.unsupportedMethod);
+    switch (method as PageMethod) {
+      case 'keyhole_status': {
+        const { state } = await this.vault.status();
+        return { state, version: this.deps.version };
+      }
+      case 'keyhole_getGrants':
+        await this.requireUnlocked();
+        return (await this.grants.forOrigin(caller.origin)).map(publicGrant);
+      case 'keyhole_revokeGrant': {
+        await this.requireUnlocked();
+        const id = (params as { grantId?: unknown } | null)?.grantId;
+        if (typeof id !== 'string' || id.length > 64) throw new PageError(PageErrorCode.invalidParams, { field: 'grantId' });
+        if (!(await this.grants.revoke(id, caller.origin))) throw new PageError(PageErrorCode.unauthorized);
+        this.deps.grantsChanged(caller.origin);
+        return true;
+      }
+      case 'keyhole_requestGrant':
+        return this.requestGrant(caller, params);
+      case 'keyhole_fetch': {
+        const { result, outcome, status } = await brokeredFetch(this.deps, caller.origin, params);
+        this.deps.brokered?.(caller, outcome, status);
+        return result;
+      }
+    }
+  }
+
+  private async requireUnlocked(): Promise<void> {
+    if (!(await this.vault.isUnlocked())) throw new PageError(PageErrorCode.locked);
+  }
+
+  private async requestGrant(caller: PageCaller, raw: unknown): Promise<{ grants: Grant[] }> {
+    const p = parseGrantRequest(raw);
+    await this.requireUnlocked();
+    // A remembered Deny answers at once, without a prompt.
+    for (const name of p.secrets) if (await this.grants.isDenied(caller.origin, name)) throw new PageError(PageErrorCode.rejected);
+    const secrets: ConsentSecret[] = [];
+    for (const name of p.secrets) {
+      const s = await this.vault.findSecret(name);
+      if (!s) {
+        secrets.push({ name, hosts: [], header: '' });
+        continue;
+      }
+      // The grant's hosts: what the page asked for, within the secret's rule; all of them by default.
+      const hosts = p.hosts ? p.hosts.filter((h) => s.rule.hosts.includes(h)) : [...s.rule.hosts];
+      if (hosts.length === 0) throw new PageError(PageErrorCode.hostNotAllowed);
+      secrets.push({ name, id: s.id, hosts, header: s.rule.header });
+    }
+    let decision: Awaited<ReturnType<ConsentQueue['ask']>>;
+    try {
+      decision = await this.deps.consent.ask({
+        id: crypto.randomUUID(),
+        origin: caller.origin,
+        mode: p.mode,
+        ttlSeconds: p.ttlSeconds,
+        reason: p.reason,
+        secrets,
+        createdAt: this.deps.now(),
+      });
+    } catch (e) {
+      if (e instanceof ConsentRateLimited) throw new PageError(PageErrorCode.rateLimited);
+      throw e;
+    }
+    const now = this.deps.now();
+    if (decision.kind === 'deny') {
+      await this.grants.deny(p.secrets.map((secret) => ({ origin: caller.origin, secret, until: now + DENIAL_MEMORY_MS })));
+      throw new PageError(PageErrorCode.rejected);
+    }
+    const made: StoredGrant[] = secrets.flatMap((s) =>
+      s.id === undefined
+        ? []
+        : [
+            {
+              id: crypto.randomUUID(),
+              origin: caller.origin,
+              secret: s.name,
+              secretId: s.id,
+              mode: p.mode,
+              hosts: s.hosts,
+              methods: [],
+              createdAt: now,
+              expiresAt: now + (decision.kind === 'once' ? ALLOW_ONCE_MS : Math.min(decision.ttlSeconds, MAX_GRANT_TTL_SECONDS) * 1000),
+              usesLeft: decision.kind === 'once' ? 1 : null,
+            },
+          ],
+    );
+    if (made.length === 0) throw new PageError(PageErrorCode.rejected);
+    await this.grants.add(made);
+    this.deps.grantsChanged(caller.origin);
+    return { grants: made.map(publicGrant) };
+  }
+}
+
+export function publicGrant(g: StoredGrant): Grant {
+  const { secretId: _, ...pub } = g;
+  return pub;
+}
+
+type GrantRequest = { secrets: string[]; mode: GrantMode; hosts: string[] | null; ttlSeconds: number; reason: string };
+
+function parseGrantRequest(raw: unknown): GrantRequest {
+  const bad = (field: string) => new PageError(PageErrorCode.invalidParams, { field });
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('params');
+  const p = raw as Record<string, unknown>;
+  const secrets = p.secrets;
+  if (!Array.isArray(secrets) || secrets.length === 0 || secrets.length > MAX_SECRETS_PER_REQUEST) throw bad('secrets');
+  if (!secrets.every((s) => typeof s === 'string' && s.length > 0 && s.length <= 64)) throw bad('secrets');
+  const mode = p.mode ?? 'broker';
+  if (mode !== 'broker' && mode !== 'transparent') throw bad('mode');
+  let hosts: string[] | null = null;
+  if (p.hosts !== undefined) {
+    if (!Array.isArray(p.hosts) || p.hosts.length === 0 || p.hosts.length > 16) throw bad('hosts');
+    try {
+      hosts = p.hosts.map((h) => normalizeHost(h as string));
+    } catch {
+      throw bad('hosts');
+    }
+  }
+  const ttl = p.ttlSeconds ?? DEFAULT_GRANT_TTL_SECONDS;
+  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 60 || ttl > MAX_GRANT_TTL_SECONDS) throw bad('ttlSeconds');
+  if (p.reason !== undefined && typeof p.reason !== 'string') throw bad('reason');
+  return { secrets: [...new Set(secrets as string[])], mode, hosts, ttlSeconds: ttl, reason: cleanReason(p.reason) };
+}

@@ -1,0 +1,54 @@
+/**
+ * The content-script bridge between the page provider (inpage/provider.ts) and the worker.
+ * It takes only messages from its own window and origin, checks their shape and size, and
+ * forwards them; the worker learns the caller from Chrome's sender record, not from here.
+ */
+import { CONTENT_TARGET, INPAGE_TARGET, MAX_PAGE_MESSAGE_BYTES, PAGE_ERROR_MESSAGES, PageErrorCode } from '../core/page-api.ts';
+
+const origin = location.origin;
+
+function reply(id: string, body: { ok: true; result: unknown } | { ok: false; error: unknown }) {
+  window.postMessage({ target: INPAGE_TARGET, id, ...body }, origin);
+}
+
+const fail = (id: string, code: keyof typeof PAGE_ERROR_MESSAGES) =>
+  reply(id, { ok: false, error: { code, message: PAGE_ERROR_MESSAGES[code] } });
+
+window.addEventListener('message', (ev: MessageEvent) => {
+  if (ev.source !== window || ev.origin !== origin) return;
+  const m = ev.data as { target?: unknown; id?: unknown; method?: unknown; params?: unknown } | null;
+  if (typeof m !== 'object' || m === null || m.target !== CONTENT_TARGET) return;
+  if (typeof m.id !== 'string' || m.id.length === 0 || m.id.length > 64) return;
+  const id = m.id;
+  if (typeof m.method !== 'string' || m.method.length > 64) return fail(id, PageErrorCode.invalidParams);
+  let size: number;
+  try {
+    size = JSON.stringify(m.params ?? null).length;
+  } catch {
+    return fail(id, PageErrorCode.invalidParams); // cycles, BigInt: not a JSON value
+  }
+  if (size > MAX_PAGE_MESSAGE_BYTES) return fail(id, PageErrorCode.invalidParams);
+  let sent: Promise<unknown>;
+  try {
+    sent = chrome.runtime.sendMessage({ kh: 'page', method: m.method, params: m.params ?? null });
+  } catch {
+    return fail(id, PageErrorCode.locked); // the extension was reloaded or removed: disconnected
+  }
+  sent.then(
+    (res) => {
+      const r = res as { ok?: unknown; result?: unknown; error?: unknown } | undefined;
+      if (r?.ok === true) reply(id, { ok: true, result: r.result });
+      else if (r?.ok === false) reply(id, { ok: false, error: r.error });
+      else fail(id, PageErrorCode.internal);
+    },
+    () => fail(id, PageErrorCode.internal),
+  );
+});
+
+// Events from the worker (sent only to documents whose origin holds a grant).
+chrome.runtime.onMessage.addListener((message, sender) => {
+  if (sender.id !== chrome.runtime.id || sender.tab) return;
+  const m = message as { kh?: unknown; event?: unknown; data?: unknown };
+  if (m?.kh !== 'event' || typeof m.event !== 'string') return;
+  window.postMessage({ target: INPAGE_TARGET, event: m.event, data: m.data ?? null }, origin);
+});

@@ -1,0 +1,21 @@
+/** A token bucket per key: `burst` requests at once, refilled at `perSecond`. Pure; the clock is passed in. */
+export class RateLimiter {
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(
+    private readonly burst: number,
+    private readonly perSecond: number,
+  ) {}
+
+  /** Takes one token for `key`; false when the key is over its rate. */
+  take(key: string, now: number): boolean {
+    const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };
+    const tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.perSecond);
+    if (tokens < 1) {
+      this.buckets.set(key, { tokens, at: now });
+      return false;
+    }
+    this.buckets.set(key, { tokens: tokens - 1, at: now });
+    return true;
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * The page provider, in the page's own JavaScript world (DESIGN.md section 3). It holds nothing
+ * secret: it forwards `request()` calls to the content-script bridge by window.postMessage and
+ * relays answers and events back. Discovery follows EIP-6963: it answers
+ * `keyhole:requestProvider` with a `keyhole:announceProvider` event carrying a frozen
+ * `{ info, provider }`, and announces once when it loads.
+ */
+import { CONTENT_TARGET, INPAGE_TARGET, PAGE_EVENTS, type PageEvent } from '../core/page-api.ts';
+
+type Pending = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
+
+class ProviderRpcError extends Error {
+  override readonly name = 'ProviderRpcError';
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+const ICON =
+  'data:image/svg+xml,' +
+  encodeURIComponent(
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#1f3a5f"/><circle cx="16" cy="13" r="5" fill="#fff"/><rect x="14" y="16" width="4" height="10" rx="1" fill="#fff"/></svg>',
+  );
+
+(() => {
+  const w = window as Window & { __keyholeProvider?: true };
+  if (w.__keyholeProvider) return; // injected twice (e.g. a reload of the extension)
+  Object.defineProperty(w, '__keyholeProvider', { value: true });
+
+  const origin = location.origin;
+  const pending = new Map<string, Pending>();
+  const listeners = new Map<PageEvent, Set<(data: unknown) => void>>();
+  let next = 0;
+
+  window.addEventListener('message', (ev: MessageEvent) => {
+    if (ev.source !== window || ev.origin !== origin) return;
+    const m = ev.data as {
+      target?: unknown;
+      id?: unknown;
+      ok?: unknown;
+      result?: unknown;
+      error?: unknown;
+      event?: unknown;
+      data?: unknown;
+    };
+    if (!m || m.target !== INPAGE_TARGET) return;
+    if (typeof m.event === 'string') {
+      for (const fn of listeners.get(m.event as PageEvent) ?? []) {
+        try {
+          fn(m.data);
+        } catch (e) {
+          console.error(e);
+        }
+      }
+      return;
+    }
+    if (typeof m.id !== 'string') return;
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.ok === true) p.resolve(m.result);
+    else {
+      const e = (m.error ?? {}) as { code?: unknown; message?: unknown; data?: unknown };
+      p.reject(
+        new ProviderRpcError(
+          typeof e.code === 'number' ? e.code : -32603,
+          typeof e.message === 'string' ? e.message : 'Internal error.',
+          e.data,
+        ),
+      );
+    }
+  });
+
+  const provider = Object.freeze({
+    isKeyhole: true,
+    request(args: { method: string; params?: unknown }): Promise<unknown> {
+      if (typeof args !== 'object' || args === null || typeof args.method !== 'string') {
+        return Promise.reject(new ProviderRpcError(-32602, 'Invalid params.'));
+      }
+      const id = `${Date.now().toString(36)}-${(next++).toString(36)}`;
+      return new Promise((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        window.postMessage({ target: CONTENT_TARGET, id, method: args.method, params: args.params }, origin);
+      });
+    },
+    on(event: PageEvent, fn: (data: unknown) => void) {
+      if (!(PAGE_EVENTS as readonly string[]).includes(event) || typeof fn !== 'function') return provider;
+      const set = listeners.get(event) ?? new Set();
+      set.add(fn);
+      listeners.set(event, set);
+      return provider;
+    },
+    removeListener(event: PageEvent, fn: (data: unknown) => void) {
+      listeners.get(event)?.delete(fn);
+      return provider;
+    },
+  });
+
+  const detail = Object.freeze({
+    info: Object.freeze({ uuid: crypto.randomUUID(), name: 'Keyhole', icon: ICON, rdns: 'dev.keyhole' }),
+    provider,
+  });
+  const announce = () => window.dispatchEvent(new CustomEvent('keyhole:announceProvider', { detail }));
+  window.addEventListener('keyhole:requestProvider', announce);
+  announce();
+})();

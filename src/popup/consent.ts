@@ -1,0 +1,162 @@
+/**
+ * The consent window: who asks, for which secret, to which hosts, in which mode, for how long.
+ * Against clickjacking, the Allow buttons enable only after the window has been visible and
+ * focused for ALLOW_DELAY_MS without a break, focus starts on Deny, and Enter never approves.
+ * Host permissions are requested by the Allow click itself (it is the user gesture Chrome needs).
+ */
+import type { ConsentDecision, ConsentRequest } from '../core/grants.ts';
+import { isLoopbackHost } from '../core/policy.ts';
+import { field, h, message } from '../ui/dom.ts';
+import { call } from '../ui/rpc.ts';
+import { describeError } from '../ui/strings.ts';
+
+export const ALLOW_DELAY_MS = 700;
+const HEARTBEAT_MS = 10_000;
+
+const app = document.getElementById('app') as HTMLElement;
+const requestId = new URLSearchParams(location.search).get('request') ?? '';
+
+const PERIODS: readonly [number, string][] = [
+  [3600, '1 hour'],
+  [8 * 3600, '8 hours'],
+  [24 * 3600, '24 hours'],
+  [7 * 24 * 3600, '7 days'],
+  [30 * 24 * 3600, '30 days'],
+];
+
+/** Match patterns for the hosts Chrome must let the worker reach (ports are not part of a pattern). */
+function originPatterns(req: ConsentRequest): string[] {
+  const patterns = new Set<string>();
+  for (const s of req.secrets) {
+    for (const host of s.hosts) {
+      const name = new URL(`https://${host}`).hostname;
+      patterns.add(isLoopbackHost(name) ? `*://${name}/*` : `https://${name}/*`);
+    }
+  }
+  if (req.mode === 'transparent') {
+    const agent = new URL(req.origin);
+    patterns.add(isLoopbackHost(agent.hostname) ? `*://${agent.hostname}/*` : `https://${agent.hostname}/*`);
+  }
+  return [...patterns];
+}
+
+function describeMode(req: ConsentRequest): Node {
+  return req.mode === 'transparent'
+    ? h(
+        'p',
+        { class: 'warn' },
+        'Transparent mode: Keyhole adds the key to requests from this site’s tabs. Any script running in those tabs can use the key, ' +
+          'and an API that echoes credentials back would show it to the site. Allow this only for a site you trust.',
+      )
+    : h('p', {}, 'Brokered mode: Keyhole makes each request itself and gives the site only the response. The site never sees the key.');
+}
+
+function render(req: ConsentRequest): void {
+  const known = req.secrets.filter((s) => s.id !== undefined);
+  const deny = h('button', { type: 'button', id: 'deny' }, 'Deny');
+  const once = h('button', { type: 'button', id: 'allow-once', class: 'primary', disabled: true }, 'Allow once');
+  const period = h('select', { id: 'period' });
+  for (const [secs, label] of PERIODS) period.append(h('option', { value: secs, selected: secs === req.ttlSeconds }, label));
+  if (![...period.options].some((o) => o.selected)) period.value = String(8 * 3600);
+  const forPeriod = h('button', { type: 'button', id: 'allow-period', class: 'primary', disabled: true }, 'Allow for this period');
+  const errors = h('div', {});
+  const allowButtons = known.length > 0 ? [once, forPeriod] : [];
+
+  const decide = async (decision: ConsentDecision) => {
+    errors.replaceChildren();
+    try {
+      if (decision.kind !== 'deny') {
+        // Loopback hosts are in the manifest; API hosts are asked for here, once.
+        const origins = originPatterns(req);
+        if (!(await chrome.permissions.contains({ origins })) && !(await chrome.permissions.request({ origins }))) {
+          errors.append(message('error', 'Chrome did not give Keyhole access to these hosts, so nothing was allowed.'));
+          return;
+        }
+      }
+      await call('consent.decide', { request: req.id, decision });
+      window.close();
+    } catch (e) {
+      errors.append(message('error', describeError(e)));
+    }
+  };
+  deny.addEventListener('click', () => void decide({ kind: 'deny' }));
+  once.addEventListener('click', () => void decide({ kind: 'once' }));
+  forPeriod.addEventListener('click', () => void decide({ kind: 'period', ttlSeconds: Number(period.value) }));
+  // Enter never approves: only a click (or Space on a focused Allow button) does.
+  for (const b of allowButtons) {
+    b.addEventListener('keydown', (ev) => {
+      if (ev.key === 'Enter') ev.preventDefault();
+    });
+  }
+
+  app.dataset.state = 'asking';
+  app.replaceChildren(
+    h('h1', {}, 'A site asks to use a secret'),
+    h('p', { class: 'origin', id: 'origin' }, req.origin),
+    h('p', {}, req.secrets.length === 1 ? 'wants to use this secret:' : 'wants to use these secrets:'),
+    h(
+      'ul',
+      { class: 'secrets' },
+      ...req.secrets.map((s) =>
+        h(
+          'li',
+          { 'data-secret': s.name },
+          h('strong', {}, s.name),
+          s.id === undefined ? h('span', { class: 'warn' }, ' — not in your vault') : ` — sent as ${s.header} to ${s.hosts.join(', ')}`,
+        ),
+      ),
+    ),
+    describeMode(req),
+    req.reason
+      ? h(
+          'div',
+          {},
+          h('p', { class: 'muted' }, 'The site says (its own words, unchecked):'),
+          h('blockquote', { class: 'reason', id: 'reason' }, `“${req.reason}”`),
+        )
+      : '',
+    known.length > 0 ? field('How long', period) : '',
+    errors,
+    h('div', { class: 'actions' }, deny, ...allowButtons),
+  );
+  deny.focus();
+  armAfterSteadyFocus(allowButtons);
+}
+
+/** Enables `buttons` once the window has been visible and focused for ALLOW_DELAY_MS in one stretch. */
+function armAfterSteadyFocus(buttons: HTMLButtonElement[]): void {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const disarm = () => {
+    clearTimeout(timer);
+    for (const b of buttons) b.disabled = true;
+  };
+  const arm = () => {
+    disarm();
+    if (document.visibilityState !== 'visible' || !document.hasFocus()) return;
+    timer = setTimeout(() => {
+      for (const b of buttons) b.disabled = false;
+    }, ALLOW_DELAY_MS);
+  };
+  window.addEventListener('focus', arm);
+  window.addEventListener('blur', disarm);
+  document.addEventListener('visibilitychange', arm);
+  arm();
+}
+
+async function main(): Promise<void> {
+  const req = await call('consent.get', { request: requestId });
+  if (!req) {
+    app.dataset.state = 'gone';
+    app.replaceChildren(message('info', 'This request is no longer waiting.'));
+    return;
+  }
+  render(req);
+  // Messages keep the worker awake while the person reads; a request answered elsewhere closes the window.
+  setInterval(() => {
+    void call('consent.get', { request: requestId }).then((r) => {
+      if (!r) window.close();
+    });
+  }, HEARTBEAT_MS);
+}
+
+void main().catch((e) => app.replaceChildren(message('error', describeError(e))));

@@ -1,0 +1,47 @@
+/** Calls the Keyhole page provider from a web page, as an agent app would (no SDK). */
+import type { Frame, Page } from 'playwright';
+
+export type Answer<T = unknown> = { ok: true; result: T } | { ok: false; error: { code: number; message: string; data?: unknown } };
+
+export async function discover(page: Page | Frame, timeoutMs = 2000): Promise<{ info: Record<string, string>; frozen: boolean } | null> {
+  return page.evaluate(
+    (t) =>
+      new Promise((resolve) => {
+        const timer = setTimeout(() => resolve(null), t);
+        window.addEventListener(
+          'keyhole:announceProvider',
+          (e) => {
+            clearTimeout(timer);
+            const d = (e as CustomEvent).detail;
+            resolve({ info: { ...d.info }, frozen: Object.isFrozen(d) && Object.isFrozen(d.info) && Object.isFrozen(d.provider) });
+          },
+          { once: true },
+        );
+        window.dispatchEvent(new Event('keyhole:requestProvider'));
+      }),
+    timeoutMs,
+  );
+}
+
+/** provider.request({ method, params }) in the page; errors come back as data, not throws. */
+export async function request<T = unknown>(page: Page | Frame, method: string, params?: unknown): Promise<Answer<T>> {
+  return page.evaluate(
+    ([m, p]) =>
+      new Promise<unknown>((resolve) => {
+        window.addEventListener(
+          'keyhole:announceProvider',
+          (e) => {
+            const { provider } = (e as CustomEvent).detail;
+            provider.request({ method: m, params: p }).then(
+              (result: unknown) => resolve({ ok: true, result }),
+              (err: { code: number; message: string; data?: unknown }) =>
+                resolve({ ok: false, error: { code: err.code, message: err.message, data: err.data } }),
+            );
+          },
+          { once: true },
+        );
+        window.dispatchEvent(new Event('keyhole:requestProvider'));
+      }),
+    [method, params] as const,
+  ) as Promise<Answer<T>>;
+}

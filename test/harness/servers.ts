@@ -1,0 +1,130 @@
+/**
+ * Local HTTP servers for the provider tests: an "API" that records what it received and can
+ * echo the credential back in many encodings, and "agent apps" served on loopback hosts and
+ * ports (plain HTTP is allowed there, so each port is its own origin).
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
+
+export type Received = {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly body: string;
+};
+
+export type ApiServer = {
+  readonly port: number;
+  readonly host: string;
+  readonly received: Received[];
+  readonly close: () => Promise<void>;
+};
+
+export async function listen(handler: (req: IncomingMessage, res: ServerResponse) => void, port = 0): Promise<Server> {
+  const server = createServer(handler);
+  await new Promise<void>((r) => server.listen(port, '127.0.0.1', r));
+  return server;
+}
+
+const portOf = (s: Server) => (s.address() as AddressInfo).port;
+const close = (s: Server) =>
+  new Promise<void>((r) => {
+    s.closeAllConnections();
+    s.close(() => r());
+  });
+
+/** Echo routes: each returns the Authorization/x-api-key it got, encoded its own way. */
+function credential(req: IncomingMessage): string {
+  const auth = String(req.headers.authorization ?? req.headers['x-api-key'] ?? '');
+  return auth.replace(/^Bearer /, '');
+}
+
+export async function apiServer(): Promise<ApiServer> {
+  const received: Received[] = [];
+  let port = 0;
+  const server = await listen((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      const cred = credential(req);
+      const url = new URL(req.url ?? '/', 'http://x');
+      const json = (o: unknown, extra: Record<string, string> = {}) => {
+        res.writeHead(200, { 'content-type': 'application/json', ...extra });
+        res.end(JSON.stringify(o));
+      };
+      switch (url.pathname) {
+        case '/v1/echo':
+          return json({ method: req.method, auth: req.headers.authorization ?? null, body });
+        case '/v1/echo-encoded': {
+          const b = Buffer.from(cred);
+          return json(
+            {
+              raw: cred,
+              base64: [0, 1, 2].map((k) => Buffer.concat([Buffer.alloc(k, 120), b]).toString('base64')),
+              base64url: [0, 1, 2].map((k) => Buffer.concat([Buffer.alloc(k, 120), b]).toString('base64url')),
+              hex: b.toString('hex'),
+              HEX: b.toString('hex').toUpperCase(),
+              percent: [...b].map((x) => `%${x.toString(16).padStart(2, '0')}`).join(''),
+              unicode: [...cred].map((c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`).join(''),
+            },
+            { 'x-echo': cred, 'x-echo-b64': b.toString('base64'), 'www-authenticate': `Bearer realm="${cred}"` },
+          );
+        }
+        case '/v1/echo-gzip': {
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+          return res.end(gzipSync(Buffer.from(`your key is ${cred}, padded ${'.'.repeat(2000)}`)));
+        }
+        case '/v1/echo-binary': {
+          res.writeHead(200, { 'content-type': 'application/octet-stream' });
+          return res.end(Buffer.concat([Buffer.from([0, 255, 1, 254]), Buffer.from(cred), Buffer.from([0, 0])]));
+        }
+        case '/v1/redirect': {
+          res.writeHead(302, { location: `http://localhost:${port}/v1/echo` });
+          return res.end();
+        }
+        case '/v1/stream': {
+          res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+          const n = Number(url.searchParams.get('n') ?? 5);
+          const gap = Number(url.searchParams.get('gap') ?? 50);
+          let i = 0;
+          const tick = () => {
+            if (i === n) {
+              res.end('data: [DONE]\n\n');
+              return;
+            }
+            // split the echoed credential across writes so it straddles chunk boundaries
+            const line = `data: {"i":${i},"echo":"${cred}"}\n\n`;
+            const cut = 7 + (i % 9);
+            res.write(line.slice(0, cut));
+            setTimeout(() => {
+              res.write(line.slice(cut));
+              i++;
+              setTimeout(tick, gap);
+            }, 5);
+          };
+          return tick();
+        }
+        default:
+          res.writeHead(404, { 'content-type': 'text/plain' });
+          return res.end('not found');
+      }
+    });
+  });
+  port = portOf(server);
+  return { port, host: `127.0.0.1:${port}`, received, close: () => close(server) };
+}
+
+/** An agent web app: one HTML page, optionally with an iframe to another origin. */
+export async function appServer(
+  html = '<!doctype html><title>agent</title><h1>agent app</h1>',
+): Promise<{ port: number; close: () => Promise<void> }> {
+  const server = await listen((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(url.searchParams.get('html') ?? html);
+  });
+  return { port: portOf(server), close: () => close(server) };
+}
