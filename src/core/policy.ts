@@ -179,7 +179,8 @@ export function checkRequestTarget(rawUrl: unknown, rawMethod: unknown, rule: In
   if (url.protocol !== 'https:' && url.protocol !== 'http:') bad('url must be http or https');
   const authority = rawUrl.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').split(/[/?#]/)[0] ?? '';
   if (url.username || url.password || authority.includes('@')) bad('url must not contain credentials');
-  if (url.hostname.endsWith('.')) bad('url host must not end with a dot');
+  // the parser drops a trailing dot from an IPv4 address, so look at what the page wrote too
+  if (url.hostname.endsWith('.') || authority.replace(/:\d*$/, '').endsWith('.')) bad('url host must not end with a dot');
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname))
     throw new CoreError('not-allowed', 'plain http is allowed only to loopback hosts');
   if (/%2e|%2f|%5c/i.test(url.pathname)) bad('url path must not contain encoded dots, slashes or backslashes');

@@ -81,6 +81,10 @@ export async function apiServer(): Promise<ApiServer> {
           res.writeHead(200, { 'content-type': 'application/octet-stream' });
           return res.end(Buffer.concat([Buffer.from([0, 255, 1, 254]), Buffer.from(cred), Buffer.from([0, 0])]));
         }
+        case '/v1/big': {
+          res.writeHead(200, { 'content-type': 'application/octet-stream' });
+          return res.end(Buffer.alloc(11 * 1024 * 1024, 97));
+        }
         case '/v1/redirect': {
           res.writeHead(302, { location: `http://localhost:${port}/v1/echo` });
           return res.end();

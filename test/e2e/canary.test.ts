@@ -1,0 +1,178 @@
+/**
+ * Brokered mode never lets a page see the secret. A unique canary is planted, the page runs
+ * every flow (including endpoints that echo the credential in every encoding, gzip and binary
+ * bodies, hostile requests), and then everything the page could observe is searched for the
+ * canary in every encoding: return values, errors, console, DOM, page storage, and the
+ * requests the page made. The adversarial half checks each hostile input gets a typed error
+ * and that the next valid request still succeeds.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Page } from 'playwright';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Answer, request } from '../harness/provider.ts';
+import { findEncodings } from '../harness/scan.ts';
+import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
+
+const CANARY = `sk-FAKE-canary-${randomBytes(12).toString('hex')}`;
+
+describe('canary: brokered mode shows the page nothing', () => {
+  let h: Harness;
+  let api: ApiServer;
+  let trap: ApiServer; // a host the secret is not bound to
+  let app: Awaited<ReturnType<typeof appServer>>;
+  let page: Page;
+  const observed: string[] = []; // everything the page saw, appended as we go
+  const console: string[] = [];
+  const pageRequests: string[] = [];
+
+  beforeAll(async () => {
+    [api, trap, app] = await Promise.all([apiServer(), apiServer(), appServer()]);
+    h = await launch();
+    const options = await h.open(OPTIONS);
+    await rpc(options, 'vault.create', { passphrase: 'canary suite passphrase FAKE', kdf: 'pbkdf2-sha256' });
+    await rpc(options, 'secrets.create', {
+      name: 'canary',
+      value: CANARY,
+      rule: { hosts: [api.host], header: 'Authorization', template: 'Bearer {value}' },
+    });
+    await rpc(options, 'secrets.create', {
+      name: 'canary-b64',
+      value: CANARY,
+      rule: { hosts: [api.host], header: 'x-api-key', template: '{value:base64}' },
+    });
+    page = await h.context.newPage();
+    page.on('console', (m) => console.push(m.text()));
+    page.on('request', (r) => pageRequests.push(`${r.method()} ${r.url()} ${JSON.stringify(r.headers())} ${r.postData() ?? ''}`));
+    await page.goto(`http://127.0.0.1:${app.port}/`);
+    for (const secret of ['canary', 'canary-b64']) {
+      const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
+      const answer = request(page, 'keyhole_requestGrant', { secrets: [secret] });
+      const consent = await shown;
+      await consent.waitForSelector('#allow-period:not([disabled])');
+      await consent.click('#allow-period');
+      observed.push(JSON.stringify(await answer));
+    }
+  });
+  afterAll(async () => {
+    await h?.close();
+    await Promise.all([api?.close(), trap?.close(), app?.close()]);
+  });
+
+  async function call(
+    params: unknown,
+  ): Promise<Answer<{ status: number; headers: Record<string, string>; body: string; bodyEncoding: string }>> {
+    const answer = await request<{ status: number; headers: Record<string, string>; body: string; bodyEncoding: string }>(
+      page,
+      'keyhole_fetch',
+      params,
+    );
+    observed.push(JSON.stringify(answer));
+    return answer;
+  }
+  const url = (path: string) => `http://${api.host}${path}`;
+
+  it('the API receives the canary, in both templates (control)', async () => {
+    expect((await call({ secret: 'canary', url: url('/v1/echo') })).ok).toBe(true);
+    expect(api.received.at(-1)?.headers.authorization).toBe(`Bearer ${CANARY}`);
+    expect((await call({ secret: 'canary-b64', url: url('/v1/echo') })).ok).toBe(true);
+    expect(api.received.at(-1)?.headers['x-api-key']).toBe(Buffer.from(CANARY).toString('base64'));
+  });
+
+  it('echoes in every encoding, gzip and binary come back stripped', async () => {
+    for (const secret of ['canary', 'canary-b64']) {
+      for (const path of ['/v1/echo', '/v1/echo-encoded', '/v1/echo-gzip', '/v1/echo-binary']) {
+        const res = await call({ secret, url: url(path), method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } });
+        expect(res.ok).toBe(true);
+        if (res.ok) expect(res.result.status).toBe(200);
+      }
+    }
+    const encoded = await call({ secret: 'canary', url: url('/v1/echo-encoded') });
+    expect(encoded.ok && encoded.result.headers['x-echo']).toBe('[REDACTED]');
+  });
+
+  it('hostile and malformed requests get typed errors, and the next valid request succeeds', async () => {
+    const cases: [unknown, number][] = [
+      [{ secret: 'canary', url: `http://${api.host}@${trap.host}/v1/echo` }, -32602],
+      [{ secret: 'canary', url: `http://${trap.host}/v1/echo` }, 4300],
+      [{ secret: 'canary', url: `http://localhost:${api.port}/v1/echo` }, 4300],
+      [{ secret: 'canary', url: `http://127.0.0.1.:${api.port}/v1/echo` }, -32602],
+      [{ secret: 'canary', url: `http://${api.host}/v1/echo\r\nX-Evil: 1` }, -32602],
+      [{ secret: 'canary', url: 'javascript:alert(1)' }, -32602],
+      [{ secret: 'canary', url: `ws://${api.host}/` }, -32602],
+      [{ secret: 'canary', url: url('/v1/redirect') }, 4301],
+      [{ secret: 'canary', url: url('/v1/big') }, 4303],
+      [{ secret: 'canary', url: url('/v1/echo'), headers: { Authorization: 'Bearer page' } }, 4300],
+      [{ secret: 'canary', url: url('/v1/echo'), method: 'POST', headers: { 'X-HTTP-Method-Override': 'DELETE' } }, 4300],
+      [{ secret: 'canary', url: url('/v1/echo'), headers: { 'x-ok': 'a\r\nX-Evil: 1' } }, -32602],
+      [{ secret: 'canary', url: url('/v1/echo'), method: 'TRACE' }, -32602],
+      [{ secret: 'canary', url: url('/v1/echo'), method: 'GET', body: 'x' }, -32602],
+      [{ secret: 'canary', url: url('/v1/echo'), method: 'POST', body: 'x'.repeat(1024 * 1024 + 1) }, -32602],
+      [{ secret: 'canary', url: url('/v1/echo'), method: 'POST', body: '***', bodyEncoding: 'base64' }, -32602],
+      [{ secret: 'canary', url: 42 }, -32602],
+      [{ secret: ['canary'], url: url('/v1/echo') }, -32602],
+      ['not an object', -32602],
+      [{ secret: 'canary', url: url('/v1/echo'), big: 'x'.repeat(2 * 1024 * 1024 + 10) }, -32602],
+    ];
+    const before = api.received.length;
+    for (const [params, code] of cases) {
+      const res = await call(params);
+      expect({ params: JSON.stringify(params).slice(0, 120), res: res.ok ? 'ok' : res.error.code }).toEqual({
+        params: JSON.stringify(params).slice(0, 120),
+        res: code,
+      });
+      if (!res.ok) expect(res.error.message).toMatch(/^[A-Z][^{}]*\.$/); // a fixed sentence
+      expect((await call({ secret: 'canary', url: url('/v1/echo') })).ok).toBe(true);
+    }
+    // only the valid calls and the refused-after-sending redirect/big reached the API; nothing reached the trap
+    expect(trap.received).toHaveLength(0);
+    const withCredential = api.received.slice(before).filter((r) => r.headers.authorization);
+    expect(withCredential.every((r) => r.url === '/v1/echo' || r.url === '/v1/redirect' || r.url === '/v1/big')).toBe(true);
+    expect(api.received.slice(before).some((r) => r.headers['x-evil'] !== undefined)).toBe(false);
+  });
+
+  it('messages the bridge must drop or refuse', async () => {
+    // no id: dropped; bad method type: refused; a cyclic params object: refused
+    const res = await page.evaluate(() => {
+      window.postMessage({ target: 'keyhole:content', method: 'keyhole_fetch' }, location.origin);
+      return new Promise<unknown[]>((resolve) => {
+        const got: unknown[] = [];
+        addEventListener('message', (e) => {
+          if (e.data?.target === 'keyhole:inpage' && String(e.data.id).startsWith('t-')) got.push(e.data);
+          if (got.length === 2) resolve(got);
+        });
+        const cyclic: Record<string, unknown> = {};
+        cyclic.self = cyclic;
+        window.postMessage({ target: 'keyhole:content', id: 't-1', method: 7 }, location.origin);
+        window.postMessage({ target: 'keyhole:content', id: 't-2', method: 'keyhole_status', params: cyclic }, location.origin);
+        setTimeout(() => resolve(got), 2000);
+      });
+    });
+    observed.push(JSON.stringify(res));
+    expect(res).toMatchObject([
+      { id: 't-1', ok: false, error: { code: -32602 } },
+      { id: 't-2', ok: false, error: { code: -32602 } },
+    ]);
+  });
+
+  it('nothing the page can observe holds the canary, in any encoding', async () => {
+    const dom = await page.content();
+    const storage = await page.evaluate(async () => {
+      const dbs = await indexedDB.databases();
+      return JSON.stringify({ local: { ...localStorage }, session: { ...sessionStorage }, cookie: document.cookie, dbs });
+    });
+    const haystacks: Record<string, string> = {
+      answers: observed.join('\n'),
+      console: console.join('\n'),
+      dom,
+      storage,
+      pageRequests: pageRequests.join('\n'),
+      trap: JSON.stringify(trap.received),
+    };
+    expect(observed.join('').length).toBeGreaterThan(10_000); // the flows really ran
+    for (const [where, text] of Object.entries(haystacks))
+      expect({ where, hits: findEncodings(text, CANARY) }).toEqual({ where, hits: [] });
+    // control: the oracle finds the canary where it is (what the API received)
+    expect(findEncodings(JSON.stringify(api.received), CANARY).length).toBeGreaterThan(0);
+  });
+});

@@ -1,0 +1,112 @@
+import { describe, expect, it } from 'vitest';
+import { CoreError } from '../../src/core/errors.ts';
+import { callerOrigin, cleanReason } from '../../src/core/grants.ts';
+import { checkPageHeaders, checkRequestTarget, type InjectionRule } from '../../src/core/policy.ts';
+
+const rule: InjectionRule = {
+  hosts: ['api.example.com', '127.0.0.1:8080'],
+  pathPrefixes: [],
+  methods: [],
+  header: 'Authorization',
+  template: 'Bearer {value}',
+};
+
+function code(fn: () => unknown): string {
+  try {
+    fn();
+    return 'ok';
+  } catch (e) {
+    if (e instanceof CoreError) return e.code;
+    throw e;
+  }
+}
+
+describe('request targets', () => {
+  it('accepts the bound host over https, and loopback over http', () => {
+    expect(checkRequestTarget('https://api.example.com/v1/x?q=1', 'post', rule)).toMatchObject({ host: 'api.example.com', method: 'POST' });
+    expect(checkRequestTarget('http://127.0.0.1:8080/v1', undefined, rule)).toMatchObject({ host: '127.0.0.1:8080', method: 'GET' });
+    expect(checkRequestTarget('https://API.EXAMPLE.COM:443/v1', 'GET', rule).host).toBe('api.example.com');
+  });
+
+  const hostile: [string, string][] = [
+    ['https://api.example.com@evil.test/', 'bad-input'], // userinfo: the real host is evil.test
+    ['https://user:pw@api.example.com/', 'bad-input'],
+    ['https://@api.example.com/', 'bad-input'],
+    ['https://api.example.com./v1', 'bad-input'], // trailing dot
+    ['http://127.0.0.1.:8080/v1', 'bad-input'], // the parser would silently drop this one
+    ['https://аpi.example.com/v1', 'not-allowed'], // Cyrillic а: punycode, another host
+    ['https://api.example.com.evil.test/', 'not-allowed'],
+    ['https://evil.test/?https://api.example.com/', 'not-allowed'],
+    ['http://api.example.com/v1', 'not-allowed'], // plain http off loopback
+    ['https://127.0.0.1:8081/', 'not-allowed'], // another port
+    ['ftp://api.example.com/', 'bad-input'],
+    ['javascript:alert(1)', 'bad-input'],
+    ['data:text/plain,x', 'bad-input'],
+    ['/relative', 'bad-input'],
+    ['https://api.example.com/v1\r\nX-Injected: 1', 'bad-input'],
+    ['https://api.example.com/a b', 'bad-input'],
+    ['https://api.example.com\\@evil.test/', 'bad-input'],
+    ['https://api.example.com/v1%2fadmin', 'bad-input'],
+  ];
+  for (const [url, expected] of hostile) {
+    it(`refuses ${JSON.stringify(url)} as ${expected}`, () => {
+      expect(code(() => checkRequestTarget(url, 'GET', rule))).toBe(expected);
+    });
+  }
+
+  it('refuses methods outside the rule and paths outside its prefixes', () => {
+    const narrow = { ...rule, pathPrefixes: ['/v1/'], methods: ['GET' as const] };
+    expect(code(() => checkRequestTarget('https://api.example.com/v1/x', 'GET', narrow))).toBe('ok');
+    expect(code(() => checkRequestTarget('https://api.example.com/v1/x', 'DELETE', narrow))).toBe('not-allowed');
+    expect(code(() => checkRequestTarget('https://api.example.com/v2/x', 'GET', narrow))).toBe('not-allowed');
+    expect(code(() => checkRequestTarget('https://api.example.com/v1/../v2/x', 'GET', narrow))).toBe('not-allowed'); // resolved by the parser
+    expect(code(() => checkRequestTarget('https://api.example.com/v1/%2e%2e/v2/x', 'GET', narrow))).toBe('not-allowed'); // so are encoded dots
+    expect(checkRequestTarget('https://api.example.com/v1/%2e%2e/v2/x', 'GET', rule).url.pathname).toBe('/v2/x'); // what is sent is what was checked
+    expect(code(() => checkRequestTarget('https://api.example.com/', 'TRACE', rule))).toBe('bad-input');
+  });
+});
+
+describe('page headers', () => {
+  it('passes ordinary headers through', () => {
+    expect(checkPageHeaders({ 'content-type': 'application/json', 'OpenAI-Beta': 'x' }, 'Authorization')).toEqual({
+      'content-type': 'application/json',
+      'OpenAI-Beta': 'x',
+    });
+  });
+  const refused: [Record<string, string>, string][] = [
+    [{ authorization: 'Bearer mine' }, 'not-allowed'], // would replace the injected header
+    [{ 'X-HTTP-Method-Override': 'DELETE' }, 'not-allowed'],
+    [{ 'X-Method-Override': 'DELETE' }, 'not-allowed'],
+    [{ 'x-http-method': 'DELETE' }, 'not-allowed'],
+    [{ host: 'evil.test' }, 'not-allowed'],
+    [{ cookie: 'a=b' }, 'not-allowed'],
+    [{ 'proxy-authorization': 'x' }, 'not-allowed'],
+    [{ 'sec-fetch-site': 'none' }, 'not-allowed'],
+    [{ 'x-ok': 'a\r\nAuthorization: Bearer stolen' }, 'bad-input'],
+    [{ 'bad name': 'x' }, 'bad-input'],
+  ];
+  for (const [headers, expected] of refused) {
+    it(`refuses ${JSON.stringify(Object.keys(headers))} as ${expected}`, () => {
+      expect(code(() => checkPageHeaders(headers, 'Authorization'))).toBe(expected);
+    });
+  }
+  it('refuses a non-object', () => {
+    expect(code(() => checkPageHeaders([['a', 'b']], 'Authorization'))).toBe('bad-input');
+  });
+});
+
+describe('caller origins', () => {
+  it('accepts https and loopback http only', () => {
+    expect(callerOrigin('https://agent.example')).toBe('https://agent.example');
+    expect(callerOrigin('http://localhost:3000')).toBe('http://localhost:3000');
+    expect(callerOrigin('http://app.localhost:3000')).toBe('http://app.localhost:3000');
+    for (const o of ['null', 'http://agent.example', 'file://', 'chrome-extension://abc', 'https://a.example/path', undefined, 42]) {
+      expect(callerOrigin(o)).toBeNull();
+    }
+  });
+  it('flattens and caps an untrusted reason', () => {
+    expect(cleanReason('line one\nline two\u202egnp.exe')).toBe('line one line two gnp.exe');
+    expect(cleanReason('x'.repeat(1000)).length).toBe(280);
+    expect(cleanReason({ toString: () => 'x' })).toBe('');
+  });
+});
