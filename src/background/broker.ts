@@ -15,6 +15,9 @@ import type { VaultService } from './vault-service.ts';
 export const MAX_REQUEST_BODY = 1024 * 1024;
 export const MAX_RESPONSE_BODY = 10 * 1024 * 1024;
 export const REQUEST_TIMEOUT_MS = 60_000;
+/** Streams (LLM answers) may run long; they are bounded by time and size all the same. */
+export const STREAM_TIMEOUT_MS = 10 * 60_000;
+export const MAX_STREAM_BODY = 64 * 1024 * 1024;
 
 export type BrokerDeps = {
   readonly vault: VaultService;
@@ -186,4 +189,45 @@ function encodeBody(bytes: Uint8Array, contentType: string): { body: string; bod
   let bin = '';
   for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
   return { body: btoa(bin), bodyEncoding: 'base64' };
+}
+
+/** What the page gets first on a stream: the response head, already redacted. */
+export type StreamHead = { readonly status: number; readonly statusText: string; readonly headers: Record<string, string> };
+
+/**
+ * A streamed brokered fetch (server-sent events, as LLM APIs use): the head, then redacted
+ * chunks as they arrive, carried over by `emit`. Stops when `signal` aborts (the page went away).
+ */
+export async function brokeredStream(
+  deps: BrokerDeps,
+  origin: string,
+  params: unknown,
+  signal: AbortSignal,
+  emit: { head(h: StreamHead): void; chunk(bytes: Uint8Array): void },
+): Promise<{ outcome: BrokerOutcome; status: number; bytes: number }> {
+  const prepared = await prepare(deps, origin, params, AbortSignal.any([signal, AbortSignal.timeout(STREAM_TIMEOUT_MS)]));
+  const res = await send(deps, prepared);
+  emit.head({ status: res.status, statusText: prepared.redactor.text(res.statusText), headers: redactedHeaders(res, prepared.redactor) });
+  let bytes = 0;
+  try {
+    const reader = res.body?.getReader();
+    for (;;) {
+      if (!reader) break;
+      const { value, done } = await reader.read();
+      if (done) break;
+      bytes += value.length;
+      if (bytes > MAX_STREAM_BODY) {
+        void reader.cancel();
+        throw new PageError(PageErrorCode.responseTooLarge);
+      }
+      const out = prepared.redactor.push(value);
+      if (out.length > 0) emit.chunk(out);
+    }
+    const tail = prepared.redactor.end();
+    if (tail.length > 0) emit.chunk(tail);
+  } catch (e) {
+    if (e instanceof PageError) throw e;
+    throw new PageError(PageErrorCode.upstreamFailed);
+  }
+  return { outcome: prepared.outcome, status: res.status, bytes };
 }

@@ -2,7 +2,8 @@
  * The service worker's composition root. Every listener is registered at the top level (MV3
  * wakes the worker for an event only if its listener exists at start-up); each awaits `ready`.
  */
-import { PageError, PageErrorCode } from '../core/page-api.ts';
+import { toBase64 } from '../core/bytes.ts';
+import { PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
 import {
   AUTOLOCK_ALARM,
@@ -98,6 +99,40 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
     })
     .catch(() => sendResponse({ ok: false, error: { code: 'internal', message: 'internal error' } }));
   return true;
+});
+
+// Streamed keyhole_fetch: one port per call, opened by the content-script bridge.
+chrome.runtime.onConnect.addListener((port) => {
+  if (port.name !== STREAM_PORT || !port.sender) return port.disconnect();
+  const caller = pageCaller(port.sender, chrome.runtime.id);
+  const post = (m: StreamMessage) => port.postMessage(m);
+  if (!caller) {
+    post({ error: new PageError(PageErrorCode.unauthorized).toBody() });
+    return port.disconnect();
+  }
+  const abort = new AbortController();
+  port.onDisconnect.addListener(() => abort.abort());
+  let started = false;
+  port.onMessage.addListener((message: { params?: unknown }) => {
+    if (started) return;
+    started = true;
+    void ready
+      .then(async ({ pageApi }) => {
+        await rememberDocument(caller);
+        await pageApi.stream(caller, message?.params, abort.signal, {
+          head: (head) => post({ head }),
+          chunk: (bytes) => post({ chunk: toBase64(bytes) }),
+        });
+        post({ end: true });
+      })
+      .catch((e: unknown) => {
+        if (abort.signal.aborted) return; // the page went away; nobody to tell
+        post({ error: (e instanceof PageError ? e : new PageError(PageErrorCode.internal)).toBody() });
+      })
+      .finally(() => {
+        if (!abort.signal.aborted) port.disconnect();
+      });
+  });
 });
 
 // Other extensions get nothing.

@@ -14,9 +14,10 @@ import {
 } from '../core/grants.ts';
 import { type Grant, type GrantMode, PAGE_METHODS, PageError, PageErrorCode, type PageMethod } from '../core/page-api.ts';
 import { normalizeHost } from '../core/policy.ts';
-import { type BrokerDeps, type BrokerOutcome, brokeredFetch } from './broker.ts';
+import { type BrokerDeps, type BrokerOutcome, brokeredFetch, brokeredStream, type StreamHead } from './broker.ts';
 import { type ConsentQueue, ConsentRateLimited } from './consent.ts';
 import type { GrantStore } from './grant-store.ts';
+import { whileAwake } from './keepalive.ts';
 import type { VaultService } from './vault-service.ts';
 
 export type PageCaller = { readonly origin: string; readonly tabId: number; readonly documentId: string | undefined };
@@ -68,11 +69,22 @@ export class PageApiService {
       case 'keyhole_requestGrant':
         return this.requestGrant(caller, params);
       case 'keyhole_fetch': {
-        const { result, outcome, status } = await brokeredFetch(this.deps, caller.origin, params);
+        const { result, outcome, status } = await whileAwake(() => brokeredFetch(this.deps, caller.origin, params));
         this.deps.brokered?.(caller, outcome, status);
         return result;
       }
     }
+  }
+
+  /** keyhole_fetch with a streamed body, over a port (the provider's fetchStream). */
+  async stream(
+    caller: PageCaller,
+    params: unknown,
+    signal: AbortSignal,
+    emit: { head(h: StreamHead): void; chunk(b: Uint8Array): void },
+  ): Promise<void> {
+    const { outcome, status } = await whileAwake(() => brokeredStream(this.deps, caller.origin, params, signal, emit));
+    this.deps.brokered?.(caller, outcome, status);
   }
 
   private async requireUnlocked(): Promise<void> {

@@ -3,7 +3,16 @@
  * It takes only messages from its own window and origin, checks their shape and size, and
  * forwards them; the worker learns the caller from Chrome's sender record, not from here.
  */
-import { CONTENT_TARGET, INPAGE_TARGET, MAX_PAGE_MESSAGE_BYTES, PAGE_ERROR_MESSAGES, PageErrorCode } from '../core/page-api.ts';
+import { fromBase64 } from '../core/bytes.ts';
+import {
+  CONTENT_TARGET,
+  INPAGE_TARGET,
+  MAX_PAGE_MESSAGE_BYTES,
+  PAGE_ERROR_MESSAGES,
+  PageErrorCode,
+  STREAM_PORT,
+  type StreamMessage,
+} from '../core/page-api.ts';
 
 const origin = location.origin;
 
@@ -14,12 +23,56 @@ function reply(id: string, body: { ok: true; result: unknown } | { ok: false; er
 const fail = (id: string, code: keyof typeof PAGE_ERROR_MESSAGES) =>
   reply(id, { ok: false, error: { code, message: PAGE_ERROR_MESSAGES[code] } });
 
+const streams = new Map<string, chrome.runtime.Port>();
+
+/** A streamed keyhole_fetch: a port to the worker; the head, chunks and end go back to the page. */
+function startStream(id: string, params: unknown): void {
+  if (streams.has(id)) return fail(id, PageErrorCode.invalidParams);
+  let port: chrome.runtime.Port;
+  try {
+    port = chrome.runtime.connect({ name: STREAM_PORT });
+  } catch {
+    return fail(id, PageErrorCode.locked);
+  }
+  streams.set(id, port);
+  let finished = false;
+  port.onMessage.addListener((m: StreamMessage) => {
+    if ('head' in m) reply(id, { ok: true, result: m.head });
+    else if ('chunk' in m) {
+      const bytes = fromBase64(m.chunk);
+      window.postMessage({ target: INPAGE_TARGET, stream: id, chunk: bytes }, origin, [bytes.buffer]);
+    } else if ('end' in m) {
+      finished = true;
+      window.postMessage({ target: INPAGE_TARGET, stream: id, end: true }, origin);
+    } else if ('error' in m) {
+      finished = true;
+      // before the head the call itself fails; after it, the body stream errors
+      reply(id, { ok: false, error: m.error });
+      window.postMessage({ target: INPAGE_TARGET, stream: id, error: m.error }, origin);
+    }
+  });
+  port.onDisconnect.addListener(() => {
+    streams.delete(id);
+    if (!finished) {
+      const error = { code: PageErrorCode.internal, message: PAGE_ERROR_MESSAGES[PageErrorCode.internal] };
+      reply(id, { ok: false, error });
+      window.postMessage({ target: INPAGE_TARGET, stream: id, error }, origin);
+    }
+  });
+  port.postMessage({ params });
+}
+
 window.addEventListener('message', (ev: MessageEvent) => {
   if (ev.source !== window || ev.origin !== origin) return;
-  const m = ev.data as { target?: unknown; id?: unknown; method?: unknown; params?: unknown } | null;
+  const m = ev.data as { target?: unknown; id?: unknown; method?: unknown; params?: unknown; stream?: unknown; cancel?: unknown } | null;
   if (typeof m !== 'object' || m === null || m.target !== CONTENT_TARGET) return;
   if (typeof m.id !== 'string' || m.id.length === 0 || m.id.length > 64) return;
   const id = m.id;
+  if (m.cancel === true) {
+    streams.get(id)?.disconnect();
+    streams.delete(id);
+    return;
+  }
   if (typeof m.method !== 'string' || m.method.length > 64) return fail(id, PageErrorCode.invalidParams);
   let size: number;
   try {
@@ -28,6 +81,10 @@ window.addEventListener('message', (ev: MessageEvent) => {
     return fail(id, PageErrorCode.invalidParams); // cycles, BigInt: not a JSON value
   }
   if (size > MAX_PAGE_MESSAGE_BYTES) return fail(id, PageErrorCode.invalidParams);
+  if (m.stream === true) {
+    if (m.method !== 'keyhole_fetch') return fail(id, PageErrorCode.unsupportedMethod);
+    return startStream(id, m.params ?? null);
+  }
   let sent: Promise<unknown>;
   try {
     sent = chrome.runtime.sendMessage({ kh: 'page', method: m.method, params: m.params ?? null });

@@ -114,6 +114,15 @@ export const PAGE_ERROR_MESSAGES: Record<PageErrorCodeValue, string> = {
 export const INPAGE_TARGET = 'keyhole:inpage';
 export const CONTENT_TARGET = 'keyhole:content';
 export const MAX_PAGE_MESSAGE_BYTES = 2 * 1024 * 1024;
+/** The runtime port a streamed keyhole_fetch travels on (content script <-> worker). */
+export const STREAM_PORT = 'keyhole-stream';
+
+/** Worker -> content script messages on a stream port. Chunks are base64: ports carry JSON. */
+export type StreamMessage =
+  | { readonly head: { readonly status: number; readonly statusText: string; readonly headers: Record<string, string> } }
+  | { readonly chunk: string }
+  | { readonly end: true }
+  | { readonly error: PageErrorBody };
 
 /** An error for a page: a code and its fixed message, plus optional non-secret detail. */
 export class PageError extends Error {

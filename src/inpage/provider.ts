@@ -33,6 +33,7 @@ const ICON =
 
   const origin = location.origin;
   const pending = new Map<string, Pending>();
+  const bodies = new Map<string, ReadableStreamDefaultController<Uint8Array>>();
   const listeners = new Map<PageEvent, Set<(data: unknown) => void>>();
   let next = 0;
 
@@ -48,6 +49,22 @@ const ICON =
       data?: unknown;
     };
     if (!m || m.target !== INPAGE_TARGET) return;
+    const s = ev.data as { stream?: unknown; chunk?: unknown; end?: unknown; error?: { code?: unknown; message?: unknown } };
+    if (typeof s.stream === 'string') {
+      const body = bodies.get(s.stream);
+      if (!body) return;
+      if (s.chunk instanceof Uint8Array) body.enqueue(s.chunk);
+      else if (s.end === true) {
+        bodies.delete(s.stream);
+        body.close();
+      } else if (s.error) {
+        bodies.delete(s.stream);
+        body.error(
+          new ProviderRpcError(typeof s.error.code === 'number' ? s.error.code : -32603, String(s.error.message ?? 'Internal error.')),
+        );
+      }
+      return;
+    }
     if (typeof m.event === 'string') {
       for (const fn of listeners.get(m.event as PageEvent) ?? []) {
         try {
@@ -85,6 +102,32 @@ const ICON =
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
         window.postMessage({ target: CONTENT_TARGET, id, method: args.method, params: args.params }, origin);
+      });
+    },
+    /**
+     * keyhole_fetch with a streamed body: resolves with the response head and a ReadableStream
+     * of the (redacted) body as it arrives. Cancelling the stream cancels the request.
+     */
+    fetchStream(
+      params: unknown,
+    ): Promise<{ status: number; statusText: string; headers: Record<string, string>; body: ReadableStream<Uint8Array> }> {
+      const id = `${Date.now().toString(36)}-s${(next++).toString(36)}`;
+      const body = new ReadableStream<Uint8Array>({
+        start: (controller) => void bodies.set(id, controller),
+        cancel: () => {
+          bodies.delete(id);
+          window.postMessage({ target: CONTENT_TARGET, id, cancel: true }, origin);
+        },
+      });
+      return new Promise((resolve, reject) => {
+        pending.set(id, {
+          resolve: (head) => resolve({ ...(head as { status: number; statusText: string; headers: Record<string, string> }), body }),
+          reject: (e) => {
+            bodies.delete(id);
+            reject(e);
+          },
+        });
+        window.postMessage({ target: CONTENT_TARGET, id, stream: true, method: 'keyhole_fetch', params }, origin);
       });
     },
     on(event: PageEvent, fn: (data: unknown) => void) {

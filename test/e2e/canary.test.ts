@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
-import { type Answer, request } from '../harness/provider.ts';
+import { type Answer, request, stream } from '../harness/provider.ts';
 import { findEncodings } from '../harness/scan.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
 
@@ -89,6 +89,25 @@ describe('canary: brokered mode shows the page nothing', () => {
     }
     const encoded = await call({ secret: 'canary', url: url('/v1/echo-encoded') });
     expect(encoded.ok && encoded.result.headers['x-echo']).toBe('[REDACTED]');
+  });
+
+  it('streams server-sent events with the echo split across chunks, stripped', async () => {
+    const res = await stream(page, { secret: 'canary', url: url('/v1/stream?n=12&gap=20') });
+    observed.push(JSON.stringify(res));
+    expect(res.ok).toBe(true);
+    if (!res.ok) return;
+    expect(res.result.status).toBe(200);
+    expect(res.result.headers['content-type']).toBe('text/event-stream');
+    const events = res.result.text.split('\n\n').filter(Boolean);
+    expect(events).toHaveLength(13); // 12 events and [DONE]
+    expect(events.slice(0, 12).every((e, i) => e === `data: {"i":${i},"echo":"[REDACTED]"}`)).toBe(true);
+    expect(res.result.chunks).toBeGreaterThan(1); // it really streamed
+  });
+
+  it('a stream refused before its head fails the call with a typed error', async () => {
+    const res = await stream(page, { secret: 'canary', url: `http://${trap.host}/v1/stream` });
+    observed.push(JSON.stringify(res));
+    expect(res).toMatchObject({ ok: false, error: { code: 4300 } });
   });
 
   it('hostile and malformed requests get typed errors, and the next valid request succeeds', async () => {

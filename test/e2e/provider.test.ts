@@ -7,7 +7,7 @@
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
-import { type Answer, discover, request } from '../harness/provider.ts';
+import { type Answer, discover, request, stream } from '../harness/provider.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
 
 const PASSPHRASE = 'provider test passphrase FAKE';
@@ -194,6 +194,23 @@ describe('page provider and brokered fetch', () => {
     expect(api.received.length).toBe(before);
     // the granted top frame still works
     expect((await fetchEcho(page)).ok).toBe(true);
+    await page.close();
+  });
+
+  it('streams: cancelling the body cancels the request; a call longer than 30 s completes', async () => {
+    const page = await h.context.newPage();
+    await page.goto(`http://stream.localhost:${app.port}/`);
+    expect((await grant(page, { secrets: ['echo-fake'] }, 'period')).ok).toBe(true);
+    const cancelled = await stream(
+      page,
+      { secret: 'echo-fake', url: `http://${api.host}/v1/stream?n=50&gap=100` },
+      { cancelAfterChunks: 2 },
+    );
+    expect(cancelled.ok).toBe(true);
+    await expect.poll(() => api.abandoned()).toBe(1);
+    // MV3 stops a worker idle for 30 s; the broker keeps it awake while a call is open.
+    const long = await stream(page, { secret: 'echo-fake', url: `http://${api.host}/v1/stream?n=4&gap=11000` });
+    expect(long.ok && long.result.text.split('\n\n').filter(Boolean)).toHaveLength(5);
     await page.close();
   });
 

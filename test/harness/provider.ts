@@ -45,3 +45,50 @@ export async function request<T = unknown>(page: Page | Frame, method: string, p
     [method, params] as const,
   ) as Promise<Answer<T>>;
 }
+
+/** provider.fetchStream in the page: reads the whole body as text, recording when chunks came. */
+export async function stream(
+  page: Page | Frame,
+  params: unknown,
+  opts: { cancelAfterChunks?: number } = {},
+): Promise<Answer<{ status: number; headers: Record<string, string>; text: string; chunks: number }>> {
+  return page.evaluate(
+    ([p, cancelAfter]) =>
+      new Promise<unknown>((resolve) => {
+        window.addEventListener(
+          'keyhole:announceProvider',
+          (e) => {
+            const { provider } = (e as CustomEvent).detail;
+            provider.fetchStream(p).then(
+              async (res: { status: number; headers: Record<string, string>; body: ReadableStream<Uint8Array> }) => {
+                const reader = res.body.getReader();
+                const dec = new TextDecoder();
+                let text = '';
+                let chunks = 0;
+                try {
+                  for (;;) {
+                    const { value, done } = await reader.read();
+                    if (done) break;
+                    chunks++;
+                    text += dec.decode(value, { stream: true });
+                    if (cancelAfter && chunks >= cancelAfter) {
+                      await reader.cancel();
+                      break;
+                    }
+                  }
+                  resolve({ ok: true, result: { status: res.status, headers: res.headers, text, chunks } });
+                } catch (err) {
+                  const x = err as { code: number; message: string };
+                  resolve({ ok: false, error: { code: x.code, message: x.message } });
+                }
+              },
+              (err: { code: number; message: string }) => resolve({ ok: false, error: { code: err.code, message: err.message } }),
+            );
+          },
+          { once: true },
+        );
+        window.dispatchEvent(new Event('keyhole:requestProvider'));
+      }),
+    [params, opts.cancelAfterChunks ?? 0] as const,
+  ) as Promise<Answer<{ status: number; headers: Record<string, string>; text: string; chunks: number }>>;
+}

@@ -18,6 +18,8 @@ export type ApiServer = {
   readonly port: number;
   readonly host: string;
   readonly received: Received[];
+  /** streams whose client went away before the last event */
+  readonly abandoned: () => number;
   readonly close: () => Promise<void>;
 };
 
@@ -43,6 +45,7 @@ function credential(req: IncomingMessage): string {
 export async function apiServer(): Promise<ApiServer> {
   const received: Received[] = [];
   let port = 0;
+  let abandoned = 0;
   const server = await listen((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -94,7 +97,13 @@ export async function apiServer(): Promise<ApiServer> {
           const n = Number(url.searchParams.get('n') ?? 5);
           const gap = Number(url.searchParams.get('gap') ?? 50);
           let i = 0;
+          let gone = false;
+          res.on('close', () => {
+            if (i < n) abandoned++;
+            gone = true;
+          });
           const tick = () => {
+            if (gone) return;
             if (i === n) {
               res.end('data: [DONE]\n\n');
               return;
@@ -118,7 +127,7 @@ export async function apiServer(): Promise<ApiServer> {
     });
   });
   port = portOf(server);
-  return { port, host: `127.0.0.1:${port}`, received, close: () => close(server) };
+  return { port, host: `127.0.0.1:${port}`, received, abandoned: () => abandoned, close: () => close(server) };
 }
 
 /** An agent web app: one HTML page, optionally with an iframe to another origin. */
