@@ -22,11 +22,16 @@ import { PageApiService, pageCaller } from './page-api.ts';
 import { emit, rememberDocument } from './page-events.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';
+import { anyInstalled, attribute, syncRules, type TransparentDeps } from './transparent.ts';
 import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './update.ts';
 import { VaultService } from './vault-service.ts';
 
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
 const CONSENT_PAGE = 'src/popup/consent.html';
+const GRANT_EXPIRY_ALARM = 'keyhole.grantExpiry';
+const UNSUSPEND_ALARM = 'keyhole.unsuspend';
+/** transparent grants over their rate: their rules are withdrawn until the alarm */
+const suspended = new Set<string>();
 
 const consent = new ConsentQueue({
   open: async (requestId) => {
@@ -48,24 +53,40 @@ const ready = (async () => {
   const vault = new VaultService(db, chromeSessionStore(), version);
   const grants = new GrantStore(db);
   const hasGrant = async (origin: string) => (await grants.forOrigin(origin)).length > 0;
-  const grantsChanged = (origin: string) => void emit('grantsChanged', (o) => o === origin);
+  const transparent: TransparentDeps = { vault, grants, suspended: () => suspended };
+  const resync = async () => {
+    await syncRules(transparent);
+    // DNR rules do not expire by themselves: wake up when the next grant does
+    const next = Math.min(...(await grants.all()).map((g) => g.expiresAt));
+    if (Number.isFinite(next)) await chrome.alarms.create(GRANT_EXPIRY_ALARM, { when: Math.max(next, Date.now() + 1000) });
+  };
+  const grantsChanged = (origin: string) => {
+    void emit('grantsChanged', (o) => o === origin);
+    void resync();
+  };
   const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
   vault.onLocked = () => {
     consent.denyAll();
+    void syncRules(transparent); // locked: every rule is removed at once
     void emit('lock', hasGrant);
     void clearClipboardNowIfPending().finally(() => applyDeferredUpdate(update));
   };
-  vault.onUnlocked = () => void emit('unlock', hasGrant);
+  vault.onUnlocked = () => {
+    void resync();
+    void emit('unlock', hasGrant);
+  };
   vault.onSettingsChanged = applyIdleSettings;
   const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged });
+  const limiter = new RateLimiter(20, 10);
   const pageApi = new PageApiService(
-    { vault, grants, consent, version, grantsChanged, limiter: new RateLimiter(20, 10), fetch: (r) => fetch(r), now: Date.now },
+    { vault, grants, consent, version, grantsChanged, limiter, fetch: (r) => fetch(r), now: Date.now },
     vault,
     grants,
   );
   await ensureAutolockAlarm();
   applyIdleSettings(await vault.getSettings());
-  return { vault, table, update, pageApi };
+  void resync(); // a restarted worker restores the rules while unlocked (and clears them while locked)
+  return { vault, grants, table, update, pageApi, limiter, resync, transparent };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
@@ -103,12 +124,16 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
 
 // Streamed keyhole_fetch: one port per call, opened by the content-script bridge.
 chrome.runtime.onConnect.addListener((port) => {
-  if (port.name !== STREAM_PORT || !port.sender) return port.disconnect();
+  if (port.name !== STREAM_PORT || !port.sender) {
+    port.disconnect();
+    return;
+  }
   const caller = pageCaller(port.sender, chrome.runtime.id);
   const post = (m: StreamMessage) => port.postMessage(m);
   if (!caller) {
     post({ error: new PageError(PageErrorCode.unauthorized).toBody() });
-    return port.disconnect();
+    port.disconnect();
+    return;
   }
   const abort = new AbortController();
   port.onDisconnect.addListener(() => abort.abort());
@@ -158,6 +183,14 @@ chrome.idle.onStateChanged.addListener((state) => {
 });
 
 chrome.alarms.onAlarm.addListener((alarm) => {
+  if (alarm.name === GRANT_EXPIRY_ALARM || alarm.name === UNSUSPEND_ALARM) {
+    if (alarm.name === UNSUSPEND_ALARM) suspended.clear();
+    void ready.then(async ({ grants, resync }) => {
+      for (const origin of new Set((await grants.purge()).map((g) => g.origin))) void emit('grantsChanged', (o) => o === origin);
+      await resync();
+    });
+    return;
+  }
   if (alarm.name !== AUTOLOCK_ALARM) return;
   void ready.then(async ({ vault }) => {
     if (!(await vault.isUnlocked())) return;
@@ -165,6 +198,40 @@ chrome.alarms.onAlarm.addListener((alarm) => {
     if (reason) await vault.lock(reason);
   });
 });
+
+// Transparent rules follow the granted origin's tabs as they open, navigate and close.
+chrome.tabs.onUpdated.addListener((_tabId, change) => {
+  if (change.url === undefined && change.status !== 'loading') return;
+  void ready.then(async ({ grants, transparent }) => {
+    if ((await grants.all()).some((g) => g.mode === 'transparent') || (await anyInstalled())) await syncRules(transparent);
+  });
+});
+chrome.tabs.onRemoved.addListener(() => {
+  void ready.then(async ({ transparent }) => {
+    if (await anyInstalled()) await syncRules(transparent);
+  });
+});
+
+// Transparent requests are observed (not blocked) to count uses and rates; a grant used up or
+// over its rate has its rule withdrawn.
+chrome.webRequest.onCompleted.addListener(
+  (details) => {
+    if (details.tabId < 0) return;
+    void ready.then(async ({ grants, limiter, transparent }) => {
+      const hit = await attribute(details);
+      if (!hit) return;
+      await grants.use(hit.grantId);
+      if (!limiter.take(hit.grantId, Date.now())) {
+        suspended.add(hit.grantId);
+        await chrome.alarms.create(UNSUSPEND_ALARM, { when: Date.now() + 60_000 });
+        await syncRules(transparent);
+      } else if (!(await grants.all()).some((g) => g.id === hit.grantId)) {
+        await syncRules(transparent); // that was its last use
+      }
+    });
+  },
+  { urls: ['http://*/*', 'https://*/*'], types: ['xmlhttprequest'] },
+);
 
 chrome.windows.onRemoved.addListener((windowId) => {
   consent.windowClosed(windowId);

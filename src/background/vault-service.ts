@@ -210,6 +210,12 @@ export class VaultService {
     return (await this.nameIndex()).get(name) ?? null;
   }
 
+  /** A secret's metadata by id, or null (a grant outliving its secret). */
+  async secretById(id: string): Promise<SecretSummary | null> {
+    for (const s of (await this.nameIndex()).values()) if (s.id === id) return s;
+    return null;
+  }
+
   /**
    * The value to put on one request. Only the broker and the transparent-mode rules call this;
    * what it returns never goes to a page, a log or an audit record.

@@ -27,12 +27,16 @@ const streams = new Map<string, chrome.runtime.Port>();
 
 /** A streamed keyhole_fetch: a port to the worker; the head, chunks and end go back to the page. */
 function startStream(id: string, params: unknown): void {
-  if (streams.has(id)) return fail(id, PageErrorCode.invalidParams);
+  if (streams.has(id)) {
+    fail(id, PageErrorCode.invalidParams);
+    return;
+  }
   let port: chrome.runtime.Port;
   try {
     port = chrome.runtime.connect({ name: STREAM_PORT });
   } catch {
-    return fail(id, PageErrorCode.locked);
+    fail(id, PageErrorCode.locked);
+    return;
   }
   streams.set(id, port);
   let finished = false;

@@ -83,9 +83,10 @@ describe('a copied profile', () => {
       ok: false,
       error: { code: 'wrong-passphrase' },
     });
-    const everything = JSON.stringify(await page.evaluate(() => chrome.storage.session.get(null)));
-    expect(everything).not.toContain(VALUE);
-    expect(everything).toBe('{}'); // no session survived the kill
+    const session = await page.evaluate(() => chrome.storage.session.get(null));
+    expect(JSON.stringify(session)).not.toContain(VALUE);
+    expect(session['keyhole.session']).toBeUndefined(); // no session survived the kill
+    expect(await page.evaluate(() => chrome.declarativeNetRequest.getSessionRules())).toEqual([]);
     // and the copy is the real vault: only the passphrase opens it
     expect((await rpc<Res<{ state: string }>>(page, 'vault.unlock', { passphrase: PASSPHRASE })).result.state).toBe('unlocked');
     const list = await rpc<Res<{ secrets: { name: string }[] }>>(page, 'secrets.list');

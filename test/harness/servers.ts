@@ -3,6 +3,8 @@
  * echo the credential back in many encodings, and "agent apps" served on loopback hosts and
  * ports (plain HTTP is allowed there, so each port is its own origin).
  */
+
+import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
@@ -138,6 +140,79 @@ export async function appServer(
     const url = new URL(req.url ?? '/', 'http://x');
     res.writeHead(200, { 'content-type': 'text/html' });
     res.end(url.searchParams.get('html') ?? html);
+  });
+  return { port: portOf(server), close: () => close(server) };
+}
+
+/** An OpenAI-shaped API with correct CORS (preflight included) that records each Authorization. */
+export async function openaiServer(): Promise<{ port: number; host: string; auths: string[]; close: () => Promise<void> }> {
+  const auths: string[] = [];
+  const server = await listen((req, res) => {
+    const cors = {
+      'access-control-allow-origin': String(req.headers.origin ?? '*'),
+      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      // a wildcard does not cover Authorization: list what the browser asked for
+      'access-control-allow-headers': String(req.headers['access-control-request-headers'] ?? ''),
+      'access-control-max-age': '0',
+      vary: 'origin',
+    };
+    if (req.method === 'OPTIONS') {
+      res.writeHead(204, cors);
+      return res.end();
+    }
+    req.resume();
+    req.on('end', () => {
+      auths.push(String(req.headers.authorization ?? ''));
+      res.writeHead(200, { ...cors, 'content-type': 'application/json' });
+      res.end(
+        JSON.stringify({
+          id: 'chatcmpl-fake',
+          object: 'chat.completion',
+          created: 0,
+          model: 'fake-model',
+          choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'hello from the fake API' } }],
+        }),
+      );
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  return { port, host: `127.0.0.1:${port}`, auths, close: () => close(server) };
+}
+
+/** An agent app that uses the real `openai` package, served as ES modules from node_modules. */
+export async function openaiApp(): Promise<{ port: number; close: () => Promise<void> }> {
+  const root = new URL('../../node_modules/openai/', import.meta.url);
+  const page = `<!doctype html><title>openai agent</title><h1>openai agent</h1>
+<script type="module">
+  import OpenAI from '/openai/index.mjs';
+  window.askOpenAI = async (baseURL) => {
+    const client = new OpenAI({ apiKey: 'sk-placeholder-not-a-key', baseURL, dangerouslyAllowBrowser: true, maxRetries: 0 });
+    const r = await client.chat.completions.create({ model: 'fake-model', messages: [{ role: 'user', content: 'hi' }] });
+    return r.choices[0].message.content;
+  };
+  window.openaiReady = true;
+</script>`;
+  const server = await listen((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname.startsWith('/openai/')) {
+      const file = new URL(url.pathname.slice('/openai/'.length), root);
+      if (!file.href.startsWith(root.href)) {
+        res.writeHead(403);
+        return res.end();
+      }
+      return readFile(file).then(
+        (data) => {
+          res.writeHead(200, { 'content-type': 'text/javascript' });
+          res.end(data);
+        },
+        () => {
+          res.writeHead(404);
+          res.end();
+        },
+      );
+    }
+    res.writeHead(200, { 'content-type': 'text/html' });
+    res.end(url.searchParams.get('html') ?? page);
   });
   return { port: portOf(server), close: () => close(server) };
 }

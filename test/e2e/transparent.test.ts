@@ -1,0 +1,150 @@
+/**
+ * Transparent mode in Chromium with the real `openai` package and a placeholder key: the
+ * local OpenAI-shaped API receives the real key only from the granted origin's tab. Other
+ * origins and tabs, a third-party iframe, a locked vault and a revoked or used-up grant all
+ * send the placeholder. Rules survive a worker stop and come back after unlock.
+ */
+import type { Page } from 'playwright';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { request } from '../harness/provider.ts';
+import { openaiApp, openaiServer } from '../harness/servers.ts';
+
+const PASSPHRASE = 'transparent test passphrase FAKE';
+const VALUE = 'sk-FAKE-transparent-0f9e8d7c';
+const PLACEHOLDER = 'Bearer sk-placeholder-not-a-key';
+const REAL = `Bearer ${VALUE}`;
+
+describe('transparent mode', () => {
+  let h: Harness;
+  let api: Awaited<ReturnType<typeof openaiServer>>;
+  let app: Awaited<ReturnType<typeof openaiApp>>;
+  let other: Awaited<ReturnType<typeof openaiApp>>;
+  let options: Page;
+  let agent: Page;
+  let grantId: string;
+
+  beforeAll(async () => {
+    [api, app, other] = await Promise.all([openaiServer(), openaiApp(), openaiApp()]);
+    h = await launch();
+    options = await h.open(OPTIONS);
+    await rpc(options, 'vault.create', { passphrase: PASSPHRASE, kdf: 'pbkdf2-sha256' });
+    await rpc(options, 'secrets.create', {
+      name: 'openai-local',
+      value: VALUE,
+      rule: { hosts: [api.host], header: 'Authorization', template: 'Bearer {value}' },
+    });
+    agent = await openApp(`http://127.0.0.1:${app.port}/`);
+  });
+  afterAll(async () => {
+    await h?.close();
+    await Promise.all([api?.close(), app?.close(), other?.close()]);
+  });
+
+  async function openApp(url: string): Promise<Page> {
+    const page = await h.context.newPage();
+    await page.goto(url);
+    await page.waitForFunction(() => (window as { openaiReady?: boolean }).openaiReady === true);
+    return page;
+  }
+
+  /** Runs the openai SDK in `page` and returns the Authorization the API received. */
+  async function ask(page: Page | ReturnType<Page['frames']>[number]): Promise<string> {
+    const before = api.auths.length;
+    const answer = await page.evaluate(
+      (base) => (window as unknown as { askOpenAI: (b: string) => Promise<string> }).askOpenAI(base),
+      `http://${api.host}/v1`,
+    );
+    expect(answer).toBe('hello from the fake API');
+    expect(api.auths.length).toBe(before + 1);
+    return api.auths.at(-1) as string;
+  }
+
+  async function grantTransparent(page: Page, answer: 'once' | 'period'): Promise<string> {
+    const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
+    const result = request<{ grants: { id: string; mode: string }[] }>(page, 'keyhole_requestGrant', {
+      secrets: ['openai-local'],
+      mode: 'transparent',
+    });
+    const consent = await shown;
+    // the person is told what transparent mode means
+    expect(await consent.locator('.warn').first().textContent()).toContain('Any script running in those tabs can use the key');
+    const button = answer === 'once' ? '#allow-once' : '#allow-period';
+    await consent.waitForSelector(`${button}:not([disabled])`);
+    await consent.click(button);
+    const r = await result;
+    if (!r.ok) throw new Error(`grant failed: ${r.error.code}`);
+    expect(r.result.grants[0]?.mode).toBe('transparent');
+    return r.result.grants[0]?.id as string;
+  }
+
+  it('without a grant the API gets the placeholder (control)', async () => {
+    expect(await ask(agent)).toBe(PLACEHOLDER);
+  });
+
+  it('with a grant the unmodified openai SDK reaches the API with the real key', async () => {
+    grantId = await grantTransparent(agent, 'period');
+    await expect.poll(() => ask(agent)).toBe(REAL);
+    const rules = await (await h.worker()).evaluate(() => chrome.declarativeNetRequest.getSessionRules());
+    expect(rules[0]?.condition).toMatchObject({
+      urlFilter: `|http://${api.host}/`,
+      initiatorDomains: ['127.0.0.1'],
+      resourceTypes: ['xmlhttprequest'],
+    });
+  });
+
+  it('another origin in another tab, and another port of the same host, get nothing', async () => {
+    const otherHost = await openApp(`http://localhost:${app.port}/`);
+    expect(await ask(otherHost)).toBe(PLACEHOLDER);
+    const otherPort = await openApp(`http://127.0.0.1:${other.port}/`);
+    expect(await ask(otherPort)).toBe(PLACEHOLDER); // initiatorDomains ignores ports; tabIds does not
+    expect(await ask(agent)).toBe(REAL);
+    await Promise.all([otherHost.close(), otherPort.close()]);
+  });
+
+  it('a third-party iframe in the granted tab gets nothing', async () => {
+    const framed = await h.context.newPage();
+    const html = `<!doctype html><h1>granted</h1><iframe src="http://localhost:${other.port}/"></iframe>`;
+    await framed.goto(`http://127.0.0.1:${app.port}/?html=${encodeURIComponent(html)}`);
+    await expect.poll(() => framed.frames().length).toBe(2);
+    const frame = framed.frames()[1] as ReturnType<Page['frames']>[number];
+    await frame.waitForFunction(() => (window as { openaiReady?: boolean }).openaiReady === true);
+    expect(await ask(frame)).toBe(PLACEHOLDER);
+    await framed.close();
+  });
+
+  it('survives a worker stop, is removed at lock and restored at unlock', async () => {
+    const stop = await h.stopWorker();
+    expect(await ask(agent)).toBe(REAL); // DNR rules work while the worker sleeps
+    await rpc(options, 'status');
+    expect(await stop.restarted()).toBe(true);
+    expect(await ask(agent)).toBe(REAL); // and the restarted worker kept them
+    await rpc(options, 'vault.lock');
+    expect(await ask(agent)).toBe(PLACEHOLDER);
+    expect(await (await h.worker()).evaluate(() => chrome.declarativeNetRequest.getSessionRules())).toEqual([]);
+    await rpc(options, 'vault.unlock', { passphrase: PASSPHRASE });
+    await expect.poll(() => ask(agent)).toBe(REAL);
+  });
+
+  it('follows the tab: navigating it to another origin drops the key for that tab', async () => {
+    const tab = await openApp(`http://127.0.0.1:${app.port}/`);
+    await expect.poll(() => ask(tab)).toBe(REAL);
+    await tab.goto(`http://127.0.0.1:${other.port}/`);
+    await tab.waitForFunction(() => (window as { openaiReady?: boolean }).openaiReady === true);
+    await expect.poll(() => ask(tab)).toBe(PLACEHOLDER);
+    await tab.close();
+  });
+
+  it('revoking the grant in the options page removes the key at once', async () => {
+    expect(await rpc(options, 'grants.revoke', { id: grantId })).toMatchObject({ ok: true });
+    await expect.poll(() => ask(agent)).toBe(PLACEHOLDER);
+  });
+
+  it('"Allow once" is withdrawn after its use is observed', async () => {
+    const page = await openApp(`http://once.localhost:${app.port}/`);
+    await grantTransparent(page, 'once');
+    await expect.poll(() => ask(page)).toBe(REAL);
+    await expect.poll(() => ask(page), { timeout: 5000 }).toBe(PLACEHOLDER);
+    await page.close();
+  });
+});
