@@ -4,7 +4,7 @@
  */
 import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
 import { CoreError } from '../core/errors.ts';
-import { type ConsentDecision, MAX_GRANT_TTL_SECONDS } from '../core/grants.ts';
+import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS } from '../core/grants.ts';
 import type { ConsentQueue } from './consent.ts';
 import { RpcError, toErrorBody } from './errors.ts';
 import type { GrantStore } from './grant-store.ts';
@@ -84,6 +84,32 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'grants.list': async () => {
       if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
       return (await effects.grants.all()).map(publicGrant);
+    },
+    'grants.create': async (x) => {
+      const p = obj(x);
+      const origin = callerOrigin(str(p, 'origin'));
+      if (!origin) throw new RpcError('bad-input', 'site must be an https origin (or http on a loopback host)');
+      const ttl = p.ttlSeconds;
+      if (!Number.isInteger(ttl) || (ttl as number) < 60 || (ttl as number) > MAX_GRANT_TTL_SECONDS)
+        throw new RpcError('bad-input', 'ttlSeconds must be 60 s to 30 days');
+      const secret = await vault.secretById(str(p, 'secretId'));
+      if (!secret) throw new RpcError('not-found', 'no such secret');
+      const now = Date.now();
+      const grant = {
+        id: crypto.randomUUID(),
+        origin,
+        secret: secret.name,
+        secretId: secret.id,
+        mode: 'transparent' as const,
+        hosts: [...secret.rule.hosts],
+        methods: [],
+        createdAt: now,
+        expiresAt: now + (ttl as number) * 1000,
+        usesLeft: null,
+      };
+      await effects.grants.add([grant]);
+      effects.grantsChanged(origin);
+      return publicGrant(grant);
     },
     'grants.revoke': async (x) => {
       if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');

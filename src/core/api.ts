@@ -71,6 +71,8 @@ export type Api = {
   'consent.decide': { params: { request: string; decision: ConsentDecision }; result: true };
   'grants.list': { params: undefined; result: Grant[] };
   'grants.revoke': { params: { id: string }; result: true };
+  /** the person lets a site use a secret in transparent mode, from the options page */
+  'grants.create': { params: { origin: string; secretId: string; ttlSeconds: number }; result: Grant };
 };
 
 export type Method = keyof Api;

@@ -7,6 +7,7 @@ import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../c
 import { field, formatTime, h, message, replace } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
+import { grantsSection } from './grants.ts';
 
 const app = document.getElementById('app') as HTMLElement;
 const splitList = (s: string) => s.split(/[\s,]+/).filter(Boolean);
@@ -25,7 +26,8 @@ async function refresh() {
   app.dataset.state = status.state;
   if (status.state !== 'unlocked') return replace(app, ...lockedView(status));
   const [{ secrets, damaged }, settings] = await Promise.all([call('secrets.list'), call('settings.get')]);
-  replace(app, ...unlockedView(secrets, damaged, settings));
+  const grants = await grantsSection(secrets);
+  replace(app, ...unlockedView(secrets, damaged, settings, grants));
 }
 
 function header(status: Status['state']) {
@@ -58,7 +60,7 @@ function lockedView(status: Status): Node[] {
   return [header('locked'), h('p', {}, 'The vault is locked.'), form];
 }
 
-function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: string }[], settings: Settings): Node[] {
+function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: string }[], settings: Settings, grants: Node): Node[] {
   const editorSlot = h('div', { id: 'editor' });
   const add = h('button', { type: 'button', class: 'primary', id: 'add-secret' }, 'Add secret');
   add.addEventListener('click', () => replace(editorSlot, editor(editorSlot)));
@@ -82,6 +84,7 @@ function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: s
       : null,
     h('div', { class: 'row' }, add),
     editorSlot,
+    grants,
     settingsForm(settings),
     passphraseForm(),
   ];

@@ -140,6 +140,20 @@ describe('transparent mode', () => {
     await expect.poll(() => ask(agent)).toBe(PLACEHOLDER);
   });
 
+  it('a site that knows nothing of Keyhole can be allowed from the options page', async () => {
+    const byo = await openApp(`http://byo.localhost:${app.port}/`);
+    expect(await ask(byo)).toBe(PLACEHOLDER);
+    await options.reload();
+    await options.getByLabel('Site', { exact: true }).fill(`http://byo.localhost:${app.port}`);
+    await options.getByLabel('Secret', { exact: true }).selectOption({ label: `openai-local (${api.host})` });
+    await options.getByRole('button', { name: 'Allow this site' }).click();
+    await expect.poll(() => options.locator('#grants-table tbody tr').count()).toBe(1);
+    await expect.poll(() => ask(byo)).toBe(REAL);
+    await options.getByRole('button', { name: `Revoke http://byo.localhost:${app.port} using openai-local` }).click();
+    await expect.poll(() => ask(byo)).toBe(PLACEHOLDER);
+    await byo.close();
+  });
+
   it('"Allow once" is withdrawn after its use is observed', async () => {
     const page = await openApp(`http://once.localhost:${app.port}/`);
     await grantTransparent(page, 'once');
