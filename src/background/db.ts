@@ -4,6 +4,7 @@
  */
 import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
 import type { Settings } from '../core/api.ts';
+import type { AuditRecord } from '../core/audit.ts';
 import type { Denial, StoredGrant } from '../core/grants.ts';
 import type { StoredSecret } from '../core/secrets.ts';
 import type { VaultHeader } from '../core/vault.ts';
@@ -12,8 +13,8 @@ export type Throttle = { readonly failures: number; readonly lastFailureAt: numb
 
 /** A cached dynamic credential: one sealed record (RecordKind.credential) and its expiry. */
 export type StoredCredential = { readonly id: string; readonly expiresAt: number; readonly record: Uint8Array };
-/** An audit record as stored: a sealed, chained entry (the record type is in core/audit). */
-export type StoredAudit = { readonly seq?: number; readonly record: Uint8Array };
+/** An audit entry as stored: the record (metadata only, core/audit) and its chain MAC, null until chained. */
+export type StoredAudit = { readonly seq: number; readonly record: AuditRecord; readonly mac: Uint8Array | null };
 /** A device's key pair, the private key stored only wrapped under the vault key. */
 export type StoredDeviceKey = { readonly id: string; readonly publicKey: Uint8Array; readonly wrappedPrivateKey: Uint8Array };
 

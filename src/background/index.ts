@@ -5,6 +5,7 @@
 import { toBase64 } from '../core/bytes.ts';
 import { PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
+import { AuditLog } from './audit-log.ts';
 import {
   AUTOLOCK_ALARM,
   applyIdleSettings,
@@ -52,6 +53,10 @@ const ready = (async () => {
   const version = chrome.runtime.getManifest().version;
   const vault = new VaultService(db, chromeSessionStore(), version);
   const grants = new GrantStore(db);
+  const auditLog = new AuditLog(db, () => vault.auditKey());
+  const audit = (r: Parameters<AuditLog['append']>[0]) => {
+    void auditLog.append(r).catch((e: unknown) => console.error('keyhole: audit append failed', e instanceof Error ? e.name : typeof e));
+  };
   const hasGrant = async (origin: string) => (await grants.forOrigin(origin)).length > 0;
   const transparent: TransparentDeps = { vault, grants, suspended: () => suspended };
   const resync = async () => {
@@ -65,28 +70,31 @@ const ready = (async () => {
     void resync();
   };
   const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
-  vault.onLocked = () => {
+  vault.onLocked = (reason) => {
+    audit({ kind: 'lock', correlationId: crypto.randomUUID(), reason });
     consent.denyAll();
     void syncRules(transparent); // locked: every rule is removed at once
     void emit('lock', hasGrant);
     void clearClipboardNowIfPending().finally(() => applyDeferredUpdate(update));
   };
   vault.onUnlocked = () => {
+    // records written while locked join the chain now, then the unlock itself
+    void auditLog.chainPending().then(() => audit({ kind: 'unlock', correlationId: crypto.randomUUID() }));
     void resync();
     void emit('unlock', hasGrant);
   };
   vault.onSettingsChanged = applyIdleSettings;
-  const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged });
+  const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged, auditLog, audit });
   const limiter = new RateLimiter(20, 10);
   const pageApi = new PageApiService(
-    { vault, grants, consent, version, grantsChanged, limiter, fetch: (r) => fetch(r), now: Date.now },
+    { vault, grants, consent, version, grantsChanged, audit, limiter, fetch: (r) => fetch(r), now: Date.now },
     vault,
     grants,
   );
   await ensureAutolockAlarm();
   applyIdleSettings(await vault.getSettings());
   void resync(); // a restarted worker restores the rules while unlocked (and clears them while locked)
-  return { vault, grants, table, update, pageApi, limiter, resync, transparent };
+  return { vault, grants, table, update, pageApi, limiter, resync, transparent, audit };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
@@ -185,8 +193,11 @@ chrome.idle.onStateChanged.addListener((state) => {
 chrome.alarms.onAlarm.addListener((alarm) => {
   if (alarm.name === GRANT_EXPIRY_ALARM || alarm.name === UNSUSPEND_ALARM) {
     if (alarm.name === UNSUSPEND_ALARM) suspended.clear();
-    void ready.then(async ({ grants, resync }) => {
-      for (const origin of new Set((await grants.purge()).map((g) => g.origin))) void emit('grantsChanged', (o) => o === origin);
+    void ready.then(async ({ grants, resync, audit }) => {
+      const dropped = await grants.purge();
+      for (const g of dropped)
+        audit({ kind: 'grant.revoked', correlationId: g.id, origin: g.origin, secret: g.secret, mode: g.mode, reason: 'expired' });
+      for (const origin of new Set(dropped.map((g) => g.origin))) void emit('grantsChanged', (o) => o === origin);
       await resync();
     });
     return;
@@ -217,9 +228,24 @@ chrome.tabs.onRemoved.addListener(() => {
 chrome.webRequest.onCompleted.addListener(
   (details) => {
     if (details.tabId < 0) return;
-    void ready.then(async ({ grants, limiter, transparent }) => {
+    void ready.then(async ({ grants, limiter, transparent, audit }) => {
       const hit = await attribute(details);
       if (!hit) return;
+      const url = new URL(details.url);
+      const grant = (await grants.all()).find((g) => g.id === hit.grantId);
+      audit({
+        kind: 'request',
+        correlationId: details.requestId,
+        origin: grant?.origin ?? details.initiator,
+        tabId: details.tabId,
+        secret: grant?.secret,
+        mode: 'transparent',
+        method: details.method,
+        host: url.host,
+        path: url.pathname,
+        decision: 'allowed',
+        status: details.statusCode,
+      });
       await grants.use(hit.grantId);
       if (!limiter.take(hit.grantId, Date.now())) {
         suspended.add(hit.grantId);

@@ -2,6 +2,8 @@
  * The page provider API (DESIGN.md section 3) as the worker serves it. The caller is the
  * origin Chrome reports for the sending frame, never anything the page says.
  */
+
+import type { AuditRecord } from '../core/audit.ts';
 import {
   ALLOW_ONCE_MS,
   type ConsentSecret,
@@ -34,8 +36,8 @@ export type PageApiDeps = BrokerDeps & {
   readonly version: string;
   /** a page's grants changed: tell that origin's pages */
   readonly grantsChanged: (origin: string) => void;
-  /** a brokered request finished (for the audit) */
-  readonly brokered?: (caller: PageCaller, outcome: BrokerOutcome, status: number) => void;
+  /** appends an audit record (normalised by core/audit: nothing outside its type is kept) */
+  readonly audit: (r: Omit<AuditRecord, 'time'>) => void;
 };
 
 const MAX_SECRETS_PER_REQUEST = 8;
@@ -62,17 +64,27 @@ export class PageApiService {
         await this.requireUnlocked();
         const id = (params as { grantId?: unknown } | null)?.grantId;
         if (typeof id !== 'string' || id.length > 64) throw new PageError(PageErrorCode.invalidParams, { field: 'grantId' });
-        if (!(await this.grants.revoke(id, caller.origin))) throw new PageError(PageErrorCode.unauthorized);
+        const g = await this.grants.revoke(id, caller.origin);
+        if (!g) throw new PageError(PageErrorCode.unauthorized);
+        this.deps.audit({
+          kind: 'grant.revoked',
+          correlationId: crypto.randomUUID(),
+          origin: caller.origin,
+          tabId: caller.tabId,
+          secret: g.secret,
+          mode: g.mode,
+          reason: 'page',
+        });
         this.deps.grantsChanged(caller.origin);
         return true;
       }
       case 'keyhole_requestGrant':
         return this.requestGrant(caller, params);
-      case 'keyhole_fetch': {
-        const { result, outcome, status } = await whileAwake(() => brokeredFetch(this.deps, caller.origin, params));
-        this.deps.brokered?.(caller, outcome, status);
-        return result;
-      }
+      case 'keyhole_fetch':
+        return this.audited(caller, params, async () => {
+          const { result, outcome, status } = await whileAwake(() => brokeredFetch(this.deps, caller.origin, params));
+          return { value: result, outcome, status };
+        });
     }
   }
 
@@ -83,8 +95,37 @@ export class PageApiService {
     signal: AbortSignal,
     emit: { head(h: StreamHead): void; chunk(b: Uint8Array): void },
   ): Promise<void> {
-    const { outcome, status } = await whileAwake(() => brokeredStream(this.deps, caller.origin, params, signal, emit));
-    this.deps.brokered?.(caller, outcome, status);
+    await this.audited(caller, params, async () => {
+      const { outcome, status } = await whileAwake(() => brokeredStream(this.deps, caller.origin, params, signal, emit));
+      return { value: undefined, outcome, status };
+    });
+  }
+
+  /** Runs one brokered request and audits its outcome, allowed or not. */
+  private async audited<T>(
+    caller: PageCaller,
+    params: unknown,
+    run: () => Promise<{ value: T; outcome: BrokerOutcome; status: number }>,
+  ): Promise<T> {
+    const started = this.deps.now();
+    const correlationId = crypto.randomUUID();
+    const base = { kind: 'request' as const, correlationId, origin: caller.origin, tabId: caller.tabId, mode: 'broker' as const };
+    try {
+      const { value, outcome, status } = await run();
+      this.deps.audit({ ...base, ...outcome, decision: 'allowed', status, latencyMs: this.deps.now() - started });
+      return value;
+    } catch (e) {
+      const code = e instanceof PageError ? e.code : PageErrorCode.internal;
+      const failed = code === PageErrorCode.upstreamFailed || code === PageErrorCode.responseTooLarge || code === PageErrorCode.internal;
+      this.deps.audit({
+        ...base,
+        ...describeAttempt(params),
+        decision: failed ? 'failed' : 'denied',
+        status: code,
+        latencyMs: this.deps.now() - started,
+      });
+      throw e;
+    }
   }
 
   private async requireUnlocked(): Promise<void> {
@@ -95,7 +136,19 @@ export class PageApiService {
     const p = parseGrantRequest(raw);
     await this.requireUnlocked();
     // A remembered Deny answers at once, without a prompt.
-    for (const name of p.secrets) if (await this.grants.isDenied(caller.origin, name)) throw new PageError(PageErrorCode.rejected);
+    for (const name of p.secrets) {
+      if (await this.grants.isDenied(caller.origin, name)) {
+        this.deps.audit({
+          kind: 'grant.denied',
+          correlationId: crypto.randomUUID(),
+          origin: caller.origin,
+          tabId: caller.tabId,
+          secret: name,
+          reason: 'remembered',
+        });
+        throw new PageError(PageErrorCode.rejected);
+      }
+    }
     const secrets: ConsentSecret[] = [];
     for (const name of p.secrets) {
       const s = await this.vault.findSecret(name);
@@ -108,6 +161,18 @@ export class PageApiService {
       if (hosts.length === 0) throw new PageError(PageErrorCode.hostNotAllowed);
       secrets.push({ name, id: s.id, hosts, header: s.rule.header });
     }
+    const correlationId = crypto.randomUUID();
+    const audit = (kind: 'grant.asked' | 'grant.given' | 'grant.denied', secret: string, reason?: string) =>
+      this.deps.audit({
+        kind,
+        correlationId,
+        origin: caller.origin,
+        tabId: caller.tabId,
+        secret,
+        mode: p.mode,
+        ...(reason ? { reason } : {}),
+      });
+    for (const s of secrets) audit('grant.asked', s.name);
     let decision: Awaited<ReturnType<ConsentQueue['ask']>>;
     try {
       decision = await this.deps.consent.ask({
@@ -125,6 +190,7 @@ export class PageApiService {
     }
     const now = this.deps.now();
     if (decision.kind === 'deny') {
+      for (const s of secrets) audit('grant.denied', s.name, 'person');
       await this.grants.deny(p.secrets.map((secret) => ({ origin: caller.origin, secret, until: now + DENIAL_MEMORY_MS })));
       throw new PageError(PageErrorCode.rejected);
     }
@@ -148,6 +214,7 @@ export class PageApiService {
     );
     if (made.length === 0) throw new PageError(PageErrorCode.rejected);
     await this.grants.add(made);
+    for (const g of made) audit('grant.given', g.secret, decision.kind);
     this.deps.grantsChanged(caller.origin);
     return { grants: made.map(publicGrant) };
   }
@@ -182,4 +249,22 @@ function parseGrantRequest(raw: unknown): GrantRequest {
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 60 || ttl > MAX_GRANT_TTL_SECONDS) throw bad('ttlSeconds');
   if (p.reason !== undefined && typeof p.reason !== 'string') throw bad('reason');
   return { secrets: [...new Set(secrets as string[])], mode, hosts, ttlSeconds: ttl, reason: cleanReason(p.reason) };
+}
+
+/** What a refused request tried to do, from its (untrusted, then normalised) params: no query, no body. */
+function describeAttempt(params: unknown): { secret?: string; method?: string; host?: string; path?: string } {
+  const p = (typeof params === 'object' && params !== null ? params : {}) as Record<string, unknown>;
+  const out: { secret?: string; method?: string; host?: string; path?: string } = {};
+  if (typeof p.secret === 'string') out.secret = p.secret;
+  out.method = typeof p.method === 'string' ? p.method.toUpperCase() : 'GET';
+  if (typeof p.url === 'string') {
+    try {
+      const u = new URL(p.url);
+      out.host = u.host;
+      out.path = u.pathname;
+    } catch {
+      // not a URL: nothing to record
+    }
+  }
+  return out;
 }

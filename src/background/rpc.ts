@@ -3,8 +3,10 @@
  * a content script, a web page or another extension gets 'forbidden' and nothing else.
  */
 import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
+import { type AuditFilter, toCsv, toJsonl } from '../core/audit.ts';
 import { CoreError } from '../core/errors.ts';
 import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS } from '../core/grants.ts';
+import type { AuditLog } from './audit-log.ts';
 import type { ConsentQueue } from './consent.ts';
 import { RpcError, toErrorBody } from './errors.ts';
 import type { GrantStore } from './grant-store.ts';
@@ -39,7 +41,17 @@ export type Effects = {
   readonly grants: GrantStore;
   /** a grant was revoked from the options page: tell that origin's pages */
   readonly grantsChanged: (origin: string) => void;
+  readonly auditLog: AuditLog;
+  readonly audit: (r: Parameters<AuditLog['append']>[0]) => void;
 };
+
+function auditFilter(x: unknown): AuditFilter {
+  const p = (typeof x === 'object' && x !== null ? x : {}) as Record<string, unknown>;
+  const f: Record<string, unknown> = {};
+  for (const k of ['origin', 'secret', 'kind', 'decision'] as const) if (typeof p[k] === 'string' && p[k] !== '') f[k] = p[k];
+  for (const k of ['since', 'until'] as const) if (typeof p[k] === 'number') f[k] = p[k];
+  return f as AuditFilter;
+}
 
 function decisionOf(x: unknown): ConsentDecision {
   const d = x as { kind?: unknown; ttlSeconds?: unknown } | null;
@@ -108,13 +120,45 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
         usesLeft: null,
       };
       await effects.grants.add([grant]);
+      effects.audit({
+        kind: 'grant.given',
+        correlationId: grant.id,
+        origin,
+        secret: secret.name,
+        mode: 'transparent',
+        reason: 'options-page',
+      });
       effects.grantsChanged(origin);
       return publicGrant(grant);
+    },
+    'audit.view': async (x) => {
+      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      const p = obj(x ?? {});
+      const limit = typeof p.limit === 'number' && p.limit > 0 && p.limit <= 5000 ? p.limit : 500;
+      const view = await effects.auditLog.view(auditFilter(p.filter), limit);
+      // MACs stay in the worker; the page learns whether each entry is chained
+      return { ...view, entries: view.entries.map((e) => ({ seq: e.seq, record: e.record, chained: e.mac !== null })) };
+    },
+    'audit.export': async (x) => {
+      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      const p = obj(x);
+      const entries = await effects.auditLog.export(auditFilter(p.filter));
+      if (p.format === 'csv') return { text: toCsv(entries), mime: 'text/csv' };
+      if (p.format === 'jsonl') return { text: toJsonl(entries), mime: 'application/x-ndjson' };
+      throw new RpcError('bad-input', 'format must be jsonl or csv');
     },
     'grants.revoke': async (x) => {
       if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
       const g = await effects.grants.revoke(str(obj(x), 'id'));
       if (!g) throw new RpcError('not-found', 'no such grant');
+      effects.audit({
+        kind: 'grant.revoked',
+        correlationId: crypto.randomUUID(),
+        origin: g.origin,
+        secret: g.secret,
+        mode: g.mode,
+        reason: 'person',
+      });
       effects.grantsChanged(g.origin);
       return true;
     },

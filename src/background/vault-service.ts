@@ -210,6 +210,13 @@ export class VaultService {
     return (await this.nameIndex()).get(name) ?? null;
   }
 
+  /** The audit chain key while unlocked (a non-extractable HMAC key), else null. */
+  async auditKey(): Promise<CryptoKey | null> {
+    if (this.open) return this.open.keys.audit;
+    const header = await this.db.get('header', 'vault');
+    return header ? ((await this.resume(header))?.keys.audit ?? null) : null;
+  }
+
   /** A secret's metadata by id, or null (a grant outliving its secret). */
   async secretById(id: string): Promise<SecretSummary | null> {
     for (const s of (await this.nameIndex()).values()) if (s.id === id) return s;

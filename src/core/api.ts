@@ -2,6 +2,7 @@
  * The typed RPC between the extension's own pages (popup, options) and the service worker.
  * Types only: the worker implements it (background/rpc.ts), pages call it (ui/rpc.ts).
  */
+import type { Anomaly, AuditFilter, AuditRecord, ChainCheck } from './audit.ts';
 import type { ConsentDecision, ConsentRequest } from './grants.ts';
 import type { KdfAlg } from './kdf.ts';
 import type { Grant } from './page-api.ts';
@@ -73,6 +74,16 @@ export type Api = {
   'grants.revoke': { params: { id: string }; result: true };
   /** the person lets a site use a secret in transparent mode, from the options page */
   'grants.create': { params: { origin: string; secretId: string; ttlSeconds: number }; result: Grant };
+  'audit.view': {
+    params: { filter?: AuditFilter; limit?: number };
+    result: {
+      entries: { seq: number; record: AuditRecord; chained: boolean }[];
+      total: number;
+      check: ChainCheck;
+      anomalies: Anomaly[];
+    };
+  };
+  'audit.export': { params: { filter?: AuditFilter; format: 'jsonl' | 'csv' }; result: { text: string; mime: string } };
 };
 
 export type Method = keyof Api;

@@ -7,6 +7,7 @@ import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../c
 import { field, formatTime, h, message, replace } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
+import { auditSection } from './audit.ts';
 import { grantsSection } from './grants.ts';
 
 const app = document.getElementById('app') as HTMLElement;
@@ -85,6 +86,7 @@ function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: s
     h('div', { class: 'row' }, add),
     editorSlot,
     grants,
+    auditSection(),
     settingsForm(settings),
     passphraseForm(),
   ];

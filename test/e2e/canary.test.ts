@@ -174,6 +174,31 @@ describe('canary: brokered mode shows the page nothing', () => {
     ]);
   });
 
+  it('the audit recorded every request without the canary, and its chain holds', async () => {
+    const options = await h.open(OPTIONS);
+    const view = await rpc<{
+      ok: true;
+      result: {
+        total: number;
+        check: { ok: boolean; checked: number };
+        entries: { record: { kind: string; decision?: string; path?: string } }[];
+      };
+    }>(options, 'audit.view', { filter: { kind: 'request' }, limit: 5000 });
+    expect(view.result.check.ok).toBe(true);
+    const records = view.result.entries.map((e) => e.record);
+    expect(records.filter((r) => r.decision === 'allowed').length).toBeGreaterThan(20);
+    expect(records.filter((r) => r.decision === 'denied').length).toBeGreaterThan(10);
+    for (const format of ['jsonl', 'csv']) {
+      const out = await rpc<{ ok: true; result: { text: string } }>(options, 'audit.export', { format });
+      expect(out.result.text.length).toBeGreaterThan(1000);
+      expect(findEncodings(out.result.text, CANARY)).toEqual([]);
+    }
+    // the viewer shows the records and the intact chain
+    await expect.poll(() => options.locator('#audit-table tbody tr').count()).toBeGreaterThan(10);
+    expect(await options.locator('#audit-status').textContent()).toContain('chain intact');
+    await options.close();
+  });
+
   it('nothing the page can observe holds the canary, in any encoding', async () => {
     const dom = await page.content();
     const storage = await page.evaluate(async () => {

@@ -221,4 +221,25 @@ describe('page provider and brokered fetch', () => {
     expect(await request(agent, 'keyhole_requestGrant', { secrets: ['echo-fake'] })).toMatchObject({ ok: false, error: { code: 4900 } });
     await rpc(options, 'vault.unlock', { passphrase: PASSPHRASE });
   });
+
+  it('audited every decision: grants asked, given, denied and revoked, requests, lock and unlock', async () => {
+    const view = await rpc<{
+      result: { check: { ok: boolean; pending: number }; entries: { record: { kind: string; reason?: string; origin?: string } }[] };
+    }>(options, 'audit.view', {});
+    expect(view.result.check).toMatchObject({ ok: true, pending: 0 }); // the 4900 refusals made while locked were chained at unlock
+    const kinds = new Set(view.result.entries.map((e) => `${e.record.kind}${e.record.reason ? `:${e.record.reason}` : ''}`));
+    for (const k of [
+      'unlock',
+      'lock:person',
+      'grant.asked',
+      'grant.given:period',
+      'grant.given:once',
+      'grant.denied:person',
+      'grant.denied:remembered',
+      'grant.revoked:page',
+      'request',
+    ]) {
+      expect(kinds.has(k), k).toBe(true);
+    }
+  });
 });

@@ -135,6 +135,23 @@ describe('transparent mode', () => {
     await tab.close();
   });
 
+  it('transparent requests are audited from webRequest observation', async () => {
+    const view = await rpc<{ result: { entries: { record: Record<string, unknown> }[] } }>(options, 'audit.view', {
+      filter: { kind: 'request' },
+    });
+    expect(view.result.entries[0]?.record).toMatchObject({
+      kind: 'request',
+      mode: 'transparent',
+      origin: `http://127.0.0.1:${app.port}`,
+      secret: 'openai-local',
+      method: 'POST',
+      host: api.host,
+      path: '/v1/chat/completions',
+      decision: 'allowed',
+      status: 200,
+    });
+  });
+
   it('revoking the grant in the options page removes the key at once', async () => {
     expect(await rpc(options, 'grants.revoke', { id: grantId })).toMatchObject({ ok: true });
     await expect.poll(() => ask(agent)).toBe(PLACEHOLDER);

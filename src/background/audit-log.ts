@@ -1,0 +1,108 @@
+/**
+ * The audit log in IndexedDB: appends records, chains them with the vault's audit key while
+ * unlocked, and chains the ones written while locked at the next unlock. Reading checks the
+ * whole chain and flags unusual use.
+ */
+import {
+  type AuditEntry,
+  type AuditFilter,
+  type AuditRecord,
+  anomalies,
+  auditRecord,
+  type ChainCheck,
+  chainMac,
+  matches,
+  verifyChain,
+} from '../core/audit.ts';
+import type { KeyholeDB } from './db.ts';
+
+export type AuditView = {
+  readonly entries: AuditEntry[];
+  readonly total: number;
+  readonly check: ChainCheck;
+  readonly anomalies: ReturnType<typeof anomalies>;
+};
+
+export class AuditLog {
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly db: KeyholeDB,
+    /** the audit HMAC key while unlocked, else null */
+    private readonly key: () => Promise<CryptoKey | null>,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn, fn);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** Appends one record (normalised by auditRecord: nothing outside the type is kept). */
+  append(input: Omit<AuditRecord, 'time'> & { time?: number }): Promise<void> {
+    return this.serial(async () => {
+      const record = auditRecord({ ...input, time: input.time ?? this.now() } as AuditRecord);
+      const key = await this.key();
+      const last = await this.last();
+      const seq = (last?.seq ?? 0) + 1;
+      if (key && last && last.mac === null) await this.chainPendingWith(key); // catch up first
+      const prevMac = key ? ((await this.last())?.mac ?? null) : null;
+      const mac = key ? await chainMac(key, prevMac, seq, record) : null;
+      await this.db.add('audit', { seq, record, mac });
+    });
+  }
+
+  /** At unlock: chain every record written while locked, in order. */
+  chainPending(): Promise<number> {
+    return this.serial(async () => {
+      const key = await this.key();
+      return key ? this.chainPendingWith(key) : 0;
+    });
+  }
+
+  private async chainPendingWith(key: CryptoKey): Promise<number> {
+    const all = await this.db.getAll('audit');
+    let prev: Uint8Array | null = null;
+    let done = 0;
+    for (const e of all) {
+      if (e.mac !== null) {
+        prev = e.mac;
+        continue;
+      }
+      const mac = await chainMac(key, prev, e.seq, e.record);
+      await this.db.put('audit', { ...e, mac });
+      prev = mac;
+      done++;
+    }
+    return done;
+  }
+
+  private async last(): Promise<AuditEntry | undefined> {
+    const cursor = await this.db.transaction('audit').store.openCursor(null, 'prev');
+    return cursor?.value;
+  }
+
+  /** Newest first, filtered, with the whole chain checked. Requires the key (unlocked). */
+  async view(filter: AuditFilter = {}, limit = 500): Promise<AuditView> {
+    const key = await this.key();
+    if (!key) throw new Error('locked');
+    const all = await this.db.getAll('audit');
+    const check = await verifyChain(key, all);
+    const hits = all.filter((e) => matches(e.record, filter));
+    return {
+      entries: hits.slice(-limit).reverse(),
+      total: hits.length,
+      check,
+      anomalies: anomalies(
+        all.map((e) => e.record),
+        this.now(),
+      ),
+    };
+  }
+
+  /** Every matching entry, oldest first (for export). */
+  async export(filter: AuditFilter = {}): Promise<AuditEntry[]> {
+    return (await this.db.getAll('audit')).filter((e) => matches(e.record, filter));
+  }
+}
