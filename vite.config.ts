@@ -1,9 +1,22 @@
 import { crx } from '@crxjs/vite-plugin';
+import type { UserConfig } from 'vite';
 import { defineConfig } from 'vitest/config';
 import manifest from './manifest.json' with { type: 'json' };
 
-// One config for the extension build and the tests; the crx plugin is for the build only.
-export default defineConfig({
+// The SDK web apps import: one ES module, built on its own (`vite build --mode sdk`) to dist-sdk/.
+const sdk: UserConfig = {
+  publicDir: false,
+  build: {
+    outDir: 'dist-sdk',
+    emptyOutDir: true,
+    target: 'es2022',
+    minify: false,
+    lib: { entry: 'src/sdk/index.ts', formats: ['es'], fileName: () => 'keyhole-sdk.js' },
+  },
+};
+
+// The extension build and the tests; the crx plugin is for the extension build only.
+const extension: UserConfig = {
   plugins: process.env.VITEST
     ? []
     : // The page-provider scripts run at document_start as plain IIFE files, without crxjs's async loader
@@ -42,4 +55,6 @@ export default defineConfig({
       },
     ],
   },
-});
+};
+
+export default defineConfig(({ mode }) => (mode === 'sdk' ? sdk : extension));

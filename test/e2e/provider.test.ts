@@ -223,9 +223,11 @@ describe('page provider and brokered fetch', () => {
   });
 
   it('audited every decision: grants asked, given, denied and revoked, requests, lock and unlock', async () => {
-    const view = await rpc<{
-      result: { check: { ok: boolean; pending: number }; entries: { record: { kind: string; reason?: string; origin?: string } }[] };
-    }>(options, 'audit.view', {});
+    type View = { result: { check: { ok: boolean; pending: number }; entries: { record: { kind: string; reason?: string } }[] } };
+    const latest = () => rpc<View>(options, 'audit.view', {});
+    // the unlock record is appended once the records made while locked are chained
+    await expect.poll(async () => (await latest()).result.entries[0]?.record.kind).toBe('unlock');
+    const view = await latest();
     expect(view.result.check).toMatchObject({ ok: true, pending: 0 }); // the 4900 refusals made while locked were chained at unlock
     const kinds = new Set(view.result.entries.map((e) => `${e.record.kind}${e.record.reason ? `:${e.record.reason}` : ''}`));
     for (const k of [

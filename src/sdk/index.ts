@@ -1,0 +1,151 @@
+/**
+ * @keyhole/sdk: what a web app imports to use secrets through the Keyhole extension without
+ * ever holding them.
+ *
+ *   const keyhole = await connect();
+ *   await keyhole.requestGrant({ secrets: ['openai'], reason: 'Summarise your inbox' });
+ *   const res = await keyhole.fetch('openai', 'https://api.openai.com/v1/models');
+ *
+ * `fetch` returns a real Response whose body streams as it arrives (server-sent events too).
+ * Errors are KeyholeError with the provider's numeric code (DESIGN.md section 3).
+ */
+import type { FetchResult, Grant, PageApi, PageEvent, RequestGrantParams } from '../core/page-api.ts';
+
+export type { Grant, GrantMode, PageEvent, RequestGrantParams } from '../core/page-api.ts';
+export { PageErrorCode as ErrorCode } from '../core/page-api.ts';
+
+export type ProviderInfo = { readonly uuid: string; readonly name: string; readonly icon: string; readonly rdns: string };
+
+type StreamHead = { status: number; statusText: string; headers: Record<string, string>; body: ReadableStream<Uint8Array> };
+type Provider = {
+  request(args: { method: string; params?: unknown }): Promise<unknown>;
+  fetchStream(params: unknown): Promise<StreamHead>;
+  on(event: PageEvent, fn: (data: unknown) => void): unknown;
+  removeListener(event: PageEvent, fn: (data: unknown) => void): unknown;
+};
+
+/** A refusal or failure from Keyhole: `code` is the provider's error code (4001, 4100, 4900, ...). */
+export class KeyholeError extends Error {
+  override readonly name: string = 'KeyholeError';
+  constructor(
+    readonly code: number,
+    message: string,
+    readonly data?: unknown,
+  ) {
+    super(message);
+  }
+}
+
+/** No Keyhole extension answered discovery in time. */
+export class KeyholeNotInstalledError extends KeyholeError {
+  override readonly name = 'KeyholeNotInstalledError';
+  constructor() {
+    super(0, 'The Keyhole extension is not installed or not enabled in this browser.');
+  }
+}
+
+function wrap(e: unknown): KeyholeError {
+  if (e instanceof KeyholeError) return e;
+  const x = e as { code?: unknown; message?: unknown; data?: unknown };
+  return new KeyholeError(
+    typeof x?.code === 'number' ? x.code : -32603,
+    typeof x?.message === 'string' ? x.message : 'Internal error.',
+    x?.data,
+  );
+}
+
+export type FetchInit = {
+  readonly method?: string;
+  readonly headers?: HeadersInit;
+  readonly body?: string | Uint8Array | ArrayBuffer | null;
+  readonly signal?: AbortSignal;
+};
+
+export type KeyholeClient = {
+  readonly info: ProviderInfo;
+  status(): Promise<PageApi['keyhole_status']['result']>;
+  requestGrant(params: RequestGrantParams): Promise<Grant[]>;
+  getGrants(): Promise<Grant[]>;
+  revokeGrant(grantId: string): Promise<void>;
+  /** A brokered request: Keyhole adds the credential; the app gets the response, credential stripped. */
+  fetch(secret: string, url: string | URL, init?: FetchInit): Promise<Response>;
+  /** The raw buffered form of keyhole_fetch, as the page API defines it. */
+  fetchBuffered(secret: string, url: string | URL, init?: FetchInit): Promise<FetchResult>;
+  on(event: PageEvent, fn: (data: unknown) => void): () => void;
+};
+
+/** Finds the extension by its discovery events; rejects with KeyholeNotInstalledError after `timeoutMs`. */
+export function connect(opts: { timeoutMs?: number } = {}): Promise<KeyholeClient> {
+  const timeoutMs = opts.timeoutMs ?? 1500;
+  return new Promise((resolve, reject) => {
+    const onAnnounce = (ev: Event) => {
+      const detail = (ev as CustomEvent<{ info: ProviderInfo; provider: Provider }>).detail;
+      if (!detail?.provider || detail.info?.rdns !== 'dev.keyhole') return;
+      clearTimeout(timer);
+      window.removeEventListener('keyhole:announceProvider', onAnnounce);
+      resolve(client(detail.info, detail.provider));
+    };
+    const timer = setTimeout(() => {
+      window.removeEventListener('keyhole:announceProvider', onAnnounce);
+      reject(new KeyholeNotInstalledError());
+    }, timeoutMs);
+    window.addEventListener('keyhole:announceProvider', onAnnounce);
+    window.dispatchEvent(new Event('keyhole:requestProvider'));
+  });
+}
+
+const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
+
+function bodyParams(body: FetchInit['body']): { body?: string; bodyEncoding?: 'utf8' | 'base64' } {
+  if (body === undefined || body === null) return {};
+  if (typeof body === 'string') return { body, bodyEncoding: 'utf8' };
+  const bytes = body instanceof Uint8Array ? body : new Uint8Array(body);
+  let bin = '';
+  for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return { body: btoa(bin), bodyEncoding: 'base64' };
+}
+
+function client(info: ProviderInfo, provider: Provider): KeyholeClient {
+  const call = async <T>(method: string, params?: unknown): Promise<T> => {
+    try {
+      return (await provider.request({ method, params })) as T;
+    } catch (e) {
+      throw wrap(e);
+    }
+  };
+  const fetchParams = (secret: string, url: string | URL, init: FetchInit = {}) => ({
+    secret,
+    url: String(url),
+    method: init.method ?? 'GET',
+    headers: Object.fromEntries(new Headers(init.headers).entries()),
+    ...bodyParams(init.body),
+  });
+  return Object.freeze({
+    info,
+    status: () => call<PageApi['keyhole_status']['result']>('keyhole_status'),
+    requestGrant: async (params: RequestGrantParams) => (await call<{ grants: Grant[] }>('keyhole_requestGrant', params)).grants,
+    getGrants: () => call<Grant[]>('keyhole_getGrants'),
+    revokeGrant: async (grantId: string) => {
+      await call('keyhole_revokeGrant', { grantId });
+    },
+    fetchBuffered: (secret: string, url: string | URL, init?: FetchInit) =>
+      call<FetchResult>('keyhole_fetch', fetchParams(secret, url, init)),
+    async fetch(secret: string, url: string | URL, init?: FetchInit): Promise<Response> {
+      init?.signal?.throwIfAborted();
+      let head: StreamHead;
+      try {
+        head = await provider.fetchStream(fetchParams(secret, url, init));
+      } catch (e) {
+        throw wrap(e);
+      }
+      init?.signal?.addEventListener('abort', () => void head.body.cancel(), { once: true });
+      const nullBody = NULL_BODY_STATUS.has(head.status);
+      if (nullBody) void head.body.cancel();
+      return new Response(nullBody ? null : head.body, { status: head.status, statusText: head.statusText, headers: head.headers });
+    },
+    on(event: PageEvent, fn: (data: unknown) => void) {
+      provider.on(event, fn);
+      return () => void provider.removeListener(event, fn);
+    },
+  });
+}
