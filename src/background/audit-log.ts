@@ -25,6 +25,8 @@ export type AuditView = {
 
 export class AuditLog {
   private queue: Promise<unknown> = Promise.resolve();
+  /** the newest entry, known once read: this worker is the only writer */
+  private head: AuditEntry | null | undefined;
 
   constructor(
     private readonly db: KeyholeDB,
@@ -44,12 +46,16 @@ export class AuditLog {
     return this.serial(async () => {
       const record = auditRecord({ ...input, time: input.time ?? this.now() } as AuditRecord);
       const key = await this.key();
-      const last = await this.last();
+      let last = await this.last();
+      if (key && last && last.mac === null) {
+        await this.chainPendingWith(key); // catch up first
+        last = await this.last();
+      }
       const seq = (last?.seq ?? 0) + 1;
-      if (key && last && last.mac === null) await this.chainPendingWith(key); // catch up first
-      const prevMac = key ? ((await this.last())?.mac ?? null) : null;
-      const mac = key ? await chainMac(key, prevMac, seq, record) : null;
-      await this.db.add('audit', { seq, record, mac });
+      const mac = key ? await chainMac(key, last?.mac ?? null, seq, record) : null;
+      const entry = { seq, record, mac };
+      await this.db.add('audit', entry);
+      this.head = entry;
     });
   }
 
@@ -75,12 +81,16 @@ export class AuditLog {
       prev = mac;
       done++;
     }
+    this.head = undefined;
     return done;
   }
 
-  private async last(): Promise<AuditEntry | undefined> {
-    const cursor = await this.db.transaction('audit').store.openCursor(null, 'prev');
-    return cursor?.value;
+  private async last(): Promise<AuditEntry | null> {
+    if (this.head === undefined) {
+      const cursor = await this.db.transaction('audit').store.openCursor(null, 'prev');
+      this.head = cursor?.value ?? null;
+    }
+    return this.head;
   }
 
   /** Newest first, filtered, with the whole chain checked. Requires the key (unlocked). */

@@ -67,7 +67,7 @@ export async function prepare(deps: BrokerDeps, origin: string, raw: unknown, si
   if (!deps.limiter.take(grant.id, deps.now())) throw new PageError(PageErrorCode.rateLimited);
   if (!(await deps.grants.use(grant.id))) throw new PageError(PageErrorCode.unauthorized);
 
-  const value = await deps.vault.valueForUse(secret.id);
+  const { value, forms } = await deps.vault.useSecret(secret.id);
   const headers = new Headers(pageHeaders);
   headers.set(secret.rule.header, renderHeaderValue(secret.rule.template, value));
   const request = new Request(target.url, {
@@ -83,7 +83,7 @@ export async function prepare(deps: BrokerDeps, origin: string, raw: unknown, si
   return {
     grant,
     request,
-    redactor: Redactor.forValues([value]),
+    redactor: Redactor.withForms(forms),
     outcome: { secret: secret.name, grantId: grant.id, method: target.method, host: target.host, path: target.url.pathname },
   };
 }

@@ -6,19 +6,31 @@ import { type Denial, isLive, type StoredGrant } from '../core/grants.ts';
 import type { KeyholeDB } from './db.ts';
 
 export class GrantStore {
+  /** every stored grant, read once; this worker is the only writer, and every write drops it */
+  private cache: Promise<StoredGrant[]> | null = null;
+
   constructor(
     private readonly db: KeyholeDB,
     private readonly now: () => number = Date.now,
   ) {}
 
+  private stored(): Promise<StoredGrant[]> {
+    this.cache ??= this.db.getAll('grants');
+    return this.cache;
+  }
+
+  private changed(): void {
+    this.cache = null;
+  }
+
   async all(): Promise<StoredGrant[]> {
     const t = this.now();
-    return (await this.db.getAll('grants')).filter((g) => isLive(g, t));
+    return (await this.stored()).filter((g) => isLive(g, t));
   }
 
   async forOrigin(origin: string): Promise<StoredGrant[]> {
     const t = this.now();
-    return (await this.db.getAllFromIndex('grants', 'origin', origin)).filter((g) => isLive(g, t));
+    return (await this.stored()).filter((g) => g.origin === origin && isLive(g, t));
   }
 
   /** Live grants of this origin for this secret (by id: a renamed secret keeps its grants). */
@@ -27,8 +39,10 @@ export class GrantStore {
   }
 
   async add(grants: readonly StoredGrant[]): Promise<void> {
+    this.changed();
     const tx = this.db.transaction('grants', 'readwrite');
     await Promise.all([...grants.map((g) => tx.store.put(g)), tx.done]);
+    this.changed();
   }
 
   /** Removes a grant; with `origin`, only if it belongs to that origin (a page revoking its own). */
@@ -41,11 +55,16 @@ export class GrantStore {
     }
     await tx.store.delete(id);
     await tx.done;
+    this.changed();
     return g;
   }
 
   /** Counts one use. False when the grant is gone, expired or used up (the caller refuses). */
   async use(id: string): Promise<boolean> {
+    // an unlimited grant has nothing to count: no write on the hot path
+    const cached = (await this.stored()).find((g) => g.id === id);
+    if (cached && cached.usesLeft === null) return isLive(cached, this.now());
+    this.changed();
     const tx = this.db.transaction('grants', 'readwrite');
     const g = await tx.store.get(id);
     if (!g || !isLive(g, this.now())) {
@@ -54,6 +73,7 @@ export class GrantStore {
     }
     if (g.usesLeft !== null) await tx.store.put({ ...g, usesLeft: g.usesLeft - 1 });
     await tx.done;
+    this.changed();
     return true;
   }
 

@@ -3,7 +3,7 @@
  * wakes the worker for an event only if its listener exists at start-up); each awaits `ready`.
  */
 import { toBase64 } from '../core/bytes.ts';
-import { PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
+import { PAGE_PORT, PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
 import { AuditLog } from './audit-log.ts';
 import {
@@ -83,9 +83,12 @@ const ready = (async () => {
     void resync();
     void emit('unlock', hasGrant);
   };
-  vault.onSettingsChanged = applyIdleSettings;
+  const limiter = RateLimiter.perMinute((await vault.getSettings()).requestsPerMinute);
+  vault.onSettingsChanged = (settings) => {
+    applyIdleSettings(settings);
+    limiter.setPerMinute(settings.requestsPerMinute);
+  };
   const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged, auditLog, audit });
-  const limiter = new RateLimiter(20, 10);
   const pageApi = new PageApiService(
     { vault, grants, consent, version, grantsChanged, audit, limiter, fetch: (r) => fetch(r), now: Date.now },
     vault,
@@ -98,25 +101,6 @@ const ready = (async () => {
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
-  // Web pages, through the content-script bridge: the page provider API.
-  if ((message as { kh?: unknown } | null)?.kh === 'page') {
-    const caller = pageCaller(sender, chrome.runtime.id);
-    if (!caller) {
-      sendResponse({ ok: false, error: new PageError(PageErrorCode.unauthorized).toBody() });
-      return false;
-    }
-    const { method, params } = message as { method?: unknown; params?: unknown };
-    void ready
-      .then(async ({ pageApi }) => {
-        await rememberDocument(caller);
-        sendResponse({ ok: true, result: await pageApi.handle(caller, method, params) });
-      })
-      .catch((e: unknown) => {
-        if (!(e instanceof PageError)) console.error('keyhole: internal error in page API', e instanceof Error ? e.name : typeof e);
-        sendResponse({ ok: false, error: (e instanceof PageError ? e : new PageError(PageErrorCode.internal)).toBody() });
-      });
-    return true;
-  }
   // The extension's own pages: the typed RPC.
   if (!isOwnPage(sender, chrome.runtime.id, EXTENSION_ORIGIN)) {
     sendResponse({ ok: false, error: { code: 'forbidden', message: 'not allowed' } });
@@ -130,9 +114,40 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   return true;
 });
 
+// Web pages, through the content-script bridge: the page provider API on a long-lived port.
+chrome.runtime.onConnect.addListener((port) => {
+  if (port.name !== PAGE_PORT) {
+    if (port.name !== STREAM_PORT) port.disconnect(); // nothing else talks to the worker on a port
+    return;
+  }
+  const caller = port.sender ? pageCaller(port.sender, chrome.runtime.id) : null;
+  port.onMessage.addListener((message: { id?: unknown; method?: unknown; params?: unknown }) => {
+    const id = message?.id;
+    if (typeof id !== 'string' || id.length > 64) return;
+    const answer = (body: { ok: true; result: unknown } | { ok: false; error: unknown }) => {
+      try {
+        port.postMessage({ id, ...body });
+      } catch {
+        // the page went away before the answer
+      }
+    };
+    if (!caller) return answer({ ok: false, error: new PageError(PageErrorCode.unauthorized).toBody() });
+    void ready
+      .then(async ({ pageApi }) => {
+        await rememberDocument(caller);
+        answer({ ok: true, result: await pageApi.handle(caller, message.method, message.params) });
+      })
+      .catch((e: unknown) => {
+        if (!(e instanceof PageError)) console.error('keyhole: internal error in page API', e instanceof Error ? e.name : typeof e);
+        answer({ ok: false, error: (e instanceof PageError ? e : new PageError(PageErrorCode.internal)).toBody() });
+      });
+  });
+});
+
 // Streamed keyhole_fetch: one port per call, opened by the content-script bridge.
 chrome.runtime.onConnect.addListener((port) => {
-  if (port.name !== STREAM_PORT || !port.sender) {
+  if (port.name !== STREAM_PORT) return;
+  if (!port.sender) {
     port.disconnect();
     return;
   }
@@ -227,7 +242,7 @@ chrome.tabs.onRemoved.addListener(() => {
 // over its rate has its rule withdrawn.
 chrome.webRequest.onCompleted.addListener(
   (details) => {
-    if (details.tabId < 0) return;
+    if (details.tabId < 0 || !details.initiator) return; // the worker's own brokered calls, navigations
     void ready.then(async ({ grants, limiter, transparent, audit }) => {
       const hit = await attribute(details);
       if (!hit) return;

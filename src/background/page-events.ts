@@ -16,8 +16,12 @@ async function load(): Promise<Docs> {
   return ((await chrome.storage.session.get(KEY))[KEY] as Docs | undefined) ?? {};
 }
 
+/** documents this worker instance already stored: most calls then cost no storage read */
+const known = new Set<string>();
+
 export async function rememberDocument(caller: PageCaller): Promise<void> {
-  if (!caller.documentId) return;
+  if (!caller.documentId || known.has(caller.documentId)) return;
+  known.add(caller.documentId);
   const docs = await load();
   if (docs[caller.documentId]) return;
   const ids = Object.keys(docs);
@@ -37,6 +41,7 @@ export async function emit(event: PageEvent, to: (origin: string) => Promise<boo
         await chrome.tabs.sendMessage(doc.tabId, { kh: 'event', event, data: data ?? null }, { documentId });
       } catch {
         delete docs[documentId]; // the document navigated away or its tab closed
+        known.delete(documentId);
         changed = true;
       }
     }),

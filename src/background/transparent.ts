@@ -78,6 +78,7 @@ async function doSync(deps: TransparentDeps): Promise<void> {
   }
   await chrome.declarativeNetRequest.updateSessionRules({ removeRuleIds: existing, addRules });
   await chrome.storage.session.set({ [INSTALLED_KEY]: installed });
+  memo = installed;
 }
 
 async function rulesFor(
@@ -94,7 +95,7 @@ async function rulesFor(
     m.toLowerCase(),
   );
   const prefixes = hosts.flatMap((h) => urlPrefixes(h, secret.rule.pathPrefixes));
-  const value = renderHeaderValue(secret.rule.template, await vault.valueForUse(g.secretId));
+  const value = renderHeaderValue(secret.rule.template, (await vault.useSecret(g.secretId)).value);
   const initiatorHost = new URL(g.origin).hostname;
   const rules = prefixes.map((prefix, i) => ({
     id: firstId + i,
@@ -114,9 +115,17 @@ async function rulesFor(
   return { rules, installed: { grantId: g.id, tabIds, initiatorHost, prefixes, methods: methods.length > 0 ? methods : ALL_METHODS } };
 }
 
+/** What is installed, as this worker last wrote or read it (a restarted worker reads storage.session once). */
+let memo: Installed[] | undefined;
+
+async function installedNow(): Promise<Installed[]> {
+  memo ??= ((await chrome.storage.session.get(INSTALLED_KEY))[INSTALLED_KEY] as Installed[] | undefined) ?? [];
+  return memo;
+}
+
 /** Which installed grant (if any) a request observed by webRequest went out under. */
 export async function attribute(details: { tabId: number; initiator?: string; url: string; method: string }): Promise<Installed | null> {
-  const installed = ((await chrome.storage.session.get(INSTALLED_KEY))[INSTALLED_KEY] as Installed[] | undefined) ?? [];
+  const installed = await installedNow();
   if (installed.length === 0 || !details.initiator) return null;
   let initiatorHost: string;
   try {
@@ -139,5 +148,5 @@ export async function attribute(details: { tabId: number; initiator?: string; ur
 
 /** True while any transparent rule is installed (cheap check before work on tab events). */
 export async function anyInstalled(): Promise<boolean> {
-  return (((await chrome.storage.session.get(INSTALLED_KEY))[INSTALLED_KEY] as Installed[] | undefined) ?? []).length > 0;
+  return (await installedNow()).length > 0;
 }

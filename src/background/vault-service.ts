@@ -17,6 +17,7 @@ import { CoreError, isCoreError } from '../core/errors.ts';
 import type { KdfAlg } from '../core/kdf.ts';
 import { deriveVaultKeys, type VaultKeys } from '../core/keys.ts';
 import { checkName, checkRule, checkValue } from '../core/policy.ts';
+import { redactionForms } from '../core/redact.ts';
 import { openSecretMeta, openSecretValue, type SecretMeta, type StoredSecret, sealSecret } from '../core/secrets.ts';
 import { createVault, openVault, rewrapVault, type VaultHeader } from '../core/vault.ts';
 import type { KeyholeDB } from './db.ts';
@@ -29,15 +30,20 @@ export const DEFAULT_SETTINGS: Settings = {
   lockOnSystemLock: true,
   lockOnLastWindowClosed: true,
   clipboardClearSeconds: 30,
+  requestsPerMinute: 600,
 };
 
 type Open = { readonly header: VaultHeader; readonly keys: VaultKeys };
+/** A secret opened for injection: its value and the forms to strip from what comes back. */
+export type InUse = { readonly value: string; readonly forms: readonly string[] };
 export type LockReason = 'person' | 'idle' | 'system-lock' | 'windows-closed' | 'startup';
 
 export class VaultService {
   private open: Open | null = null;
   /** name -> summary of every readable secret, built on first use while unlocked; dropped on any write */
   private byName: Map<string, SecretSummary> | null = null;
+  /** values opened for injection, by secret id (memory only, this worker's lifetime, while unlocked) */
+  private readonly inUse = new Map<string, InUse>();
   private queue: Promise<unknown> = Promise.resolve();
   /** called after every lock, e.g. to apply a deferred extension update */
   onLocked: (reason: LockReason) => void = () => {};
@@ -108,7 +114,7 @@ export class VaultService {
   lock(reason: LockReason = 'person'): Promise<Status> {
     return this.serial(async () => {
       this.open = null;
-      this.byName = null;
+      this.forget();
       await endSession(this.db, this.session);
       this.onLocked(reason);
       return this.status();
@@ -156,7 +162,7 @@ export class VaultService {
       const place = { vaultId: open.header.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.header.epoch };
       const stored = await sealSecret(open.keys, place, meta, checkValue(input.value));
       await this.db.add('secrets', stored);
-      this.byName = null;
+      this.forget();
       return summary(stored, meta);
     });
   }
@@ -189,7 +195,7 @@ export class VaultService {
       }
       await tx.store.put(stored);
       await tx.done;
-      this.byName = null;
+      this.forget();
       return summary(stored, meta);
     });
   }
@@ -200,7 +206,7 @@ export class VaultService {
       await this.getStored(id);
       // Deleting the record deletes its wrapped data key with it: the value cannot be opened again.
       await this.db.delete('secrets', id);
-      this.byName = null;
+      this.forget();
       return true as const;
     });
   }
@@ -208,6 +214,12 @@ export class VaultService {
   /** The secret a page names (for grants and the broker): metadata only, or null. */
   async findSecret(name: string): Promise<SecretSummary | null> {
     return (await this.nameIndex()).get(name) ?? null;
+  }
+
+  /** Drops what is derived from the stored secrets: the name index and opened values. */
+  private forget(): void {
+    this.byName = null;
+    this.inUse.clear();
   }
 
   /** The audit chain key while unlocked (a non-extractable HMAC key), else null. */
@@ -227,9 +239,15 @@ export class VaultService {
    * The value to put on one request. Only the broker and the transparent-mode rules call this;
    * what it returns never goes to a page, a log or an audit record.
    */
-  async valueForUse(id: string): Promise<string> {
+  async useSecret(id: string): Promise<InUse> {
     const open = await this.unlocked();
-    return openSecretValue(open.keys, open.header.vaultId, await this.getStored(id));
+    const hit = this.inUse.get(id);
+    if (hit) return hit;
+    const value = await openSecretValue(open.keys, open.header.vaultId, await this.getStored(id));
+    const use = { value, forms: [...new Set(redactionForms(value))].sort((a, b) => b.length - a.length) };
+    // Kept in memory while unlocked, as the keys that open it are; dropped on lock and on any write.
+    if (this.open === open) this.inUse.set(id, use);
+    return use;
   }
 
   /** The value, for the person only, after they type the passphrase again. */
@@ -259,7 +277,7 @@ export class VaultService {
   /** After a browser start: a session key left by a crash is deleted; the vault starts locked. */
   async endStaleSession(): Promise<void> {
     this.open = null;
-    this.byName = null;
+    this.forget();
     await endSession(this.db, this.session);
   }
 
@@ -284,6 +302,7 @@ export class VaultService {
   }
 
   private async unlocked(): Promise<Open> {
+    if (this.open) return this.open; // the hot path: no storage read while unlocked
     const open = await this.resume(await this.requireHeader());
     if (!open) throw new RpcError('locked', 'vault is locked');
     return open;
@@ -353,10 +372,12 @@ export function checkSettings(s: Settings): Settings {
   if (typeof s.lockOnSystemLock !== 'boolean' || typeof s.lockOnLastWindowClosed !== 'boolean') {
     throw new CoreError('bad-input', 'lock options must be true or false');
   }
+  if (!int(s.requestsPerMinute, 1, 100_000)) throw new CoreError('bad-input', 'requestsPerMinute must be 1 to 100000');
   return {
     autoLockMinutes: s.autoLockMinutes,
     lockOnSystemLock: s.lockOnSystemLock,
     lockOnLastWindowClosed: s.lockOnLastWindowClosed,
     clipboardClearSeconds: s.clipboardClearSeconds,
+    requestsPerMinute: s.requestsPerMinute,
   };
 }

@@ -9,6 +9,7 @@ import {
   INPAGE_TARGET,
   MAX_PAGE_MESSAGE_BYTES,
   PAGE_ERROR_MESSAGES,
+  PAGE_PORT,
   PageErrorCode,
   STREAM_PORT,
   type StreamMessage,
@@ -24,6 +25,37 @@ const fail = (id: string, code: keyof typeof PAGE_ERROR_MESSAGES) =>
   reply(id, { ok: false, error: { code, message: PAGE_ERROR_MESSAGES[code] } });
 
 const streams = new Map<string, chrome.runtime.Port>();
+
+// Requests travel on one long-lived port (one IPC hop each way, not a new channel per call).
+// The worker closes it when it stops; the next request opens a new one, which wakes it.
+let pagePort: chrome.runtime.Port | null = null;
+const waiting = new Set<string>();
+
+function send(id: string, method: string, params: unknown): boolean {
+  try {
+    if (!pagePort) {
+      const port = chrome.runtime.connect({ name: PAGE_PORT });
+      port.onMessage.addListener((m: { id?: unknown; ok?: unknown; result?: unknown; error?: unknown }) => {
+        if (typeof m?.id !== 'string' || !waiting.delete(m.id)) return;
+        if (m.ok === true) reply(m.id, { ok: true, result: m.result });
+        else reply(m.id, { ok: false, error: m.error });
+      });
+      port.onDisconnect.addListener(() => {
+        if (pagePort === port) pagePort = null;
+        for (const w of waiting) fail(w, PageErrorCode.internal); // the worker went away mid-call
+        waiting.clear();
+      });
+      pagePort = port;
+    }
+    waiting.add(id);
+    pagePort.postMessage({ id, method, params });
+    return true;
+  } catch {
+    waiting.delete(id);
+    pagePort = null;
+    return false;
+  }
+}
 
 /** A streamed keyhole_fetch: a port to the worker; the head, chunks and end go back to the page. */
 function startStream(id: string, params: unknown): void {
@@ -89,21 +121,7 @@ window.addEventListener('message', (ev: MessageEvent) => {
     if (m.method !== 'keyhole_fetch') return fail(id, PageErrorCode.unsupportedMethod);
     return startStream(id, m.params ?? null);
   }
-  let sent: Promise<unknown>;
-  try {
-    sent = chrome.runtime.sendMessage({ kh: 'page', method: m.method, params: m.params ?? null });
-  } catch {
-    return fail(id, PageErrorCode.locked); // the extension was reloaded or removed: disconnected
-  }
-  sent.then(
-    (res) => {
-      const r = res as { ok?: unknown; result?: unknown; error?: unknown } | undefined;
-      if (r?.ok === true) reply(id, { ok: true, result: r.result });
-      else if (r?.ok === false) reply(id, { ok: false, error: r.error });
-      else fail(id, PageErrorCode.internal);
-    },
-    () => fail(id, PageErrorCode.internal),
-  );
+  if (!send(id, m.method, m.params ?? null)) fail(id, PageErrorCode.locked); // the extension was reloaded or removed
 });
 
 // Events from the worker (sent only to documents whose origin holds a grant).

@@ -19,6 +19,8 @@ export type Settings = {
   readonly lockOnLastWindowClosed: boolean;
   /** clear a copied value from the clipboard after this many seconds */
   readonly clipboardClearSeconds: number;
+  /** each grant's request rate limit (brokered: refused with 4429; transparent: rule withdrawn for a minute) */
+  readonly requestsPerMinute: number;
 };
 
 export type Status = {

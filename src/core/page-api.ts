@@ -114,7 +114,9 @@ export const PAGE_ERROR_MESSAGES: Record<PageErrorCodeValue, string> = {
 export const INPAGE_TARGET = 'keyhole:inpage';
 export const CONTENT_TARGET = 'keyhole:content';
 export const MAX_PAGE_MESSAGE_BYTES = 2 * 1024 * 1024;
-/** The runtime port a streamed keyhole_fetch travels on (content script <-> worker). */
+/** The long-lived runtime port page requests travel on (content script <-> worker). */
+export const PAGE_PORT = 'keyhole-page';
+/** The runtime port a streamed keyhole_fetch travels on, one per call. */
 export const STREAM_PORT = 'keyhole-stream';
 
 /** Worker -> content script messages on a stream port. Chunks are base64: ports carry JSON. */

@@ -3,9 +3,20 @@ export class RateLimiter {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();
 
   constructor(
-    private readonly burst: number,
-    private readonly perSecond: number,
+    private burst: number,
+    private perSecond: number,
   ) {}
+
+  /** A limit of `perMinute` requests, with bursts of a tenth of that (at least 10). */
+  static perMinute(perMinute: number): RateLimiter {
+    return new RateLimiter(Math.max(10, Math.ceil(perMinute / 10)), perMinute / 60);
+  }
+
+  setPerMinute(perMinute: number): void {
+    this.burst = Math.max(10, Math.ceil(perMinute / 10));
+    this.perSecond = perMinute / 60;
+    this.buckets.clear();
+  }
 
   /** Takes one token for `key`; false when the key is over its rate. */
   take(key: string, now: number): boolean {

@@ -91,6 +91,11 @@ export class Redactor {
     return new Redactor([...new Set(values.flatMap(redactionForms))].sort((a, b) => b.length - a.length));
   }
 
+  /** A fresh redactor over forms computed once (the forms of a secret do not change between calls). */
+  static withForms(forms: readonly string[]): Redactor {
+    return new Redactor(forms);
+  }
+
   push(chunk: Uint8Array): Uint8Array {
     return fromLatin1(this.run(this.carry + toLatin1(chunk), false));
   }

@@ -291,12 +291,14 @@ function settingsForm(s: Settings): Node {
   const sys = h('input', { id: 'lock-system', type: 'checkbox', checked: s.lockOnSystemLock });
   const win = h('input', { id: 'lock-windows', type: 'checkbox', checked: s.lockOnLastWindowClosed });
   const clip = h('input', { id: 'clipboard-seconds', type: 'number', min: 5, max: 300, value: s.clipboardClearSeconds, required: true });
+  const rate = h('input', { id: 'requests-per-minute', type: 'number', min: 1, max: 100000, value: s.requestsPerMinute, required: true });
   const errors = h('div', {});
   const form = h(
     'form',
     { id: 'settings-form', 'aria-labelledby': 'settings-h' },
     h('h2', { id: 'settings-h' }, 'Auto-lock'),
     h('div', { class: 'grid' }, field('Lock after minutes without input', minutes), field('Clear copied values after seconds', clip)),
+    field('Requests per minute for each grant', rate, 'Above this, brokered calls are refused and transparent access pauses for a minute.'),
     h('label', { class: 'check', for: sys.id }, sys, 'Lock when the computer locks'),
     h('label', { class: 'check', for: win.id }, win, 'Lock when the last browser window closes'),
     errors,
@@ -308,6 +310,7 @@ function settingsForm(s: Settings): Node {
       await call('settings.set', {
         autoLockMinutes: Number(minutes.value),
         clipboardClearSeconds: Number(clip.value),
+        requestsPerMinute: Number(rate.value),
         lockOnSystemLock: sys.checked,
         lockOnLastWindowClosed: win.checked,
       });
