@@ -24,6 +24,13 @@ const PERIODS: readonly [number, string][] = [
   [30 * 24 * 3600, '30 days'],
 ];
 
+function duration(secs: number): string {
+  if (secs % 86_400 === 0) return `${secs / 86_400} day${secs === 86_400 ? '' : 's'}`;
+  if (secs % 3600 === 0) return `${secs / 3600} hour${secs === 3600 ? '' : 's'}`;
+  const m = Math.round(secs / 60);
+  return `${m} minute${m === 1 ? '' : 's'}`;
+}
+
 /** Match patterns for the hosts Chrome must let the worker reach (ports are not part of a pattern). */
 function originPatterns(req: ConsentRequest): string[] {
   const patterns = new Set<string>();
@@ -56,8 +63,11 @@ function render(req: ConsentRequest): void {
   const deny = h('button', { type: 'button', id: 'deny' }, 'Deny');
   const once = h('button', { type: 'button', id: 'allow-once', class: 'primary', disabled: true }, 'Allow once');
   const period = h('select', { id: 'period' });
-  for (const [secs, label] of PERIODS) period.append(h('option', { value: secs, selected: secs === req.ttlSeconds }, label));
-  if (![...period.options].some((o) => o.selected)) period.value = String(8 * 3600);
+  // the period the site asked for comes first; the person can pick another
+  if (!PERIODS.some(([secs]) => secs === req.ttlSeconds))
+    period.append(h('option', { value: req.ttlSeconds }, `${duration(req.ttlSeconds)} (asked by the site)`));
+  for (const [secs, label] of PERIODS) period.append(h('option', { value: secs }, label));
+  period.value = String(req.ttlSeconds);
   const forPeriod = h('button', { type: 'button', id: 'allow-period', class: 'primary', disabled: true }, 'Allow for this period');
   const errors = h('div', {});
   const allowButtons = known.length > 0 ? [once, forPeriod] : [];

@@ -171,6 +171,30 @@ describe('transparent mode', () => {
     await byo.close();
   });
 
+  it('grants expire: the brokered call is refused and the transparent rule is withdrawn', async () => {
+    const page = await openApp(`http://expiry.localhost:${app.port}/`);
+    for (const mode of ['transparent', 'broker']) {
+      const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
+      const result = request(page, 'keyhole_requestGrant', { secrets: ['openai-local'], mode, ttlSeconds: 60 });
+      const consent = await shown;
+      expect(await consent.locator('#period option:checked').textContent()).toBe('1 minute (asked by the site)');
+      await consent.waitForSelector('#allow-period:not([disabled])');
+      await consent.click('#allow-period');
+      expect((await result).ok).toBe(true);
+    }
+    const brokered = () => request(page, 'keyhole_fetch', { secret: 'openai-local', url: `http://${api.host}/v1/models` });
+    await expect.poll(() => ask(page)).toBe(REAL);
+    expect((await brokered()).ok).toBe(true);
+    await new Promise((r) => setTimeout(r, 61_000));
+    // the expiry alarm withdrew the rule on its own, before any request could observe the expiry
+    const rules = () => h.worker().then((w) => w.evaluate(() => chrome.declarativeNetRequest.getSessionRules()));
+    await expect.poll(rules, { timeout: 10_000 }).toEqual([]);
+    expect(await ask(page)).toBe(PLACEHOLDER);
+    expect(await brokered()).toMatchObject({ ok: false, error: { code: 4100 } });
+    expect(await request(page, 'keyhole_getGrants')).toEqual({ ok: true, result: [] });
+    await page.close();
+  });
+
   it('"Allow once" is withdrawn after its use is observed', async () => {
     const page = await openApp(`http://once.localhost:${app.port}/`);
     await grantTransparent(page, 'once');

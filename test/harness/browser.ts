@@ -49,17 +49,22 @@ export function newProfileDir(prefix = 'profile-'): string {
   return mkdtempSync(join(TMP, prefix));
 }
 
-export async function launch(opts: { profile?: string; headless?: boolean; extraArgs?: string[] } = {}): Promise<Harness> {
+export async function launch(
+  opts: { profile?: string; headless?: boolean; extraArgs?: string[]; otherExtensions?: string[] } = {},
+): Promise<Harness> {
   if (!existsSync(join(DIST, 'manifest.json'))) throw new Error('dist/ is missing: run `npm run build` first');
   const profile = opts.profile ?? newProfileDir();
+  const extensions = [DIST, ...(opts.otherExtensions ?? [])].join(',');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: opts.headless ?? true,
-    args: [...CHROMIUM_ARGS, `--disable-extensions-except=${DIST}`, `--load-extension=${DIST}`, ...(opts.extraArgs ?? [])],
+    args: [...CHROMIUM_ARGS, `--disable-extensions-except=${extensions}`, `--load-extension=${extensions}`, ...(opts.extraArgs ?? [])],
   });
-  const worker = async () => context.serviceWorkers()[0] ?? (await context.waitForEvent('serviceworker', { timeout: 20_000 }));
   // The worker starts on demand (e.g. not at once after a crash), so the id is computed, not read from it.
   const extensionId = unpackedExtensionId(DIST);
+  const ours = (w: Worker) => w.url().startsWith(`chrome-extension://${extensionId}/`);
+  const worker = async () =>
+    context.serviceWorkers().find(ours) ?? (await context.waitForEvent('serviceworker', { predicate: ours, timeout: 20_000 }));
   const open = async (path: string) => {
     const page = await context.newPage();
     await page.goto(`chrome-extension://${extensionId}/${path}`);
