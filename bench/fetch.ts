@@ -17,7 +17,7 @@ import { appServer, listen } from '../test/harness/servers.ts';
 import type { Suite } from './run.ts';
 import { percentile, round } from './stats.ts';
 
-const ROUNDS = 500;
+const ROUNDS = 1000;
 const COLD_RUNS = 7;
 const VALUE = 'sk-FAKE-bench-0123456789abcdef';
 const BODY = JSON.stringify({ object: 'list', data: [{ id: 'fake-model', object: 'model' }] });

@@ -195,6 +195,19 @@ describe('transparent mode', () => {
     await page.close();
   });
 
+  it('over its rate, a transparent grant has its rule withdrawn', async () => {
+    await rpc(options, 'settings.set', { requestsPerMinute: 1 }); // bursts of 10, then 1 a minute
+    const page = await openApp(`http://rate.localhost:${app.port}/`);
+    await grantTransparent(page, 'period');
+    await expect.poll(() => ask(page)).toBe(REAL);
+    const seen: string[] = [];
+    for (let i = 0; i < 14; i++) seen.push(await ask(page));
+    await expect.poll(() => ask(page), { timeout: 5000 }).toBe(PLACEHOLDER);
+    expect(seen.filter((a) => a === REAL).length).toBeGreaterThanOrEqual(9); // the burst went through
+    await rpc(options, 'settings.set', { requestsPerMinute: 600 });
+    await page.close();
+  });
+
   it('"Allow once" is withdrawn after its use is observed', async () => {
     const page = await openApp(`http://once.localhost:${app.port}/`);
     await grantTransparent(page, 'once');

@@ -50,7 +50,7 @@ export function newProfileDir(prefix = 'profile-'): string {
 }
 
 export async function launch(
-  opts: { profile?: string; headless?: boolean; extraArgs?: string[]; otherExtensions?: string[] } = {},
+  opts: { profile?: string; headless?: boolean; extraArgs?: string[]; otherExtensions?: string[]; env?: Record<string, string> } = {},
 ): Promise<Harness> {
   if (!existsSync(join(DIST, 'manifest.json'))) throw new Error('dist/ is missing: run `npm run build` first');
   const profile = opts.profile ?? newProfileDir();
@@ -58,6 +58,7 @@ export async function launch(
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: opts.headless ?? true,
+    ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
     args: [...CHROMIUM_ARGS, `--disable-extensions-except=${extensions}`, `--load-extension=${extensions}`, ...(opts.extraArgs ?? [])],
   });
   // The worker starts on demand (e.g. not at once after a crash), so the id is computed, not read from it.
