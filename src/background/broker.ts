@@ -144,25 +144,7 @@ export async function brokeredFetch(
   const prepared = await prepare(deps, origin, params, timeout);
   const res = await send(deps, prepared);
   const chunks: Uint8Array[] = [];
-  let size = 0;
-  try {
-    const reader = res.body?.getReader();
-    for (;;) {
-      if (!reader) break;
-      const { value, done } = await reader.read();
-      if (done) break;
-      size += value.length;
-      if (size > MAX_RESPONSE_BODY) {
-        void reader.cancel();
-        throw new PageError(PageErrorCode.responseTooLarge);
-      }
-      chunks.push(prepared.redactor.push(value));
-    }
-    chunks.push(prepared.redactor.end());
-  } catch (e) {
-    if (e instanceof PageError) throw e;
-    throw new PageError(PageErrorCode.upstreamFailed);
-  }
+  await pipeRedacted(res, prepared.redactor, MAX_RESPONSE_BODY, (c) => chunks.push(c));
   const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
   let o = 0;
   for (const c of chunks) {
@@ -191,6 +173,35 @@ function encodeBody(bytes: Uint8Array, contentType: string): { body: string; bod
   return { body: btoa(bin), bodyEncoding: 'base64' };
 }
 
+/**
+ * Reads a response body through the redactor, handing on every non-empty redacted chunk; at most
+ * `limit` bytes (then 4303). Returns how many bytes came from upstream.
+ */
+async function pipeRedacted(res: Response, redactor: Redactor, limit: number, onChunk: (bytes: Uint8Array) => void): Promise<number> {
+  let bytes = 0;
+  try {
+    const reader = res.body?.getReader();
+    for (;;) {
+      if (!reader) break;
+      const { value, done } = await reader.read();
+      if (done) break;
+      bytes += value.length;
+      if (bytes > limit) {
+        void reader.cancel();
+        throw new PageError(PageErrorCode.responseTooLarge);
+      }
+      const out = redactor.push(value);
+      if (out.length > 0) onChunk(out);
+    }
+    const tail = redactor.end();
+    if (tail.length > 0) onChunk(tail);
+  } catch (e) {
+    if (e instanceof PageError) throw e;
+    throw new PageError(PageErrorCode.upstreamFailed);
+  }
+  return bytes;
+}
+
 /** What the page gets first on a stream: the response head, already redacted. */
 export type StreamHead = { readonly status: number; readonly statusText: string; readonly headers: Record<string, string> };
 
@@ -208,26 +219,6 @@ export async function brokeredStream(
   const prepared = await prepare(deps, origin, params, AbortSignal.any([signal, AbortSignal.timeout(STREAM_TIMEOUT_MS)]));
   const res = await send(deps, prepared);
   emit.head({ status: res.status, statusText: prepared.redactor.text(res.statusText), headers: redactedHeaders(res, prepared.redactor) });
-  let bytes = 0;
-  try {
-    const reader = res.body?.getReader();
-    for (;;) {
-      if (!reader) break;
-      const { value, done } = await reader.read();
-      if (done) break;
-      bytes += value.length;
-      if (bytes > MAX_STREAM_BODY) {
-        void reader.cancel();
-        throw new PageError(PageErrorCode.responseTooLarge);
-      }
-      const out = prepared.redactor.push(value);
-      if (out.length > 0) emit.chunk(out);
-    }
-    const tail = prepared.redactor.end();
-    if (tail.length > 0) emit.chunk(tail);
-  } catch (e) {
-    if (e instanceof PageError) throw e;
-    throw new PageError(PageErrorCode.upstreamFailed);
-  }
+  const bytes = await pipeRedacted(res, prepared.redactor, MAX_STREAM_BODY, (c) => emit.chunk(c));
   return { outcome: prepared.outcome, status: res.status, bytes };
 }

@@ -7,16 +7,9 @@ import type { SecretSummary } from '../core/api.ts';
 import type { Grant } from '../core/page-api.ts';
 import { isLoopbackHost } from '../core/policy.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
+import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
-
-const PERIODS: readonly [number, string][] = [
-  [3600, '1 hour'],
-  [8 * 3600, '8 hours'],
-  [24 * 3600, '24 hours'],
-  [7 * 24 * 3600, '7 days'],
-  [30 * 24 * 3600, '30 days'],
-];
 
 const pattern = (host: string) => {
   const name = new URL(`https://${host}`).hostname;
@@ -79,7 +72,7 @@ function siteForm(secrets: SecretSummary[], rerender: () => Promise<void>): Node
   const secret = h('select', { id: 'site-secret', required: true });
   for (const s of secrets) secret.append(h('option', { value: s.id }, `${s.name} (${s.rule.hosts.join(', ')})`));
   const period = h('select', { id: 'site-period' });
-  for (const [secs, label] of PERIODS) period.append(h('option', { value: secs, selected: secs === 8 * 3600 }, label));
+  for (const [secs, label] of GRANT_PERIODS) period.append(h('option', { value: secs, selected: secs === 8 * 3600 }, label));
   const errors = h('div', {});
   const form = h(
     'form',

@@ -7,6 +7,7 @@
 import type { ConsentDecision, ConsentRequest } from '../core/grants.ts';
 import { isLoopbackHost } from '../core/policy.ts';
 import { field, h, message } from '../ui/dom.ts';
+import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 
@@ -15,14 +16,6 @@ const HEARTBEAT_MS = 10_000;
 
 const app = document.getElementById('app') as HTMLElement;
 const requestId = new URLSearchParams(location.search).get('request') ?? '';
-
-const PERIODS: readonly [number, string][] = [
-  [3600, '1 hour'],
-  [8 * 3600, '8 hours'],
-  [24 * 3600, '24 hours'],
-  [7 * 24 * 3600, '7 days'],
-  [30 * 24 * 3600, '30 days'],
-];
 
 function duration(secs: number): string {
   if (secs % 86_400 === 0) return `${secs / 86_400} day${secs === 86_400 ? '' : 's'}`;
@@ -64,9 +57,9 @@ function render(req: ConsentRequest): void {
   const once = h('button', { type: 'button', id: 'allow-once', class: 'primary', disabled: true }, 'Allow once');
   const period = h('select', { id: 'period' });
   // the period the site asked for comes first; the person can pick another
-  if (!PERIODS.some(([secs]) => secs === req.ttlSeconds))
+  if (!GRANT_PERIODS.some(([secs]) => secs === req.ttlSeconds))
     period.append(h('option', { value: req.ttlSeconds }, `${duration(req.ttlSeconds)} (asked by the site)`));
-  for (const [secs, label] of PERIODS) period.append(h('option', { value: secs }, label));
+  for (const [secs, label] of GRANT_PERIODS) period.append(h('option', { value: secs }, label));
   period.value = String(req.ttlSeconds);
   const forPeriod = h('button', { type: 'button', id: 'allow-period', class: 'primary', disabled: true }, 'Allow for this period');
   const errors = h('div', {});
