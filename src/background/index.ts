@@ -139,7 +139,21 @@ chrome.runtime.onConnect.addListener((port) => {
       })
       .catch((e: unknown) => {
         if (!(e instanceof PageError)) console.error('keyhole: internal error in page API', e instanceof Error ? e.name : typeof e);
-        answer({ ok: false, error: (e instanceof PageError ? e : new PageError(PageErrorCode.internal)).toBody() });
+        const error = e instanceof PageError ? e : new PageError(PageErrorCode.internal);
+        // keyhole_fetch audits its own outcome and a refused grant is a grant.denied record; the rest land here
+        if (message.method !== 'keyhole_fetch' && error.code !== PageErrorCode.rejected) {
+          void ready.then(({ audit }) =>
+            audit({
+              kind: 'error',
+              correlationId: crypto.randomUUID(),
+              origin: caller.origin,
+              tabId: caller.tabId,
+              status: error.code,
+              decision: 'denied',
+            }),
+          );
+        }
+        answer({ ok: false, error: error.toBody() });
       });
   });
 });

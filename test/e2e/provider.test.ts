@@ -240,6 +240,7 @@ describe('page provider and brokered fetch', () => {
       'grant.denied:remembered',
       'grant.revoked:page',
       'request',
+      'error', // e.g. the 4900 answered to keyhole_requestGrant while locked
     ]) {
       expect(kinds.has(k), k).toBe(true);
     }
