@@ -23,7 +23,7 @@ import { PageApiService, pageCaller } from './page-api.ts';
 import { emit, rememberDocument } from './page-events.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';
-import { anyInstalled, attribute, syncRules, type TransparentDeps } from './transparent.ts';
+import { anyInstalled, attribute, mayBeCovered, syncRules, type TransparentDeps } from './transparent.ts';
 import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './update.ts';
 import { VaultService } from './vault-service.ts';
 
@@ -257,6 +257,7 @@ chrome.tabs.onRemoved.addListener(() => {
 chrome.webRequest.onCompleted.addListener(
   (details) => {
     if (details.tabId < 0 || !details.initiator) return; // the worker's own brokered calls, navigations
+    if (!mayBeCovered(details.tabId)) return; // most requests: no transparent rule in that tab
     void ready.then(async ({ grants, limiter, transparent, audit }) => {
       const hit = await attribute(details);
       if (!hit) return;

@@ -123,6 +123,14 @@ async function installedNow(): Promise<Installed[]> {
   return memo;
 }
 
+/**
+ * False only when it is certain no installed rule covers this tab: lets the webRequest listener
+ * drop other requests synchronously, without waking any async work. Unknown (a fresh worker) is true.
+ */
+export function mayBeCovered(tabId: number): boolean {
+  return memo === undefined || memo.some((i) => i.tabIds.includes(tabId));
+}
+
 /** Which installed grant (if any) a request observed by webRequest went out under. */
 export async function attribute(details: { tabId: number; initiator?: string; url: string; method: string }): Promise<Installed | null> {
   const installed = await installedNow();
