@@ -2,7 +2,7 @@
  * Brokered fetch (the strong mode): the worker makes the request with the credential and gives
  * the page only what came back, with every echo of the credential stripped.
  */
-import { fromUtf8 } from '../core/bytes.ts';
+import { fromBase64, fromUtf8, toBase64 } from '../core/bytes.ts';
 import { CoreError } from '../core/errors.ts';
 import { grantCovers, type StoredGrant } from '../core/grants.ts';
 import { type BodyEncoding, type FetchResult, PageError, PageErrorCode } from '../core/page-api.ts';
@@ -83,7 +83,7 @@ export async function prepare(deps: BrokerDeps, origin: string, raw: unknown, si
   return {
     grant,
     request,
-    redactor: Redactor.withForms(forms),
+    redactor: new Redactor(forms), // forms computed once per opened secret (VaultService.useSecret)
     outcome: { secret: secret.name, grantId: grant.id, method: target.method, host: target.host, path: target.url.pathname },
   };
 }
@@ -97,7 +97,7 @@ function requestBody(p: Record<string, unknown>, method: string): Uint8Array<Arr
   if (enc === 'utf8') bytes = new TextEncoder().encode(p.body);
   else if (enc === 'base64') {
     try {
-      bytes = Uint8Array.from(atob(p.body), (c) => c.charCodeAt(0));
+      bytes = fromBase64(p.body);
     } catch {
       throw invalid('body');
     }
@@ -168,9 +168,7 @@ function encodeBody(bytes: Uint8Array, contentType: string): { body: string; bod
       // not valid UTF-8: fall through to base64
     }
   }
-  let bin = '';
-  for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
-  return { body: btoa(bin), bodyEncoding: 'base64' };
+  return { body: toBase64(bytes), bodyEncoding: 'base64' };
 }
 
 /**

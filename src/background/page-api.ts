@@ -12,6 +12,7 @@ import {
   DEFAULT_GRANT_TTL_SECONDS,
   DENIAL_MEMORY_MS,
   MAX_GRANT_TTL_SECONDS,
+  newGrant,
   type StoredGrant,
 } from '../core/grants.ts';
 import { type Grant, type GrantMode, PAGE_METHODS, PageError, PageErrorCode, type PageMethod } from '../core/page-api.ts';
@@ -194,23 +195,12 @@ export class PageApiService {
       await this.grants.deny(p.secrets.map((secret) => ({ origin: caller.origin, secret, until: now + DENIAL_MEMORY_MS })));
       throw new PageError(PageErrorCode.rejected);
     }
+    const ttlMs = decision.kind === 'once' ? ALLOW_ONCE_MS : Math.min(decision.ttlSeconds, MAX_GRANT_TTL_SECONDS) * 1000;
+    const uses = decision.kind === 'once' ? 1 : null;
     const made: StoredGrant[] = secrets.flatMap((s) =>
       s.id === undefined
         ? []
-        : [
-            {
-              id: crypto.randomUUID(),
-              origin: caller.origin,
-              secret: s.name,
-              secretId: s.id,
-              mode: p.mode,
-              hosts: s.hosts,
-              methods: [],
-              createdAt: now,
-              expiresAt: now + (decision.kind === 'once' ? ALLOW_ONCE_MS : Math.min(decision.ttlSeconds, MAX_GRANT_TTL_SECONDS) * 1000),
-              usesLeft: decision.kind === 'once' ? 1 : null,
-            },
-          ],
+        : [newGrant({ origin: caller.origin, secret: { id: s.id, name: s.name }, mode: p.mode, hosts: s.hosts, now, ttlMs, uses })],
     );
     if (made.length === 0) throw new PageError(PageErrorCode.rejected);
     await this.grants.add(made);

@@ -5,7 +5,7 @@
 import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
 import { type AuditFilter, toCsv, toJsonl } from '../core/audit.ts';
 import { CoreError } from '../core/errors.ts';
-import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS } from '../core/grants.ts';
+import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS, newGrant } from '../core/grants.ts';
 import type { AuditLog } from './audit-log.ts';
 import type { ConsentQueue } from './consent.ts';
 import { RpcError, toErrorBody } from './errors.ts';
@@ -94,7 +94,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       return true;
     },
     'grants.list': async () => {
-      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      await vault.requireUnlocked();
       return (await effects.grants.all()).map(publicGrant);
     },
     'grants.create': async (x) => {
@@ -106,19 +106,15 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
         throw new RpcError('bad-input', 'ttlSeconds must be 60 s to 30 days');
       const secret = await vault.secretById(str(p, 'secretId'));
       if (!secret) throw new RpcError('not-found', 'no such secret');
-      const now = Date.now();
-      const grant = {
-        id: crypto.randomUUID(),
+      const grant = newGrant({
         origin,
-        secret: secret.name,
-        secretId: secret.id,
-        mode: 'transparent' as const,
-        hosts: [...secret.rule.hosts],
-        methods: [],
-        createdAt: now,
-        expiresAt: now + (ttl as number) * 1000,
-        usesLeft: null,
-      };
+        secret,
+        mode: 'transparent',
+        hosts: secret.rule.hosts,
+        now: Date.now(),
+        ttlMs: (ttl as number) * 1000,
+        uses: null,
+      });
       await effects.grants.add([grant]);
       effects.audit({
         kind: 'grant.given',
@@ -132,7 +128,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       return publicGrant(grant);
     },
     'audit.view': async (x) => {
-      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      await vault.requireUnlocked();
       const p = obj(x ?? {});
       const limit = typeof p.limit === 'number' && p.limit > 0 && p.limit <= 5000 ? p.limit : 500;
       const view = await effects.auditLog.view(auditFilter(p.filter), limit);
@@ -140,7 +136,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       return { ...view, entries: view.entries.map((e) => ({ seq: e.seq, record: e.record, chained: e.mac !== null })) };
     },
     'audit.export': async (x) => {
-      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      await vault.requireUnlocked();
       const p = obj(x);
       const entries = await effects.auditLog.export(auditFilter(p.filter));
       if (p.format === 'csv') return { text: toCsv(entries), mime: 'text/csv' };
@@ -148,7 +144,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       throw new RpcError('bad-input', 'format must be jsonl or csv');
     },
     'grants.revoke': async (x) => {
-      if (!(await vault.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+      await vault.requireUnlocked();
       const g = await effects.grants.revoke(str(obj(x), 'id'));
       if (!g) throw new RpcError('not-found', 'no such grant');
       effects.audit({

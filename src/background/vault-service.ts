@@ -76,6 +76,11 @@ export class VaultService {
     return { state: 'locked', ...base, ...(wait > 0 ? { retryAfterMs: wait } : {}) };
   }
 
+  /** Throws RpcError 'locked' unless unlocked: for callers that guard data other than secrets. */
+  async requireUnlocked(): Promise<void> {
+    if (!(await this.isUnlocked())) throw new RpcError('locked', 'vault is locked');
+  }
+
   /** Unlocked now (resuming a session a stopped worker left behind), without building a Status. */
   async isUnlocked(): Promise<boolean> {
     if (this.open) return true;
@@ -244,7 +249,7 @@ export class VaultService {
     const hit = this.inUse.get(id);
     if (hit) return hit;
     const value = await openSecretValue(open.keys, open.header.vaultId, await this.getStored(id));
-    const use = { value, forms: [...new Set(redactionForms(value))].sort((a, b) => b.length - a.length) };
+    const use = { value, forms: redactionForms(value) }; // already distinct, longest first
     // Kept in memory while unlocked, as the keys that open it are; dropped on lock and on any write.
     if (this.open === open) this.inUse.set(id, use);
     return use;

@@ -35,6 +35,30 @@ export function callerOrigin(reported: unknown): string | null {
   return null;
 }
 
+/** A new grant of `secret` to `origin`: for `ttlMs` from `now`, and `uses` times (null: unlimited). */
+export function newGrant(a: {
+  origin: string;
+  secret: { id: string; name: string };
+  mode: GrantMode;
+  hosts: readonly string[];
+  now: number;
+  ttlMs: number;
+  uses: number | null;
+}): StoredGrant {
+  return {
+    id: crypto.randomUUID(),
+    origin: a.origin,
+    secret: a.secret.name,
+    secretId: a.secret.id,
+    mode: a.mode,
+    hosts: [...a.hosts],
+    methods: [],
+    createdAt: a.now,
+    expiresAt: a.now + a.ttlMs,
+    usesLeft: a.uses,
+  };
+}
+
 export function isLive(g: Grant, now: number): boolean {
   return g.expiresAt > now && (g.usesLeft === null || g.usesLeft > 0);
 }

@@ -55,6 +55,15 @@ export function isLoopbackHost(hostname: string): boolean {
 }
 
 /**
+ * The host-permission match pattern Chrome needs for requests to `host` (a host with an optional
+ * port; patterns have no port). Loopback hosts may be http or https; others only https.
+ */
+export function hostPermissionPattern(host: string): string {
+  const name = new URL(`https://${host}`).hostname;
+  return isLoopbackHost(name) ? `*://${name}/*` : `https://${name}/*`;
+}
+
+/**
  * One host as the URL parser would print it: lowercase ASCII (IDN in punycode), optional
  * port, no trailing dot, no userinfo, path or wildcard.
  */

@@ -4,23 +4,11 @@
  * percent-encoding and JSON escapes. Works on bytes (latin1-mapped, so every byte is one char)
  * and across chunk boundaries for streamed bodies.
  */
-import { utf8 } from './bytes.ts';
+import { toBase64, toHex, utf8 } from './bytes.ts';
 
 export const REDACTED = '[REDACTED]';
 /** Shorter fragments would match ordinary text; a value this short is not redacted in base64. */
 const MIN_FRAGMENT = 6;
-
-const B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/';
-
-function base64(bytes: Uint8Array): string {
-  let out = '';
-  for (let i = 0; i < bytes.length; i += 3) {
-    const n = ((bytes[i] ?? 0) << 16) | ((bytes[i + 1] ?? 0) << 8) | (bytes[i + 2] ?? 0);
-    out += B64.charAt((n >> 18) & 63) + B64.charAt((n >> 12) & 63);
-    out += (i + 1 < bytes.length ? B64.charAt((n >> 6) & 63) : '=') + (i + 2 < bytes.length ? B64.charAt(n & 63) : '=');
-  }
-  return out;
-}
 
 /**
  * The base64 characters that depend only on `value` when it starts `k` bytes into a 3-byte
@@ -33,12 +21,10 @@ function base64Alignments(value: Uint8Array): string[] {
     shifted.set(value, k);
     const first = Math.ceil(k / 3);
     const last = Math.floor((k + value.length) / 3); // exclusive
-    if (last > first) out.push(base64(shifted).slice(first * 4, last * 4));
+    if (last > first) out.push(toBase64(shifted).slice(first * 4, last * 4));
   }
   return out;
 }
-
-const hex = (b: Uint8Array) => [...b].map((x) => x.toString(16).padStart(2, '0')).join('');
 
 /** Every form of `value` to strip, longest first, as latin1 strings (one char per byte). */
 export function redactionForms(value: string): string[] {
@@ -50,7 +36,7 @@ export function redactionForms(value: string): string[] {
       forms.add(b.replaceAll('+', '-').replaceAll('/', '_'));
     }
   }
-  const h = hex(bytes);
+  const h = toHex(bytes);
   forms.add(h);
   forms.add(h.toUpperCase());
   forms.add(encodeURIComponent(value));
@@ -89,11 +75,6 @@ export class Redactor {
 
   static forValues(values: readonly string[]): Redactor {
     return new Redactor([...new Set(values.flatMap(redactionForms))].sort((a, b) => b.length - a.length));
-  }
-
-  /** A fresh redactor over forms computed once (the forms of a secret do not change between calls). */
-  static withForms(forms: readonly string[]): Redactor {
-    return new Redactor(forms);
   }
 
   push(chunk: Uint8Array): Uint8Array {

@@ -5,16 +5,11 @@
  */
 import type { SecretSummary } from '../core/api.ts';
 import type { Grant } from '../core/page-api.ts';
-import { isLoopbackHost } from '../core/policy.ts';
+import { hostPermissionPattern } from '../core/policy.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
-
-const pattern = (host: string) => {
-  const name = new URL(`https://${host}`).hostname;
-  return isLoopbackHost(name) ? `*://${name}/*` : `https://${name}/*`;
-};
 
 export async function grantsSection(secrets: SecretSummary[]): Promise<Node> {
   const section = h('section', { 'aria-labelledby': 'grants-h', id: 'grants' });
@@ -102,7 +97,7 @@ function siteForm(secrets: SecretSummary[], rerender: () => Promise<void>): Node
     }
     if (!chosen) return;
     // The submit is the user gesture Chrome needs to grant host access; ask before anything awaits.
-    const origins = [...new Set([...chosen.rule.hosts.map(pattern), pattern(new URL(origin).host)])];
+    const origins = [...new Set([...chosen.rule.hosts, new URL(origin).host].map(hostPermissionPattern))];
     void chrome.permissions
       .request({ origins })
       .then(async (ok) => {

@@ -5,7 +5,7 @@
  * Host permissions are requested by the Allow click itself (it is the user gesture Chrome needs).
  */
 import type { ConsentDecision, ConsentRequest } from '../core/grants.ts';
-import { isLoopbackHost } from '../core/policy.ts';
+import { hostPermissionPattern } from '../core/policy.ts';
 import { field, h, message } from '../ui/dom.ts';
 import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';
@@ -26,18 +26,9 @@ function duration(secs: number): string {
 
 /** Match patterns for the hosts Chrome must let the worker reach (ports are not part of a pattern). */
 function originPatterns(req: ConsentRequest): string[] {
-  const patterns = new Set<string>();
-  for (const s of req.secrets) {
-    for (const host of s.hosts) {
-      const name = new URL(`https://${host}`).hostname;
-      patterns.add(isLoopbackHost(name) ? `*://${name}/*` : `https://${name}/*`);
-    }
-  }
-  if (req.mode === 'transparent') {
-    const agent = new URL(req.origin);
-    patterns.add(isLoopbackHost(agent.hostname) ? `*://${agent.hostname}/*` : `https://${agent.hostname}/*`);
-  }
-  return [...patterns];
+  const hosts = req.secrets.flatMap((s) => s.hosts);
+  if (req.mode === 'transparent') hosts.push(new URL(req.origin).host);
+  return [...new Set(hosts.map(hostPermissionPattern))];
 }
 
 function describeMode(req: ConsentRequest): Node {

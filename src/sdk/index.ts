@@ -9,6 +9,7 @@
  * `fetch` returns a real Response whose body streams as it arrives (server-sent events too).
  * Errors are KeyholeError with the provider's numeric code (DESIGN.md section 3).
  */
+import { toBase64 } from '../core/bytes.ts';
 import type { FetchResult, Grant, PageApi, PageEvent, RequestGrantParams } from '../core/page-api.ts';
 
 export type { Grant, GrantMode, PageEvent, RequestGrantParams } from '../core/page-api.ts';
@@ -99,10 +100,7 @@ const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 function bodyParams(body: FetchInit['body']): { body?: string; bodyEncoding?: 'utf8' | 'base64' } {
   if (body === undefined || body === null) return {};
   if (typeof body === 'string') return { body, bodyEncoding: 'utf8' };
-  const bytes = body instanceof Uint8Array ? body : new Uint8Array(body);
-  let bin = '';
-  for (let i = 0; i < bytes.length; i += 8192) bin += String.fromCharCode(...bytes.subarray(i, i + 8192));
-  return { body: btoa(bin), bodyEncoding: 'base64' };
+  return { body: toBase64(body instanceof Uint8Array ? body : new Uint8Array(body)), bodyEncoding: 'base64' };
 }
 
 function client(info: ProviderInfo, provider: Provider): KeyholeClient {
