@@ -32,6 +32,15 @@ export async function listen(handler: (req: IncomingMessage, res: ServerResponse
 }
 
 const portOf = (s: Server) => (s.address() as AddressInfo).port;
+
+/** A port free on loopback right now (for servers whose origin must be known before they start). */
+export async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = portOf(s);
+  await new Promise((r) => s.close(r));
+  return port;
+}
 const close = (s: Server) =>
   new Promise<void>((r) => {
     s.closeAllConnections();

@@ -7,8 +7,15 @@
  */
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { openSqlite } from '../../src/server/sqlite.ts';
 import { launch, newProfileDir, OPTIONS, POPUP, rpc, TMP } from './browser.ts';
 import { DEMO_SECRET, DEMO_VALUE, startDemo } from './demo.ts';
+import { startVaultServer } from './vault-server.ts';
+
+// The distant vault on its embedded SQLite default, data kept under test/.tmp/keyhole-data.
+const distant = await startVaultServer(openSqlite(join(TMP, 'keyhole-data')));
+const health = (await (await fetch(`${distant.origin}/healthz`)).json()) as { engine: string };
+console.log(`Distant vault (${health.engine}, ${join(TMP, 'keyhole-data')}): ${distant.origin} (the extension does not sync with it yet)`);
 
 const headed = Boolean(process.env.DISPLAY || process.env.WAYLAND_DISPLAY) && !process.argv.includes('--tour');
 
@@ -27,6 +34,7 @@ if (headed) {
   console.log(`(header Authorization, template "Bearer {value}", any fake value), then use the demo page. Close the window to stop.`);
   await new Promise<void>((resolve) => h.context.on('close', () => resolve()));
   await demo.close();
+  await distant.close();
 } else {
   await tour();
 }
@@ -114,5 +122,6 @@ async function tour() {
   } finally {
     await h.close();
     await demo.close();
+    await distant.close();
   }
 }

@@ -1,0 +1,246 @@
+/**
+ * The device's side of the distant vault protocol (docs/sync.md): register, log in by a
+ * signed challenge, pull and verify pages into a Replica, and push an outbox of edits with
+ * compare-and-swap and retry. Uses only fetch and crypto.subtle: the worker, Node tests and
+ * the bench run this same code.
+ */
+import { fromBase64, toBase64 } from '../core/bytes.ts';
+import type { DeviceKeys } from '../core/device.ts';
+import { checkEntry, type EntryBody, entryHash, genesisEntry, KeyCache, type LogEntry, nextEntry, signEntry } from '../core/log.ts';
+import { signLogin } from '../core/login.ts';
+import { type Head, Replica } from './replica.ts';
+
+export type SyncErrorCode = 'network' | 'unauthorized' | 'refused' | 'not-found' | 'rate-limited' | 'server';
+
+/** A transport or server refusal. Tampering is a LogError (core/log.ts), never this. */
+export class SyncError extends Error {
+  override readonly name = 'SyncError';
+  constructor(
+    readonly code: SyncErrorCode,
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+  }
+}
+
+export type Page = { head: Head; entries: LogEntry[]; blobs: Map<string, Uint8Array>; more: boolean };
+
+/** An edit waiting to land: its body and the blob it names. */
+export type Pending = { readonly body: EntryBody; readonly blob?: Uint8Array };
+
+export type ClientOptions = {
+  readonly fetch?: typeof fetch;
+  readonly now?: () => number;
+  readonly pageSize?: number;
+};
+
+export class VaultClient {
+  readonly keys = new KeyCache();
+  readonly #fetch: typeof fetch;
+  readonly #now: () => number;
+  readonly #pageSize: number;
+  #session: { token: string; expires: number } | undefined;
+  /** entries signed for a commit whose answer never came: resent as they are, so a retry cannot duplicate */
+  #inFlight: { vault: string; base: Head; entries: LogEntry[]; blobs: Record<string, string> } | undefined;
+
+  constructor(
+    readonly origin: string,
+    readonly device: DeviceKeys,
+    opts: ClientOptions = {},
+  ) {
+    this.#fetch = opts.fetch ?? ((input, init) => fetch(input, init));
+    this.#now = opts.now ?? Date.now;
+    this.#pageSize = opts.pageSize ?? 1000;
+  }
+
+  async #call(method: string, path: string, body?: unknown, auth = true): Promise<{ status: number; json: Record<string, unknown> }> {
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (auth) headers.authorization = `Bearer ${await this.#token()}`;
+    let res: Response;
+    try {
+      res = await this.#fetch(`${this.origin}${path}`, {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        credentials: 'omit',
+      });
+    } catch {
+      throw new SyncError('network', 'distant vault unreachable');
+    }
+    let json: Record<string, unknown>;
+    try {
+      json = (await res.json()) as Record<string, unknown>;
+    } catch {
+      throw new SyncError(res.ok ? 'server' : 'network', 'answer is not JSON', res.status);
+    }
+    if (res.status === 401 && auth) this.#session = undefined;
+    if (res.ok || res.status === 409) return { status: res.status, json };
+    const err = json.error as { code?: string; message?: string } | undefined;
+    const msg = `${err?.code ?? 'error'}: ${err?.message ?? res.statusText}`;
+    if (res.status === 401) throw new SyncError('unauthorized', msg, 401);
+    if (res.status === 404) throw new SyncError('not-found', msg, 404);
+    if (res.status === 429) throw new SyncError('rate-limited', msg, 429);
+    if (res.status >= 500) throw new SyncError('server', msg, res.status);
+    throw new SyncError('refused', msg, res.status);
+  }
+
+  async register(): Promise<void> {
+    await this.#call('POST', '/v1/devices', { device: this.device.public }, false);
+  }
+
+  async #token(): Promise<string> {
+    const s = this.#session;
+    if (s !== undefined && s.expires - 30_000 > this.#now()) return s.token;
+    const id = this.device.public.id;
+    const c = (await this.#call('POST', '/v1/auth/challenge', { device: id }, false)).json as { nonce: string };
+    // Signed for the server as this device addresses it, whatever origin the answer claims.
+    const claim = { origin: this.origin, device: id, nonce: c.nonce, time: this.#now() };
+    const sig = await signLogin(claim, this.device.sign);
+    const r = (await this.#call('POST', '/v1/auth/login', { device: id, nonce: c.nonce, time: claim.time, sig }, false)).json as {
+      token: string;
+      expires: number;
+    };
+    this.#session = { token: r.token, expires: r.expires };
+    return r.token;
+  }
+
+  async vaults(): Promise<string[]> {
+    return (await this.#call('GET', '/v1/vaults')).json.vaults as string[];
+  }
+
+  async createVault(vault: string = crypto.randomUUID()): Promise<Replica> {
+    const genesis = await signEntry(genesisEntry(vault, this.device.public, this.#now()), this.device.sign);
+    await this.#call('POST', '/v1/vaults', { genesis });
+    const r = new Replica(vault);
+    await r.accept({ head: { seq: 1, hash: entryHash(genesis) }, entries: [genesis], blobs: new Map() }, this.keys);
+    return r;
+  }
+
+  static parsePage(json: Record<string, unknown>): Page {
+    const head = json.head as Head;
+    const entries = (json.entries as unknown[]).map(checkEntry);
+    const blobs = new Map<string, Uint8Array>();
+    for (const [h, b] of Object.entries((json.blobs ?? {}) as Record<string, string>)) blobs.set(h, fromBase64(b));
+    return { head, entries, blobs, more: json.more === true };
+  }
+
+  /** Pull everything after the replica's head, verifying each page before applying it. */
+  async pull(r: Replica, onProgress?: (seq: number, head: number) => void): Promise<number> {
+    let applied = 0;
+    for (;;) {
+      const { json } = await this.#call('GET', `/v1/vaults/${r.vault}/entries?after=${r.seq}&limit=${this.#pageSize}`);
+      const page = VaultClient.parsePage(json);
+      applied += (await r.accept(page, this.keys)).length;
+      onProgress?.(r.seq, page.head.seq);
+      if (!page.more) break;
+      if (page.entries.length === 0) break;
+    }
+    const told = r.toldAhead();
+    if (told !== undefined) r.checkServerHead(told); // still behind a head another device saw: the server is hiding entries
+    return applied;
+  }
+
+  /**
+   * Land `pending` on top of the replica's head. On 409 the missed entries are verified and
+   * applied and the edits re-signed on the new head (their item parents stay as the person
+   * saw them, so a concurrent edit of one item keeps both versions). Returns the new head.
+   */
+  async push(r: Replica, pending: readonly Pending[], maxRounds = 8): Promise<Head> {
+    for (let round = 0; round < maxRounds; round++) {
+      let attempt = this.#inFlight;
+      if (attempt !== undefined && (attempt.vault !== r.vault || attempt.base.seq !== r.seq || attempt.base.hash !== r.head.hash))
+        attempt = undefined;
+      if (attempt === undefined) attempt = await this.#sign(r, pending);
+      this.#inFlight = attempt;
+      const { status, json } = await this.#call('POST', `/v1/vaults/${r.vault}/commits`, {
+        expect: attempt.base,
+        entries: attempt.entries,
+        blobs: attempt.blobs,
+      });
+      if (status === 200) {
+        const page = { head: json.head as Head, entries: attempt.entries, blobs: blobsOf(pending) };
+        await r.accept(page, this.keys);
+        this.#inFlight = undefined;
+        return r.head;
+      }
+      // 409: learn what we missed, then try again on the new head.
+      await r.accept(VaultClient.parsePage(json), this.keys);
+      await this.pull(r);
+      if (this.#landed(r)) return r.head;
+    }
+    throw new SyncError('refused', 'could not land the edits: the head keeps moving');
+  }
+
+  /** After an unanswered commit: did our signed entries land after all? Then they count once. */
+  #landed(r: Replica): boolean {
+    const a = this.#inFlight;
+    if (a === undefined) return false;
+    const landed = a.entries.every((e) => r.hashAt(e.seq) === entryHash(e));
+    if (landed) this.#inFlight = undefined;
+    return landed;
+  }
+
+  /** Retry a push after a network failure: pull first, so entries that landed are not sent twice. */
+  async resume(r: Replica, pending: readonly Pending[]): Promise<Head> {
+    await this.pull(r);
+    if (this.#landed(r)) return r.head;
+    return this.push(r, pending);
+  }
+
+  async #sign(r: Replica, pending: readonly Pending[]) {
+    const m = r.membership;
+    if (m === undefined) throw new SyncError('refused', 'pull the vault before writing to it');
+    let state = { ...m };
+    const entries: LogEntry[] = [];
+    const time = this.#now();
+    for (const p of pending) {
+      const e = await signEntry(nextEntry(state, this.device.public.id, p.body, time), this.device.sign);
+      entries.push(e);
+      state = { ...state, seq: e.seq, head: entryHash(e) };
+    }
+    const blobs: Record<string, string> = {};
+    for (const [h, b] of blobsOf(pending)) blobs[h] = toBase64(b);
+    return { vault: r.vault, base: r.head, entries, blobs };
+  }
+
+  /**
+   * Live head changes over server-sent events, read with fetch (EventSource cannot send the
+   * session header). Resolves when the stream ends or `signal` aborts.
+   */
+  async events(vault: string, onHead: (h: Head) => void, signal: AbortSignal): Promise<void> {
+    const res = await this.#fetch(`${this.origin}/v1/vaults/${vault}/events`, {
+      headers: { authorization: `Bearer ${await this.#token()}` },
+      signal,
+      credentials: 'omit',
+    });
+    if (!res.ok || res.body === null) throw new SyncError('refused', 'event stream refused', res.status);
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = '';
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) return;
+        buf += value;
+        let i = buf.indexOf('\n\n');
+        while (i >= 0) {
+          const block = buf.slice(0, i);
+          buf = buf.slice(i + 2);
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (/^event: head$/m.test(block) && data !== undefined) onHead(JSON.parse(data) as Head);
+          i = buf.indexOf('\n\n');
+        }
+      }
+    } catch (e) {
+      if (signal.aborted) return;
+      throw e;
+    }
+  }
+}
+
+function blobsOf(pending: readonly Pending[]): Map<string, Uint8Array> {
+  const m = new Map<string, Uint8Array>();
+  for (const p of pending) if (p.body.type === 'item.put' && p.blob !== undefined) m.set(p.body.blob, p.blob);
+  return m;
+}

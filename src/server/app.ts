@@ -1,0 +1,449 @@
+/**
+ * The distant vault's HTTP API (docs/sync.md). It checks what it can without keys — entry
+ * shape, chain, signatures, membership, blob hashes — so a stranger cannot write, but clients
+ * never rely on it: they check everything again.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { canonicalJson } from '../core/canonical.ts';
+import {
+  applyEntries,
+  checkDeviceId,
+  checkEntry,
+  type DevicePublic,
+  entryHash,
+  importSigningPublic,
+  isLogError,
+  KeyCache,
+  type LogEntry,
+  type Membership,
+} from '../core/log.ts';
+import { verifyLogin } from '../core/login.ts';
+import { RateLimiter } from '../core/rate-limit.ts';
+import type { Blob, Head, Store, StoredEntry } from './store.ts';
+
+export type Logger = (record: Readonly<Record<string, string | number | boolean>>) => void;
+
+export type ServerOptions = {
+  readonly store: Store;
+  /** this server as clients address it, e.g. https://vault.example; logins are bound to it */
+  readonly origin: string;
+  readonly log?: Logger;
+  readonly now?: () => number;
+  readonly limits?: Partial<Limits>;
+};
+
+export type Limits = {
+  readonly bodyBytes: number;
+  readonly blobBytes: number;
+  readonly entriesPerCommit: number;
+  readonly pageSize: number;
+  readonly sessionMs: number;
+  readonly challengeMs: number;
+  readonly clockSkewMs: number;
+  /** requests per minute per client address */
+  readonly requestsPerMinute: number;
+  /** challenge and login requests per minute per client address */
+  readonly loginsPerMinute: number;
+};
+
+export const DEFAULT_LIMITS: Limits = {
+  bodyBytes: 8 * 1024 * 1024,
+  blobBytes: 256 * 1024,
+  entriesPerCommit: 1000,
+  pageSize: 1000,
+  sessionMs: 10 * 60_000,
+  challengeMs: 60_000,
+  clockSkewMs: 60_000,
+  requestsPerMinute: 6000,
+  loginsPerMinute: 60,
+};
+
+export const jsonLog: Logger = (r) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...r })}\n`);
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const sha256 = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('hex');
+
+export type VaultServer = {
+  readonly server: Server;
+  readonly listen: (port: number, host?: string) => Promise<number>;
+  /** Stop taking requests, end event streams, let requests in flight finish, close the store. */
+  readonly close: () => Promise<void>;
+};
+
+export function createVaultServer(opts: ServerOptions): VaultServer {
+  const { store, origin } = opts;
+  const log = opts.log ?? jsonLog;
+  const now = opts.now ?? Date.now;
+  const limits: Limits = { ...DEFAULT_LIMITS, ...opts.limits };
+  const keys = new KeyCache();
+  const requests = RateLimiter.perMinute(limits.requestsPerMinute);
+  const logins = RateLimiter.perMinute(limits.loginsPerMinute);
+  const streams = new Set<ServerResponse>();
+  let inFlight = 0;
+  let closing = false;
+
+  // ---- request helpers ----
+
+  async function readBody(req: IncomingMessage): Promise<Buffer> {
+    const declared = Number(req.headers['content-length'] ?? 0);
+    if (declared > limits.bodyBytes) throw new HttpError(413, 'too-large', 'request body too large');
+    const chunks: Buffer[] = [];
+    let size = 0;
+    for await (const c of req as AsyncIterable<Buffer>) {
+      size += c.length;
+      if (size > limits.bodyBytes) throw new HttpError(413, 'too-large', 'request body too large');
+      chunks.push(c);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+    if (!(req.headers['content-type'] ?? '').startsWith('application/json'))
+      throw new HttpError(415, 'bad-request', 'expected application/json');
+    const body = await readBody(req);
+    let x: unknown;
+    try {
+      x = JSON.parse(body.toString('utf8'));
+    } catch {
+      throw new HttpError(400, 'bad-request', 'body is not JSON');
+    }
+    if (typeof x !== 'object' || x === null || Array.isArray(x)) throw new HttpError(400, 'bad-request', 'body must be an object');
+    return x as Record<string, unknown>;
+  }
+
+  function send(res: ServerResponse, status: number, body: unknown | string): void {
+    const text = typeof body === 'string' ? body : JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  }
+
+  async function device(req: IncomingMessage): Promise<string> {
+    const auth = req.headers.authorization ?? '';
+    const m = /^Bearer ([A-Za-z0-9_-]{43})$/.exec(auth);
+    const d = m?.[1] === undefined ? undefined : await store.getSession(sha256(m[1]), now());
+    if (d === undefined) throw new HttpError(401, 'unauthorized', 'log in first');
+    return d;
+  }
+
+  async function member(req: IncomingMessage, vault: string): Promise<string> {
+    const d = await device(req);
+    // "No such vault" and "not yours" answer alike.
+    if (!(await store.isMember(vault, d))) throw new HttpError(404, 'not-found', 'no such vault');
+    return d;
+  }
+
+  /** A page of entries after `after`, with the blobs they name, as one JSON text (no re-parsing). */
+  async function page(vault: string, after: number, limit: number): Promise<string> {
+    const [head, entries] = await Promise.all([store.head(vault), store.entries(vault, after, limit)]);
+    const wanted: string[] = [];
+    for (const e of entries) {
+      const m = /"type":"item\.put"/.test(e.json) ? /"blob":"([0-9a-f]{64})"/.exec(e.json) : null;
+      if (m?.[1] !== undefined) wanted.push(m[1]);
+    }
+    const blobs = await store.blobs(vault, wanted);
+    const blobText = blobs.map(
+      (b) => `"${b.hash}":"${Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength).toString('base64')}"`,
+    );
+    const last = entries.at(-1)?.seq ?? after;
+    const more = head !== undefined && last < head.seq;
+    return `{"head":${JSON.stringify(head)},"entries":[${entries.map((e) => e.json).join(',')}],"blobs":{${blobText.join(',')}},"more":${more}}`;
+  }
+
+  const intParam = (u: URL, name: string, dflt: number, max: number) => {
+    const raw = u.searchParams.get(name);
+    if (raw === null) return dflt;
+    const n = Number(raw);
+    if (!Number.isSafeInteger(n) || n < 0 || n > max) throw new HttpError(400, 'bad-request', `${name} out of range`);
+    return n;
+  };
+
+  // ---- routes ----
+
+  async function registerDevice(req: IncomingMessage, res: ServerResponse) {
+    const x = await readJson(req);
+    const d = x.device as DevicePublic;
+    if (
+      typeof d !== 'object' ||
+      d === null ||
+      typeof d.id !== 'string' ||
+      typeof d.sign !== 'string' ||
+      typeof d.ecdh !== 'string' ||
+      typeof d.name !== 'string'
+    ) {
+      throw new HttpError(400, 'bad-request', 'device malformed');
+    }
+    const device: DevicePublic = { id: d.id, name: d.name.slice(0, 64), sign: d.sign, ecdh: d.ecdh };
+    let ok = false;
+    try {
+      ok = HEX64.test(device.id) && checkDeviceId(device);
+      await importSigningPublic(device.sign);
+    } catch {
+      ok = false;
+    }
+    if (!ok) throw new HttpError(400, 'bad-device', 'device id does not match its keys');
+    await store.putDevice(device, now());
+    send(res, 201, { device: device.id });
+  }
+
+  async function challenge(req: IncomingMessage, res: ServerResponse) {
+    const x = await readJson(req);
+    if (typeof x.device !== 'string' || !HEX64.test(x.device)) throw new HttpError(400, 'bad-request', 'device malformed');
+    const nonce = randomBytes(32).toString('base64url');
+    const expires = now() + limits.challengeMs;
+    await store.putChallenge(nonce, x.device, expires);
+    send(res, 200, { nonce, origin, expires });
+  }
+
+  async function login(req: IncomingMessage, res: ServerResponse) {
+    const x = await readJson(req);
+    const { device: id, nonce, time, sig } = x;
+    if (typeof id !== 'string' || typeof nonce !== 'string' || typeof time !== 'number' || typeof sig !== 'string') {
+      throw new HttpError(400, 'bad-request', 'login malformed');
+    }
+    const denied = new HttpError(401, 'login-failed', 'login failed');
+    // The challenge is taken (deleted) first, so a replayed or raced nonce fails on every replica.
+    const c = await store.takeChallenge(nonce);
+    const t = now();
+    if (c === undefined || c.device !== id || c.expires <= t || Math.abs(time - t) > limits.clockSkewMs) throw denied;
+    const d = await store.getDevice(id);
+    if (d === undefined || !(await verifyLogin({ origin, device: id, nonce, time }, sig, await keys.get(d)))) throw denied;
+    const token = randomBytes(32).toString('base64url');
+    const expires = t + limits.sessionMs;
+    await store.putSession(sha256(token), id, expires);
+    send(res, 200, { token, expires });
+  }
+
+  async function createVault(req: IncomingMessage, res: ServerResponse) {
+    const d = await device(req);
+    const x = await readJson(req);
+    const e = parseEntry(x.genesis);
+    if (e.author !== d) throw new HttpError(403, 'forbidden', 'a device creates vaults only as itself');
+    const state = await applyOrReject(undefined, [e]);
+    const ok = await store.createVault(state, { seq: 1, hash: state.head, json: canonicalJson(e) });
+    if (!ok) throw new HttpError(409, 'exists', 'vault id taken');
+    send(res, 201, { head: { seq: state.seq, hash: state.head } });
+  }
+
+  function parseEntry(x: unknown): LogEntry {
+    try {
+      return checkEntry(x);
+    } catch (e) {
+      if (isLogError(e)) throw new HttpError(400, e.code, e.message);
+      throw e;
+    }
+  }
+
+  async function applyOrReject(state: Membership | undefined, entries: readonly LogEntry[]): Promise<Membership> {
+    try {
+      return await applyEntries(state, entries, keys);
+    } catch (err) {
+      if (isLogError(err)) throw new HttpError(err.code === 'not-member' ? 403 : 400, err.code, err.message);
+      throw err;
+    }
+  }
+
+  async function commit(req: IncomingMessage, res: ServerResponse, vault: string) {
+    const d = await member(req, vault);
+    const x = await readJson(req);
+    const expect = x.expect as Head;
+    if (typeof expect !== 'object' || expect === null || !Number.isSafeInteger(expect.seq) || typeof expect.hash !== 'string') {
+      throw new HttpError(400, 'bad-request', 'expect malformed');
+    }
+    if (!Array.isArray(x.entries) || x.entries.length === 0 || x.entries.length > limits.entriesPerCommit) {
+      throw new HttpError(400, 'bad-request', `a commit has 1 to ${limits.entriesPerCommit} entries`);
+    }
+    const before = await store.membership(vault);
+    if (before === undefined) throw new HttpError(404, 'not-found', 'no such vault');
+    if (before.seq !== expect.seq || before.head !== expect.hash) return conflict(res, vault, expect);
+
+    const rawBlobs = (x.blobs ?? {}) as Record<string, unknown>;
+    if (typeof rawBlobs !== 'object' || Array.isArray(rawBlobs)) throw new HttpError(400, 'bad-request', 'blobs malformed');
+    const blobs = new Map<string, Blob>();
+    for (const [hash, b64] of Object.entries(rawBlobs)) {
+      if (!HEX64.test(hash) || typeof b64 !== 'string') throw new HttpError(400, 'bad-request', 'blob malformed');
+      const bytes = Buffer.from(b64, 'base64');
+      if (bytes.length > limits.blobBytes) throw new HttpError(413, 'too-large', 'blob too large');
+      if (sha256(bytes) !== hash) throw new HttpError(400, 'bad-blob', 'blob does not match its hash');
+      blobs.set(hash, { hash, bytes });
+    }
+
+    const parsed = x.entries.map(parseEntry);
+    if (parsed.some((e) => e.author !== d)) throw new HttpError(403, 'forbidden', 'a device commits only its own entries');
+    const state = await applyOrReject(before, parsed);
+    let membersChanged = false;
+    const used = new Set<string>();
+    const deleteBlobs: string[] = [];
+    const stored: StoredEntry[] = parsed.map((e) => {
+      const body = e.body;
+      if (body.type === 'member.add' || body.type === 'member.remove') membersChanged = true;
+      if (body.type === 'item.put') {
+        if (!blobs.has(body.blob)) throw new HttpError(400, 'missing-blob', 'an item.put without its blob');
+        used.add(body.blob);
+      }
+      if (body.type === 'item.destroy') deleteBlobs.push(...body.blobs);
+      return { seq: e.seq, hash: entryHash(e), json: canonicalJson(e) };
+    });
+    if (used.size !== blobs.size) throw new HttpError(400, 'bad-request', 'a blob no entry names');
+    const r = await store.commit({
+      vault,
+      expected: expect,
+      entries: stored,
+      after: state,
+      membersChanged,
+      blobs: [...blobs.values()],
+      deleteBlobs,
+    });
+    if (!r.ok) return conflict(res, vault, expect);
+    send(res, 200, { head: r.head });
+  }
+
+  /** 409 with what the client missed since the head it expected (or from the start, if that head is not ours). */
+  async function conflict(res: ServerResponse, vault: string, expect: Head) {
+    const known = expect.seq > 0 ? (await store.entries(vault, expect.seq - 1, 1))[0] : undefined;
+    const after = known !== undefined && known.hash === expect.hash ? expect.seq : 0;
+    send(res, 409, await page(vault, after, limits.pageSize));
+  }
+
+  async function pull(req: IncomingMessage, res: ServerResponse, vault: string, u: URL) {
+    await member(req, vault);
+    const after = intParam(u, 'after', 0, Number.MAX_SAFE_INTEGER);
+    const limit = intParam(u, 'limit', limits.pageSize, limits.pageSize) || 1;
+    send(res, 200, await page(vault, after, limit));
+  }
+
+  async function events(req: IncomingMessage, res: ServerResponse, vault: string) {
+    await member(req, vault);
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    const write = (h: Head) => res.write(`event: head\ndata: ${JSON.stringify(h)}\n\n`);
+    const head = await store.head(vault);
+    if (head !== undefined) write(head);
+    const off = store.subscribe((v, h) => {
+      if (v === vault) write(h);
+    });
+    const beat = setInterval(() => res.write(': keep-alive\n\n'), 15_000);
+    streams.add(res);
+    const done = () => {
+      off();
+      clearInterval(beat);
+      streams.delete(res);
+    };
+    res.on('close', done);
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, u: URL, ctx: { route: string }): Promise<void> {
+    const p = u.pathname;
+    const m = req.method ?? 'GET';
+    if (p === '/healthz' && m === 'GET') {
+      ctx.route = 'health';
+      return send(res, closing ? 503 : 200, { ok: !closing, engine: store.engine });
+    }
+    const ip = req.socket.remoteAddress ?? '?';
+    const isLogin = p === '/v1/auth/challenge' || p === '/v1/auth/login' || p === '/v1/devices';
+    if (!requests.take(ip, now()) || (isLogin && !logins.take(ip, now()))) throw new HttpError(429, 'rate-limited', 'too many requests');
+    const handler = pick(m, p, u);
+    if (handler === undefined) throw new HttpError(404, 'not-found', 'no such route');
+    ctx.route = handler[0];
+    return handler[1]();
+
+    function pick(m: string, p: string, u: URL): [string, () => Promise<void>] | undefined {
+      if (m === 'POST' && p === '/v1/devices') return ['device', () => registerDevice(req, res)];
+      if (m === 'POST' && p === '/v1/auth/challenge') return ['challenge', () => challenge(req, res)];
+      if (m === 'POST' && p === '/v1/auth/login') return ['login', () => login(req, res)];
+      if (m === 'POST' && p === '/v1/vaults') return ['create', () => createVault(req, res)];
+      if (m === 'GET' && p === '/v1/vaults')
+        return ['vaults', async () => send(res, 200, { vaults: await store.vaultsOf(await device(req)) })];
+      const v = /^\/v1\/vaults\/([^/]+)\/(entries|commits|events|head)$/.exec(p);
+      const vault = v?.[1];
+      if (vault === undefined || !UUID.test(vault)) return undefined;
+      if (v?.[2] === 'entries' && m === 'GET') return ['pull', () => pull(req, res, vault, u)];
+      if (v?.[2] === 'commits' && m === 'POST') return ['commit', () => commit(req, res, vault)];
+      if (v?.[2] === 'events' && m === 'GET') return ['events', () => events(req, res, vault)];
+      if (v?.[2] === 'head' && m === 'GET') {
+        return [
+          'head',
+          async () => {
+            await member(req, vault);
+            send(res, 200, { head: await store.head(vault) });
+          },
+        ];
+      }
+      return undefined;
+    }
+  }
+
+  const server = createServer((req, res) => {
+    const started = performance.now();
+    inFlight++;
+    const ctx = { route: 'unknown' };
+    const finish = () => {
+      inFlight--;
+      // Structured and payload-free: method, route name, status, time. Never bodies, tokens or query strings.
+      log({
+        level: 'info',
+        msg: 'request',
+        method: req.method ?? '',
+        route: ctx.route,
+        status: res.statusCode,
+        ms: Math.round(performance.now() - started),
+      });
+    };
+    res.once('close', finish);
+    if (closing) {
+      send(res, 503, { error: { code: 'shutting-down', message: 'server is shutting down' } });
+      return;
+    }
+    const u = new URL(req.url ?? '/', 'http://x');
+    route(req, res, u, ctx).catch((e: unknown) => {
+      if (e instanceof HttpError) {
+        if (!res.headersSent) send(res, e.status, { error: { code: e.code, message: e.message } });
+        return;
+      }
+      log({ level: 'error', msg: 'internal error', error: e instanceof Error ? e.name : 'unknown' });
+      if (!res.headersSent) send(res, 500, { error: { code: 'internal', message: 'internal error' } });
+      else res.destroy();
+    });
+  });
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 60_000;
+  server.keepAliveTimeout = 5_000;
+
+  const sweep = setInterval(() => void store.sweep(now()).catch(() => {}), 60_000);
+  sweep.unref();
+
+  return {
+    server,
+    listen: (port, host = '127.0.0.1') =>
+      new Promise((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, host, () => {
+          const a = server.address();
+          resolve(typeof a === 'object' && a !== null ? a.port : port);
+        });
+      }),
+    async close() {
+      closing = true;
+      clearInterval(sweep);
+      for (const s of streams) s.end();
+      await new Promise<void>((r) => {
+        server.close(() => r());
+        server.closeIdleConnections();
+      });
+      const deadline = Date.now() + 10_000;
+      while (inFlight > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      await store.close();
+      log({ level: 'info', msg: 'stopped' });
+    },
+  };
+}

@@ -1,0 +1,236 @@
+/**
+ * The scale engine: PostgreSQL, for stateless server replicas over one database.
+ * The head compare-and-swap is one conditional UPDATE: under READ COMMITTED a racing commit
+ * waits for the row, re-checks the condition against the winner's head and matches nothing.
+ * Head changes reach every replica by NOTIFY, sent inside the commit's transaction.
+ */
+import pg from 'pg';
+import type { DevicePublic } from '../core/log.ts';
+import {
+  type Blob,
+  type CommitInput,
+  type CommitResult,
+  type Head,
+  type HeadListener,
+  membershipFrom,
+  membersJson,
+  type Store,
+  type StoredEntry,
+} from './store.ts';
+
+const CHANNEL = 'keyhole_head';
+const MIGRATION_LOCK = 0x6b657968; // "keyh"
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, json TEXT NOT NULL, created BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, device TEXT NOT NULL, expires BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, device TEXT NOT NULL, expires BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS vaults (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head TEXT NOT NULL, epoch INTEGER NOT NULL,
+  creator TEXT NOT NULL, members TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (vault TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY (vault, device));
+CREATE INDEX IF NOT EXISTS members_by_device ON members (device);
+CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, json TEXT NOT NULL,
+  PRIMARY KEY (vault, seq));
+CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes BYTEA NOT NULL, PRIMARY KEY (vault, hash));
+`;
+
+export async function openPostgres(url: string, opts: { poolSize?: number; onError?: (e: Error) => void } = {}): Promise<Store> {
+  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10 });
+  const onError = opts.onError ?? (() => {});
+  pool.on('error', onError);
+
+  const boot = await pool.connect();
+  try {
+    await boot.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
+    await boot.query(SCHEMA);
+    await boot.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
+  } finally {
+    boot.release();
+  }
+
+  const listeners = new Set<HeadListener>();
+  let closed = false;
+  let listener: pg.Client | undefined;
+  const listen = async () => {
+    const c = new pg.Client({ connectionString: url });
+    c.on('notification', (n) => {
+      const [vault, seq, hash] = (n.payload ?? '').split(' ');
+      if (vault === undefined || seq === undefined || hash === undefined) return;
+      for (const l of listeners) l(vault, { seq: Number(seq), hash });
+    });
+    c.on('error', (e) => {
+      onError(e);
+      if (!closed) setTimeout(() => void listen().catch(onError), 1000);
+    });
+    await c.connect();
+    await c.query(`LISTEN ${CHANNEL}`);
+    listener = c;
+  };
+  await listen();
+
+  const one = async <T>(sql: string, params: unknown[]): Promise<T | undefined> => (await pool.query(sql, params)).rows[0] as T | undefined;
+
+  return {
+    engine: 'postgres',
+    async close() {
+      if (closed) return;
+      closed = true;
+      listeners.clear();
+      await listener?.end().catch(() => {});
+      await pool.end();
+    },
+    async putDevice(d, now) {
+      await pool.query('INSERT INTO devices (id, json, created) VALUES ($1, $2, $3) ON CONFLICT (id) DO NOTHING', [
+        d.id,
+        JSON.stringify(d),
+        now,
+      ]);
+    },
+    async getDevice(id) {
+      const r = await one<{ json: string }>('SELECT json FROM devices WHERE id = $1', [id]);
+      return r === undefined ? undefined : (JSON.parse(r.json) as DevicePublic);
+    },
+    async putChallenge(nonce, device, expires) {
+      await pool.query('INSERT INTO challenges (nonce, device, expires) VALUES ($1, $2, $3)', [nonce, device, expires]);
+    },
+    async takeChallenge(nonce) {
+      const r = await one<{ device: string; expires: string }>('DELETE FROM challenges WHERE nonce = $1 RETURNING device, expires', [
+        nonce,
+      ]);
+      return r === undefined ? undefined : { device: r.device, expires: Number(r.expires) };
+    },
+    async putSession(tokenHash, device, expires) {
+      await pool.query('INSERT INTO sessions (token_hash, device, expires) VALUES ($1, $2, $3)', [tokenHash, device, expires]);
+    },
+    async getSession(tokenHash, now) {
+      return (await one<{ device: string }>('SELECT device FROM sessions WHERE token_hash = $1 AND expires > $2', [tokenHash, now]))
+        ?.device;
+    },
+    async sweep(now) {
+      await pool.query('DELETE FROM challenges WHERE expires <= $1', [now]);
+      await pool.query('DELETE FROM sessions WHERE expires <= $1', [now]);
+    },
+    async createVault(m, genesis) {
+      const c = await pool.connect();
+      try {
+        await c.query('BEGIN');
+        const r = await c.query(
+          'INSERT INTO vaults (id, seq, head, epoch, creator, members) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING',
+          [m.vault, m.seq, m.head, m.epoch, m.creator, membersJson(m)],
+        );
+        if (r.rowCount === 0) {
+          await c.query('ROLLBACK');
+          return false;
+        }
+        await c.query('INSERT INTO entries (vault, seq, hash, json) VALUES ($1, $2, $3, $4)', [
+          m.vault,
+          genesis.seq,
+          genesis.hash,
+          genesis.json,
+        ]);
+        await c.query('INSERT INTO members (vault, device) SELECT $1, unnest($2::text[])', [m.vault, [...m.members.keys()]]);
+        await c.query('SELECT pg_notify($1, $2)', [CHANNEL, `${m.vault} ${m.seq} ${m.head}`]);
+        await c.query('COMMIT');
+        return true;
+      } catch (e) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw e;
+      } finally {
+        c.release();
+      }
+    },
+    async membership(vault) {
+      const r = await one<{ seq: number; head: string; epoch: number; creator: string; members: string }>(
+        'SELECT seq, head, epoch, creator, members FROM vaults WHERE id = $1',
+        [vault],
+      );
+      if (r === undefined) return undefined;
+      return membershipFrom(
+        { vault, seq: r.seq, head: r.head, epoch: r.epoch, creator: r.creator },
+        JSON.parse(r.members) as DevicePublic[],
+      );
+    },
+    async head(vault) {
+      return one<Head>('SELECT seq, head AS hash FROM vaults WHERE id = $1', [vault]);
+    },
+    async isMember(vault, device) {
+      return (await one('SELECT 1 FROM members WHERE vault = $1 AND device = $2', [vault, device])) !== undefined;
+    },
+    async vaultsOf(device) {
+      return (await pool.query<{ vault: string }>('SELECT vault FROM members WHERE device = $1 ORDER BY vault', [device])).rows.map(
+        (r) => r.vault,
+      );
+    },
+    async commit(input: CommitInput): Promise<CommitResult> {
+      const { vault, after, expected } = input;
+      const c = await pool.connect();
+      try {
+        await c.query('BEGIN');
+        const r = await c.query(
+          'UPDATE vaults SET seq = $1, head = $2, epoch = $3, members = $4 WHERE id = $5 AND seq = $6 AND head = $7',
+          [after.seq, after.head, after.epoch, membersJson(after), vault, expected.seq, expected.hash],
+        );
+        if (r.rowCount === 0) {
+          await c.query('ROLLBACK');
+          const head = (await c.query<Head>('SELECT seq, head AS hash FROM vaults WHERE id = $1', [vault])).rows[0];
+          return { ok: false, head: head ?? { seq: 0, hash: '' } };
+        }
+        const es = input.entries;
+        await c.query('INSERT INTO entries (vault, seq, hash, json) SELECT $1, * FROM unnest($2::int[], $3::text[], $4::text[])', [
+          vault,
+          es.map((e) => e.seq),
+          es.map((e) => e.hash),
+          es.map((e) => e.json),
+        ]);
+        if (input.blobs.length > 0) {
+          await c.query(
+            'INSERT INTO blobs (vault, hash, bytes) SELECT $1, * FROM unnest($2::text[], $3::bytea[]) ON CONFLICT (vault, hash) DO NOTHING',
+            [
+              vault,
+              input.blobs.map((b) => b.hash),
+              input.blobs.map((b) => Buffer.from(b.bytes.buffer, b.bytes.byteOffset, b.bytes.byteLength)),
+            ],
+          );
+        }
+        if (input.deleteBlobs.length > 0) {
+          await c.query('DELETE FROM blobs WHERE vault = $1 AND hash = ANY($2::text[])', [vault, input.deleteBlobs]);
+        }
+        if (input.membersChanged) {
+          await c.query('DELETE FROM members WHERE vault = $1', [vault]);
+          await c.query('INSERT INTO members (vault, device) SELECT $1, unnest($2::text[])', [vault, [...after.members.keys()]]);
+        }
+        await c.query('SELECT pg_notify($1, $2)', [CHANNEL, `${vault} ${after.seq} ${after.head}`]);
+        await c.query('COMMIT');
+        return { ok: true, head: { seq: after.seq, hash: after.head } };
+      } catch (e) {
+        await c.query('ROLLBACK').catch(() => {});
+        throw e;
+      } finally {
+        c.release();
+      }
+    },
+    async entries(vault, after, limit) {
+      return (
+        await pool.query<StoredEntry>('SELECT seq, hash, json FROM entries WHERE vault = $1 AND seq > $2 ORDER BY seq LIMIT $3', [
+          vault,
+          after,
+          limit,
+        ])
+      ).rows;
+    },
+    async blobs(vault, hashes) {
+      if (hashes.length === 0) return [];
+      const rows = (
+        await pool.query<{ hash: string; bytes: Buffer }>('SELECT hash, bytes FROM blobs WHERE vault = $1 AND hash = ANY($2::text[])', [
+          vault,
+          hashes,
+        ])
+      ).rows;
+      return rows.map((r): Blob => ({ hash: r.hash, bytes: r.bytes }));
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}

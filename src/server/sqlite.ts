@@ -1,0 +1,176 @@
+/**
+ * The embedded engine: one SQLite file under the data directory (better-sqlite3).
+ * WAL with synchronous=FULL: a commit the server acknowledged survives a crash or power loss,
+ * because a lost acknowledged commit would look to clients exactly like a rollback attack.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { DevicePublic, Membership } from '../core/log.ts';
+import {
+  type Blob,
+  type CommitInput,
+  type CommitResult,
+  type Head,
+  type HeadListener,
+  membershipFrom,
+  membersJson,
+  type Store,
+  type StoredEntry,
+} from './store.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, json TEXT NOT NULL, created INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, device TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, device TEXT NOT NULL, expires INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS vaults (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head TEXT NOT NULL, epoch INTEGER NOT NULL,
+  creator TEXT NOT NULL, members TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (vault TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY (vault, device));
+CREATE INDEX IF NOT EXISTS members_by_device ON members (device);
+CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, json TEXT NOT NULL,
+  PRIMARY KEY (vault, seq)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (vault, hash)) WITHOUT ROWID;
+`;
+
+type VaultRow = { id: string; seq: number; head: string; epoch: number; creator: string; members: string };
+
+export function openSqlite(dataDir: string): Store {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const db = new Database(join(dataDir, 'keyhole.sqlite'));
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('busy_timeout = 5000');
+  db.exec(SCHEMA);
+
+  const q = {
+    putDevice: db.prepare('INSERT INTO devices (id, json, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING'),
+    getDevice: db.prepare<[string], { json: string }>('SELECT json FROM devices WHERE id = ?'),
+    putChallenge: db.prepare('INSERT INTO challenges (nonce, device, expires) VALUES (?, ?, ?)'),
+    takeChallenge: db.prepare<[string], { device: string; expires: number }>(
+      'DELETE FROM challenges WHERE nonce = ? RETURNING device, expires',
+    ),
+    putSession: db.prepare('INSERT INTO sessions (token_hash, device, expires) VALUES (?, ?, ?)'),
+    getSession: db.prepare<[string, number], { device: string }>('SELECT device FROM sessions WHERE token_hash = ? AND expires > ?'),
+    sweepChallenges: db.prepare('DELETE FROM challenges WHERE expires <= ?'),
+    sweepSessions: db.prepare('DELETE FROM sessions WHERE expires <= ?'),
+    insertVault: db.prepare(
+      'INSERT INTO vaults (id, seq, head, epoch, creator, members) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING',
+    ),
+    vault: db.prepare<[string], VaultRow>('SELECT * FROM vaults WHERE id = ?'),
+    head: db.prepare<[string], Head>('SELECT seq, head AS hash FROM vaults WHERE id = ?'),
+    cas: db.prepare('UPDATE vaults SET seq = ?, head = ?, epoch = ?, members = ? WHERE id = ? AND seq = ? AND head = ?'),
+    isMember: db.prepare<[string, string], { one: number }>('SELECT 1 AS one FROM members WHERE vault = ? AND device = ?'),
+    vaultsOf: db.prepare<[string], { vault: string }>('SELECT vault FROM members WHERE device = ? ORDER BY vault'),
+    clearMembers: db.prepare('DELETE FROM members WHERE vault = ?'),
+    addMember: db.prepare('INSERT INTO members (vault, device) VALUES (?, ?)'),
+    insertEntry: db.prepare('INSERT INTO entries (vault, seq, hash, json) VALUES (?, ?, ?, ?)'),
+    entries: db.prepare<[string, number, number], StoredEntry>(
+      'SELECT seq, hash, json FROM entries WHERE vault = ? AND seq > ? ORDER BY seq LIMIT ?',
+    ),
+    putBlob: db.prepare('INSERT INTO blobs (vault, hash, bytes) VALUES (?, ?, ?) ON CONFLICT (vault, hash) DO NOTHING'),
+    blob: db.prepare<[string, string], { bytes: Buffer }>('SELECT bytes FROM blobs WHERE vault = ? AND hash = ?'),
+    deleteBlob: db.prepare('DELETE FROM blobs WHERE vault = ? AND hash = ?'),
+  };
+
+  const setMembers = (m: Membership) => {
+    q.clearMembers.run(m.vault);
+    for (const id of m.members.keys()) q.addMember.run(m.vault, id);
+  };
+
+  const createVault = db.transaction((m: Membership, genesis: StoredEntry): boolean => {
+    const r = q.insertVault.run(m.vault, m.seq, m.head, m.epoch, m.creator, membersJson(m));
+    if (r.changes === 0) return false;
+    q.insertEntry.run(m.vault, genesis.seq, genesis.hash, genesis.json);
+    setMembers(m);
+    return true;
+  });
+
+  const commit = db.transaction((c: CommitInput): CommitResult => {
+    const { vault, after } = c;
+    const r = q.cas.run(after.seq, after.head, after.epoch, membersJson(after), vault, c.expected.seq, c.expected.hash);
+    if (r.changes === 0) return { ok: false, head: q.head.get(vault) ?? { seq: 0, hash: '' } };
+    for (const e of c.entries) q.insertEntry.run(vault, e.seq, e.hash, e.json);
+    for (const b of c.blobs) q.putBlob.run(vault, b.hash, b.bytes);
+    for (const h of c.deleteBlobs) q.deleteBlob.run(vault, h);
+    if (c.membersChanged) setMembers(after);
+    return { ok: true, head: { seq: after.seq, hash: after.head } };
+  });
+
+  const listeners = new Set<HeadListener>();
+  const notify = (vault: string, head: Head) => {
+    for (const l of listeners) l(vault, head);
+  };
+
+  return {
+    engine: 'sqlite',
+    async close() {
+      listeners.clear();
+      if (db.open) db.close();
+    },
+    async putDevice(d, now) {
+      q.putDevice.run(d.id, JSON.stringify(d), now);
+    },
+    async getDevice(id) {
+      const r = q.getDevice.get(id);
+      return r === undefined ? undefined : (JSON.parse(r.json) as DevicePublic);
+    },
+    async putChallenge(nonce, device, expires) {
+      q.putChallenge.run(nonce, device, expires);
+    },
+    async takeChallenge(nonce) {
+      return q.takeChallenge.get(nonce);
+    },
+    async putSession(tokenHash, device, expires) {
+      q.putSession.run(tokenHash, device, expires);
+    },
+    async getSession(tokenHash, now) {
+      return q.getSession.get(tokenHash, now)?.device;
+    },
+    async sweep(now) {
+      q.sweepChallenges.run(now);
+      q.sweepSessions.run(now);
+    },
+    async createVault(m, genesis) {
+      const ok = createVault(m, genesis);
+      if (ok) notify(m.vault, { seq: m.seq, hash: m.head });
+      return ok;
+    },
+    async membership(vault) {
+      const r = q.vault.get(vault);
+      if (r === undefined) return undefined;
+      return membershipFrom(
+        { vault, seq: r.seq, head: r.head, epoch: r.epoch, creator: r.creator },
+        JSON.parse(r.members) as DevicePublic[],
+      );
+    },
+    async head(vault) {
+      return q.head.get(vault);
+    },
+    async isMember(vault, device) {
+      return q.isMember.get(vault, device) !== undefined;
+    },
+    async vaultsOf(device) {
+      return q.vaultsOf.all(device).map((r) => r.vault);
+    },
+    async commit(c) {
+      const r = commit(c);
+      if (r.ok) notify(c.vault, r.head);
+      return r;
+    },
+    async entries(vault, after, limit) {
+      return q.entries.all(vault, after, limit);
+    },
+    async blobs(vault, hashes) {
+      const out: Blob[] = [];
+      for (const hash of hashes) {
+        const r = q.blob.get(vault, hash);
+        if (r !== undefined) out.push({ hash, bytes: r.bytes });
+      }
+      return out;
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+}

@@ -1,0 +1,74 @@
+/**
+ * What the distant vault keeps, behind one interface with two engines (sqlite.ts, postgres.ts).
+ * Everything stored is public or ciphertext: device public keys, signed log entries, sealed
+ * blobs, and hashes of short-lived session tokens. No engine can decrypt anything.
+ */
+import type { DevicePublic, Membership } from '../core/log.ts';
+
+export type Head = { readonly seq: number; readonly hash: string };
+
+/** A log entry as stored: its canonical JSON text and the hash the next entry chains to. */
+export type StoredEntry = { readonly seq: number; readonly hash: string; readonly json: string };
+
+export type Blob = { readonly hash: string; readonly bytes: Uint8Array };
+
+export type CommitResult = { readonly ok: true; readonly head: Head } | { readonly ok: false; readonly head: Head };
+
+export type CommitInput = {
+  readonly vault: string;
+  readonly expected: Head;
+  readonly entries: readonly StoredEntry[];
+  readonly after: Membership;
+  readonly membersChanged: boolean;
+  readonly blobs: readonly Blob[];
+  readonly deleteBlobs: readonly string[];
+};
+
+export type HeadListener = (vault: string, head: Head) => void;
+
+export interface Store {
+  readonly engine: 'sqlite' | 'postgres';
+  close(): Promise<void>;
+
+  putDevice(device: DevicePublic, now: number): Promise<void>;
+  getDevice(id: string): Promise<DevicePublic | undefined>;
+
+  /** Challenges and sessions live in the database so stateless replicas share them. */
+  putChallenge(nonce: string, device: string, expires: number): Promise<void>;
+  /** Deletes and returns the challenge: a nonce is good for one login, on any replica. */
+  takeChallenge(nonce: string): Promise<{ device: string; expires: number } | undefined>;
+  putSession(tokenHash: string, device: string, expires: number): Promise<void>;
+  getSession(tokenHash: string, now: number): Promise<string | undefined>;
+  /** Drop expired challenges and sessions. */
+  sweep(now: number): Promise<void>;
+
+  /** A new vault from its checked genesis; false when the id is taken. */
+  createVault(state: Membership, genesis: StoredEntry): Promise<boolean>;
+  membership(vault: string): Promise<Membership | undefined>;
+  head(vault: string): Promise<Head | undefined>;
+  isMember(vault: string, device: string): Promise<boolean>;
+  vaultsOf(device: string): Promise<string[]>;
+
+  /**
+   * Compare-and-swap on the head: append `entries` (already checked against `expected`),
+   * take `after` as the new state, store `blobs` and delete `deleteBlobs`, all in one
+   * transaction, only if the head is still `expected`. Otherwise nothing changes.
+   */
+  commit(c: CommitInput): Promise<CommitResult>;
+  entries(vault: string, after: number, limit: number): Promise<StoredEntry[]>;
+  blobs(vault: string, hashes: readonly string[]): Promise<Blob[]>;
+
+  /** Head changes from any replica (PostgreSQL: LISTEN/NOTIFY; SQLite: this process). */
+  subscribe(listener: HeadListener): () => void;
+}
+
+export function membersJson(m: Membership): string {
+  return JSON.stringify([...m.members.values()]);
+}
+
+export function membershipFrom(
+  row: { vault: string; seq: number; head: string; epoch: number; creator: string },
+  members: readonly DevicePublic[],
+): Membership {
+  return { ...row, members: new Map(members.map((d) => [d.id, d])) };
+}

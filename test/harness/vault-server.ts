@@ -1,0 +1,76 @@
+/**
+ * The real distant vault for tests: in this process over either engine, or as its own
+ * process (`npm run server`'s entry) so it can be killed and restarted.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createVaultServer, type Limits } from '../../src/server/app.ts';
+import { openPostgres } from '../../src/server/postgres.ts';
+import { openSqlite } from '../../src/server/sqlite.ts';
+import type { Store } from '../../src/server/store.ts';
+import { freePort } from './servers.ts';
+
+export type Engine = 'sqlite' | 'postgres';
+
+export type RunningServer = {
+  readonly origin: string;
+  readonly store: Store;
+  readonly logs: string[];
+  readonly close: () => Promise<void>;
+};
+
+export async function openStore(engine: Engine, pgUrl?: string): Promise<Store> {
+  if (engine === 'sqlite') return openSqlite(mkdtempSync(join(tmpdir(), 'keyhole-sqlite-')));
+  if (pgUrl === undefined) throw new Error('postgres engine needs a url');
+  return openPostgres(pgUrl);
+}
+
+export async function startVaultServer(store: Store, limits: Partial<Limits> = {}): Promise<RunningServer> {
+  const logs: string[] = [];
+  const port = await freePort();
+  const origin = `http://127.0.0.1:${port}`;
+  const app = createVaultServer({ store, origin, log: (r) => logs.push(JSON.stringify(r)), limits });
+  await app.listen(port);
+  return { origin, store, logs, close: () => app.close() };
+}
+
+export type ServerProcess = {
+  readonly origin: string;
+  readonly proc: ChildProcess;
+  readonly output: () => string;
+  readonly stop: (signal?: NodeJS.Signals) => Promise<void>;
+};
+
+/** `src/server/main.ts` in its own process, on a given port. */
+export async function spawnVaultServer(args: { port: number; dataDir?: string; databaseUrl?: string }): Promise<ServerProcess> {
+  const argv = ['--import', 'tsx', 'src/server/main.ts', '--port', String(args.port)];
+  if (args.dataDir !== undefined) argv.push('--data-dir', args.dataDir);
+  if (args.databaseUrl !== undefined) argv.push('--database-url', args.databaseUrl);
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout?.on('data', (d) => {
+    out += d;
+  });
+  proc.stderr?.on('data', (d) => {
+    out += d;
+  });
+  const origin = `http://127.0.0.1:${args.port}`;
+  const deadline = Date.now() + 30_000;
+  while (!out.includes('"listening"')) {
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`vault server did not start: ${out.slice(0, 2000)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return {
+    origin,
+    proc,
+    output: () => out,
+    async stop(signal = 'SIGTERM') {
+      if (proc.exitCode !== null || proc.signalCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill(signal);
+      await exited;
+    },
+  };
+}
