@@ -6,7 +6,7 @@
  */
 import { fromBase64, toBase64 } from '../core/bytes.ts';
 import type { DeviceKeys } from '../core/device.ts';
-import { checkEntry, type EntryBody, entryHash, genesisEntry, KeyCache, type LogEntry, nextEntry, signEntry } from '../core/log.ts';
+import { checkEntry, type EntryBody, entryHash, genesisEntry, KeyCache, type LogEntry, LogError, nextEntry, signEntry } from '../core/log.ts';
 import { signLogin } from '../core/login.ts';
 import { type Head, Replica } from './replica.ts';
 
@@ -137,8 +137,9 @@ export class VaultClient {
       if (!page.more) break;
       if (page.entries.length === 0) break;
     }
+    // Still behind a head another member device saw: the server is withholding entries.
     const told = r.toldAhead();
-    if (told !== undefined) r.checkServerHead(told); // still behind a head another device saw: the server is hiding entries
+    if (told !== undefined) throw new LogError('rollback', `the server withholds entries up to ${told.seq} that another device saw`);
     return applied;
   }
 
