@@ -6,7 +6,17 @@
  */
 import { fromBase64, toBase64 } from '../core/bytes.ts';
 import type { DeviceKeys } from '../core/device.ts';
-import { checkEntry, type EntryBody, entryHash, genesisEntry, KeyCache, type LogEntry, LogError, nextEntry, signEntry } from '../core/log.ts';
+import {
+  checkEntry,
+  type EntryBody,
+  entryHash,
+  genesisEntry,
+  KeyCache,
+  type LogEntry,
+  LogError,
+  nextEntry,
+  signEntry,
+} from '../core/log.ts';
 import { signLogin } from '../core/login.ts';
 import { type Head, Replica } from './replica.ts';
 

@@ -47,7 +47,8 @@ export async function startEvilServer(hashOf: (e: LogEntry) => string): Promise<
   const page = (b: Branch, after: number, device: string): PageJson => {
     const entries = b.entries.filter((e) => e.seq > after);
     const blobs: Record<string, string> = {};
-    for (const e of entries) if (e.body.type === 'item.put' && b.blobs.has(e.body.blob)) blobs[e.body.blob] = b.blobs.get(e.body.blob) as string;
+    for (const e of entries)
+      if (e.body.type === 'item.put' && b.blobs.has(e.body.blob)) blobs[e.body.blob] = b.blobs.get(e.body.blob) as string;
     const p = { head: headOf(b), entries, blobs, more: false };
     return evil.tamper ? evil.tamper(structuredClone(p), device) : p;
   };
