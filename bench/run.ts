@@ -8,11 +8,12 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../test/harness/browser.ts';
 import { fetchSuite } from './fetch.ts';
+import { serverSuite } from './server.ts';
 import { unlockSuite } from './unlock.ts';
 
 export type Suite = { name: string; run: () => Promise<{ metrics: Record<string, number>; meta?: Record<string, unknown> }> };
 
-const SUITES: Suite[] = [unlockSuite, fetchSuite];
+const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite];
 
 function argOnly(): string | undefined {
   const i = process.argv.indexOf('--only');

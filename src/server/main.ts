@@ -3,7 +3,7 @@
  * --database-url (or KEYHOLE_DATABASE_URL) is given. Stops gracefully on SIGTERM / SIGINT.
  */
 import { parseArgs } from 'node:util';
-import { createVaultServer, jsonLog } from './app.ts';
+import { createVaultServer, jsonLog, type Limits } from './app.ts';
 import { openPostgres } from './postgres.ts';
 import { openSqlite } from './sqlite.ts';
 import type { Store } from './store.ts';
@@ -15,6 +15,8 @@ const { values } = parseArgs({
     'data-dir': { type: 'string', default: process.env.KEYHOLE_DATA_DIR ?? './keyhole-data' },
     'database-url': { type: 'string', default: process.env.KEYHOLE_DATABASE_URL },
     origin: { type: 'string', default: process.env.KEYHOLE_ORIGIN },
+    'requests-per-minute': { type: 'string', default: process.env.KEYHOLE_REQUESTS_PER_MINUTE },
+    'logins-per-minute': { type: 'string', default: process.env.KEYHOLE_LOGINS_PER_MINUTE },
   },
 });
 
@@ -24,7 +26,10 @@ const store: Store = url
   ? await openPostgres(url, { onError: (e) => jsonLog({ level: 'error', msg: 'postgres', error: e.message }) })
   : openSqlite(values['data-dir']);
 const origin = values.origin ?? `http://${values.host}:${port}`;
-const vault = createVaultServer({ store, origin });
+const rpm = values['requests-per-minute'];
+const lpm = values['logins-per-minute'];
+const limits: Partial<Limits> = { ...(rpm ? { requestsPerMinute: Number(rpm) } : {}), ...(lpm ? { loginsPerMinute: Number(lpm) } : {}) };
+const vault = createVaultServer({ store, origin, limits });
 const bound = await vault.listen(port, values.host);
 jsonLog({ level: 'info', msg: 'listening', engine: store.engine, origin, port: bound });
 

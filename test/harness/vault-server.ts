@@ -44,10 +44,18 @@ export type ServerProcess = {
 };
 
 /** `src/server/main.ts` in its own process, on a given port. */
-export async function spawnVaultServer(args: { port: number; dataDir?: string; databaseUrl?: string }): Promise<ServerProcess> {
+export async function spawnVaultServer(args: {
+  port: number;
+  dataDir?: string;
+  databaseUrl?: string;
+  loginsPerMinute?: number;
+  requestsPerMinute?: number;
+}): Promise<ServerProcess> {
   const argv = ['--import', 'tsx', 'src/server/main.ts', '--port', String(args.port)];
   if (args.dataDir !== undefined) argv.push('--data-dir', args.dataDir);
   if (args.databaseUrl !== undefined) argv.push('--database-url', args.databaseUrl);
+  if (args.requestsPerMinute !== undefined) argv.push('--requests-per-minute', String(args.requestsPerMinute));
+  if (args.loginsPerMinute !== undefined) argv.push('--logins-per-minute', String(args.loginsPerMinute));
   const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout?.on('data', (d) => {
