@@ -11,13 +11,14 @@ import {
   type DevicePublic,
   entryHash,
   fingerprint,
+  type Head,
   type KeyCache,
   type LogEntry,
   LogError,
   type Membership,
 } from '../core/log.ts';
 
-export type Head = { readonly seq: number; readonly hash: string };
+export type { Head };
 
 /** One current version of an item. More than one head = a conflict the person resolves. */
 export type ItemHead = { readonly entry: string; readonly seq: number; readonly blob: string; readonly author: string };

@@ -58,6 +58,9 @@ export type UnsignedEntry = {
 
 export type LogEntry = UnsignedEntry & { readonly sig: string };
 
+/** A log's position: the last entry's seq and hash. */
+export type Head = { readonly seq: number; readonly hash: string };
+
 export type LogErrorCode =
   | 'bad-entry' // does not parse as an entry
   | 'wrong-vault' // an entry of another vault
@@ -124,8 +127,10 @@ export function importSigningPublic(spkiB64: string): Promise<CryptoKey> {
 
 // ---- entries ----
 
-const HEX64 = /^[0-9a-f]{64}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+/** a SHA-256 in lowercase hex: device ids, entry and blob hashes */
+export const HEX64 = /^[0-9a-f]{64}$/;
+/** a vault id */
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const B64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const ITEM = /^[A-Za-z0-9_-]{1,128}$/;
 

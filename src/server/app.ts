@@ -8,19 +8,23 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { canonicalJson } from '../core/canonical.ts';
 import {
   applyEntries,
+  blobHash,
   checkDeviceId,
   checkEntry,
   type DevicePublic,
   entryHash,
+  HEX64,
+  type Head,
   importSigningPublic,
   isLogError,
   KeyCache,
   type LogEntry,
   type Membership,
+  UUID,
 } from '../core/log.ts';
 import { verifyLogin } from '../core/login.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
-import type { Blob, Head, Store, StoredEntry } from './store.ts';
+import type { Blob, Store, StoredEntry } from './store.ts';
 
 export type Logger = (record: Readonly<Record<string, string | number | boolean>>) => void;
 
@@ -71,9 +75,7 @@ export class HttpError extends Error {
   }
 }
 
-const HEX64 = /^[0-9a-f]{64}$/;
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const sha256 = (s: string | Uint8Array): string => createHash('sha256').update(s).digest('hex');
+const tokenHash = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 export type VaultServer = {
   readonly server: Server;
@@ -132,7 +134,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
   async function device(req: IncomingMessage): Promise<string> {
     const auth = req.headers.authorization ?? '';
     const m = /^Bearer ([A-Za-z0-9_-]{43})$/.exec(auth);
-    const d = m?.[1] === undefined ? undefined : await store.getSession(sha256(m[1]), now());
+    const d = m?.[1] === undefined ? undefined : await store.getSession(tokenHash(m[1]), now());
     if (d === undefined) throw new HttpError(401, 'unauthorized', 'log in first');
     return d;
   }
@@ -221,7 +223,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     if (d === undefined || !(await verifyLogin({ origin, device: id, nonce, time }, sig, await keys.get(d)))) throw denied;
     const token = randomBytes(32).toString('base64url');
     const expires = t + limits.sessionMs;
-    await store.putSession(sha256(token), id, expires);
+    await store.putSession(tokenHash(token), id, expires);
     send(res, 200, { token, expires });
   }
 
@@ -275,7 +277,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       if (!HEX64.test(hash) || typeof b64 !== 'string') throw new HttpError(400, 'bad-request', 'blob malformed');
       const bytes = Buffer.from(b64, 'base64');
       if (bytes.length > limits.blobBytes) throw new HttpError(413, 'too-large', 'blob too large');
-      if (sha256(bytes) !== hash) throw new HttpError(400, 'bad-blob', 'blob does not match its hash');
+      if (blobHash(bytes) !== hash) throw new HttpError(400, 'bad-blob', 'blob does not match its hash');
       blobs.set(hash, { hash, bytes });
     }
 

@@ -3,9 +3,9 @@
  * Everything stored is public or ciphertext: device public keys, signed log entries, sealed
  * blobs, and hashes of short-lived session tokens. No engine can decrypt anything.
  */
-import type { DevicePublic, Membership } from '../core/log.ts';
+import type { DevicePublic, Head, Membership } from '../core/log.ts';
 
-export type Head = { readonly seq: number; readonly hash: string };
+export type { Head };
 
 /** A log entry as stored: its canonical JSON text and the hash the next entry chains to. */
 export type StoredEntry = { readonly seq: number; readonly hash: string; readonly json: string };
