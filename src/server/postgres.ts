@@ -16,23 +16,11 @@ import {
   membersJson,
   type Store,
   type StoredEntry,
+  schema,
 } from './store.ts';
 
 const CHANNEL = 'keyhole_head';
 const MIGRATION_LOCK = 0x6b657968; // "keyh"
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, json TEXT NOT NULL, created BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, device TEXT NOT NULL, expires BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, device TEXT NOT NULL, expires BIGINT NOT NULL);
-CREATE TABLE IF NOT EXISTS vaults (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head TEXT NOT NULL, epoch INTEGER NOT NULL,
-  creator TEXT NOT NULL, members TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS members (vault TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY (vault, device));
-CREATE INDEX IF NOT EXISTS members_by_device ON members (device);
-CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, json TEXT NOT NULL,
-  PRIMARY KEY (vault, seq));
-CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes BYTEA NOT NULL, PRIMARY KEY (vault, hash));
-`;
 
 export async function openPostgres(url: string, opts: { poolSize?: number; onError?: (e: Error) => void } = {}): Promise<Store> {
   const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10 });
@@ -42,7 +30,7 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
   const boot = await pool.connect();
   try {
     await boot.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK]);
-    await boot.query(SCHEMA);
+    await boot.query(schema({ bigint: 'BIGINT', bytes: 'BYTEA', clustered: '' }));
     await boot.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK]);
   } finally {
     boot.release();

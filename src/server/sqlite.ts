@@ -17,20 +17,8 @@ import {
   membersJson,
   type Store,
   type StoredEntry,
+  schema,
 } from './store.ts';
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, json TEXT NOT NULL, created INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, device TEXT NOT NULL, expires INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, device TEXT NOT NULL, expires INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS vaults (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head TEXT NOT NULL, epoch INTEGER NOT NULL,
-  creator TEXT NOT NULL, members TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS members (vault TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY (vault, device));
-CREATE INDEX IF NOT EXISTS members_by_device ON members (device);
-CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, json TEXT NOT NULL,
-  PRIMARY KEY (vault, seq)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes BLOB NOT NULL, PRIMARY KEY (vault, hash)) WITHOUT ROWID;
-`;
 
 type VaultRow = { id: string; seq: number; head: string; epoch: number; creator: string; members: string };
 
@@ -40,7 +28,7 @@ export function openSqlite(dataDir: string): Store {
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = FULL');
   db.pragma('busy_timeout = 5000');
-  db.exec(SCHEMA);
+  db.exec(schema({ bigint: 'INTEGER', bytes: 'BLOB', clustered: ' WITHOUT ROWID' }));
 
   const q = {
     putDevice: db.prepare('INSERT INTO devices (id, json, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING'),

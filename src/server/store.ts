@@ -62,6 +62,22 @@ export interface Store {
   subscribe(listener: HeadListener): () => void;
 }
 
+/** The tables both engines keep, in each one's column types. */
+export function schema(t: { bigint: string; bytes: string; clustered: string }): string {
+  return `
+CREATE TABLE IF NOT EXISTS devices (id TEXT PRIMARY KEY, json TEXT NOT NULL, created ${t.bigint} NOT NULL);
+CREATE TABLE IF NOT EXISTS challenges (nonce TEXT PRIMARY KEY, device TEXT NOT NULL, expires ${t.bigint} NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (token_hash TEXT PRIMARY KEY, device TEXT NOT NULL, expires ${t.bigint} NOT NULL);
+CREATE TABLE IF NOT EXISTS vaults (id TEXT PRIMARY KEY, seq INTEGER NOT NULL, head TEXT NOT NULL, epoch INTEGER NOT NULL,
+  creator TEXT NOT NULL, members TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS members (vault TEXT NOT NULL, device TEXT NOT NULL, PRIMARY KEY (vault, device));
+CREATE INDEX IF NOT EXISTS members_by_device ON members (device);
+CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, json TEXT NOT NULL,
+  PRIMARY KEY (vault, seq))${t.clustered};
+CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes ${t.bytes} NOT NULL, PRIMARY KEY (vault, hash))${t.clustered};
+`;
+}
+
 export function membersJson(m: Membership): string {
   return JSON.stringify([...m.members.values()]);
 }
