@@ -18,9 +18,8 @@ import { join } from 'node:path';
 import { Replica } from '../src/background/replica.ts';
 import type { Pending } from '../src/background/vault-client.ts';
 import { VaultClient } from '../src/background/vault-client.ts';
-import { signLogin } from '../src/core/login.ts';
 import { freePort } from '../test/harness/servers.ts';
-import { device, putItem, vaultKeys } from '../test/harness/sync.ts';
+import { device, login, putItem, vaultKeys } from '../test/harness/sync.ts';
 import { spawnVaultServer } from '../test/harness/vault-server.ts';
 import type { Suite } from './run.ts';
 import { percentile, round } from './stats.ts';
@@ -70,16 +69,6 @@ async function bareServer(port: number, body: string) {
   return { url: `http://127.0.0.1:${port}/`, stop: () => proc.kill() };
 }
 
-async function token(origin: string, c: VaultClient): Promise<string> {
-  const post = (path: string, body: unknown) =>
-    fetch(`${origin}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-  const id = c.device.public.id;
-  const { nonce } = (await (await post('/v1/auth/challenge', { device: id })).json()) as { nonce: string };
-  const time = Date.now();
-  const sig = await signLogin({ origin, device: id, nonce, time }, c.device.sign);
-  return ((await (await post('/v1/auth/login', { device: id, nonce, time, sig })).json()) as { token: string }).token;
-}
-
 export const serverSuite: Suite = {
   name: 'server',
   async run() {
@@ -113,7 +102,7 @@ export const serverSuite: Suite = {
       }
 
       // Pull vs bare, interleaved.
-      const tok = await token(origin, a);
+      const tok = await login(origin, a);
       const pullUrl = `${origin}/v1/vaults/${r.vault}/entries?after=${r.seq - 1}`;
       const sample = await (await fetch(pullUrl, { headers: { authorization: `Bearer ${tok}` } })).text();
       const bare = await bareServer(await freePort(), 'x'.repeat(sample.length));

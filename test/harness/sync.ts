@@ -7,6 +7,7 @@ import { newDevice } from '../../src/core/device.ts';
 import { decodeItemBlob, encodeItemBlob } from '../../src/core/item-blob.ts';
 import { deriveVaultKeys, newRootBytes, type VaultKeys } from '../../src/core/keys.ts';
 import { blobHash, type EntryBody } from '../../src/core/log.ts';
+import { signLogin } from '../../src/core/login.ts';
 import { openSecretValue, sealSecret } from '../../src/core/secrets.ts';
 
 export async function device(origin: string, name: string, opts: { fetch?: typeof fetch } = {}): Promise<VaultClient> {
@@ -43,4 +44,29 @@ export async function values(keys: VaultKeys, r: Replica, item: string): Promise
     out.push(await openSecretValue(keys, r.vault, decodeItemBlob(b, item)));
   }
   return out.sort();
+}
+
+/** A JSON POST to the distant vault, with a session token if given. */
+export const post = (origin: string, path: string, body: unknown, token?: string) =>
+  fetch(`${origin}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+
+/** A session token by the real challenge login, for tests that speak raw HTTP. */
+export async function login(origin: string, c: VaultClient): Promise<string> {
+  const id = c.device.public.id;
+  const { nonce } = (await (await post(origin, '/v1/auth/challenge', { device: id })).json()) as { nonce: string };
+  const time = Date.now();
+  const sig = await signLogin({ origin, device: id, nonce, time }, c.device.sign);
+  return ((await (await post(origin, '/v1/auth/login', { device: id, nonce, time, sig })).json()) as { token: string }).token;
+}
+
+export async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

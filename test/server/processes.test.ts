@@ -9,26 +9,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica } from '../../src/background/replica.ts';
 import { SyncError, VaultClient } from '../../src/background/vault-client.ts';
 import { nextEntry, signEntry } from '../../src/core/log.ts';
-import { signLogin } from '../../src/core/login.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { freePort } from '../harness/servers.ts';
-import { device, putItem, values, vaultKeys } from '../harness/sync.ts';
+import { device, login, post, putItem, values, vaultKeys, waitFor } from '../harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts';
-
-const post = (origin: string, path: string, body: unknown, token?: string) =>
-  fetch(`${origin}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(body),
-  });
-
-async function login(origin: string, c: VaultClient): Promise<string> {
-  const id = c.device.public.id;
-  const { nonce } = (await (await post(origin, '/v1/auth/challenge', { device: id })).json()) as { nonce: string };
-  const time = Date.now();
-  const sig = await signLogin({ origin, device: id, nonce, time }, c.device.sign);
-  return ((await (await post(origin, '/v1/auth/login', { device: id, nonce, time, sig })).json()) as { token: string }).token;
-}
 
 describe('two server processes over one PostgreSQL', () => {
   let pg: Postgres;
@@ -161,11 +145,3 @@ describe('a server killed in the middle of a commit', () => {
     }
   });
 });
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}

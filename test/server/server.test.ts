@@ -10,7 +10,7 @@ import { blobHash, nextEntry, signEntry } from '../../src/core/log.ts';
 import { signLogin } from '../../src/core/login.ts';
 import type { Store } from '../../src/server/store.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
-import { device, putItem, values, vaultKeys } from '../harness/sync.ts';
+import { device, login, post, putItem, values, vaultKeys, waitFor } from '../harness/sync.ts';
 import { type Engine, openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';
 
 let pg: Postgres;
@@ -20,13 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await pg?.stop();
 });
-
-const post = (origin: string, path: string, body: unknown, token?: string) =>
-  fetch(`${origin}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
-    body: JSON.stringify(body),
-  });
 
 describe.each<Engine>(['sqlite', 'postgres'])('distant vault on %s', (engine) => {
   let store: Store;
@@ -314,19 +307,3 @@ describe.each<Engine>(['sqlite', 'postgres'])('distant vault on %s', (engine) =>
     }
   });
 });
-
-async function login(origin: string, c: VaultClient): Promise<string> {
-  const id = c.device.public.id;
-  const { nonce } = (await (await post(origin, '/v1/auth/challenge', { device: id })).json()) as { nonce: string };
-  const claim = { origin, device: id, nonce, time: Date.now() };
-  const r = await post(origin, '/v1/auth/login', { device: id, nonce, time: claim.time, sig: await signLogin(claim, c.device.sign) });
-  return ((await r.json()) as { token: string }).token;
-}
-
-async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
