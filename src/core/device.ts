@@ -5,6 +5,8 @@
  */
 import { toBase64 } from './bytes.ts';
 import { type DevicePublic, deviceId } from './log.ts';
+import { type RecordContext, RecordKind } from './record.ts';
+import { unwrapPrivateKeyRecord, wrapPrivateKeyRecord } from './seal.ts';
 
 export type DeviceKeys = {
   readonly public: DevicePublic;
@@ -28,4 +30,46 @@ export async function newDevice(name: string, opts: { extractable?: boolean } = 
     sign: s.privateKey,
     ecdh: e.privateKey,
   };
+}
+
+/** A device as stored: public keys, and each private key wrapped under the local items key. */
+export type SealedDevice = { readonly public: DevicePublic; readonly sign: Uint8Array; readonly ecdh: Uint8Array };
+
+const ECDSA: EcKeyImportParams = { name: 'ECDSA', namedCurve: 'P-256' };
+const ECDH: EcKeyImportParams = { name: 'ECDH', namedCurve: 'P-256' };
+const place = (vaultId: string, d: DevicePublic, which: 'sign' | 'ecdh'): RecordContext => ({
+  kind: RecordKind.devicePrivate,
+  vaultId,
+  itemId: `device:${d.id}:${which}`,
+  epoch: 0,
+  version: 1,
+});
+
+/** Wrap a freshly made (extractable) device for storage. The caller drops `d` afterwards. */
+export async function sealDevice(d: DeviceKeys, wrappingKey: CryptoKey, vaultId: string): Promise<SealedDevice> {
+  const [sign, ecdh] = await Promise.all([
+    wrapPrivateKeyRecord(d.sign, wrappingKey, place(vaultId, d.public, 'sign')),
+    wrapPrivateKeyRecord(d.ecdh, wrappingKey, place(vaultId, d.public, 'ecdh')),
+  ]);
+  return { public: d.public, sign, ecdh };
+}
+
+/** The device's keys, non-extractable, or CoreError 'decrypt-failed' under any other key or place. */
+export async function openDevice(s: SealedDevice, wrappingKey: CryptoKey, vaultId: string): Promise<DeviceKeys> {
+  const [sign, ecdh] = await Promise.all([
+    unwrapPrivateKeyRecord(wrappingKey, place(vaultId, s.public, 'sign'), s.sign, ECDSA, ['sign']),
+    unwrapPrivateKeyRecord(wrappingKey, place(vaultId, s.public, 'ecdh'), s.ecdh, ECDH, ['deriveBits']),
+  ]);
+  return { public: s.public, sign, ecdh };
+}
+
+/** What a person reads out to pair this device: the first 80 bits of its id, in five groups. */
+export function pairingCode(d: DevicePublic): string {
+  return (d.id.slice(0, 20).match(/.{4}/g) ?? []).join('-').toUpperCase();
+}
+
+/** A typed pairing code as the id prefix it stands for, or null if it is not one. */
+export function parsePairingCode(code: string): string | null {
+  const hex = code.replace(/[\s-]/g, '').toLowerCase();
+  return /^[0-9a-f]{20}$/.test(hex) ? hex : null;
 }

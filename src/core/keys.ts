@@ -44,6 +44,22 @@ export async function deriveVaultKeys(root: Uint8Array<ArrayBuffer>, vaultId: st
   return { items, credentials, audit };
 }
 
+/**
+ * A synced vault's items key for one epoch, from that epoch's 32-byte vault key (core/share.ts).
+ * The local root never leaves the device; the vault key is what member devices share.
+ */
+export async function deriveItemsKey(vaultKey: Uint8Array<ArrayBuffer>, vaultId: string): Promise<CryptoKey> {
+  abytes('vault key', vaultKey, ROOT_LENGTH);
+  const base = await crypto.subtle.importKey('raw', vaultKey, 'HKDF', false, ['deriveKey']);
+  const info = utf8('keyhole/v1/vault-items');
+  return crypto.subtle.deriveKey({ name: 'HKDF', hash: 'SHA-256', salt: uuidToBytes(vaultId), info }, base, AES, false, [
+    'encrypt',
+    'decrypt',
+    'wrapKey',
+    'unwrapKey',
+  ]);
+}
+
 /** A fresh data key. Extractable only so it can be wrapped once; it is dropped right after. */
 export function newDataKey(): Promise<CryptoKey> {
   return crypto.subtle.generateKey(AES, true, ['encrypt', 'decrypt']) as Promise<CryptoKey>;

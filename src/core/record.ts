@@ -39,6 +39,10 @@ export const RecordKind = {
   itemValue: 5,
   /** a cached dynamic credential under the credentials key */
   credential: 6,
+  /** one of this device's private keys (pkcs8) under the local items key */
+  devicePrivate: 7,
+  /** a synced vault's key for one epoch under the local items key */
+  vaultKey: 8,
 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 const KINDS = new Set<number>(Object.values(RecordKind));

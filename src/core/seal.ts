@@ -62,3 +62,34 @@ export async function unwrapKeyRecord(wrappingKey: CryptoKey, ctx: RecordContext
     throw new CoreError('decrypt-failed', 'record failed authentication', ctx.itemId);
   }
 }
+
+/** Wrap an extractable private key (pkcs8) as a record; its bytes stay inside WebCrypto. */
+export async function wrapPrivateKeyRecord(key: CryptoKey, wrappingKey: CryptoKey, ctx: RecordContext): Promise<Uint8Array<ArrayBuffer>> {
+  const nonce = randomBytes(NONCE_LENGTH);
+  const sealed = new Uint8Array(await crypto.subtle.wrapKey('pkcs8', key, wrappingKey, gcm(ctx, nonce)));
+  return encodeRecord({ kind: ctx.kind, epoch: ctx.epoch, version: ctx.version, nonce, sealed });
+}
+
+/** Unwrap a private key record straight into a non-extractable key of `alg`. */
+export async function unwrapPrivateKeyRecord(
+  wrappingKey: CryptoKey,
+  ctx: RecordContext,
+  bytes: Uint8Array,
+  alg: EcKeyImportParams,
+  usages: KeyUsage[],
+): Promise<CryptoKey> {
+  const r = checkPlace(ctx, bytes);
+  try {
+    return await crypto.subtle.unwrapKey(
+      'pkcs8',
+      new Uint8Array(r.sealed),
+      wrappingKey,
+      gcm(ctx, new Uint8Array(r.nonce)),
+      alg,
+      false,
+      usages,
+    );
+  } catch {
+    throw new CoreError('decrypt-failed', 'record failed authentication', ctx.itemId);
+  }
+}
