@@ -5,9 +5,11 @@
 import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
 import type { Settings } from '../core/api.ts';
 import type { AuditRecord } from '../core/audit.ts';
+import type { SealedDevice } from '../core/device.ts';
 import type { Denial, StoredGrant } from '../core/grants.ts';
 import type { StoredSecret } from '../core/secrets.ts';
 import type { VaultHeader } from '../core/vault.ts';
+import type { ReplicaSnapshot } from './replica.ts';
 
 export type Throttle = { readonly failures: number; readonly lastFailureAt: number };
 
@@ -36,12 +38,50 @@ export interface KeyholeDBv2 extends KeyholeDBv1 {
   denials: { key: [string, string]; value: Denial };
 }
 
-export type KeyholeDB = IDBPDatabase<KeyholeDBv2>;
+/**
+ * This device's tie to a distant vault (docs/sync.md). The device's private keys and the
+ * vault's keys are stored only wrapped under the local items key, which only the passphrase opens.
+ */
+export type SyncLink = {
+  /** the distant vault's origin */
+  readonly server: string;
+  readonly device: SealedDevice;
+  /** the vault this device is a member of; null while a joining device waits to be added */
+  readonly vault: string | null;
+  /** each key epoch's vault key, a RecordKind.vaultKey record under the local items key */
+  readonly keys: readonly { readonly epoch: number; readonly sealed: Uint8Array }[];
+};
+
+/** Where an item stood when this device last agreed with the log: the heads, and the local version's blob. */
+export type SyncedItem = { readonly heads: readonly string[]; readonly blob: string };
+
+export type SyncProblem = { readonly code: string; readonly message: string; readonly at: number };
+
+export type SyncState = {
+  readonly replica?: ReplicaSnapshot;
+  readonly synced: Readonly<Record<string, SyncedItem>>;
+  readonly lastSyncAt?: number;
+  readonly lastError?: SyncProblem;
+  /** a server that lied (rollback, fork, bad signature...): kept until the person dismisses it */
+  readonly warning?: SyncProblem;
+  readonly failures: number;
+  readonly nextAttemptAt: number;
+  /** after a member removal: the items (and their re-sealed blob) whose values that member could read */
+  readonly rotate?: readonly { readonly item: string; readonly blob: string }[];
+};
+
+/** v3: sync with a distant vault. */
+export interface KeyholeDBv3 extends KeyholeDBv2 {
+  syncLink: { key: 'link'; value: SyncLink };
+  syncState: { key: 'state'; value: SyncState };
+}
+
+export type KeyholeDB = IDBPDatabase<KeyholeDBv3>;
 export const DB_NAME = 'keyhole';
-export const DB_VERSION = 2;
+export const DB_VERSION = 3;
 
 export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
-  return openDB<KeyholeDBv2>(name, DB_VERSION, {
+  return openDB<KeyholeDBv3>(name, DB_VERSION, {
     upgrade(db, oldVersion) {
       if (oldVersion < 1) {
         db.createObjectStore('header');
@@ -57,6 +97,10 @@ export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
         const grants = db.createObjectStore('grants', { keyPath: 'id' });
         grants.createIndex('origin', 'origin');
         db.createObjectStore('denials', { keyPath: ['origin', 'secret'] });
+      }
+      if (oldVersion < 3) {
+        db.createObjectStore('syncLink');
+        db.createObjectStore('syncState');
       }
     },
   });

@@ -23,6 +23,7 @@ import { PageApiService, pageCaller } from './page-api.ts';
 import { emit, rememberDocument } from './page-events.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';
+import { SyncService } from './sync-service.ts';
 import { anyInstalled, attribute, mayBeCovered, syncRules, type TransparentDeps } from './transparent.ts';
 import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './update.ts';
 import { VaultService } from './vault-service.ts';
@@ -31,6 +32,10 @@ const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
 const CONSENT_PAGE = 'src/popup/consent.html';
 const GRANT_EXPIRY_ALARM = 'keyhole.grantExpiry';
 const UNSUSPEND_ALARM = 'keyhole.unsuspend';
+/** pull (and push what is pending) while the worker sleeps: an open event stream does not keep it alive */
+const SYNC_ALARM = 'keyhole.sync';
+/** the options page's port for live sync status */
+const SYNC_PORT = 'keyhole-sync';
 /** transparent grants over their rate: their rules are withdrawn until the alarm */
 const suspended = new Set<string>();
 
@@ -70,7 +75,22 @@ const ready = (async () => {
     void resync();
   };
   const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
+  const sync = new SyncService(db, vault);
+  let retry: ReturnType<typeof setTimeout> | undefined;
+  const runSync = async () => {
+    clearTimeout(retry);
+    const s = await sync.syncNow();
+    // while the worker lives, retry at the backoff; the alarm covers a worker that has gone
+    if (s.nextAttemptAt !== undefined) retry = setTimeout(() => void runSync(), Math.max(1000, s.nextAttemptAt - Date.now()));
+  };
+  let soon: ReturnType<typeof setTimeout> | undefined;
+  const secretsChanged = () => {
+    clearTimeout(soon);
+    soon = setTimeout(() => void runSync(), 300);
+  };
   vault.onLocked = (reason) => {
+    sync.forget();
+    clearTimeout(retry);
     audit({ kind: 'lock', correlationId: crypto.randomUUID(), reason });
     consent.denyAll();
     void syncRules(transparent); // locked: every rule is removed at once
@@ -82,13 +102,14 @@ const ready = (async () => {
     void auditLog.chainPending().then(() => audit({ kind: 'unlock', correlationId: crypto.randomUUID() }));
     void resync();
     void emit('unlock', hasGrant);
+    void runSync();
   };
   const limiter = RateLimiter.perMinute((await vault.getSettings()).requestsPerMinute);
   vault.onSettingsChanged = (settings) => {
     applyIdleSettings(settings);
     limiter.setPerMinute(settings.requestsPerMinute);
   };
-  const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged, auditLog, audit });
+  const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged, auditLog, audit, sync, secretsChanged });
   const pageApi = new PageApiService(
     { vault, grants, consent, version, grantsChanged, audit, limiter, fetch: (r) => fetch(r), now: Date.now },
     vault,
@@ -97,7 +118,11 @@ const ready = (async () => {
   await ensureAutolockAlarm();
   applyIdleSettings(await vault.getSettings());
   void resync(); // a restarted worker restores the rules while unlocked (and clears them while locked)
-  return { vault, grants, table, update, pageApi, limiter, resync, transparent, audit };
+  if (!(await chrome.alarms.get(SYNC_ALARM))) await chrome.alarms.create(SYNC_ALARM, { periodInMinutes: 1 });
+  void sync.due().then((due) => {
+    if (due) void runSync();
+  }); // pull when the worker wakes
+  return { vault, grants, table, update, pageApi, limiter, resync, transparent, audit, sync, runSync };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
@@ -116,6 +141,10 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
 
 // Web pages, through the content-script bridge: the page provider API on a long-lived port.
 chrome.runtime.onConnect.addListener((port) => {
+  if (port.name === SYNC_PORT) {
+    watchSync(port);
+    return;
+  }
   if (port.name !== PAGE_PORT) {
     if (port.name !== STREAM_PORT) port.disconnect(); // nothing else talks to the worker on a port
     return;
@@ -231,6 +260,12 @@ chrome.alarms.onAlarm.addListener((alarm) => {
     });
     return;
   }
+  if (alarm.name === SYNC_ALARM) {
+    void ready.then(async ({ sync, runSync }) => {
+      if (await sync.due()) await runSync();
+    });
+    return;
+  }
   if (alarm.name !== AUTOLOCK_ALARM) return;
   void ready.then(async ({ vault }) => {
     if (!(await vault.isUnlocked())) return;
@@ -296,3 +331,40 @@ chrome.windows.onRemoved.addListener((windowId) => {
     if ((await vault.isUnlocked()) && (await noWindowsLeft())) await vault.lock('windows-closed');
   });
 });
+
+/**
+ * An open options page watching sync: it gets the status on every change, and the worker
+ * follows the distant vault's event stream for it (a run on each new head) until it closes.
+ */
+const syncWatchers = new Set<chrome.runtime.Port>();
+function watchSync(port: chrome.runtime.Port): void {
+  if (!port.sender || !isOwnPage(port.sender, chrome.runtime.id, EXTENSION_ORIGIN)) {
+    port.disconnect();
+    return;
+  }
+  const stop = new AbortController();
+  syncWatchers.add(port);
+  port.onDisconnect.addListener(() => {
+    syncWatchers.delete(port);
+    stop.abort();
+  });
+  void ready.then(async ({ sync }) => {
+    sync.onChange = () => {
+      void sync.status().then((s) => {
+        for (const p of syncWatchers) {
+          try {
+            p.postMessage(s);
+          } catch {
+            syncWatchers.delete(p);
+          }
+        }
+      });
+    };
+    sync.onChange();
+    // the stream ends when the server restarts or the session expires: open it again while watched
+    while (!stop.signal.aborted) {
+      await sync.watch(stop.signal).catch(() => {});
+      if (!stop.signal.aborted) await new Promise((r) => setTimeout(r, 5000));
+    }
+  });
+}

@@ -31,7 +31,14 @@ export type ReplicaSnapshot = {
   readonly items: readonly (readonly [string, readonly ItemHead[]])[];
   readonly blobs: readonly (readonly [string, Uint8Array])[];
   readonly destroyed: readonly string[];
+  /** key.wrap entries: a vault key for an epoch, sealed to one member device */
+  readonly wraps: readonly KeyWrap[];
+  /** every blob each live item has named, so destroying it can delete them all */
+  readonly itemBlobs: readonly (readonly [string, readonly string[]])[];
 };
+
+/** A vault key for `epoch`, sealed to member `to` (core/share.ts), as the log carries it. */
+export type KeyWrap = { readonly epoch: number; readonly to: string; readonly wrapped: string };
 
 export class Replica {
   #membership: Membership | undefined;
@@ -39,6 +46,8 @@ export class Replica {
   readonly #items = new Map<string, ItemHead[]>();
   readonly #blobs = new Map<string, Uint8Array>();
   readonly #destroyed = new Set<string>();
+  #wraps: KeyWrap[] = [];
+  readonly #itemBlobs = new Map<string, string[]>();
   /** heads other member devices said they saw, beyond ours: checked as we catch up */
   readonly #told = new Map<number, string>();
 
@@ -74,6 +83,17 @@ export class Replica {
   }
   isDestroyed(item: string): boolean {
     return this.#destroyed.has(item);
+  }
+  destroyedIds(): string[] {
+    return [...this.#destroyed];
+  }
+  /** The vault keys sealed to one device, by epoch. */
+  wrapsFor(device: string): KeyWrap[] {
+    return this.#wraps.filter((w) => w.to === device);
+  }
+  /** Every blob a live item has named (all its versions), for item.destroy. */
+  blobsOf(item: string): readonly string[] {
+    return this.#itemBlobs.get(item) ?? [];
   }
 
   /**
@@ -160,11 +180,15 @@ export class Replica {
       if (this.#destroyed.has(b.item)) return;
       const kept = (this.#items.get(b.item) ?? []).filter((h) => !b.parents.includes(h.entry));
       this.#items.set(b.item, [...kept, { entry: hash, seq: e.seq, blob: b.blob, author: e.author }]);
+      this.#itemBlobs.set(b.item, [...(this.#itemBlobs.get(b.item) ?? []), b.blob]);
     } else if (b.type === 'item.destroy') {
       for (const h of this.#items.get(b.item) ?? []) this.#blobs.delete(h.blob);
       for (const h of b.blobs) this.#blobs.delete(h);
       this.#items.delete(b.item);
+      this.#itemBlobs.delete(b.item);
       this.#destroyed.add(b.item);
+    } else if (b.type === 'key.wrap') {
+      this.#wraps.push({ epoch: e.epoch, to: b.to, wrapped: b.wrapped });
     }
   }
 
@@ -178,6 +202,8 @@ export class Replica {
       items: [...this.#items].map(([k, v]) => [k, [...v]] as const),
       blobs: [...this.#blobs],
       destroyed: [...this.#destroyed],
+      wraps: [...this.#wraps],
+      itemBlobs: [...this.#itemBlobs].map(([k, v]) => [k, [...v]] as const),
     };
   }
 
@@ -188,6 +214,8 @@ export class Replica {
     for (const [k, v] of s.items) r.#items.set(k, [...v]);
     for (const [k, v] of s.blobs) r.#blobs.set(k, v);
     for (const d of s.destroyed) r.#destroyed.add(d);
+    r.#wraps = [...s.wraps];
+    for (const [k, v] of s.itemBlobs) r.#itemBlobs.set(k, [...v]);
     return r;
   }
 }

@@ -11,6 +11,7 @@ import type { ConsentQueue } from './consent.ts';
 import { RpcError, toErrorBody } from './errors.ts';
 import type { GrantStore } from './grant-store.ts';
 import { publicGrant } from './page-api.ts';
+import type { SyncService } from './sync-service.ts';
 import type { VaultService } from './vault-service.ts';
 
 type Handler = (params: unknown) => Promise<unknown>;
@@ -43,6 +44,9 @@ export type Effects = {
   readonly grantsChanged: (origin: string) => void;
   readonly auditLog: AuditLog;
   readonly audit: (r: Parameters<AuditLog['append']>[0]) => void;
+  readonly sync: SyncService;
+  /** the person changed a secret: sync it soon */
+  readonly secretsChanged: () => void;
 };
 
 function auditFilter(x: unknown): AuditFilter {
@@ -68,16 +72,37 @@ function decisionOf(x: unknown): ConsentDecision {
 }
 
 export function handlers(vault: VaultService, effects: Effects): Record<Method, Handler> {
+  const changing = async <T>(p: Promise<T>): Promise<T> => {
+    const r = await p;
+    effects.secretsChanged();
+    return r;
+  };
+  const { sync } = effects;
   return {
+    'sync.status': () => sync.status(),
+    'sync.enable': (x) => sync.enable(str(obj(x), 'server'), str(obj(x), 'deviceName')),
+    'sync.join': (x) => sync.join(str(obj(x), 'server'), str(obj(x), 'deviceName')),
+    'sync.approve': (x) => sync.approve(str(obj(x), 'code')),
+    'sync.now': async () => {
+      await vault.requireUnlocked();
+      return sync.syncNow();
+    },
+    'sync.resolve': (x) => sync.resolve(str(obj(x), 'item'), str(obj(x), 'keep')),
+    'sync.removeMember': (x) => sync.removeMember(str(obj(x), 'device')),
+    'sync.dismiss': (x) => {
+      const what = obj(x).what;
+      if (what !== 'warning' && what !== 'rotation') throw new RpcError('bad-input', 'what must be warning or rotation');
+      return sync.dismiss(what);
+    },
     status: () => vault.status(),
     'vault.create': (x) => vault.create(str(obj(x), 'passphrase'), kdfOf(obj(x))),
     'vault.unlock': (x) => vault.unlock(str(obj(x), 'passphrase')),
     'vault.lock': () => vault.lock('person'),
     'vault.changePassphrase': (x) => vault.changePassphrase(str(obj(x), 'current'), str(obj(x), 'next'), kdfOf(obj(x))),
     'secrets.list': () => vault.listSecrets(),
-    'secrets.create': (x) => vault.createSecret(obj(x) as never),
-    'secrets.update': (x) => vault.updateSecret(obj(x) as never),
-    'secrets.delete': (x) => vault.deleteSecret(str(obj(x), 'id')),
+    'secrets.create': (x) => changing(vault.createSecret(obj(x) as never)),
+    'secrets.update': (x) => changing(vault.updateSecret(obj(x) as never)),
+    'secrets.delete': (x) => changing(vault.deleteSecret(str(obj(x), 'id'))),
     'secrets.reveal': (x) => vault.reveal(str(obj(x), 'id'), str(obj(x), 'passphrase')),
     'settings.get': () => vault.getSettings(),
     'settings.set': (x) => vault.setSettings(obj(x) as never),

@@ -7,7 +7,10 @@
 import { fromBase64, toBase64 } from '../core/bytes.ts';
 import type { DeviceKeys } from '../core/device.ts';
 import {
+  checkDevice,
+  checkDeviceId,
   checkEntry,
+  type DevicePublic,
   type EntryBody,
   entryHash,
   genesisEntry,
@@ -116,6 +119,25 @@ export class VaultClient {
     return r.token;
   }
 
+  /**
+   * The device a pairing code (the first 80 bits of its id) names. The id is the hash of the
+   * device's keys and is checked here, so a server cannot hand over keys of its own.
+   */
+  async pairingDevice(prefix: string): Promise<DevicePublic> {
+    const { json } = await this.#call('GET', `/v1/devices/${prefix}`);
+    const found: DevicePublic[] = [];
+    for (const x of Array.isArray(json.devices) ? json.devices : []) {
+      try {
+        const d = checkDevice(x);
+        if (d.id.startsWith(prefix) && checkDeviceId(d)) found.push(d);
+      } catch {
+        // not a device: skip it
+      }
+    }
+    if (found.length !== 1) throw new SyncError('not-found', 'no device has this pairing code');
+    return found[0] as DevicePublic;
+  }
+
   async vaults(): Promise<string[]> {
     return (await this.#call('GET', '/v1/vaults')).json.vaults as string[];
   }
@@ -209,7 +231,8 @@ export class VaultClient {
     for (const p of pending) {
       const e = await signEntry(nextEntry(state, this.device.public.id, p.body, time), this.device.sign);
       entries.push(e);
-      state = { ...state, seq: e.seq, head: entryHash(e) };
+      // a removal starts the next key epoch: what follows it in this commit is written in that one
+      state = { ...state, seq: e.seq, head: entryHash(e), epoch: state.epoch + (p.body.type === 'member.remove' ? 1 : 0) };
     }
     const blobs: Record<string, string> = {};
     for (const [h, b] of blobsOf(pending)) blobs[h] = toBase64(b);

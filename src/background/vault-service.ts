@@ -15,10 +15,12 @@ import {
 import { wipe } from '../core/bytes.ts';
 import { CoreError, isCoreError } from '../core/errors.ts';
 import type { KdfAlg } from '../core/kdf.ts';
-import { deriveVaultKeys, type VaultKeys } from '../core/keys.ts';
+import { deriveItemsKey, deriveVaultKeys, type VaultKeys } from '../core/keys.ts';
 import { checkName, checkRule, checkValue } from '../core/policy.ts';
 import { redactionForms } from '../core/redact.ts';
+import { openRecord } from '../core/seal.ts';
 import { openSecretMeta, openSecretValue, type SecretMeta, type StoredSecret, sealSecret } from '../core/secrets.ts';
+import { vaultKeyPlace } from '../core/share.ts';
 import { createVault, openVault, rewrapVault, type VaultHeader } from '../core/vault.ts';
 import type { KeyholeDB } from './db.ts';
 import { RpcError } from './errors.ts';
@@ -33,7 +35,29 @@ export const DEFAULT_SETTINGS: Settings = {
   requestsPerMinute: 600,
 };
 
-type Open = { readonly header: VaultHeader; readonly keys: VaultKeys };
+/**
+ * The keys while unlocked. `local` comes from this device's root (audit, credentials, and the
+ * items key that wraps this device's keys and the vault keys). Secrets belong to `vaultId`:
+ * the local vault, or the synced vault this device is a member of, whose items keys (one per
+ * key epoch) come from vault keys the members share (docs/sync.md).
+ */
+type Open = {
+  readonly header: VaultHeader;
+  readonly local: VaultKeys;
+  readonly vaultId: string;
+  readonly epoch: number;
+  readonly items: ReadonlyMap<number, CryptoKey>;
+};
+
+/** What the sync service needs while unlocked (background/sync-service.ts). */
+export type Keyring = {
+  readonly localId: string;
+  readonly local: VaultKeys;
+  readonly vaultId: string;
+  readonly epoch: number;
+  /** the keys that seal and open secrets of one epoch */
+  readonly keysFor: (epoch: number) => VaultKeys;
+};
 /** A secret opened for injection: its value and the forms to strip from what comes back. */
 export type InUse = { readonly value: string; readonly forms: readonly string[] };
 export type LockReason = 'person' | 'idle' | 'system-lock' | 'windows-closed' | 'startup';
@@ -134,7 +158,7 @@ export class VaultService {
       try {
         const rewrapped = await rewrapVault(header, root, next, kdf ? { alg: kdf } : {});
         await this.db.put('header', rewrapped, 'vault'); // one put: the old or the new header, never half
-        this.open = { header: rewrapped, keys: (this.open as Open).keys };
+        this.open = { ...(this.open as Open), header: rewrapped };
       } finally {
         wipe(root);
       }
@@ -148,7 +172,7 @@ export class VaultService {
     const damaged: DamagedSecret[] = [];
     for (const s of await this.db.getAll('secrets')) {
       try {
-        secrets.push(summary(s, await openSecretMeta(open.keys, open.header.vaultId, s)));
+        secrets.push(summary(s, await openSecretMeta(keysFor(open, s.epoch), open.vaultId, s)));
       } catch (e) {
         damaged.push({ id: s.id, damaged: true, reason: isCoreError(e) ? e.code : 'unreadable' });
       }
@@ -164,8 +188,8 @@ export class VaultService {
       await this.assertNameFree(name);
       const t = this.now();
       const meta: SecretMeta = { name, rule: checkRule(input.rule), notes: input.notes ?? '', createdAt: t, updatedAt: t };
-      const place = { vaultId: open.header.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.header.epoch };
-      const stored = await sealSecret(open.keys, place, meta, checkValue(input.value));
+      const place = { vaultId: open.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.epoch };
+      const stored = await sealSecret(keysFor(open, open.epoch), place, meta, checkValue(input.value));
       await this.db.add('secrets', stored);
       this.forget();
       return summary(stored, meta);
@@ -177,10 +201,11 @@ export class VaultService {
     return this.serial(async () => {
       const open = await this.unlocked();
       const old = await this.getStored(patch.id);
-      const oldMeta = await openSecretMeta(open.keys, open.header.vaultId, old);
+      const oldMeta = await openSecretMeta(keysFor(open, old.epoch), open.vaultId, old);
       const name = patch.name === undefined ? oldMeta.name : checkName(patch.name);
       if (name !== oldMeta.name) await this.assertNameFree(name);
-      const value = patch.value === undefined ? await openSecretValue(open.keys, open.header.vaultId, old) : checkValue(patch.value);
+      const value =
+        patch.value === undefined ? await openSecretValue(keysFor(open, old.epoch), open.vaultId, old) : checkValue(patch.value);
       const meta: SecretMeta = {
         name,
         rule: patch.rule === undefined ? oldMeta.rule : checkRule(patch.rule),
@@ -188,8 +213,8 @@ export class VaultService {
         createdAt: oldMeta.createdAt,
         updatedAt: this.now(),
       };
-      const place = { vaultId: open.header.vaultId, id: old.id, version: old.version + 1, epoch: open.header.epoch };
-      const stored = await sealSecret(open.keys, place, meta, value);
+      const place = { vaultId: open.vaultId, id: old.id, version: old.version + 1, epoch: open.epoch };
+      const stored = await sealSecret(keysFor(open, open.epoch), place, meta, value);
       // compare-and-swap on the version inside one transaction
       const tx = this.db.transaction('secrets', 'readwrite');
       const current = await tx.store.get(old.id);
@@ -229,9 +254,9 @@ export class VaultService {
 
   /** The audit chain key while unlocked (a non-extractable HMAC key), else null. */
   async auditKey(): Promise<CryptoKey | null> {
-    if (this.open) return this.open.keys.audit;
+    if (this.open) return this.open.local.audit;
     const header = await this.db.get('header', 'vault');
-    return header ? ((await this.resume(header))?.keys.audit ?? null) : null;
+    return header ? ((await this.resume(header))?.local.audit ?? null) : null;
   }
 
   /** A secret's metadata by id, or null (a grant outliving its secret). */
@@ -248,7 +273,8 @@ export class VaultService {
     const open = await this.unlocked();
     const hit = this.inUse.get(id);
     if (hit) return hit;
-    const value = await openSecretValue(open.keys, open.header.vaultId, await this.getStored(id));
+    const stored = await this.getStored(id);
+    const value = await openSecretValue(keysFor(open, stored.epoch), open.vaultId, stored);
     const use = { value, forms: redactionForms(value) }; // already distinct, longest first
     // Kept in memory while unlocked, as the keys that open it are; dropped on lock and on any write.
     if (this.open === open) this.inUse.set(id, use);
@@ -261,7 +287,7 @@ export class VaultService {
       const open = await this.unlocked();
       wipe(await this.checkPassphrase(open.header, passphrase));
       const s = await this.getStored(id);
-      return { value: await openSecretValue(open.keys, open.header.vaultId, s) };
+      return { value: await openSecretValue(keysFor(open, s.epoch), open.vaultId, s) };
     });
   }
 
@@ -286,7 +312,50 @@ export class VaultService {
     await endSession(this.db, this.session);
   }
 
+  // --- for the sync service ---------------------------------------------------------------
+
+  /** Run `fn` between the person's own changes, never interleaved with them. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial(fn);
+  }
+
+  async keyring(): Promise<Keyring> {
+    const open = await this.unlocked();
+    return {
+      localId: open.header.vaultId,
+      local: open.local,
+      vaultId: open.vaultId,
+      epoch: open.epoch,
+      keysFor: (epoch) => keysFor(open, epoch),
+    };
+  }
+
+  /** The sync link or stored secrets changed underneath: rebuild keys and caches on next use. */
+  reload(): void {
+    if (this.open) this.open = null;
+    this.forget();
+  }
+
   // --- internals -------------------------------------------------------------------------
+
+  /** The keys for a root: local ones, and the synced vault's if this device is linked to one. */
+  private async openWith(header: VaultHeader, root: Uint8Array<ArrayBuffer>): Promise<Open> {
+    const local = await deriveVaultKeys(root, header.vaultId);
+    const link = await this.db.get('syncLink', 'link');
+    if (!link?.vault || link.keys.length === 0) {
+      return { header, local, vaultId: header.vaultId, epoch: header.epoch, items: new Map([[header.epoch, local.items]]) };
+    }
+    const items = new Map<number, CryptoKey>();
+    for (const k of link.keys) {
+      const bytes = await openRecord(local.items, vaultKeyPlace(link.vault, k.epoch), k.sealed);
+      try {
+        items.set(k.epoch, await deriveItemsKey(bytes, link.vault));
+      } finally {
+        wipe(bytes);
+      }
+    }
+    return { header, local, vaultId: link.vault, epoch: Math.max(...items.keys()), items };
+  }
 
   private async requireHeader(): Promise<VaultHeader> {
     const header = await this.db.get('header', 'vault');
@@ -299,7 +368,7 @@ export class VaultService {
     const root = await resumeSession(this.db, this.session, header.vaultId);
     if (!root) return null;
     try {
-      this.open = { header, keys: await deriveVaultKeys(root, header.vaultId) };
+      this.open = await this.openWith(header, root);
     } finally {
       wipe(root);
     }
@@ -316,7 +385,7 @@ export class VaultService {
   private async start(header: VaultHeader, root: Uint8Array<ArrayBuffer>): Promise<void> {
     try {
       await beginSession(this.db, this.session, header.vaultId, root, this.now());
-      this.open = { header, keys: await deriveVaultKeys(root, header.vaultId) };
+      this.open = await this.openWith(header, root);
     } finally {
       wipe(root);
     }
@@ -358,6 +427,13 @@ export class VaultService {
     if (this.open) this.byName = index; // only kept while unlocked
     return index;
   }
+}
+
+/** The keys for secrets sealed in `epoch`; CoreError 'decrypt-failed' for an epoch this device has no key for. */
+function keysFor(open: Open, epoch: number): VaultKeys {
+  const items = open.items.get(epoch);
+  if (items === undefined) throw new CoreError('decrypt-failed', 'no key for this key epoch');
+  return { ...open.local, items };
 }
 
 function summary(s: StoredSecret, m: SecretMeta): SecretSummary {

@@ -54,6 +54,42 @@ export type SecretPatch = {
   readonly notes?: string;
 };
 
+/** A conflicted item: two or more versions written concurrently, each kept until the person picks one. */
+export type SyncConflict = {
+  readonly item: string;
+  readonly versions: readonly {
+    readonly entry: string;
+    readonly name: string;
+    readonly updatedAt: number;
+    readonly author: string;
+    readonly seq: number;
+  }[];
+};
+
+export type SyncProblemView = { readonly code: string; readonly message: string; readonly at: number };
+
+export type SyncStatus = {
+  readonly enabled: boolean;
+  readonly server?: string;
+  readonly vault?: string;
+  /** this device; `pairingCode` is what the person types on a member device to add it */
+  readonly device?: { readonly id: string; readonly name: string; readonly pairingCode: string };
+  /** enabled, waiting for a member device to add this one */
+  readonly joining?: boolean;
+  /** the accepted head: seq and a fingerprint people compare across devices */
+  readonly head?: { readonly seq: number; readonly fingerprint: string; readonly epoch: number };
+  readonly members: readonly { readonly id: string; readonly name: string; readonly pairingCode: string }[];
+  readonly lastSyncAt?: number;
+  readonly lastError?: SyncProblemView;
+  /** the server lied (rollback, fork, dropped or foreign entry...): sync stops until dismissed */
+  readonly warning?: SyncProblemView;
+  readonly nextAttemptAt?: number;
+  readonly progress?: { readonly seq: number; readonly head: number };
+  readonly conflicts: readonly SyncConflict[];
+  /** names of secrets a removed member could read: change them at their provider */
+  readonly rotate: readonly string[];
+};
+
 export type Api = {
   status: { params: undefined; result: Status };
   'vault.create': { params: { passphrase: string; kdf?: KdfAlg }; result: Status };
@@ -85,6 +121,14 @@ export type Api = {
       anomalies: Anomaly[];
     };
   };
+  'sync.status': { params: undefined; result: SyncStatus };
+  'sync.enable': { params: { server: string; deviceName: string }; result: SyncStatus };
+  'sync.join': { params: { server: string; deviceName: string }; result: SyncStatus };
+  'sync.approve': { params: { code: string }; result: { id: string; name: string } };
+  'sync.now': { params: undefined; result: SyncStatus };
+  'sync.resolve': { params: { item: string; keep: string }; result: SyncStatus };
+  'sync.removeMember': { params: { device: string }; result: SyncStatus };
+  'sync.dismiss': { params: { what: 'warning' | 'rotation' }; result: SyncStatus };
   'audit.export': { params: { filter?: AuditFilter; format: 'jsonl' | 'csv' }; result: { text: string; mime: string } };
 };
 
@@ -105,6 +149,7 @@ export type RpcErrorCode =
   | 'damaged'
   | 'forbidden'
   | 'unknown-method'
+  | 'sync-failed'
   | 'internal';
 
 export type RpcErrorBody = { readonly code: RpcErrorCode; readonly message: string; readonly data?: Record<string, string | number> };

@@ -143,7 +143,8 @@ const onlyKeys = (o: Record<string, unknown>, keys: readonly string[]) => Object
 const uint = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x) && x >= 0;
 const b64 = (x: unknown, max: number): x is string => typeof x === 'string' && x.length > 0 && x.length <= max && B64.test(x);
 
-function checkDevice(x: unknown, seq?: number): DevicePublic {
+/** Parse untrusted JSON into a device's public record, or LogError 'bad-entry'. */
+export function checkDevice(x: unknown, seq?: number): DevicePublic {
   if (!isObject(x) || !onlyKeys(x, ['id', 'name', 'sign', 'ecdh'])) fail('device malformed', seq);
   const { id, name, sign, ecdh } = x;
   if (typeof id !== 'string' || !HEX64.test(id)) fail('device id malformed', seq);

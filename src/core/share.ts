@@ -18,6 +18,7 @@ import { canonicalJson } from './canonical.ts';
 import type { DeviceKeys } from './device.ts';
 import { CoreError } from './errors.ts';
 import type { DevicePublic } from './log.ts';
+import { type RecordContext, RecordKind } from './record.ts';
 
 export const VAULT_KEY_LENGTH = 32;
 const FORMAT = 1;
@@ -74,4 +75,9 @@ export async function unwrapVaultKey(wrapped: string, me: DeviceKeys, place: Omi
   } catch {
     throw new CoreError('decrypt-failed', 'the vault key does not open for this device, vault and epoch');
   }
+}
+
+/** Where a synced vault's key for one epoch is kept on a device: under the local items key. */
+export function vaultKeyPlace(vault: string, epoch: number): RecordContext {
+  return { kind: RecordKind.vaultKey, vaultId: vault, itemId: 'vault-key', epoch, version: 1 };
 }

@@ -364,6 +364,16 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       if (m === 'POST' && p === '/v1/auth/challenge') return ['challenge', () => challenge(req, res)];
       if (m === 'POST' && p === '/v1/auth/login') return ['login', () => login(req, res)];
       if (m === 'POST' && p === '/v1/vaults') return ['create', () => createVault(req, res)];
+      const code = /^\/v1\/devices\/([0-9a-f]{20})$/.exec(p)?.[1];
+      if (m === 'GET' && code !== undefined) {
+        return [
+          'pairing',
+          async () => {
+            await device(req); // a signed-in device looks up the one it is pairing
+            send(res, 200, { devices: await store.devicesByPrefix(code) });
+          },
+        ];
+      }
       if (m === 'GET' && p === '/v1/vaults')
         return ['vaults', async () => send(res, 200, { vaults: await store.vaultsOf(await device(req)) })];
       const v = /^\/v1\/vaults\/([^/]+)\/(entries|commits|events|head)$/.exec(p);

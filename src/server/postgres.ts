@@ -78,6 +78,13 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
       const r = await one<{ json: string }>('SELECT json FROM devices WHERE id = $1', [id]);
       return r === undefined ? undefined : (JSON.parse(r.json) as DevicePublic);
     },
+    async devicesByPrefix(prefix) {
+      const r = await pool.query<{ json: string }>('SELECT json FROM devices WHERE id COLLATE "C" >= $1 AND id COLLATE "C" < $2 LIMIT 2', [
+        prefix,
+        `${prefix}g`,
+      ]);
+      return r.rows.map((x) => JSON.parse(x.json) as DevicePublic);
+    },
     async putChallenge(nonce, device, expires) {
       await pool.query('INSERT INTO challenges (nonce, device, expires) VALUES ($1, $2, $3)', [nonce, device, expires]);
     },

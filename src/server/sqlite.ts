@@ -33,6 +33,7 @@ export function openSqlite(dataDir: string): Store {
   const q = {
     putDevice: db.prepare('INSERT INTO devices (id, json, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING'),
     getDevice: db.prepare<[string], { json: string }>('SELECT json FROM devices WHERE id = ?'),
+    devicesByPrefix: db.prepare<[string, string], { json: string }>('SELECT json FROM devices WHERE id >= ? AND id < ? LIMIT 2'),
     putChallenge: db.prepare('INSERT INTO challenges (nonce, device, expires) VALUES (?, ?, ?)'),
     takeChallenge: db.prepare<[string], { device: string; expires: number }>(
       'DELETE FROM challenges WHERE nonce = ? RETURNING device, expires',
@@ -101,6 +102,9 @@ export function openSqlite(dataDir: string): Store {
     async getDevice(id) {
       const r = q.getDevice.get(id);
       return r === undefined ? undefined : (JSON.parse(r.json) as DevicePublic);
+    },
+    async devicesByPrefix(prefix) {
+      return q.devicesByPrefix.all(prefix, `${prefix}g`).map((r) => JSON.parse(r.json) as DevicePublic);
     },
     async putChallenge(nonce, device, expires) {
       q.putChallenge.run(nonce, device, expires);

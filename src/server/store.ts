@@ -32,6 +32,8 @@ export interface Store {
 
   putDevice(device: DevicePublic, now: number): Promise<void>;
   getDevice(id: string): Promise<DevicePublic | undefined>;
+  /** Up to two devices whose id starts with `prefix` (hex): a pairing code names one. */
+  devicesByPrefix(prefix: string): Promise<DevicePublic[]>;
 
   /** Challenges and sessions live in the database so stateless replicas share them. */
   putChallenge(nonce: string, device: string, expires: number): Promise<void>;

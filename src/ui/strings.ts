@@ -16,12 +16,13 @@ const TEXT: Record<RpcErrorBody['code'], string> = {
   forbidden: 'Not allowed.',
   'unknown-method': 'The extension does not know that request.',
   internal: 'Something went wrong inside the extension.',
+  'sync-failed': 'Sync with the distant vault failed',
 };
 
 export function describeError(e: unknown): string {
   if (!(e instanceof RpcCallError)) return TEXT.internal;
   let text = TEXT[e.code] ?? TEXT.internal;
-  if (e.code === 'bad-input' || e.code === 'damaged') text += `: ${e.message}.`;
+  if (e.code === 'bad-input' || e.code === 'damaged' || e.code === 'sync-failed') text += `: ${e.message}.`;
   const wait = e.data?.retryAfterMs;
   if (typeof wait === 'number' && wait > 0) text += ` Try again in ${Math.ceil(wait / 1000)} s.`;
   if (e.code === 'damaged' && typeof e.data?.item === 'string') text += ` (item ${e.data.item})`;

@@ -1,0 +1,245 @@
+/**
+ * The extension's sync service (background/sync-service.ts) end to end in Node: real
+ * VaultServices on IndexedDB (fake-indexeddb), the real distant vault over real HTTP, and a
+ * network that can be cut. Obvious fake values only.
+ */
+import 'fake-indexeddb/auto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openKeyholeDB } from '../../src/background/db.ts';
+import type { SessionBlob, SessionStore } from '../../src/background/session.ts';
+import { SyncService, serverOrigin } from '../../src/background/sync-service.ts';
+import { VaultService } from '../../src/background/vault-service.ts';
+import { newDevice } from '../../src/core/device.ts';
+import type { InjectionRule } from '../../src/core/policy.ts';
+import { unwrapVaultKey } from '../../src/core/share.ts';
+import { openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';
+
+const PASS = 'a long enough passphrase (FAKE)';
+const rule: InjectionRule = {
+  hosts: ['api.example.test'],
+  pathPrefixes: [],
+  methods: [],
+  header: 'Authorization',
+  template: 'Bearer {value}',
+};
+
+let srv: RunningServer;
+beforeAll(async () => {
+  srv = await startVaultServer(await openStore('sqlite'), { loginsPerMinute: 100_000, requestsPerMinute: 1_000_000 });
+});
+afterAll(async () => {
+  await srv?.close();
+});
+
+function memorySession(): SessionStore {
+  let blob: SessionBlob | undefined;
+  return {
+    get: async () => blob,
+    set: async (b) => {
+      blob = b;
+    },
+    clear: async () => {
+      blob = undefined;
+    },
+  };
+}
+
+/** A device: its own IndexedDB, vault and sync service, and a network cable the test can pull. */
+async function deviceNamed(name: string) {
+  const dbName = `kh-${crypto.randomUUID()}`;
+  const db = await openKeyholeDB(dbName);
+  const vault = new VaultService(db, memorySession(), 'test');
+  await vault.create(PASS, 'pbkdf2-sha256');
+  const net = { online: true, dropAnswers: 0 };
+  const fetch: typeof globalThis.fetch = async (input, init) => {
+    if (!net.online) throw new TypeError('fetch failed');
+    const res = await globalThis.fetch(input, init);
+    if (net.dropAnswers > 0 && init?.method === 'POST' && String(input).endsWith('/commits')) {
+      net.dropAnswers--;
+      throw new TypeError('connection reset'); // the commit reached the server; its answer did not
+    }
+    return res;
+  };
+  const sync = new SyncService(db, vault, { fetch });
+  const names = async () => (await vault.listSecrets()).secrets.map((s) => s.name).sort();
+  const value = async (secret: string) => {
+    const s = await vault.findSecret(secret);
+    if (!s) throw new Error(`${name} has no ${secret}`);
+    return (await vault.useSecret(s.id)).value;
+  };
+  const update = async (secret: string, v: string) => {
+    const s = await vault.findSecret(secret);
+    if (!s) throw new Error(`${name} has no ${secret}`);
+    return vault.updateSecret({ id: s.id, value: v });
+  };
+  return { name, db, dbName, vault, sync, net, names, value, update };
+}
+type Dev = Awaited<ReturnType<typeof deviceNamed>>;
+
+/** A syncing first device with `secrets`, and a second device paired to it. */
+async function pair(secrets: Record<string, string> = {}): Promise<[Dev, Dev]> {
+  const a = await deviceNamed('laptop');
+  for (const [n, v] of Object.entries(secrets)) await a.vault.createSecret({ name: n, value: v, rule });
+  await a.sync.enable(srv.origin, 'laptop');
+  const b = await deviceNamed('desktop');
+  const joining = await b.sync.join(srv.origin, 'desktop');
+  expect(joining.joining).toBe(true);
+  await a.sync.approve(joining.device?.pairingCode ?? '');
+  const s = await b.sync.syncNow();
+  expect(s.joining).toBe(false);
+  return [a, b];
+}
+
+describe('sync between two devices of one person', () => {
+  it('pairs a new device by code and brings it every secret, readable only after it is added', async () => {
+    const a = await deviceNamed('laptop');
+    await a.vault.createSecret({ name: 'openai', value: 'sk-FAKE-one', rule });
+    const enabled = await a.sync.enable(srv.origin, 'laptop');
+    expect(enabled.enabled).toBe(true);
+    expect(enabled.lastError).toBeUndefined();
+    expect(await a.value('openai')).toBe('sk-FAKE-one'); // re-sealed under the vault key, still opens
+
+    const b = await deviceNamed('desktop');
+    const joining = await b.sync.join(srv.origin, 'desktop');
+    expect(joining.device?.pairingCode).toMatch(/^[0-9A-F]{4}(-[0-9A-F]{4}){4}$/);
+    expect((await b.sync.syncNow()).joining).toBe(true); // nobody has added it yet
+    expect(await b.names()).toEqual([]);
+
+    await expect(a.sync.approve('0000-0000-0000-0000-0000')).rejects.toMatchObject({ code: 'sync-failed' });
+    await expect(a.sync.approve('not a code')).rejects.toMatchObject({ code: 'bad-input' });
+    expect(await a.sync.approve(joining.device?.pairingCode ?? '')).toMatchObject({ name: 'desktop' });
+
+    const done = await b.sync.syncNow();
+    expect(done.joining).toBe(false);
+    expect(await b.names()).toEqual(['openai']);
+    expect(await b.value('openai')).toBe('sk-FAKE-one');
+    // both show the same head fingerprint and the same two members
+    const sa = await a.sync.syncNow();
+    expect(done.head?.fingerprint).toBe(sa.head?.fingerprint);
+    expect(sa.members.map((m) => m.name).sort()).toEqual(['desktop', 'laptop']);
+  });
+
+  it('a secret added or changed on one appears on the other', async () => {
+    const [a, b] = await pair({ one: 'FAKE-1' });
+    await b.vault.createSecret({ name: 'two', value: 'FAKE-2', rule });
+    await b.update('one', 'FAKE-1b');
+    await b.sync.syncNow();
+    await a.sync.syncNow();
+    expect(await a.names()).toEqual(['one', 'two']);
+    expect(await a.value('one')).toBe('FAKE-1b');
+    expect(await a.value('two')).toBe('FAKE-2');
+  });
+
+  it('edits on both while offline converge with nothing lost; the conflict keeps both until the person picks', async () => {
+    const [a, b] = await pair({ shared: 'FAKE-base', gone: 'FAKE-gone' });
+    a.net.online = false;
+    b.net.online = false;
+    await a.update('shared', 'FAKE-from-a');
+    await b.update('shared', 'FAKE-from-b');
+    await a.vault.createSecret({ name: 'only-a', value: 'FAKE-a', rule });
+    await b.vault.createSecret({ name: 'only-b', value: 'FAKE-b', rule });
+    // deleted on one, edited on the other: the edit wins
+    await a.vault.deleteSecret((await a.vault.findSecret('gone'))?.id ?? '');
+    await b.update('gone', 'FAKE-gone-edited');
+
+    const offline = await a.sync.syncNow();
+    expect(offline.lastError?.code).toBe('network');
+    expect(offline.nextAttemptAt).toBeGreaterThan(Date.now()); // backing off
+    expect(await a.names()).toEqual(['only-a', 'shared']); // nothing local was touched
+
+    a.net.online = true;
+    b.net.online = true;
+    await a.sync.syncNow();
+    await b.sync.syncNow();
+    const sa = await a.sync.syncNow();
+    const sb = await b.sync.syncNow();
+    for (const d of [a, b]) expect(await d.names()).toEqual(['gone', 'only-a', 'only-b', 'shared']);
+    expect(await a.value('gone')).toBe('FAKE-gone-edited');
+    expect(sa.head?.fingerprint).toBe(sb.head?.fingerprint);
+    // the concurrent edit: both versions kept, shown as one conflict on both devices
+    for (const s of [sa, sb]) {
+      expect(s.conflicts).toHaveLength(1);
+      expect(s.conflicts[0]?.versions.map((v) => v.author).sort()).toEqual(['desktop', 'laptop']);
+    }
+    const fromA = sb.conflicts[0]?.versions.find((v) => v.author === 'laptop');
+    await b.sync.resolve(sb.conflicts[0]?.item ?? '', fromA?.entry ?? '');
+    const after = await a.sync.syncNow();
+    expect(after.conflicts).toEqual([]);
+    expect((await b.sync.syncNow()).conflicts).toEqual([]);
+    expect(await a.value('shared')).toBe('FAKE-from-a');
+    expect(await b.value('shared')).toBe('FAKE-from-a');
+  });
+
+  it('a commit whose answer was lost is not sent twice', async () => {
+    const [a, b] = await pair();
+    await a.vault.createSecret({ name: 'once', value: 'FAKE-once', rule });
+    a.net.dropAnswers = 1;
+    expect((await a.sync.syncNow()).lastError?.code).toBe('network');
+    const before = (await a.sync.status()).head?.seq ?? 0;
+    const s = await a.sync.syncNow(); // pulls, finds its version in the log, sends nothing
+    expect(s.lastError).toBeUndefined();
+    expect(s.head?.seq).toBe(before + 1);
+    await b.sync.syncNow();
+    expect(await b.names()).toEqual(['once']);
+    expect((await b.sync.status()).conflicts).toEqual([]);
+  });
+
+  it('a deletion reaches the other device', async () => {
+    const [a, b] = await pair({ temp: 'FAKE-temp', keep: 'FAKE-keep' });
+    await a.vault.deleteSecret((await a.vault.findSecret('temp'))?.id ?? '');
+    await a.sync.syncNow();
+    await b.sync.syncNow();
+    expect(await b.names()).toEqual(['keep']);
+  });
+
+  it('refuses bad setup input with typed errors', async () => {
+    const a = await deviceNamed('x');
+    for (const bad of ['ftp://example.test', 'http://vault.example.test', 'https://user:pw@vault.example.test', 'nonsense'])
+      expect(() => serverOrigin(bad)).toThrow(expect.objectContaining({ code: 'bad-input' }));
+    await expect(a.sync.enable(srv.origin, '')).rejects.toMatchObject({ code: 'bad-input' });
+    await a.vault.createSecret({ name: 'has-one', value: 'FAKE', rule });
+    await expect(a.sync.join(srv.origin, 'x')).rejects.toMatchObject({ code: 'bad-input' }); // joining would replace it
+    await a.sync.enable(srv.origin, 'x');
+    await expect(a.sync.enable(srv.origin, 'x')).rejects.toMatchObject({ code: 'already-initialized' });
+  });
+});
+
+describe('a team vault', () => {
+  it('removing a member starts a new epoch: later entries are unreadable to it, the rest read them, rotation is prompted', async () => {
+    const [alice, alicePhone] = await pair({ 'team-key': 'FAKE-team' });
+    const bob = await deviceNamed('bob');
+    const joining = await bob.sync.join(srv.origin, 'bob');
+    const added = await alice.sync.approve(joining.device?.pairingCode ?? '');
+    await bob.sync.syncNow();
+    expect(await bob.value('team-key')).toBe('FAKE-team');
+    // member fingerprints compare out of band: the same list on every member
+    const members = (await alice.sync.syncNow()).members.map((m) => m.pairingCode).sort();
+    expect((await bob.sync.status()).members.map((m) => m.pairingCode).sort()).toEqual(members);
+
+    const removed = await alice.sync.removeMember(added.id);
+    expect(removed.head?.epoch).toBe(2);
+    expect(removed.rotate).toEqual(['team-key']); // bob could read it: change it at the provider
+    await alice.vault.createSecret({ name: 'after', value: 'FAKE-after', rule });
+    await alice.sync.syncNow();
+
+    const bobNow = await bob.sync.syncNow();
+    expect(bobNow.lastError?.message).toMatch(/removed/);
+    expect(await bob.names()).toEqual(['team-key']); // nothing new reached bob's store
+
+    // Alice's other device learns the new epoch and reads what was written in it
+    await alicePhone.sync.syncNow();
+    expect(await alicePhone.names()).toEqual(['after', 'team-key']);
+    expect(await alicePhone.value('after')).toBe('FAKE-after');
+    expect((await alicePhone.sync.status()).head?.epoch).toBe(2);
+
+    // and the epoch-2 key was wrapped to nobody bob holds keys for
+    const stranger = await newDevice('bob-again');
+    const wrapped = (await alice.db.get('syncState', 'state'))?.replica?.wraps.filter((w) => w.epoch === 2) ?? [];
+    expect(wrapped.map((w) => w.to)).not.toContain(added.id);
+    for (const w of wrapped) await expect(unwrapVaultKey(w.wrapped, stranger, { vault: removed.vault ?? '', epoch: 2 })).rejects.toThrow();
+
+    // rotating the value clears the prompt
+    await alice.update('team-key', 'FAKE-team-rotated');
+    expect((await alice.sync.syncNow()).rotate).toEqual([]);
+  });
+});
