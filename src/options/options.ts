@@ -9,6 +9,7 @@ import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 import { auditSection } from './audit.ts';
 import { grantsSection } from './grants.ts';
+import { syncSection } from './sync.ts';
 
 const app = document.getElementById('app') as HTMLElement;
 const splitList = (s: string) => s.split(/[\s,]+/).filter(Boolean);
@@ -86,6 +87,10 @@ function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: s
     h('div', { class: 'row' }, add),
     editorSlot,
     grants,
+    syncSection(() => {
+      // secrets changed underneath: redraw, unless the person is editing one
+      if (!editorSlot.hasChildNodes()) void refresh();
+    }),
     auditSection(),
     settingsForm(settings),
     passphraseForm(),

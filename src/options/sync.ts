@@ -1,0 +1,231 @@
+/**
+ * The options page's sync section: start syncing or join a vault, the pairing code, add and
+ * remove member devices, the head fingerprint to compare, progress, conflicts to resolve,
+ * warnings about a lying server, and the values to rotate after a removal. Live: the worker
+ * pushes the status over a port while this page is open.
+ */
+import type { SyncStatus } from '../core/api.ts';
+import { field, formatTime, h, message } from '../ui/dom.ts';
+import { call } from '../ui/rpc.ts';
+import { describeError } from '../ui/strings.ts';
+
+const SYNC_PORT = 'keyhole-sync';
+let port: chrome.runtime.Port | undefined;
+let render: ((s: SyncStatus) => void) | undefined;
+let seenSeq: number | undefined;
+
+/** `onLogChanged` runs when the accepted head moves (secrets may have changed underneath). */
+export function syncSection(onLogChanged: () => void): Node {
+  const section = h('section', { 'aria-labelledby': 'sync-h', id: 'sync' }, h('h2', { id: 'sync-h' }, 'Sync'));
+  const draw = (s: SyncStatus) => {
+    section.dataset.syncState = s.enabled ? (s.joining ? 'joining' : 'enabled') : 'off';
+    section.replaceChildren(h('h2', { id: 'sync-h' }, 'Sync'), ...view(s, draw));
+  };
+  render = draw;
+  if (!port) {
+    port = chrome.runtime.connect({ name: SYNC_PORT });
+    port.onMessage.addListener((s: SyncStatus) => {
+      render?.(s);
+      if (s.progress !== undefined) return;
+      const seq = s.head?.seq ?? 0; // 0: not syncing yet, or waiting to be added
+      const moved = seenSeq !== undefined && seq !== seenSeq;
+      seenSeq = seq;
+      if (moved) onLogChanged();
+    });
+  }
+  void call('sync.status').then(draw, (e) => section.append(message('error', describeError(e))));
+  return section;
+}
+
+/** Host access for a server that is not on this machine, asked for by the person's click. */
+async function allowServer(server: string): Promise<void> {
+  let origin: string;
+  try {
+    origin = new URL(server).origin;
+  } catch {
+    return; // the worker answers bad input with a typed error
+  }
+  if (/^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(origin)) return;
+  const ok = await chrome.permissions.request({ origins: [`${origin}/*`] });
+  if (!ok) throw new Error('permission refused');
+}
+
+function act(errors: HTMLElement, draw: (s: SyncStatus) => void, work: () => Promise<SyncStatus | unknown>) {
+  errors.replaceChildren();
+  void work().then(
+    async (r) => draw(r && typeof r === 'object' && 'enabled' in r ? (r as SyncStatus) : await call('sync.status')),
+    (e) => errors.replaceChildren(message('error', describeError(e))),
+  );
+}
+
+function view(s: SyncStatus, draw: (s: SyncStatus) => void): Node[] {
+  if (!s.enabled) return setupForms(draw);
+  const errors = h('div', { id: 'sync-errors' });
+  const nodes: (Node | null)[] = [
+    h(
+      'p',
+      {},
+      'Server ',
+      h('code', { id: 'sync-server' }, s.server ?? ''),
+      '. This device: ',
+      h('strong', {}, s.device?.name ?? ''),
+      ' ',
+      h('code', { id: 'own-code' }, s.device?.pairingCode ?? ''),
+    ),
+  ];
+  if (s.warning) {
+    const dismiss = h('button', { type: 'button', id: 'dismiss-warning' }, 'I have read this');
+    dismiss.addEventListener('click', () => act(errors, draw, () => call('sync.dismiss', { what: 'warning' })));
+    nodes.push(
+      h(
+        'div',
+        { role: 'alert', class: 'msg error', id: 'sync-warning', 'data-code': s.warning.code },
+        h('strong', {}, 'The distant vault served something this device refuses. '),
+        `${s.warning.message} (${s.warning.code}). Nothing it sent was applied; sync is stopped. `,
+        'Compare the head fingerprint with your other devices, and check who runs the server.',
+        dismiss,
+      ),
+    );
+  }
+  if (s.joining) {
+    const check = h('button', { type: 'button', id: 'sync-now' }, 'Check now');
+    check.addEventListener('click', () => act(errors, draw, () => call('sync.now')));
+    nodes.push(
+      h('p', {}, 'Waiting to be added. On a device that already syncs, open Keyhole’s settings, Sync, “Add a device”, and type:'),
+      h('p', { class: 'pairing' }, h('code', { id: 'pairing-code' }, s.device?.pairingCode ?? '')),
+      check,
+      errors,
+    );
+    return nodes.filter((n): n is Node => n !== null);
+  }
+  const now = h('button', { type: 'button', id: 'sync-now' }, 'Sync now');
+  now.addEventListener('click', () => act(errors, draw, () => call('sync.now')));
+  nodes.push(
+    h(
+      'p',
+      {},
+      'Head ',
+      h('code', { id: 'head-fingerprint' }, s.head?.fingerprint ?? '—'),
+      ` · key epoch ${s.head?.epoch ?? 1} · last sync `,
+      h('span', { id: 'last-sync' }, s.lastSyncAt ? formatTime(s.lastSyncAt) : 'never'),
+      ' ',
+      now,
+    ),
+    s.progress ? h('progress', { id: 'sync-progress', max: String(s.progress.head), value: String(s.progress.seq) }) : null,
+    s.lastError
+      ? h(
+          'p',
+          { class: 'msg error', id: 'sync-error', 'data-code': s.lastError.code },
+          `Last attempt failed: ${s.lastError.message}.`,
+          s.nextAttemptAt ? ` Retrying at ${formatTime(s.nextAttemptAt)}.` : '',
+        )
+      : null,
+    conflicts(s, errors, draw),
+    rotation(s, errors, draw),
+    members(s, errors, draw),
+    addDevice(errors, draw),
+    errors,
+  );
+  return nodes.filter((n): n is Node => n !== null);
+}
+
+function conflicts(s: SyncStatus, errors: HTMLElement, draw: (s: SyncStatus) => void): Node | null {
+  if (s.conflicts.length === 0) return null;
+  return h(
+    'div',
+    { id: 'conflicts', class: 'msg info' },
+    h('strong', {}, 'Edited on two devices at once. '),
+    'Both versions are kept until you pick one:',
+    ...s.conflicts.map((c) =>
+      h(
+        'ul',
+        { 'data-conflict': c.item },
+        ...c.versions.map((v) => {
+          const keep = h('button', { type: 'button', 'aria-label': `Keep ${v.name} from ${v.author}` }, 'Keep this one');
+          keep.addEventListener('click', () => act(errors, draw, () => call('sync.resolve', { item: c.item, keep: v.entry })));
+          return h('li', {}, `${v.name} — from ${v.author}, ${v.updatedAt ? formatTime(v.updatedAt) : 'unknown time'} `, keep);
+        }),
+      ),
+    ),
+  );
+}
+
+function rotation(s: SyncStatus, errors: HTMLElement, draw: (s: SyncStatus) => void): Node | null {
+  if (s.rotate.length === 0) return null;
+  const done = h('button', { type: 'button', id: 'dismiss-rotation' }, 'Done');
+  done.addEventListener('click', () => act(errors, draw, () => call('sync.dismiss', { what: 'rotation' })));
+  return h(
+    'div',
+    { role: 'alert', class: 'msg error', id: 'rotate' },
+    'A removed device could read these values. Change them at their provider, then update them here: ',
+    h('strong', {}, s.rotate.join(', ')),
+    ' ',
+    done,
+  );
+}
+
+function members(s: SyncStatus, errors: HTMLElement, draw: (s: SyncStatus) => void): Node {
+  const rows = s.members.map((m) => {
+    const self = m.id === s.device?.id;
+    const remove = h('button', { type: 'button', 'aria-label': `Remove ${m.name}` }, 'Remove');
+    remove.addEventListener('click', () => {
+      if (!confirm(`Remove ${m.name}? It will not read anything written from now on.`)) return;
+      act(errors, draw, () => call('sync.removeMember', { device: m.id }));
+    });
+    return h(
+      'tr',
+      { 'data-member': m.id },
+      h('td', {}, m.name, self ? ' (this device)' : ''),
+      h('td', {}, h('code', {}, m.pairingCode)),
+      h('td', {}, self ? '' : remove),
+    );
+  });
+  return h(
+    'table',
+    { id: 'members' },
+    h('caption', {}, 'Member devices: compare fingerprints with each device’s own'),
+    h('thead', {}, h('tr', {}, ...['Device', 'Fingerprint', ''].map((c) => h('th', { scope: 'col' }, c)))),
+    h('tbody', {}, ...rows),
+  );
+}
+
+function addDevice(errors: HTMLElement, draw: (s: SyncStatus) => void): Node {
+  const code = h('input', { type: 'text', autocomplete: 'off', placeholder: 'XXXX-XXXX-XXXX-XXXX-XXXX', required: true });
+  const form = h('form', { id: 'add-device' }, field('Pairing code', code), h('button', { class: 'primary' }, 'Add device'));
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    act(errors, draw, () => call('sync.approve', { code: code.value }));
+  });
+  return form;
+}
+
+function setupForms(draw: (s: SyncStatus) => void): Node[] {
+  const make = (id: string, label: string, method: 'sync.enable' | 'sync.join', hint: string) => {
+    const server = h('input', { type: 'url', required: true, placeholder: 'https://vault.example.com' });
+    const name = h('input', { type: 'text', required: true, maxlength: '64', value: 'This browser' });
+    const errors = h('div', {});
+    const form = h(
+      'form',
+      { id },
+      h('h3', {}, label),
+      h('p', { class: 'muted' }, hint),
+      field('Server', server),
+      field('Device name', name),
+      errors,
+      h('button', { class: 'primary' }, label),
+    );
+    form.addEventListener('submit', (ev) => {
+      ev.preventDefault();
+      act(errors, draw, async () => {
+        await allowServer(server.value);
+        return call(method, { server: server.value, deviceName: name.value });
+      });
+    });
+    return form;
+  };
+  return [
+    h('p', {}, 'Sync keeps your secrets on a distant vault you choose, encrypted: it never sees a value.'),
+    make('sync-enable', 'Start syncing', 'sync.enable', 'Creates a vault on the server from the secrets here.'),
+    make('sync-join', 'Join a vault', 'sync.join', 'For a new device with an empty vault: a device that already syncs adds it.'),
+  ];
+}
