@@ -12,6 +12,8 @@ import { VaultService } from '../../src/background/vault-service.ts';
 import { newDevice } from '../../src/core/device.ts';
 import type { InjectionRule } from '../../src/core/policy.ts';
 import { unwrapVaultKey } from '../../src/core/share.ts';
+import { entryHash, type LogEntry } from '../../src/core/log.ts';
+import { startEvilServer } from '../harness/evil-server.ts';
 import { openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';
 
 const PASS = 'a long enough passphrase (FAKE)';
@@ -241,5 +243,55 @@ describe('a team vault', () => {
     // rotating the value clears the prompt
     await alice.update('team-key', 'FAKE-team-rotated');
     expect((await alice.sync.syncNow()).rotate).toEqual([]);
+  });
+});
+
+describe('the sync service and a lying server', () => {
+  it('warns the person, applies nothing and stops syncing until the warning is read', async () => {
+    const evil = await startEvilServer(entryHash);
+    try {
+      const a = await deviceNamed('laptop');
+      await a.vault.createSecret({ name: 'kept', value: 'FAKE-kept', rule });
+      await a.sync.enable(evil.origin, 'laptop');
+      await a.vault.createSecret({ name: 'second', value: 'FAKE-second', rule });
+      const good = await a.sync.syncNow();
+      expect(good.lastError).toBeUndefined();
+      const goodHead = good.head;
+
+      // rollback: the server serves a log one entry shorter
+      evil.tamper = (page) => {
+        const entries = evil.main.entries.slice(0, -1);
+        const last = entries.at(-1) as LogEntry;
+        return { ...page, entries: [], head: { seq: last.seq, hash: entryHash(last) } };
+      };
+      const warned = await a.sync.syncNow();
+      expect(warned.warning?.code).toBe('rollback');
+      expect(warned.head).toEqual(goodHead); // the accepted head stays
+      expect(await a.names()).toEqual(['kept', 'second']);
+      expect(await a.value('kept')).toBe('FAKE-kept');
+
+      // while the warning stands, no run talks to the server
+      let calls = 0;
+      const was = evil.tamper;
+      evil.tamper = (p, d) => {
+        calls++;
+        return was(p, d);
+      };
+      await a.sync.syncNow();
+      expect(await a.sync.due()).toBe(false);
+      expect(calls).toBe(0);
+
+      // a foreign entry (signed by a key that is no member) is refused the same way
+      evil.tamper = undefined;
+      await a.sync.dismiss('warning');
+      const last = evil.main.entries.at(-1) as LogEntry;
+      evil.main.entries.push({ ...last, seq: last.seq + 1, prev: entryHash(last), sig: btoa('x'.repeat(64)) });
+      const foreign = await a.sync.syncNow();
+      expect(foreign.warning?.code).toBe('bad-signature');
+      expect(foreign.head).toEqual(goodHead);
+      expect(await a.names()).toEqual(['kept', 'second']);
+    } finally {
+      await evil.close();
+    }
   });
 });
