@@ -83,6 +83,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'sync.enable': (x) => sync.enable(str(obj(x), 'server'), str(obj(x), 'deviceName')),
     'sync.join': (x) => sync.join(str(obj(x), 'server'), str(obj(x), 'deviceName')),
     'sync.approve': (x) => sync.approve(str(obj(x), 'code')),
+    'sync.recover': (x) => sync.recover(str(obj(x), 'server'), str(obj(x), 'recoveryKey'), str(obj(x), 'deviceName')),
     'sync.now': async () => {
       await vault.requireUnlocked();
       return sync.syncNow();

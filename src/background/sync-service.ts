@@ -17,13 +17,22 @@ import { newDevice, openDevice, pairingCode, parsePairingCode, sealDevice } from
 import { decodeItemBlob, encodeItemBlob } from '../core/item-blob.ts';
 import { deriveItemsKey, type VaultKeys } from '../core/keys.ts';
 import { blobHash, type EntryBody, isLogError, LIMITS } from '../core/log.ts';
+import {
+  decodeSealedDevice,
+  encodeSealedDevice,
+  formatRecoveryKey,
+  newRecoverySecret,
+  parseRecoveryKey,
+  recoveryLookup,
+  recoverySealKey,
+} from '../core/recovery.ts';
 import { openRecord, sealRecord } from '../core/seal.ts';
 import { openSecretMeta, openSecretValue, type StoredSecret, sealSecret } from '../core/secrets.ts';
 import { newVaultKey, unwrapVaultKey, vaultKeyPlace, wrapVaultKey } from '../core/share.ts';
 import type { KeyholeDB, SyncedItem, SyncLink, SyncState } from './db.ts';
 import { RpcError } from './errors.ts';
 import { Replica } from './replica.ts';
-import { type Pending, SyncError, VaultClient } from './vault-client.ts';
+import { fetchRecovery, type Pending, SyncError, VaultClient } from './vault-client.ts';
 import type { Keyring, VaultService } from './vault-service.ts';
 
 const FRESH: SyncState = { synced: {}, failures: 0, nextAttemptAt: 0 };
@@ -85,9 +94,13 @@ export class SyncService {
 
   // --- setting up -------------------------------------------------------------------------
 
-  /** Start syncing this device's vault to `server`: a new distant vault with this device as its creator. */
-  async enable(server: string, deviceName: string): Promise<SyncStatus> {
+  /**
+   * Start syncing this device's vault to `server`: a new distant vault with this device as its
+   * creator, and a recovery key, returned here once and never stored on this device.
+   */
+  async enable(server: string, deviceName: string): Promise<SyncStatus & { recoveryKey: string }> {
     const origin = serverOrigin(server);
+    let recoveryKey = '';
     await this.vault.exclusive(() =>
       this.#guard(async () => {
         if (await this.db.get('syncLink', 'link')) throw new RpcError('already-initialized', 'this device already syncs');
@@ -97,8 +110,20 @@ export class SyncService {
         const replica = await client.createVault(vault);
         const key = newVaultKey();
         try {
-          const wrapped = await wrapVaultKey(key, client.device.public, { vault, epoch: 1 });
-          await client.push(replica, [{ body: { type: 'key.wrap', to: client.device.public.id, wrapped } }]);
+          // the recovery key is a member device of its own, its private keys sealed under the key
+          const secret = newRecoverySecret();
+          const rec = await newDevice('recovery key', { extractable: true });
+          await new VaultClient(origin, rec, this.#clientOptions()).register();
+          const wrap = async (to: typeof rec.public) => wrapVaultKey(key, to, { vault, epoch: 1 });
+          await client.push(replica, [
+            { body: { type: 'key.wrap', to: client.device.public.id, wrapped: await wrap(client.device.public) } },
+            { body: { type: 'member.add', device: rec.public } },
+            { body: { type: 'key.wrap', to: rec.public.id, wrapped: await wrap(rec.public) } },
+          ]);
+          const sealedRec = await sealDevice(rec, await recoverySealKey(secret), vault);
+          await client.putRecovery(vault, await recoveryLookup(secret), encodeSealedDevice(sealedRec));
+          recoveryKey = formatRecoveryKey(secret);
+          wipe(secret);
           // Every secret moves to the synced vault: re-sealed under its items key, at the next version.
           const target: VaultKeys = { ...ring.local, items: await deriveItemsKey(key, vault) };
           const moved: StoredSecret[] = [];
@@ -124,7 +149,59 @@ export class SyncService {
         this.#replica = replica;
       }),
     );
-    return this.syncNow();
+    return { ...(await this.syncNow()), recoveryKey };
+  }
+
+  /**
+   * Join with the recovery key instead of another device's approval: fetch the sealed recovery
+   * device, open it with the key, and as that member add this device and send it the vault key.
+   */
+  async recover(server: string, recoveryKey: string, deviceName: string): Promise<SyncStatus> {
+    const origin = serverOrigin(server);
+    const secret = parseRecoveryKey(recoveryKey);
+    if (secret === null) throw new RpcError('bad-input', 'a recovery key looks like KH1- and 33 letters and digits');
+    try {
+      await this.vault.exclusive(() =>
+        this.#guard(async () => {
+          await this.#assertCanJoin();
+          const found = await fetchRecovery(origin, await recoveryLookup(secret), this.#fetch);
+          const vault = found.vault;
+          let rec: Awaited<ReturnType<typeof openDevice>>;
+          try {
+            rec = await openDevice(decodeSealedDevice(found.sealed), await recoverySealKey(secret), vault);
+          } catch {
+            throw new RpcError('bad-input', 'this recovery key does not open what the server holds for it');
+          }
+          const ring = await this.vault.keyring();
+          const { sealed, client } = await this.#newDevice(origin, deviceName, ring);
+          const recClient = new VaultClient(origin, rec, this.#clientOptions());
+          const replica = new Replica(vault);
+          await recClient.pull(replica).catch((e: unknown) => {
+            // a removed member is answered as if the vault did not exist
+            if (e instanceof SyncError && e.code === 'not-found')
+              throw new RpcError('not-found', 'this recovery key was removed from the vault');
+            throw e;
+          });
+          const m = replica.membership;
+          const wrap = m && replica.wrapsFor(rec.public.id).find((w) => w.epoch === m.epoch);
+          if (!m || !wrap) throw new RpcError('not-found', 'this recovery key was removed from the vault');
+          const key = await unwrapVaultKey(wrap.wrapped, rec, { vault, epoch: m.epoch });
+          try {
+            const wrapped = await wrapVaultKey(key, client.device.public, { vault, epoch: m.epoch });
+            await recClient.push(replica, [
+              { body: { type: 'member.add', device: client.device.public } },
+              { body: { type: 'key.wrap', to: client.device.public.id, wrapped } },
+            ]);
+          } finally {
+            wipe(key);
+          }
+          await this.#saveLink({ server: origin, device: sealed, vault: null, keys: [] });
+        }),
+      );
+    } finally {
+      wipe(secret);
+    }
+    return this.syncNow(); // takes the vault as a joined device does
   }
 
   /**
@@ -135,17 +212,10 @@ export class SyncService {
   async join(server: string, deviceName: string): Promise<SyncStatus> {
     const origin = serverOrigin(server);
     await this.vault.exclusive(async () => {
-      if (await this.db.get('syncLink', 'link')) throw new RpcError('already-initialized', 'this device already syncs');
-      if ((await this.db.count('secrets')) > 0)
-        throw new RpcError('bad-input', 'joining replaces this vault: only a vault without secrets can join');
+      await this.#assertCanJoin();
       const ring = await this.vault.keyring();
       const { sealed } = await this.#newDevice(origin, deviceName, ring);
-      const tx = this.db.transaction(['syncLink', 'syncState'], 'readwrite');
-      await Promise.all([
-        tx.objectStore('syncLink').put({ server: origin, device: sealed, vault: null, keys: [] }, 'link'),
-        tx.objectStore('syncState').put(FRESH, 'state'),
-        tx.done,
-      ]);
+      await this.#saveLink({ server: origin, device: sealed, vault: null, keys: [] });
     });
     return this.status();
   }
@@ -572,6 +642,18 @@ export class SyncService {
   }
 
   // --- internals --------------------------------------------------------------------------
+
+  async #assertCanJoin(): Promise<void> {
+    if (await this.db.get('syncLink', 'link')) throw new RpcError('already-initialized', 'this device already syncs');
+    if ((await this.db.count('secrets')) > 0)
+      throw new RpcError('bad-input', 'joining replaces this vault: only a vault without secrets can join');
+  }
+
+  /** A joining device's link (no vault yet) and a fresh sync state, together. */
+  async #saveLink(link: SyncLink): Promise<void> {
+    const tx = this.db.transaction(['syncLink', 'syncState'], 'readwrite');
+    await Promise.all([tx.objectStore('syncLink').put(link, 'link'), tx.objectStore('syncState').put(FRESH, 'state'), tx.done]);
+  }
 
   async #newDevice(origin: string, name: string, ring: Keyring) {
     if (typeof name !== 'string' || name.trim() === '' || name.length > LIMITS.name)

@@ -138,6 +138,11 @@ export class VaultClient {
     return found[0] as DevicePublic;
   }
 
+  /** File the vault's sealed recovery device under its lookup (a member only). */
+  async putRecovery(vault: string, lookup: string, sealed: Uint8Array): Promise<void> {
+    await this.#call('POST', '/v1/recovery', { vault, lookup, blob: toBase64(sealed) });
+  }
+
   async vaults(): Promise<string[]> {
     return (await this.#call('GET', '/v1/vaults')).json.vaults as string[];
   }
@@ -270,6 +275,29 @@ export class VaultClient {
       if (signal.aborted) return;
       throw e;
     }
+  }
+}
+
+/** The sealed recovery device filed under `lookup`, fetched without a session (who has the key knows the lookup). */
+export async function fetchRecovery(
+  origin: string,
+  lookup: string,
+  fetchFn: typeof fetch = (i, o) => fetch(i, o),
+): Promise<{ vault: string; sealed: Uint8Array }> {
+  let res: Response;
+  try {
+    res = await fetchFn(`${origin}/v1/recovery/${lookup}`, { credentials: 'omit' });
+  } catch {
+    throw new SyncError('network', 'distant vault unreachable');
+  }
+  if (res.status === 404) throw new SyncError('not-found', 'this server knows no such recovery key', 404);
+  if (!res.ok) throw new SyncError(res.status === 429 ? 'rate-limited' : 'server', 'recovery lookup failed', res.status);
+  const x = (await res.json().catch(() => ({}))) as { vault?: unknown; blob?: unknown };
+  if (typeof x.vault !== 'string' || typeof x.blob !== 'string') throw new SyncError('server', 'recovery answer malformed');
+  try {
+    return { vault: x.vault, sealed: fromBase64(x.blob) };
+  } catch {
+    throw new SyncError('server', 'recovery answer malformed');
   }
 }
 

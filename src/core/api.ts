@@ -122,7 +122,9 @@ export type Api = {
     };
   };
   'sync.status': { params: undefined; result: SyncStatus };
-  'sync.enable': { params: { server: string; deviceName: string }; result: SyncStatus };
+  /** the result carries the recovery key, shown once and never stored by the extension */
+  'sync.enable': { params: { server: string; deviceName: string }; result: SyncStatus & { recoveryKey: string } };
+  'sync.recover': { params: { server: string; recoveryKey: string; deviceName: string }; result: SyncStatus };
   'sync.join': { params: { server: string; deviceName: string }; result: SyncStatus };
   'sync.approve': { params: { code: string }; result: { id: string; name: string } };
   'sync.now': { params: undefined; result: SyncStatus };

@@ -13,6 +13,8 @@ const SYNC_PORT = 'keyhole-sync';
 let port: chrome.runtime.Port | undefined;
 let render: ((s: SyncStatus) => void) | undefined;
 let seenSeq: number | undefined;
+/** the recovery key from `sync.enable`: shown until the person says it is written down, kept nowhere */
+let recoveryKey: string | undefined;
 
 /** `onLogChanged` runs when the accepted head moves (secrets may have changed underneath). */
 export function syncSection(onLogChanged: () => void): Node {
@@ -62,6 +64,7 @@ function view(s: SyncStatus, draw: (s: SyncStatus) => void): Node[] {
   if (!s.enabled) return setupForms(draw);
   const errors = h('div', { id: 'sync-errors' });
   const nodes: (Node | null)[] = [
+    recoveryKey ? recoveryNotice(recoveryKey, s, draw) : null,
     h(
       'p',
       {},
@@ -199,10 +202,33 @@ function addDevice(errors: HTMLElement, draw: (s: SyncStatus) => void): Node {
   return form;
 }
 
+function recoveryNotice(key: string, s: SyncStatus, draw: (s: SyncStatus) => void): Node {
+  const done = h('button', { type: 'button', id: 'recovery-key-done' }, 'I have written it down');
+  done.addEventListener('click', () => {
+    recoveryKey = undefined;
+    draw(s);
+  });
+  return h(
+    'div',
+    { role: 'alert', class: 'msg info', id: 'recovery-notice' },
+    h('strong', {}, 'Your recovery key — shown this once. '),
+    'With it, a new device can join this vault when no other device is at hand. Write it down and keep it apart from this computer: ',
+    h('p', {}, h('code', { id: 'recovery-key' }, key)),
+    done,
+  );
+}
+
 function setupForms(draw: (s: SyncStatus) => void): Node[] {
-  const make = (id: string, label: string, method: 'sync.enable' | 'sync.join', hint: string) => {
+  const make = (
+    id: string,
+    label: string,
+    hint: string,
+    run: (server: string, name: string, extra: string) => Promise<SyncStatus>,
+    extra?: string,
+  ) => {
     const server = h('input', { type: 'url', required: true, placeholder: 'https://vault.example.com' });
     const name = h('input', { type: 'text', required: true, maxlength: '64', value: 'This browser' });
+    const more = h('input', { type: 'text', required: true, autocomplete: 'off', spellcheck: 'false' });
     const errors = h('div', {});
     const form = h(
       'form',
@@ -210,6 +236,7 @@ function setupForms(draw: (s: SyncStatus) => void): Node[] {
       h('h3', {}, label),
       h('p', { class: 'muted' }, hint),
       field('Server', server),
+      extra ? field(extra, more) : null,
       field('Device name', name),
       errors,
       h('button', { class: 'primary' }, label),
@@ -218,14 +245,27 @@ function setupForms(draw: (s: SyncStatus) => void): Node[] {
       ev.preventDefault();
       act(errors, draw, async () => {
         await allowServer(server.value);
-        return call(method, { server: server.value, deviceName: name.value });
+        return run(server.value, name.value, more.value);
       });
     });
     return form;
   };
   return [
     h('p', {}, 'Sync keeps your secrets on a distant vault you choose, encrypted: it never sees a value.'),
-    make('sync-enable', 'Start syncing', 'sync.enable', 'Creates a vault on the server from the secrets here.'),
-    make('sync-join', 'Join a vault', 'sync.join', 'For a new device with an empty vault: a device that already syncs adds it.'),
+    make('sync-enable', 'Start syncing', 'Creates a vault on the server from the secrets here.', async (server, deviceName) => {
+      const r = await call('sync.enable', { server, deviceName });
+      recoveryKey = r.recoveryKey;
+      return r;
+    }),
+    make('sync-join', 'Join a vault', 'For a new device with an empty vault: a device that already syncs adds it.', (server, deviceName) =>
+      call('sync.join', { server, deviceName }),
+    ),
+    make(
+      'sync-recover',
+      'Recover',
+      'For a new device with an empty vault, with the recovery key shown when syncing started.',
+      (server, deviceName, key) => call('sync.recover', { server, recoveryKey: key, deviceName }),
+      'Recovery key',
+    ),
   ];
 }

@@ -227,6 +227,18 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     send(res, 200, { token, expires });
   }
 
+  async function putRecovery(req: IncomingMessage, res: ServerResponse) {
+    const x = await readJson(req);
+    const { vault, lookup, blob } = x;
+    if (typeof vault !== 'string' || !UUID.test(vault) || typeof lookup !== 'string' || !HEX64.test(lookup) || typeof blob !== 'string')
+      throw new HttpError(400, 'bad-request', 'recovery malformed');
+    await member(req, vault);
+    const bytes = Buffer.from(blob, 'base64');
+    if (bytes.length === 0 || bytes.length > 4096) throw new HttpError(400, 'bad-request', 'recovery blob size out of range');
+    if (!(await store.putRecovery(lookup, vault, bytes))) throw new HttpError(409, 'exists', 'lookup taken');
+    send(res, 201, {});
+  }
+
   async function createVault(req: IncomingMessage, res: ServerResponse) {
     const d = await device(req);
     const x = await readJson(req);
@@ -352,7 +364,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       return send(res, closing ? 503 : 200, { ok: !closing, engine: store.engine });
     }
     const ip = req.socket.remoteAddress ?? '?';
-    const isLogin = p === '/v1/auth/challenge' || p === '/v1/auth/login' || p === '/v1/devices';
+    const isLogin = p === '/v1/auth/challenge' || p === '/v1/auth/login' || p === '/v1/devices' || p.startsWith('/v1/recovery/');
     if (!requests.take(ip, now()) || (isLogin && !logins.take(ip, now()))) throw new HttpError(429, 'rate-limited', 'too many requests');
     const handler = pick(m, p, u);
     if (handler === undefined) throw new HttpError(404, 'not-found', 'no such route');
@@ -364,6 +376,19 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       if (m === 'POST' && p === '/v1/auth/challenge') return ['challenge', () => challenge(req, res)];
       if (m === 'POST' && p === '/v1/auth/login') return ['login', () => login(req, res)];
       if (m === 'POST' && p === '/v1/vaults') return ['create', () => createVault(req, res)];
+      if (m === 'POST' && p === '/v1/recovery') return ['recovery.put', () => putRecovery(req, res)];
+      const lookup = /^\/v1\/recovery\/([0-9a-f]{64})$/.exec(p)?.[1];
+      if (m === 'GET' && lookup !== undefined) {
+        return [
+          'recovery.get',
+          async () => {
+            // no session: whoever holds the recovery key knows the lookup; the blob is sealed under that key
+            const r = await store.getRecovery(lookup);
+            if (r === undefined) throw new HttpError(404, 'not-found', 'no such recovery key');
+            send(res, 200, { vault: r.vault, blob: Buffer.from(r.bytes).toString('base64') });
+          },
+        ];
+      }
       const code = /^\/v1\/devices\/([0-9a-f]{20})$/.exec(p)?.[1];
       if (m === 'GET' && code !== undefined) {
         return [

@@ -78,6 +78,18 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
       const r = await one<{ json: string }>('SELECT json FROM devices WHERE id = $1', [id]);
       return r === undefined ? undefined : (JSON.parse(r.json) as DevicePublic);
     },
+    async putRecovery(lookup, vault, bytes) {
+      const r = await pool.query('INSERT INTO recovery (lookup, vault, bytes) VALUES ($1, $2, $3) ON CONFLICT (lookup) DO NOTHING', [
+        lookup,
+        vault,
+        Buffer.from(bytes),
+      ]);
+      return r.rowCount === 1;
+    },
+    async getRecovery(lookup) {
+      const r = await one<{ vault: string; bytes: Buffer }>('SELECT vault, bytes FROM recovery WHERE lookup = $1', [lookup]);
+      return r === undefined ? undefined : { vault: r.vault, bytes: new Uint8Array(r.bytes) };
+    },
     async devicesByPrefix(prefix) {
       const r = await pool.query<{ json: string }>('SELECT json FROM devices WHERE id COLLATE "C" >= $1 AND id COLLATE "C" < $2 LIMIT 2', [
         prefix,

@@ -33,6 +33,8 @@ export function openSqlite(dataDir: string): Store {
   const q = {
     putDevice: db.prepare('INSERT INTO devices (id, json, created) VALUES (?, ?, ?) ON CONFLICT (id) DO NOTHING'),
     getDevice: db.prepare<[string], { json: string }>('SELECT json FROM devices WHERE id = ?'),
+    putRecovery: db.prepare('INSERT INTO recovery (lookup, vault, bytes) VALUES (?, ?, ?) ON CONFLICT (lookup) DO NOTHING'),
+    getRecovery: db.prepare<[string], { vault: string; bytes: Buffer }>('SELECT vault, bytes FROM recovery WHERE lookup = ?'),
     devicesByPrefix: db.prepare<[string, string], { json: string }>('SELECT json FROM devices WHERE id >= ? AND id < ? LIMIT 2'),
     putChallenge: db.prepare('INSERT INTO challenges (nonce, device, expires) VALUES (?, ?, ?)'),
     takeChallenge: db.prepare<[string], { device: string; expires: number }>(
@@ -102,6 +104,13 @@ export function openSqlite(dataDir: string): Store {
     async getDevice(id) {
       const r = q.getDevice.get(id);
       return r === undefined ? undefined : (JSON.parse(r.json) as DevicePublic);
+    },
+    async putRecovery(lookup, vault, bytes) {
+      return q.putRecovery.run(lookup, vault, bytes).changes === 1;
+    },
+    async getRecovery(lookup) {
+      const r = q.getRecovery.get(lookup);
+      return r === undefined ? undefined : { vault: r.vault, bytes: new Uint8Array(r.bytes) };
     },
     async devicesByPrefix(prefix) {
       return q.devicesByPrefix.all(prefix, `${prefix}g`).map((r) => JSON.parse(r.json) as DevicePublic);

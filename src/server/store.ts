@@ -35,6 +35,10 @@ export interface Store {
   /** Up to two devices whose id starts with `prefix` (hex): a pairing code names one. */
   devicesByPrefix(prefix: string): Promise<DevicePublic[]>;
 
+  /** A vault's sealed recovery device, filed under a hash of the recovery key; false if the lookup is taken. */
+  putRecovery(lookup: string, vault: string, bytes: Uint8Array): Promise<boolean>;
+  getRecovery(lookup: string): Promise<{ vault: string; bytes: Uint8Array } | undefined>;
+
   /** Challenges and sessions live in the database so stateless replicas share them. */
   putChallenge(nonce: string, device: string, expires: number): Promise<void>;
   /** Deletes and returns the challenge: a nonce is good for one login, on any replica. */
@@ -76,6 +80,7 @@ CREATE TABLE IF NOT EXISTS members (vault TEXT NOT NULL, device TEXT NOT NULL, P
 CREATE INDEX IF NOT EXISTS members_by_device ON members (device);
 CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, hash TEXT NOT NULL, json TEXT NOT NULL,
   PRIMARY KEY (vault, seq))${t.clustered};
+CREATE TABLE IF NOT EXISTS recovery (lookup TEXT PRIMARY KEY, vault TEXT NOT NULL, bytes ${t.bytes} NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes ${t.bytes} NOT NULL, PRIMARY KEY (vault, hash))${t.clustered};
 `;
 }

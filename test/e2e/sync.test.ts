@@ -30,6 +30,7 @@ const start = async () => {
 type Device = { h: Harness; page: Page; name: string };
 const devices: Device[] = [];
 let laptop: Device;
+let recoveryKey = '';
 let desktop: Device;
 
 async function device(name: string, profile = newProfileDir(`sync-${name}-`)): Promise<Device> {
@@ -77,6 +78,11 @@ describe('sync between two Chromium profiles', () => {
     await a.locator('#sync-enable').getByLabel('Device name').fill('laptop');
     await a.locator('#sync-enable').getByRole('button', { name: 'Start syncing' }).click();
     await expect.poll(() => a.locator('#head-fingerprint').textContent(), { timeout: 15_000 }).toMatch(/^\d+:/);
+    // the recovery key, shown once
+    recoveryKey = (await a.locator('#recovery-key').textContent()) ?? '';
+    expect(recoveryKey).toMatch(/^KH1(-[A-Z2-9]{1,5}){7}$/);
+    await a.getByRole('button', { name: 'I have written it down' }).click();
+    expect(await a.locator('#recovery-key').count()).toBe(0);
 
     const b = desktop.page;
     await b.locator('#sync-join').getByLabel('Server').fill(origin);
@@ -141,6 +147,20 @@ describe('sync between two Chromium profiles', () => {
     expect(await value(desktop, 'openai')).toBe('sk-FAKE-from-laptop');
     const [sa, sb] = [await syncNow(laptop), await syncNow(desktop)];
     expect(sa.head?.fingerprint).toBe(sb.head?.fingerprint);
+  });
+
+  it('a third profile joins with the recovery key alone, typed in the options page', async () => {
+    const rescued = await device('rescued');
+    await call(rescued, 'vault.create', { passphrase: PASS, kdf: 'pbkdf2-sha256' });
+    await rescued.page.reload();
+    const form = rescued.page.locator('#sync-recover');
+    await form.getByLabel('Server').fill(`http://127.0.0.1:${port}`);
+    await form.getByLabel('Recovery key').fill(recoveryKey);
+    await form.getByLabel('Device name').fill('rescued');
+    await form.getByRole('button', { name: 'Recover' }).click();
+    await expect.poll(() => rescued.page.locator('tr[data-secret="openai"]').count(), { timeout: 20_000 }).toBe(1);
+    expect(await value(rescued, 'openai')).toBe('sk-FAKE-from-laptop');
+    expect((await syncNow(laptop)).members.map((m) => m.name).sort()).toEqual(['desktop', 'laptop', 'recovery key', 'rescued']);
   });
 
   it('a copied profile without the passphrase can neither log in nor decrypt', async () => {

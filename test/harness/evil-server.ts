@@ -58,7 +58,7 @@ export async function startEvilServer(hashOf: (e: LogEntry) => string): Promise<
       const u = new URL(req.url ?? '/', 'http://x');
       const device = (req.headers.authorization ?? '').replace(/^Bearer /, '');
       const x = req.method === 'POST' ? await body(req) : {};
-      if (u.pathname === '/v1/devices') return json(res, 201, {});
+      if (u.pathname === '/v1/devices' || u.pathname === '/v1/recovery') return json(res, 201, {});
       if (u.pathname === '/v1/auth/challenge') {
         if (evil.relayChallengesTo !== undefined) {
           const r = await fetch(`${evil.relayChallengesTo}/v1/auth/challenge`, {

@@ -58,6 +58,28 @@ describe.each<Engine>(['sqlite', 'postgres'])('distant vault on %s', (engine) =>
     expect(await values(keys, rb, 'openai')).toEqual(['sk-FAKE-one']);
   });
 
+  it('pairing lookup and recovery filing: signed-in lookups by code, recovery filed by members and fetched by lookup only', async () => {
+    const a = await device(srv.origin, 'laptop');
+    const b = await device(srv.origin, 'phone');
+    const ra = await a.createVault();
+    const prefix = b.device.public.id.slice(0, 20);
+    expect((await fetch(`${srv.origin}/v1/devices/${prefix}`)).status).toBe(401);
+    expect(await a.pairingDevice(prefix)).toEqual(b.device.public);
+    await expect(a.pairingDevice('f'.repeat(20))).rejects.toMatchObject({ code: 'not-found' });
+
+    const lookup = 'ab'.repeat(32);
+    const blob = btoa('sealed recovery device (FAKE)');
+    const body = { vault: ra.vault, lookup, blob };
+    expect((await post(srv.origin, '/v1/recovery', body, await login(srv.origin, b))).status).toBe(404); // not a member
+    expect((await post(srv.origin, '/v1/recovery', body)).status).toBe(401);
+    expect((await post(srv.origin, '/v1/recovery', { ...body, lookup: 'nope' }, await login(srv.origin, a))).status).toBe(400);
+    await a.putRecovery(ra.vault, lookup, new TextEncoder().encode('sealed recovery device (FAKE)'));
+    expect((await post(srv.origin, '/v1/recovery', body, await login(srv.origin, a))).status).toBe(409); // filed once
+    const got = await fetch(`${srv.origin}/v1/recovery/${lookup}`); // no session needed
+    expect(await got.json()).toEqual({ vault: ra.vault, blob });
+    expect((await fetch(`${srv.origin}/v1/recovery/${'cd'.repeat(32)}`)).status).toBe(404);
+  });
+
   it('compare-and-swap: of two commits on one head exactly one wins; the loser learns what it missed and lands after', async () => {
     const a = await device(srv.origin, 'a');
     const b = await device(srv.origin, 'b');

@@ -10,9 +10,9 @@ import type { SessionBlob, SessionStore } from '../../src/background/session.ts'
 import { SyncService, serverOrigin } from '../../src/background/sync-service.ts';
 import { VaultService } from '../../src/background/vault-service.ts';
 import { newDevice } from '../../src/core/device.ts';
+import { entryHash, type LogEntry } from '../../src/core/log.ts';
 import type { InjectionRule } from '../../src/core/policy.ts';
 import { unwrapVaultKey } from '../../src/core/share.ts';
-import { entryHash, type LogEntry } from '../../src/core/log.ts';
 import { startEvilServer } from '../harness/evil-server.ts';
 import { openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';
 
@@ -118,7 +118,7 @@ describe('sync between two devices of one person', () => {
     // both show the same head fingerprint and the same two members
     const sa = await a.sync.syncNow();
     expect(done.head?.fingerprint).toBe(sa.head?.fingerprint);
-    expect(sa.members.map((m) => m.name).sort()).toEqual(['desktop', 'laptop']);
+    expect(sa.members.map((m) => m.name).sort()).toEqual(['desktop', 'laptop', 'recovery key']);
   });
 
   it('a secret added or changed on one appears on the other', async () => {
@@ -203,6 +203,34 @@ describe('sync between two devices of one person', () => {
     await expect(a.sync.join(srv.origin, 'x')).rejects.toMatchObject({ code: 'bad-input' }); // joining would replace it
     await a.sync.enable(srv.origin, 'x');
     await expect(a.sync.enable(srv.origin, 'x')).rejects.toMatchObject({ code: 'already-initialized' });
+  });
+});
+
+describe('the recovery key', () => {
+  it('is shown once at enable, and alone lets a new device in, with no other device at hand', async () => {
+    const a = await deviceNamed('laptop');
+    await a.vault.createSecret({ name: 'openai', value: 'sk-FAKE-recover', rule });
+    const { recoveryKey } = await a.sync.enable(srv.origin, 'laptop');
+    expect(recoveryKey).toMatch(/^KH1(-[A-Z2-9]{1,5}){7}$/);
+    // the laptop keeps no copy of it anywhere
+    const stores = ['syncLink', 'syncState', 'secrets', 'header', 'settings'] as const;
+    for (const st of stores) expect(JSON.stringify(await a.db.getAll(st))).not.toContain(recoveryKey.slice(4, 20));
+
+    const lost = await deviceNamed('new-laptop');
+    await expect(lost.sync.recover(srv.origin, 'KH1-nonsense', 'new-laptop')).rejects.toMatchObject({ code: 'bad-input' });
+    const wrongKey = recoveryKey.replace(/[A-Z2-9](?=[A-Z2-9]*$)/, (c) => (c === 'A' ? 'B' : 'A'));
+    await expect(lost.sync.recover(srv.origin, wrongKey, 'new-laptop')).rejects.toMatchObject({ code: 'sync-failed' });
+    const s = await lost.sync.recover(srv.origin, recoveryKey.toLowerCase(), 'new-laptop');
+    expect(s.joining).toBe(false);
+    expect(await lost.value('openai')).toBe('sk-FAKE-recover');
+    expect(s.members.map((m) => m.name).sort()).toEqual(['laptop', 'new-laptop', 'recovery key']);
+
+    // removing the recovery key's member revokes it: it can add no one after that
+    const recId = s.members.find((m) => m.name === 'recovery key')?.id ?? '';
+    await a.sync.syncNow();
+    await a.sync.removeMember(recId);
+    const late = await deviceNamed('thief');
+    await expect(late.sync.recover(srv.origin, recoveryKey, 'thief')).rejects.toMatchObject({ code: 'not-found' });
   });
 });
 
