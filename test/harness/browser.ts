@@ -112,7 +112,12 @@ export async function launch(
     // The dead browser's profile lock stays behind; Chromium here will not take it over.
     for (const f of ['SingletonLock', 'SingletonSocket', 'SingletonCookie']) rmSync(join(profile, f), { force: true });
   };
-  return { context, extensionId, profile, worker, open, stopWorker, close: () => context.close(), kill };
+  // a profile made here is removed on close; one the caller passed in is the caller's to keep
+  const close = async () => {
+    await context.close();
+    if (opts.profile === undefined) rmSync(profile, { recursive: true, force: true });
+  };
+  return { context, extensionId, profile, worker, open, stopWorker, close, kill };
 }
 
 /** Calls the worker's RPC from an extension page, as the popup would. */
