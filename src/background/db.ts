@@ -52,28 +52,31 @@ export type SyncLink = {
   readonly keys: readonly { readonly epoch: number; readonly sealed: Uint8Array }[];
 };
 
-/** Where an item stood when this device last agreed with the log: the heads, and the local version's blob. */
-export type SyncedItem = { readonly heads: readonly string[]; readonly blob: string };
+/** Where an item stood when this device last agreed with the log: the heads, and the local version then. */
+export type SyncedItem = { readonly heads: readonly string[]; readonly version: number };
 
 export type SyncProblem = { readonly code: string; readonly message: string; readonly at: number };
 
+/** Small and rewritten after every run; the replica and per-item records live in their own stores. */
 export type SyncState = {
-  readonly replica?: ReplicaSnapshot;
-  readonly synced: Readonly<Record<string, SyncedItem>>;
   readonly lastSyncAt?: number;
   readonly lastError?: SyncProblem;
   /** a server that lied (rollback, fork, bad signature...): kept until the person dismisses it */
   readonly warning?: SyncProblem;
   readonly failures: number;
   readonly nextAttemptAt: number;
-  /** after a member removal: the items (and their re-sealed blob) whose values that member could read */
-  readonly rotate?: readonly { readonly item: string; readonly blob: string }[];
+  /** after a member removal: the items (and their re-sealed version) whose values that member could read */
+  readonly rotate?: readonly { readonly item: string; readonly version: number }[];
 };
 
 /** v3: sync with a distant vault. */
 export interface KeyholeDBv3 extends KeyholeDBv2 {
   syncLink: { key: 'link'; value: SyncLink };
   syncState: { key: 'state'; value: SyncState };
+  /** the verified replica of the log; blobs only of conflicted items (the others are in `secrets`) */
+  syncReplica: { key: 'replica'; value: ReplicaSnapshot };
+  /** by item id: where each stood at the last agreement with the log (one record: one put per change, not per item) */
+  syncItems: { key: 'items'; value: Map<string, SyncedItem> };
 }
 
 export type KeyholeDB = IDBPDatabase<KeyholeDBv3>;
@@ -101,6 +104,8 @@ export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
       if (oldVersion < 3) {
         db.createObjectStore('syncLink');
         db.createObjectStore('syncState');
+        db.createObjectStore('syncReplica');
+        db.createObjectStore('syncItems');
       }
     },
   });

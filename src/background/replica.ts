@@ -142,25 +142,35 @@ export class Replica {
     }
     if (fresh.length === 0) return [];
     const before = this.#membership;
-    const after = await applyEntries(before, fresh, keys);
-    if (after.vault !== this.vault) throw new LogError('wrong-vault', 'entries of another vault');
-    if (after.seq > page.head.seq) throw new LogError('fork', 'entries run past the head the server reported', page.head.seq);
-    if (after.seq === page.head.seq && after.head !== page.head.hash)
-      throw new LogError('fork', 'entries do not end at the reported head', after.seq);
+    const hashes: string[] = [];
+    const applying = applyEntries(before, fresh, keys, hashes);
+    applying.catch(() => {}); // awaited below; this only keeps an early rejection from going unhandled
 
     // Blobs: each must match the hash its signed entry names. A missing one (destroyed later,
-    // or withheld) leaves that version unreadable but the log intact.
+    // or withheld) leaves that version unreadable but the log intact. Hashed while the
+    // signatures are verified (WebCrypto works off this thread); a mismatch is reported after
+    // the log's own errors, so what is refused first does not depend on the order of work.
     const blobs = new Map<string, Uint8Array>();
+    let badBlob: number | undefined;
     for (const e of fresh) {
       if (e.body.type !== 'item.put') continue;
       const b = page.blobs.get(e.body.blob);
       if (b === undefined) continue;
-      if (blobHash(b) !== e.body.blob) throw new LogError('bad-entry', 'blob does not match the hash its entry signs', e.seq);
+      if (blobHash(b) !== e.body.blob) {
+        badBlob ??= e.seq;
+        continue;
+      }
       blobs.set(e.body.blob, b);
     }
 
+    const after = await applying;
+    if (after.vault !== this.vault) throw new LogError('wrong-vault', 'entries of another vault');
+    if (after.seq > page.head.seq) throw new LogError('fork', 'entries run past the head the server reported', page.head.seq);
+    if (after.seq === page.head.seq && after.head !== page.head.hash)
+      throw new LogError('fork', 'entries do not end at the reported head', after.seq);
+    if (badBlob !== undefined) throw new LogError('bad-entry', 'blob does not match the hash its entry signs', badBlob);
+
     // Every check passed: now change state.
-    const hashes = fresh.map(entryHash);
     for (const [seq, hash] of this.#told) {
       const i = seq - 1 - this.seq;
       if (i >= 0 && i < hashes.length && hashes[i] !== hash)
@@ -192,7 +202,8 @@ export class Replica {
     }
   }
 
-  snapshot(): ReplicaSnapshot {
+  /** What to persist. `keepBlob` picks the blobs to include (default: all). */
+  snapshot(keepBlob: (hash: string) => boolean = () => true): ReplicaSnapshot {
     const m = this.#membership;
     if (m === undefined) throw new LogError('gap', 'nothing accepted yet');
     return {
@@ -200,7 +211,7 @@ export class Replica {
       membership: { ...m, members: [...m.members.values()] },
       hashes: [...this.#hashes],
       items: [...this.#items].map(([k, v]) => [k, [...v]] as const),
-      blobs: [...this.#blobs],
+      blobs: [...this.#blobs].filter(([h]) => keepBlob(h)),
       destroyed: [...this.#destroyed],
       wraps: [...this.#wraps],
       itemBlobs: [...this.#itemBlobs].map(([k, v]) => [k, [...v]] as const),

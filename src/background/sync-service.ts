@@ -11,6 +11,8 @@
  *
  * Free of chrome.*: the Node tests run it on fake-indexeddb against the real server.
  */
+
+import { unwrap } from 'idb';
 import type { SyncConflict, SyncStatus } from '../core/api.ts';
 import { wipe } from '../core/bytes.ts';
 import { newDevice, openDevice, pairingCode, parsePairingCode, sealDevice } from '../core/device.ts';
@@ -35,12 +37,12 @@ import { Replica } from './replica.ts';
 import { fetchRecovery, type Pending, SyncError, VaultClient } from './vault-client.ts';
 import type { Keyring, VaultService } from './vault-service.ts';
 
-const FRESH: SyncState = { synced: {}, failures: 0, nextAttemptAt: 0 };
+const FRESH: SyncState = { failures: 0, nextAttemptAt: 0 };
 const MAX_BACKOFF_MS = 5 * 60_000;
 const COMMIT_CHUNK = 500;
 
 /** An edit to send: the entry body, its blob, and the local version's blob hash it stands for. */
-type Outgoing = { readonly item: string; readonly pending: Pending; readonly local?: string };
+type Outgoing = { readonly item: string; readonly pending: Pending; readonly version?: number };
 
 export type SyncOptions = { readonly fetch?: typeof fetch; readonly now?: () => number; readonly random?: () => number };
 
@@ -67,6 +69,8 @@ export function backoffMs(failures: number, random: () => number = Math.random):
 export class SyncService {
   #client: { key: string; client: VaultClient } | undefined;
   #replica: Replica | undefined;
+  /** the seq of the replica last written to IndexedDB (a run that learned nothing writes nothing big) */
+  #savedSeq: number | undefined;
   #running: Promise<void> | undefined;
   #again = false;
   #progress: { seq: number; head: number } | undefined;
@@ -90,6 +94,7 @@ export class SyncService {
   forget(): void {
     this.#client = undefined;
     this.#replica = undefined;
+    this.#savedSeq = undefined;
   }
 
   // --- setting up -------------------------------------------------------------------------
@@ -135,10 +140,11 @@ export class SyncService {
           const sealedKey = await sealRecord(ring.local.items, vaultKeyPlace(vault, 1), key);
           const link: SyncLink = { server: origin, device: sealed, vault, keys: [{ epoch: 1, sealed: sealedKey }] };
           // the link, the sync state and the re-sealed secrets in one transaction: all or none
-          const tx = this.db.transaction(['syncLink', 'syncState', 'secrets'], 'readwrite');
+          const tx = this.db.transaction(['syncLink', 'syncState', 'syncReplica', 'secrets'], 'readwrite');
           await Promise.all([
             tx.objectStore('syncLink').put(link, 'link'),
-            tx.objectStore('syncState').put({ ...FRESH, replica: replica.snapshot() }, 'state'),
+            tx.objectStore('syncState').put(FRESH, 'state'),
+            tx.objectStore('syncReplica').put(replica.snapshot(), 'replica'),
             ...moved.map((s) => tx.objectStore('secrets').put(s)),
             tx.done,
           ]);
@@ -274,13 +280,13 @@ export class SyncService {
     await this.vault.exclusive(async () => {
       const ring = await this.vault.keyring();
       const state = await this.#state();
-      const rotate: { item: string; blob: string }[] = [];
+      const rotate: { item: string; version: number }[] = [];
       const resealed: StoredSecret[] = [];
       for (const s of await this.db.getAll('secrets')) {
         if (s.epoch >= ring.epoch) continue;
         const n = await reseal(ring, s, s.id, s.version + 1);
         resealed.push(n);
-        rotate.push({ item: s.id, blob: blobHash(encodeItemBlob(n)) });
+        rotate.push({ item: s.id, version: n.version });
       }
       const tx = this.db.transaction(['secrets', 'syncState'], 'readwrite');
       await Promise.all([
@@ -432,14 +438,10 @@ export class SyncService {
         vault,
         keys: [{ epoch: m.epoch, sealed: await sealRecord(ring.local.items, vaultKeyPlace(vault, m.epoch), key) }],
       };
+      // The replica stays in memory and is written with the secrets it brings (in #reconcile):
+      // a worker stopped in between pulls again rather than holding a replica without its items.
       await this.vault.exclusive(async () => {
-        const state = await this.#state(); // read first: awaiting inside the transaction would end it
-        const tx = this.db.transaction(['syncLink', 'syncState'], 'readwrite');
-        await Promise.all([
-          tx.objectStore('syncLink').put(joined, 'link'),
-          tx.objectStore('syncState').put({ ...state, synced: {}, replica: replica.snapshot() }, 'state'),
-          tx.done,
-        ]);
+        await this.db.put('syncLink', joined, 'link');
         this.vault.reload();
       });
       this.#replica = replica;
@@ -480,12 +482,12 @@ export class SyncService {
    */
   async #reconcile(replica: Replica): Promise<Outgoing[]> {
     const ring = await this.vault.keyring();
-    const state = await this.#state();
-    const synced: Record<string, SyncedItem> = { ...state.synced };
+    const synced: ReadonlyMap<string, SyncedItem> = (await this.db.get('syncItems', 'items')) ?? new Map();
     const locals = new Map((await this.db.getAll('secrets')).map((s) => [s.id, s]));
-    const ids = new Set([...replica.itemIds(), ...locals.keys(), ...Object.keys(synced), ...replica.destroyedIds()]);
+    const ids = new Set([...replica.itemIds(), ...locals.keys(), ...synced.keys(), ...replica.destroyedIds()]);
     const writes: StoredSecret[] = [];
     const deletes: string[] = [];
+    const agreed = new Map<string, SyncedItem | null>(); // null: forget the item
     const out: Outgoing[] = [];
     const take = (id: string): boolean => {
       const heads = replica.heads(id);
@@ -499,40 +501,36 @@ export class SyncService {
         return false; // a member wrote something unreadable: leave ours alone
       }
       writes.push(stored);
-      synced[id] = { heads: heads.map((h) => h.entry), blob: blobHash(encodeItemBlob(stored)) };
+      agreed.set(id, { heads: heads.map((h) => h.entry), version: stored.version });
       return true;
     };
 
     for (const id of ids) {
       const local = locals.get(id);
-      const blob = local && encodeItemBlob(local);
-      const mine = blob && blobHash(blob);
-      const base = synced[id];
+      const base = synced.get(id);
+      // Every local change (edit, resolve, re-seal) writes a new version, so comparing versions
+      // finds changes without hashing every item on every run.
+      const changedHere = base === undefined ? local !== undefined : local?.version !== base.version;
       if (replica.isDestroyed(id)) {
-        if (local && base && mine !== base.blob) {
+        if (local && base && changedHere) {
           // edited here while destroyed elsewhere: the edit survives as a new item
           const copy = await reseal(ring, local, crypto.randomUUID(), 1);
           const b = encodeItemBlob(copy);
           writes.push(copy);
-          out.push({ item: copy.id, local: blobHash(b), pending: { body: put(copy.id, blobHash(b), []), blob: b } });
+          out.push({ item: copy.id, version: copy.version, pending: { body: put(copy.id, blobHash(b), []), blob: b } });
         }
         if (local) deletes.push(id);
-        delete synced[id];
+        if (base) agreed.set(id, null);
         continue;
       }
       const heads = replica.heads(id);
       const headIds = heads.map((h) => h.entry);
-      if (mine !== undefined && heads.some((h) => h.blob === mine)) {
-        synced[id] = { heads: headIds, blob: mine }; // this version is in the log already (maybe beside another)
-        continue;
-      }
-      const changedHere = base === undefined ? local !== undefined : mine !== base.blob;
       const changedThere = base === undefined ? heads.length > 0 : !sameSet(headIds, base.heads);
       if (!changedHere) {
         if (changedThere) take(id);
         continue;
       }
-      if (local === undefined || blob === undefined || mine === undefined) {
+      if (local === undefined) {
         // deleted here: edited there wins over the delete (nothing lost); else destroy it everywhere
         if (changedThere && take(id)) continue;
         out.push({
@@ -541,32 +539,61 @@ export class SyncService {
         });
         continue;
       }
-      out.push({ item: id, local: mine, pending: { body: put(id, mine, base?.heads ?? []), blob } });
+      const blob = encodeItemBlob(local);
+      const mine = blobHash(blob);
+      if (heads.some((h) => h.blob === mine)) {
+        agreed.set(id, { heads: headIds, version: local.version }); // in the log already (its answer was lost)
+        continue;
+      }
+      out.push({ item: id, version: local.version, pending: { body: put(id, mine, base?.heads ?? []), blob } });
     }
-
-    const tx = this.db.transaction(['secrets', 'syncState'], 'readwrite');
-    await Promise.all([
-      ...writes.map((s) => tx.objectStore('secrets').put(s)),
-      ...deletes.map((id) => tx.objectStore('secrets').delete(id)),
-      tx.objectStore('syncState').put({ ...state, synced, replica: replica.snapshot() }, 'state'),
-      tx.done,
-    ]);
+    await this.#write(replica, agreed, { writes, deletes });
     if (writes.length > 0 || deletes.length > 0) this.vault.reload();
     return out;
   }
 
-  /** After a push landed: those items now stand where the log is (if the person has not edited them since). */
+  /** After a push landed: those items now stand where the log is. */
   async #afterPush(replica: Replica, pushed: readonly Outgoing[]): Promise<void> {
-    const state = await this.#state();
-    const synced: Record<string, SyncedItem> = { ...state.synced };
+    const agreed = new Map<string, SyncedItem | null>();
     for (const o of pushed) {
-      if (o.pending.body.type === 'item.destroy') {
-        delete synced[o.item];
-      } else if (o.local !== undefined) {
-        synced[o.item] = { heads: replica.heads(o.item).map((h) => h.entry), blob: o.local };
+      if (o.pending.body.type === 'item.destroy') agreed.set(o.item, null);
+      else if (o.version !== undefined) agreed.set(o.item, { heads: replica.heads(o.item).map((h) => h.entry), version: o.version });
+    }
+    await this.#write(replica, agreed);
+  }
+
+  /**
+   * One transaction: secrets taken from the log, the per-item agreements that changed, and the
+   * replica if it learned anything since it was last written. Blobs are kept only for
+   * conflicted items: every other version is in `secrets` already.
+   */
+  async #write(
+    replica: Replica,
+    agreed: ReadonlyMap<string, SyncedItem | null>,
+    local: { writes: readonly StoredSecret[]; deletes: readonly string[] } = { writes: [], deletes: [] },
+  ): Promise<void> {
+    const saveReplica = replica.seq !== this.#savedSeq;
+    let items: Map<string, SyncedItem> | undefined;
+    if (agreed.size > 0) {
+      items = new Map((await this.db.get('syncItems', 'items')) ?? []);
+      for (const [id, a] of agreed) {
+        if (a === null) items.delete(id);
+        else items.set(id, a);
       }
     }
-    await this.db.put('syncState', { ...state, synced, replica: replica.snapshot() }, 'state');
+    const keep = new Set(replica.conflicts().flatMap((id) => replica.heads(id).map((h) => h.blob)));
+    const snapshot = saveReplica ? replica.snapshot((h) => keep.has(h)) : undefined;
+    const tx = this.db.transaction(['secrets', 'syncItems', 'syncReplica'], 'readwrite');
+    // thousands of puts on an initial sync: plain requests, not a promise each; tx.done reports any failure
+    const secrets = unwrap(tx.objectStore('secrets'));
+    for (const s of local.writes) secrets.put(s);
+    for (const id of local.deletes) secrets.delete(id);
+    await Promise.all([
+      items ? tx.objectStore('syncItems').put(items, 'items') : undefined,
+      snapshot ? tx.objectStore('syncReplica').put(snapshot, 'replica') : undefined,
+      tx.done,
+    ]);
+    if (saveReplica) this.#savedSeq = replica.seq;
   }
 
   // --- reading ----------------------------------------------------------------------------
@@ -595,8 +622,7 @@ export class SyncService {
     if (!(await this.vault.isUnlocked())) return { ...base, head, members, conflicts: [], rotate: [] };
     const ring = await this.vault.keyring();
     const conflicts: SyncConflict[] = [];
-    for (const [item, s] of Object.entries(state.synced)) {
-      if (s.heads.length < 2) continue;
+    for (const item of replica.conflicts()) {
       const versions: SyncConflict['versions'][number][] = [];
       for (const h of replica.heads(item)) {
         const bytes = replica.blob(h.blob);
@@ -614,7 +640,7 @@ export class SyncService {
     const rotate: string[] = [];
     for (const r of state.rotate ?? []) {
       const s = await this.db.get('secrets', r.item);
-      if (!s || blobHash(encodeItemBlob(s)) !== r.blob) continue; // changed since: rotated
+      if (!s || s.version !== r.version) continue; // changed since: rotated
       try {
         rotate.push((await openSecretMeta(ring.keysFor(s.epoch), replica.vault, s)).name);
       } catch {
@@ -651,8 +677,14 @@ export class SyncService {
 
   /** A joining device's link (no vault yet) and a fresh sync state, together. */
   async #saveLink(link: SyncLink): Promise<void> {
-    const tx = this.db.transaction(['syncLink', 'syncState'], 'readwrite');
-    await Promise.all([tx.objectStore('syncLink').put(link, 'link'), tx.objectStore('syncState').put(FRESH, 'state'), tx.done]);
+    const tx = this.db.transaction(['syncLink', 'syncState', 'syncItems', 'syncReplica'], 'readwrite');
+    await Promise.all([
+      tx.objectStore('syncLink').put(link, 'link'),
+      tx.objectStore('syncState').put(FRESH, 'state'),
+      tx.objectStore('syncItems').clear(),
+      tx.objectStore('syncReplica').clear(),
+      tx.done,
+    ]);
   }
 
   async #newDevice(origin: string, name: string, ring: Keyring) {
@@ -699,13 +731,15 @@ export class SyncService {
 
   async #loadReplica(): Promise<Replica | undefined> {
     if (this.#replica) return this.#replica;
-    const snap = (await this.#state()).replica;
-    return snap ? Replica.fromSnapshot(snap) : undefined;
+    const snap = await this.db.get('syncReplica', 'replica');
+    if (!snap) return undefined;
+    this.#savedSeq = snap.hashes.length;
+    return Replica.fromSnapshot(snap);
   }
 
   async #saveReplica(replica: Replica): Promise<void> {
     this.#replica = replica;
-    await this.#patch({ replica: replica.snapshot() });
+    await this.#write(replica, new Map());
   }
 
   async #state(): Promise<SyncState> {

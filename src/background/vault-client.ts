@@ -163,16 +163,25 @@ export class VaultClient {
     return { head, entries, blobs, more: json.more === true };
   }
 
-  /** Pull everything after the replica's head, verifying each page before applying it. */
+  /**
+   * Pull everything after the replica's head, verifying each page before applying it. The next
+   * page is fetched while this one is verified; it is used only if this one was accepted whole
+   * and ends where the next begins.
+   */
   async pull(r: Replica, onProgress?: (seq: number, head: number) => void): Promise<number> {
+    const fetchPage = async (after: number) =>
+      VaultClient.parsePage((await this.#call('GET', `/v1/vaults/${r.vault}/entries?after=${after}&limit=${this.#pageSize}`)).json);
     let applied = 0;
+    let next = fetchPage(r.seq);
     for (;;) {
-      const { json } = await this.#call('GET', `/v1/vaults/${r.vault}/entries?after=${r.seq}&limit=${this.#pageSize}`);
-      const page = VaultClient.parsePage(json);
+      const page = await next;
+      const last = page.entries.at(-1)?.seq;
+      const ahead = page.more && last !== undefined ? fetchPage(last) : undefined;
+      ahead?.catch(() => {}); // if this page is refused, nobody awaits the next one
       applied += (await r.accept(page, this.keys)).length;
       onProgress?.(r.seq, page.head.seq);
-      if (!page.more) break;
-      if (page.entries.length === 0) break;
+      if (ahead === undefined) break;
+      next = r.seq === last ? ahead : fetchPage(r.seq);
     }
     // Still behind a head another member device saw: the server is withholding entries.
     const told = r.toldAhead();

@@ -268,18 +268,27 @@ export class KeyCache {
  * changed. The rules run in order; the signatures (each checked against the author's key as
  * a member at that point) run in parallel after, so a long pull is not one await per entry.
  */
-export async function applyEntries(state: Membership | undefined, entries: readonly LogEntry[], keys: KeyCache): Promise<Membership> {
+export async function applyEntries(
+  state: Membership | undefined,
+  entries: readonly LogEntry[],
+  keys: KeyCache,
+  /** filled with each entry's hash, in order, for callers that keep them (computed once here) */
+  hashesOut?: string[],
+): Promise<Membership> {
   const checks: { e: LogEntry; by: DevicePublic }[] = [];
+  const hashes: string[] = [];
   let s = state;
   for (const e of entries) {
     const [next, by] = applyRules(s, e);
     checks.push({ e, by });
+    hashes.push(next.head);
     s = next;
   }
   const results = await Promise.all(checks.map(async ({ e, by }) => verifyEntrySignature(e, await keys.get(by))));
   const bad = results.indexOf(false);
   if (bad >= 0) throw new LogError('bad-signature', 'signature does not verify', checks[bad]?.e.seq);
   if (s === undefined) throw new LogError('gap', 'no entries');
+  hashesOut?.push(...hashes);
   return s;
 }
 

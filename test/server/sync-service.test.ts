@@ -50,7 +50,8 @@ function memorySession(): SessionStore {
 async function deviceNamed(name: string) {
   const dbName = `kh-${crypto.randomUUID()}`;
   const db = await openKeyholeDB(dbName);
-  const vault = new VaultService(db, memorySession(), 'test');
+  const session = memorySession();
+  const vault = new VaultService(db, session, 'test');
   await vault.create(PASS, 'pbkdf2-sha256');
   const net = { online: true, dropAnswers: 0 };
   const fetch: typeof globalThis.fetch = async (input, init) => {
@@ -74,7 +75,12 @@ async function deviceNamed(name: string) {
     if (!s) throw new Error(`${name} has no ${secret}`);
     return vault.updateSecret({ id: s.id, value: v });
   };
-  return { name, db, dbName, vault, sync, net, names, value, update };
+  /** the same storage seen by a restarted worker: new services, the session still in memory */
+  const restarted = () => {
+    const v = new VaultService(db, session, 'test');
+    return { vault: v, sync: new SyncService(db, v, { fetch }) };
+  };
+  return { name, db, dbName, vault, sync, net, names, value, update, restarted };
 }
 type Dev = Awaited<ReturnType<typeof deviceNamed>>;
 
@@ -163,8 +169,12 @@ describe('sync between two devices of one person', () => {
       expect(s.conflicts).toHaveLength(1);
       expect(s.conflicts[0]?.versions.map((v) => v.author).sort()).toEqual(['desktop', 'laptop']);
     }
-    const fromA = sb.conflicts[0]?.versions.find((v) => v.author === 'laptop');
-    await b.sync.resolve(sb.conflicts[0]?.item ?? '', fromA?.entry ?? '');
+    // a restarted worker still shows the conflict (its versions' blobs are kept) and resolves it
+    const again = b.restarted();
+    const shown = await again.sync.status();
+    expect(shown.conflicts).toEqual(sb.conflicts);
+    const fromA = shown.conflicts[0]?.versions.find((v) => v.author === 'laptop');
+    await again.sync.resolve(shown.conflicts[0]?.item ?? '', fromA?.entry ?? '');
     const after = await a.sync.syncNow();
     expect(after.conflicts).toEqual([]);
     expect((await b.sync.syncNow()).conflicts).toEqual([]);
@@ -184,6 +194,18 @@ describe('sync between two devices of one person', () => {
     await b.sync.syncNow();
     expect(await b.names()).toEqual(['once']);
     expect((await b.sync.status()).conflicts).toEqual([]);
+  });
+
+  it('a run that finds nothing new writes nothing and sends nothing, also after a worker restart', async () => {
+    const [a] = await pair({ one: 'FAKE-1', two: 'FAKE-2' });
+    const before = await a.sync.syncNow();
+    const fresh = a.restarted();
+    const after = await fresh.sync.syncNow();
+    expect(after.lastError).toBeUndefined();
+    expect(after.head).toEqual(before.head); // nothing was pushed
+    expect(await fresh.vault.listSecrets().then((l) => l.secrets.map((s) => s.name).sort())).toEqual(['one', 'two']);
+    // the stored replica keeps no blob of a settled item: those versions live in `secrets`
+    expect((await a.db.get('syncReplica', 'replica'))?.blobs).toEqual([]);
   });
 
   it('a deletion reaches the other device', async () => {
@@ -264,7 +286,7 @@ describe('a team vault', () => {
 
     // and the epoch-2 key was wrapped to nobody bob holds keys for
     const stranger = await newDevice('bob-again');
-    const wrapped = (await alice.db.get('syncState', 'state'))?.replica?.wraps.filter((w) => w.epoch === 2) ?? [];
+    const wrapped = (await alice.db.get('syncReplica', 'replica'))?.wraps.filter((w) => w.epoch === 2) ?? [];
     expect(wrapped.map((w) => w.to)).not.toContain(added.id);
     for (const w of wrapped) await expect(unwrapVaultKey(w.wrapped, stranger, { vault: removed.vault ?? '', epoch: 2 })).rejects.toThrow();
 
