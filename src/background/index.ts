@@ -363,8 +363,12 @@ function watchSync(port: chrome.runtime.Port): void {
     sync.onChange();
     // the stream ends when the server restarts or the session expires: open it again while watched
     while (!stop.signal.aborted) {
-      await sync.watch(stop.signal).catch(() => {});
-      if (!stop.signal.aborted) await new Promise((r) => setTimeout(r, 5000));
+      // not linked or locked yet: look again soon; a stream that failed: back off a little
+      const wait = await sync.watch(stop.signal).then(
+        () => 1000,
+        () => 5000,
+      );
+      if (!stop.signal.aborted) await new Promise((r) => setTimeout(r, wait));
     }
   });
 }

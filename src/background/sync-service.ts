@@ -654,9 +654,9 @@ export class SyncService {
    * Live updates while a page watches: the server's event stream, a run on each new head.
    * Ends when `signal` aborts or the stream ends. It does not keep the worker alive.
    */
-  async watch(signal: AbortSignal): Promise<void> {
+  async watch(signal: AbortSignal): Promise<boolean> {
     const link = await this.db.get('syncLink', 'link');
-    if (!link?.vault || !(await this.vault.isUnlocked())) return;
+    if (!link?.vault || !(await this.vault.isUnlocked())) return false; // nothing to watch yet
     const client = await this.#clientFor(link);
     await client.events(
       link.vault,
@@ -665,6 +665,7 @@ export class SyncService {
       },
       signal,
     );
+    return true;
   }
 
   // --- internals --------------------------------------------------------------------------

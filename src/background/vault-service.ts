@@ -170,12 +170,15 @@ export class VaultService {
     const open = await this.unlocked();
     const secrets: SecretSummary[] = [];
     const damaged: DamagedSecret[] = [];
-    for (const s of await this.db.getAll('secrets')) {
-      try {
-        secrets.push(summary(s, await openSecretMeta(keysFor(open, s.epoch), open.vaultId, s)));
-      } catch (e) {
-        damaged.push({ id: s.id, damaged: true, reason: isCoreError(e) ? e.code : 'unreadable' });
-      }
+    // opened all at once: WebCrypto works off this thread, so the decryptions overlap
+    const stored = await this.db.getAll('secrets');
+    const opened = await Promise.allSettled(
+      stored.map(async (s) => summary(s, await openSecretMeta(keysFor(open, s.epoch), open.vaultId, s))),
+    );
+    for (const [i, r] of opened.entries()) {
+      if (r.status === 'fulfilled') secrets.push(r.value);
+      else
+        damaged.push({ id: (stored[i] as StoredSecret).id, damaged: true, reason: isCoreError(r.reason) ? r.reason.code : 'unreadable' });
     }
     secrets.sort((a, b) => a.name.localeCompare(b.name));
     return { secrets, damaged };

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
 import { newDevice } from '../../src/core/device.ts';
 import { signLogin } from '../../src/core/login.ts';
-import { type Harness, launch, newProfileDir, OPTIONS, rpc, TMP } from '../harness/browser.ts';
+import { type Harness, launch, newProfileDir, OPTIONS, POPUP, rpc, TMP } from '../harness/browser.ts';
 import { freePort } from '../harness/servers.ts';
 import { post } from '../harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts';
@@ -120,6 +120,19 @@ describe('sync between two Chromium profiles', () => {
     expect(await names(laptop)).toContain('after-restart');
   });
 
+  it('a stopped worker pulls when it wakes, with no page watching and no sync asked for', async () => {
+    await desktop.page.close(); // no options page: no event stream
+    const stopped = await desktop.h.stopWorker();
+    await call(laptop, 'secrets.create', { name: 'while-asleep', value: 'FAKE-asleep', rule });
+    await syncNow(laptop);
+    // any event wakes the worker; opening the popup is one. The pull on wake does the rest.
+    desktop.page = await desktop.h.open(POPUP);
+    expect(await stopped.restarted()).toBe(true);
+    await expect.poll(() => names(desktop), { timeout: 15_000 }).toContain('while-asleep');
+    await desktop.page.close();
+    desktop.page = await desktop.h.open(OPTIONS);
+  });
+
   it('edits on both while the server is down converge with nothing lost', async () => {
     await server?.stop();
     await edit(laptop, 'openai', 'sk-FAKE-from-laptop');
@@ -132,7 +145,7 @@ describe('sync between two Chromium profiles', () => {
 
     await start();
     for (const d of [laptop, desktop, laptop, desktop]) await syncNow(d);
-    const all = ['after-restart', 'anthropic', 'only-desktop', 'only-laptop', 'openai'];
+    const all = ['after-restart', 'anthropic', 'only-desktop', 'only-laptop', 'openai', 'while-asleep'];
     expect(await names(laptop)).toEqual(all);
     expect(await names(desktop)).toEqual(all);
 
