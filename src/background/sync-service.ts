@@ -3,7 +3,7 @@
  *
  * State-based, not a queue of operations: every run pulls and verifies the log (replica.ts),
  * then compares each local secret with where it stood when this device last agreed with the
- * log (`synced`). Changed here: pushed, naming the heads it was based on. Changed there:
+ * log (its heads, and the local version then). Changed here: pushed, naming the heads it was based on. Changed there:
  * taken. Changed on both: both versions stay in the log as two heads, a conflict the person
  * resolves; nothing is dropped. Because the comparison is of stored state, an edit made
  * offline, or before a crash, or while a push was unanswered, is found again by the next run,
@@ -19,6 +19,7 @@ import { newDevice, openDevice, pairingCode, parsePairingCode, sealDevice } from
 import { decodeItemBlob, encodeItemBlob } from '../core/item-blob.ts';
 import { deriveItemsKey, type VaultKeys } from '../core/keys.ts';
 import { blobHash, type EntryBody, isLogError, LIMITS } from '../core/log.ts';
+import { isLoopbackHost } from '../core/policy.ts';
 import {
   decodeSealedDevice,
   encodeSealedDevice,
@@ -41,7 +42,7 @@ const FRESH: SyncState = { failures: 0, nextAttemptAt: 0 };
 const MAX_BACKOFF_MS = 5 * 60_000;
 const COMMIT_CHUNK = 500;
 
-/** An edit to send: the entry body, its blob, and the local version's blob hash it stands for. */
+/** An edit to send: the entry (and blob), and the local version it stands for. */
 type Outgoing = { readonly item: string; readonly pending: Pending; readonly version?: number };
 
 export type SyncOptions = { readonly fetch?: typeof fetch; readonly now?: () => number; readonly random?: () => number };
@@ -54,8 +55,7 @@ export function serverOrigin(x: unknown): string {
   } catch {
     throw new RpcError('bad-input', 'server must be a URL');
   }
-  const loopback = ['localhost', '127.0.0.1', '[::1]'].includes(u.hostname) || u.hostname.endsWith('.localhost');
-  if (u.username || u.password || !(u.protocol === 'https:' || (u.protocol === 'http:' && loopback))) {
+  if (u.username || u.password || !(u.protocol === 'https:' || (u.protocol === 'http:' && isLoopbackHost(u.hostname)))) {
     throw new RpcError('bad-input', 'server must be https (or http on a loopback host), without user info');
   }
   return u.origin;

@@ -5,6 +5,7 @@
  * pushes the status over a port while this page is open.
  */
 import type { SyncStatus } from '../core/api.ts';
+import { isLoopbackHost } from '../core/policy.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
@@ -41,14 +42,14 @@ export function syncSection(onLogChanged: () => void): Node {
 
 /** Host access for a server that is not on this machine, asked for by the person's click. */
 async function allowServer(server: string): Promise<void> {
-  let origin: string;
+  let url: URL;
   try {
-    origin = new URL(server).origin;
+    url = new URL(server);
   } catch {
     return; // the worker answers bad input with a typed error
   }
-  if (/^https?:\/\/(localhost|127\.0\.0\.1|\[::1\])(:\d+)?$/.test(origin)) return;
-  const ok = await chrome.permissions.request({ origins: [`${origin}/*`] });
+  if (isLoopbackHost(url.hostname)) return; // the manifest grants loopback hosts
+  const ok = await chrome.permissions.request({ origins: [`${url.origin}/*`] });
   if (!ok) throw new Error('permission refused');
 }
 
