@@ -4,14 +4,13 @@
  * other (live, over the event stream), edits on both while the server is down converging with
  * nothing lost, and a copied profile that without the passphrase can neither log in nor decrypt.
  */
-import { cpSync, mkdtempSync } from 'node:fs';
-import { join } from 'node:path';
+import { cpSync } from 'node:fs';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
 import { newDevice } from '../../src/core/device.ts';
 import { signLogin } from '../../src/core/login.ts';
-import { type Harness, launch, newProfileDir, OPTIONS, POPUP, rpc, TMP } from '../harness/browser.ts';
+import { type Harness, launch, newProfileDir, OPTIONS, POPUP, rpc } from '../harness/browser.ts';
 import { freePort } from '../harness/servers.ts';
 import { post } from '../harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts';
@@ -58,7 +57,7 @@ const syncNow = (d: Device) => call<SyncStatus>(d, 'sync.now');
 
 beforeAll(async () => {
   port = await freePort();
-  dataDir = mkdtempSync(join(TMP, 'sync-server-'));
+  dataDir = newProfileDir('sync-server-'); // a fresh directory under test/.tmp (made if missing)
   await start();
   [laptop, desktop] = await Promise.all([device('laptop'), device('desktop')]);
   for (const d of [laptop, desktop]) await call(d, 'vault.create', { passphrase: PASS, kdf: 'pbkdf2-sha256' });
