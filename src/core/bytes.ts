@@ -34,9 +34,11 @@ export function abytes(name: string, b: unknown, ...lengths: number[]): asserts 
   }
 }
 
+const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
+
 export function toHex(b: Uint8Array): string {
   let s = '';
-  for (const x of b) s += x.toString(16).padStart(2, '0');
+  for (const x of b) s += HEX[x];
   return s;
 }
 

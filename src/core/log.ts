@@ -214,7 +214,21 @@ function unsigned(e: UnsignedEntry): UnsignedEntry {
   return { v, vault, seq, prev, author, time, epoch, body };
 }
 
-const signedBytes = (e: UnsignedEntry) => utf8(SIGN_DOMAIN + canonicalJson(unsigned(e)));
+/**
+ * An entry's canonical JSON (core/canonical.ts), with or without its signature. The top-level
+ * keys are fixed, so they are written in their sorted order directly and only the body goes
+ * through the general encoder: the same text, at a fraction of the cost on a 10,000-entry pull
+ * (test/unit/log.test.ts checks it against canonicalJson).
+ */
+export function entryText(e: UnsignedEntry, sig?: string): string {
+  const ints = [e.epoch, e.seq, e.time, e.v];
+  if (!ints.every(Number.isSafeInteger)) return canonicalJson(sig === undefined ? unsigned(e) : { ...unsigned(e), sig });
+  const str = JSON.stringify;
+  const signed = sig === undefined ? '' : `"sig":${str(sig)},`;
+  return `{"author":${str(e.author)},"body":${canonicalJson(e.body)},"epoch":${e.epoch},"prev":${str(e.prev)},"seq":${e.seq},${signed}"time":${e.time},"v":${e.v},"vault":${str(e.vault)}}`;
+}
+
+const signedBytes = (e: UnsignedEntry) => utf8(SIGN_DOMAIN + entryText(e));
 
 export async function signEntry(e: UnsignedEntry, signingKey: CryptoKey): Promise<LogEntry> {
   const sig = new Uint8Array(await crypto.subtle.sign(ECDSA_SIGN, signingKey, signedBytes(e)));
@@ -230,7 +244,7 @@ export async function verifyEntrySignature(e: LogEntry, publicKey: CryptoKey): P
 }
 
 export function entryHash(e: LogEntry): string {
-  return sha256Hex(utf8(canonicalJson({ ...unsigned(e), sig: e.sig })));
+  return sha256Hex(utf8(entryText(e, e.sig)));
 }
 
 export function blobHash(bytes: Uint8Array): string {

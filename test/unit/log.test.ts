@@ -8,6 +8,7 @@ import {
   checkEntry,
   type EntryBody,
   entryHash,
+  entryText,
   genesisEntry,
   isLogError,
   KeyCache,
@@ -48,6 +49,49 @@ describe('canonical JSON', () => {
   it('refuses what two encoders could disagree on', () => {
     for (const bad of [1.5, Number.NaN, 2 ** 60, { a: undefined }, new Date(0), new Uint8Array(1)])
       expect(() => canonicalJson(bad)).toThrow();
+  });
+});
+
+describe("an entry's canonical text", () => {
+  it('is exactly canonicalJson of the entry, with and without its signature, for every body and awkward names', async () => {
+    const d = await newDevice('a "quoted", \\ name,"time":1 with \u2028 and ünïcödé');
+    const bodies: EntryBody[] = [
+      { type: 'genesis', device: d.public },
+      { type: 'member.add', device: { ...d.public, name: '},"time":0,"v":{' } },
+      { type: 'member.remove', device: 'cd'.repeat(32) },
+      { type: 'key.wrap', to: 'ef'.repeat(32), wrapped: 'AAEC+/==' },
+      { type: 'item.put', item: 'item_1-x', blob: 'ab'.repeat(32), parents: ['01'.repeat(32), '23'.repeat(32)] },
+      { type: 'item.destroy', item: 'gone', blobs: [] },
+    ];
+    for (const [i, body] of bodies.entries()) {
+      const e = {
+        v: 1 as const,
+        vault: VAULT,
+        seq: i + 1,
+        prev: '0'.repeat(64),
+        author: d.public.id,
+        time: 1_700_000_000_000 + i,
+        epoch: 3,
+        body,
+      };
+      const sig = 'c2lnbmF0dXJl+/=';
+      const { sig: _, ...unsignedOnly } = { ...e, sig };
+      expect(entryText(e)).toBe(canonicalJson(unsignedOnly));
+      expect(entryText(e, sig)).toBe(canonicalJson({ ...e, sig }));
+    }
+    // numbers no encoder could agree on are refused, as canonicalJson refuses them
+    expect(() =>
+      entryText({
+        v: 1,
+        vault: VAULT,
+        seq: 1.5,
+        prev: '0'.repeat(64),
+        author: d.public.id,
+        time: 1,
+        epoch: 1,
+        body: bodies[2] as EntryBody,
+      }),
+    ).toThrow();
   });
 });
 
