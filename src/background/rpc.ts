@@ -90,6 +90,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     },
     'sync.resolve': (x) => sync.resolve(str(obj(x), 'item'), str(obj(x), 'keep')),
     'sync.removeMember': (x) => sync.removeMember(str(obj(x), 'device')),
+    'sync.compareHead': (x) => sync.compareHead(str(obj(x), 'fingerprint')),
     'sync.dismiss': (x) => {
       const what = obj(x).what;
       if (what !== 'warning' && what !== 'rotation') throw new RpcError('bad-input', 'what must be warning or rotation');

@@ -320,6 +320,40 @@ export class SyncService {
     return this.syncNow();
   }
 
+  /**
+   * Fork check by hand: the head fingerprint another member device shows (`seq:` and 40 hex
+   * digits), typed here. A different entry at that seq means the server showed the two devices
+   * different histories; a seq this device cannot reach means it withholds entries. Either
+   * becomes the warning that stops sync.
+   */
+  async compareHead(text: string): Promise<{ result: 'same' | 'fork' | 'withheld'; seq: number }> {
+    const m = /^\s*(\d{1,12})\s*:\s*([0-9a-fA-F\s]+)$/.exec(text);
+    const seq = Number(m?.[1]);
+    const prefix = (m?.[2] ?? '').replace(/\s/g, '').toLowerCase();
+    if (!m || prefix.length !== 40 || seq < 1)
+      throw new RpcError('bad-input', 'a head fingerprint looks like 12:9158 db85 … (seq, colon, 40 hex digits)');
+    let replica = await this.#loadReplica();
+    if (!replica || seq > replica.seq) {
+      await this.syncNow();
+      replica = await this.#loadReplica();
+    }
+    const ours = replica?.hashAt(seq);
+    const at = this.#now();
+    if (ours === undefined) {
+      await this.#patch({
+        warning: { code: 'rollback', message: `another device saw entry ${seq}, which this server does not deliver`, at },
+      });
+      return { result: 'withheld', seq };
+    }
+    if (!ours.startsWith(prefix)) {
+      await this.#patch({
+        warning: { code: 'fork', message: `another device saw a different entry ${seq}: the server shows you different histories`, at },
+      });
+      return { result: 'fork', seq };
+    }
+    return { result: 'same', seq };
+  }
+
   /** The person read a warning, or rotated (or chose not to rotate) the listed values. */
   async dismiss(what: 'warning' | 'rotation'): Promise<SyncStatus> {
     const s = await this.#state();
@@ -372,10 +406,7 @@ export class SyncService {
       }
       const replica = (await this.#loadReplica()) ?? new Replica(link.vault as string);
       await client
-        .pull(replica, (seq, head) => {
-          this.#progress = { seq, head };
-          this.onChange();
-        })
+        .pull(replica, (seq, head) => this.#report(seq, head))
         .catch((e: unknown) => {
           // the server answers a non-member as if the vault did not exist
           if (e instanceof SyncError && e.code === 'not-found') throw new SyncError('not-found', 'this device was removed from the vault');
@@ -426,7 +457,7 @@ export class SyncService {
     const vault = vaults[0];
     if (vault === undefined) return null;
     const replica = new Replica(vault);
-    await client.pull(replica);
+    await client.pull(replica, (seq, head) => this.#report(seq, head));
     const m = replica.membership;
     const wrap = m && replica.wrapsFor(client.device.public.id).find((w) => w.epoch === m.epoch);
     if (!m || !wrap) return null;
@@ -669,6 +700,12 @@ export class SyncService {
   }
 
   // --- internals --------------------------------------------------------------------------
+
+  /** Progress of a long pull, for the options page. */
+  #report(seq: number, head: number): void {
+    this.#progress = { seq, head };
+    this.onChange();
+  }
 
   async #assertCanJoin(): Promise<void> {
     if (await this.db.get('syncLink', 'link')) throw new RpcError('already-initialized', 'this device already syncs');

@@ -194,8 +194,9 @@ export class VaultService {
       const place = { vaultId: open.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.epoch };
       const stored = await sealSecret(keysFor(open, open.epoch), place, meta, checkValue(input.value));
       await this.db.add('secrets', stored);
-      this.forget();
-      return summary(stored, meta);
+      const s = summary(stored, meta);
+      this.changed(s.id, s);
+      return s;
     });
   }
 
@@ -228,8 +229,9 @@ export class VaultService {
       }
       await tx.store.put(stored);
       await tx.done;
-      this.forget();
-      return summary(stored, meta);
+      const s = summary(stored, meta);
+      this.changed(s.id, s);
+      return s;
     });
   }
 
@@ -239,7 +241,7 @@ export class VaultService {
       await this.getStored(id);
       // Deleting the record deletes its wrapped data key with it: the value cannot be opened again.
       await this.db.delete('secrets', id);
-      this.forget();
+      this.changed(id, null);
       return true as const;
     });
   }
@@ -247,6 +249,17 @@ export class VaultService {
   /** The secret a page names (for grants and the broker): metadata only, or null. */
   async findSecret(name: string): Promise<SecretSummary | null> {
     return (await this.nameIndex()).get(name) ?? null;
+  }
+
+  /**
+   * One secret changed (null: deleted): its opened value is dropped and the name index, if
+   * built, is updated in place, so a vault of thousands is not re-read after every edit.
+   */
+  private changed(id: string, now: SecretSummary | null): void {
+    this.inUse.delete(id);
+    if (!this.byName) return;
+    for (const [name, s] of this.byName) if (s.id === id) this.byName.delete(name);
+    if (now) this.byName.set(now.name, now);
   }
 
   /** Drops what is derived from the stored secrets: the name index and opened values. */

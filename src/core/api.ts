@@ -131,6 +131,8 @@ export type Api = {
   'sync.resolve': { params: { item: string; keep: string }; result: SyncStatus };
   'sync.removeMember': { params: { device: string }; result: SyncStatus };
   'sync.dismiss': { params: { what: 'warning' | 'rotation' }; result: SyncStatus };
+  /** compare the head fingerprint another member device shows (fork check by hand) */
+  'sync.compareHead': { params: { fingerprint: string }; result: { result: 'same' | 'fork' | 'withheld'; seq: number } };
   'audit.export': { params: { filter?: AuditFilter; format: 'jsonl' | 'csv' }; result: { text: string; mime: string } };
 };
 

@@ -127,6 +127,7 @@ function view(s: SyncStatus, draw: (s: SyncStatus) => void): Node[] {
     conflicts(s, errors, draw),
     rotation(s, errors, draw),
     members(s, errors, draw),
+    compareHead(errors, draw),
     addDevice(errors, draw),
     errors,
   );
@@ -191,6 +192,30 @@ function members(s: SyncStatus, errors: HTMLElement, draw: (s: SyncStatus) => vo
     h('thead', {}, h('tr', {}, ...['Device', 'Fingerprint', ''].map((c) => h('th', { scope: 'col' }, c)))),
     h('tbody', {}, ...rows),
   );
+}
+
+function compareHead(errors: HTMLElement, draw: (s: SyncStatus) => void): Node {
+  const input = h('input', { type: 'text', autocomplete: 'off', placeholder: '12:9158 db85 …', required: true });
+  const result = h('span', { id: 'compare-result', role: 'status' });
+  const form = h('form', { id: 'compare-head' }, field('Another device’s head', input), h('button', {}, 'Compare'), result);
+  const said = {
+    same: 'Same history.',
+    fork: 'Different history: the server is forking your devices.',
+    withheld: 'This server withholds entries that device saw.',
+  };
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    errors.replaceChildren();
+    void call('sync.compareHead', { fingerprint: input.value }).then(
+      async (r) => {
+        result.dataset.result = r.result;
+        result.textContent = ` ${said[r.result]} (entry ${r.seq})`;
+        if (r.result !== 'same') draw(await call('sync.status')); // the warning, in red
+      },
+      (e) => errors.replaceChildren(message('error', describeError(e))),
+    );
+  });
+  return form;
 }
 
 function addDevice(errors: HTMLElement, draw: (s: SyncStatus) => void): Node {

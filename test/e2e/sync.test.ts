@@ -101,6 +101,11 @@ describe('sync between two Chromium profiles', () => {
     const [sa, sb] = [await syncNow(laptop), await syncNow(desktop)];
     expect(sa.head?.fingerprint).toBe(sb.head?.fingerprint);
     expect(sa.members.find((m) => m.name === 'desktop')?.pairingCode).toBe(sb.device?.pairingCode);
+    // the person reads the laptop's head off its page and types it on the desktop's
+    const shown = (await a.locator('#head-fingerprint').textContent()) ?? '';
+    await b.locator('#compare-head').getByLabel('Another device’s head').fill(shown);
+    await b.locator('#compare-head').getByRole('button', { name: 'Compare' }).click();
+    await expect.poll(() => b.locator('#compare-result').getAttribute('data-result'), { timeout: 10_000 }).toBe('same');
   });
 
   it('a secret added on one appears on the other by itself (event stream to the open options page)', async () => {

@@ -39,6 +39,7 @@ async function body(req: IncomingMessage): Promise<Record<string, unknown>> {
 export async function startEvilServer(hashOf: (e: LogEntry) => string): Promise<EvilServer> {
   const main: Branch = { entries: [], blobs: new Map() };
   const views = new Map<string, Branch>();
+  const devices = new Map<string, { id: string }>();
   const view = (device: string) => views.get(device) ?? main;
   const headOf = (b: Branch) => {
     const last = b.entries.at(-1);
@@ -58,7 +59,14 @@ export async function startEvilServer(hashOf: (e: LogEntry) => string): Promise<
       const u = new URL(req.url ?? '/', 'http://x');
       const device = (req.headers.authorization ?? '').replace(/^Bearer /, '');
       const x = req.method === 'POST' ? await body(req) : {};
-      if (u.pathname === '/v1/devices' || u.pathname === '/v1/recovery') return json(res, 201, {});
+      if (u.pathname === '/v1/devices' && req.method === 'POST') {
+        const d = x.device as { id: string };
+        devices.set(d.id, d);
+        return json(res, 201, {});
+      }
+      const code = /^\/v1\/devices\/([0-9a-f]{20})$/.exec(u.pathname)?.[1];
+      if (code !== undefined) return json(res, 200, { devices: [...devices.values()].filter((d) => d.id.startsWith(code)) });
+      if (u.pathname === '/v1/recovery') return json(res, 201, {});
       if (u.pathname === '/v1/auth/challenge') {
         if (evil.relayChallengesTo !== undefined) {
           const r = await fetch(`${evil.relayChallengesTo}/v1/auth/challenge`, {
@@ -79,7 +87,7 @@ export async function startEvilServer(hashOf: (e: LogEntry) => string): Promise<
         main.entries.push(x.genesis as LogEntry);
         return json(res, 201, { head: headOf(main) });
       }
-      if (u.pathname === '/v1/vaults') return json(res, 200, { vaults: [] });
+      if (u.pathname === '/v1/vaults') return json(res, 200, { vaults: main.entries[0] ? [main.entries[0].vault] : [] });
       const m = /^\/v1\/vaults\/[^/]+\/(entries|commits)$/.exec(u.pathname);
       if (m?.[1] === 'entries') return json(res, 200, page(view(device), Number(u.searchParams.get('after') ?? 0), device));
       if (m?.[1] === 'commits') {

@@ -9,9 +9,11 @@ import { openKeyholeDB } from '../../src/background/db.ts';
 import type { SessionBlob, SessionStore } from '../../src/background/session.ts';
 import { SyncService, serverOrigin } from '../../src/background/sync-service.ts';
 import { VaultService } from '../../src/background/vault-service.ts';
+import type { SyncStatus } from '../../src/core/api.ts';
 import { newDevice } from '../../src/core/device.ts';
 import { entryHash, type LogEntry } from '../../src/core/log.ts';
 import type { InjectionRule } from '../../src/core/policy.ts';
+import { sealSecret } from '../../src/core/secrets.ts';
 import { unwrapVaultKey } from '../../src/core/share.ts';
 import { startEvilServer } from '../harness/evil-server.ts';
 import { openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';
@@ -208,6 +210,36 @@ describe('sync between two devices of one person', () => {
     expect((await a.db.get('syncReplica', 'replica'))?.blobs).toEqual([]);
   });
 
+  it('a long first sync reports its progress page by page', async () => {
+    const a = await deviceNamed('laptop');
+    // sealed as createSecret seals them, written in one go (createSecret checks names one by one)
+    const ring = await a.vault.keyring();
+    const many = await Promise.all(
+      Array.from({ length: 1200 }, (_, i) =>
+        sealSecret(
+          ring.keysFor(ring.epoch),
+          { vaultId: ring.vaultId, id: crypto.randomUUID(), version: 1, epoch: ring.epoch },
+          { name: `k${i}`, rule, notes: '', createdAt: 1, updatedAt: 1 },
+          `FAKE-${i}`,
+        ),
+      ),
+    );
+    const tx = a.db.transaction('secrets', 'readwrite');
+    await Promise.all([...many.map((s) => tx.store.put(s)), tx.done]);
+    await a.sync.enable(srv.origin, 'laptop');
+    const b = await deviceNamed('desktop');
+    const joining = await b.sync.join(srv.origin, 'desktop');
+    await a.sync.approve(joining.device?.pairingCode ?? '');
+    const seen: Promise<SyncStatus>[] = [];
+    b.sync.onChange = () => seen.push(b.sync.status());
+    await b.sync.syncNow();
+    const progress = (await Promise.all(seen)).flatMap((s) => (s.progress ? [s.progress] : []));
+    expect(progress.length).toBeGreaterThanOrEqual(2); // pages of 1,000 entries
+    expect(progress.some((p) => p.seq < p.head)).toBe(true); // shown before the end
+    expect((await b.sync.status()).progress).toBeUndefined(); // and gone when done
+    expect((await b.names()).length).toBe(1200);
+  });
+
   it('a deletion reaches the other device', async () => {
     const [a, b] = await pair({ temp: 'FAKE-temp', keep: 'FAKE-keep' });
     await a.vault.deleteSecret((await a.vault.findSecret('temp'))?.id ?? '');
@@ -340,6 +372,44 @@ describe('the sync service and a lying server', () => {
       expect(foreign.warning?.code).toBe('bad-signature');
       expect(foreign.head).toEqual(goodHead);
       expect(await a.names()).toEqual(['kept', 'second']);
+    } finally {
+      await evil.close();
+    }
+  });
+
+  it('a head typed from another device exposes a fork, or entries the server withholds', async () => {
+    const evil = await startEvilServer(entryHash);
+    try {
+      const a = await deviceNamed('laptop');
+      await a.sync.enable(evil.origin, 'laptop');
+      const b = await deviceNamed('desktop');
+      const joining = await b.sync.join(evil.origin, 'desktop');
+      await a.sync.approve(joining.device?.pairingCode ?? '');
+      await b.sync.syncNow();
+      const sa = await a.sync.syncNow();
+      expect(await b.sync.compareHead(sa.head?.fingerprint ?? '')).toEqual({ result: 'same', seq: sa.head?.seq });
+      await expect(b.sync.compareHead('12:not a fingerprint')).rejects.toMatchObject({ code: 'bad-input' });
+
+      // the server gives the desktop its own branch: each device writes, each sees only its own
+      evil.fork(joining.device?.id ?? '');
+      await a.vault.createSecret({ name: 'on-laptop', value: 'FAKE-l', rule });
+      await b.vault.createSecret({ name: 'on-desktop', value: 'FAKE-d', rule });
+      const forkedA = await a.sync.syncNow();
+      const forkedB = await b.sync.syncNow();
+      expect(forkedA.head?.seq).toBe(forkedB.head?.seq); // same length, different entries: nothing shows it...
+      expect(forkedA.warning).toBeUndefined();
+      // ...until the person compares the heads the two devices show
+      expect(await b.sync.compareHead(forkedA.head?.fingerprint ?? '')).toMatchObject({ result: 'fork' });
+      expect((await b.sync.status()).warning?.code).toBe('fork');
+
+      // withheld: the laptop saw an entry the server never gives the desktop
+      const c = await deviceNamed('phone');
+      const cj = await c.sync.join(evil.origin, 'phone');
+      await a.sync.approve(cj.device?.pairingCode ?? '');
+      const later = await a.sync.syncNow();
+      const onMain = evil.main.entries.length;
+      evil.tamper = (page, device) => (device === cj.device?.id ? { ...page, entries: page.entries.filter((e) => e.seq < onMain) } : page);
+      expect(await c.sync.compareHead(later.head?.fingerprint ?? '')).toMatchObject({ result: 'withheld' });
     } finally {
       await evil.close();
     }

@@ -138,6 +138,19 @@ describe('VaultService', () => {
     await expect(vault.create(PASS, 'pbkdf2-sha256')).rejects.toMatchObject({ code: 'already-initialized' });
   });
 
+  it('the name index follows renames and deletes without re-reading the vault', async () => {
+    const { vault } = await setup();
+    const a = await vault.createSecret({ name: 'a', value: 'FAKE-a', rule });
+    await vault.updateSecret({ id: a.id, name: 'renamed' });
+    expect(await vault.findSecret('a')).toBeNull();
+    expect((await vault.findSecret('renamed'))?.id).toBe(a.id);
+    await vault.createSecret({ name: 'a', value: 'FAKE-new-a', rule }); // the old name is free again
+    await expect(vault.createSecret({ name: 'renamed', value: 'FAKE', rule })).rejects.toMatchObject({ code: 'name-taken' });
+    await vault.deleteSecret(a.id);
+    expect(await vault.findSecret('renamed')).toBeNull();
+    expect((await vault.useSecret((await vault.findSecret('a'))?.id ?? '')).value).toBe('FAKE-new-a');
+  });
+
   it('update re-seals at version + 1, keeps the value unless given, and refuses taken names', async () => {
     const { vault } = await setup();
     const a = await vault.createSecret({ name: 'a', value: 'FAKE-a', rule });
