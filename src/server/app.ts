@@ -9,6 +9,7 @@ import { canonicalJson } from '../core/canonical.ts';
 import {
   applyEntries,
   blobHash,
+  checkDevice,
   checkDeviceId,
   checkEntry,
   type DevicePublic,
@@ -175,21 +176,15 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
 
   async function registerDevice(req: IncomingMessage, res: ServerResponse) {
     const x = await readJson(req);
-    const d = x.device as DevicePublic;
-    if (
-      typeof d !== 'object' ||
-      d === null ||
-      typeof d.id !== 'string' ||
-      typeof d.sign !== 'string' ||
-      typeof d.ecdh !== 'string' ||
-      typeof d.name !== 'string'
-    ) {
+    let device: DevicePublic;
+    try {
+      device = checkDevice(x.device); // the same rules a device must meet to appear in a log
+    } catch {
       throw new HttpError(400, 'bad-request', 'device malformed');
     }
-    const device: DevicePublic = { id: d.id, name: d.name.slice(0, 64), sign: d.sign, ecdh: d.ecdh };
     let ok = false;
     try {
-      ok = HEX64.test(device.id) && checkDeviceId(device);
+      ok = checkDeviceId(device);
       await importSigningPublic(device.sign);
     } catch {
       ok = false;
@@ -456,7 +451,11 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
   server.requestTimeout = 60_000;
   server.keepAliveTimeout = 5_000;
 
-  const sweep = setInterval(() => void store.sweep(now()).catch(() => {}), 60_000);
+  const sweep = setInterval(() => {
+    void store.sweep(now()).catch(() => {});
+    requests.sweep(now()); // addresses that went quiet are forgotten
+    logins.sweep(now());
+  }, 60_000);
   sweep.unref();
 
   return {

@@ -4,7 +4,7 @@
  * other (live, over the event stream), edits on both while the server is down converging with
  * nothing lost, and a copied profile that without the passphrase can neither log in nor decrypt.
  */
-import { cpSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
@@ -32,7 +32,15 @@ let laptop: Device;
 let recoveryKey = '';
 let desktop: Device;
 
-async function device(name: string, profile = newProfileDir(`sync-${name}-`)): Promise<Device> {
+/** directories this file makes (profiles, the server's data), removed at the end */
+const made: string[] = [];
+const dirFor = (prefix: string) => {
+  const dir = newProfileDir(prefix);
+  made.push(dir);
+  return dir;
+};
+
+async function device(name: string, profile = dirFor(`sync-${name}-`)): Promise<Device> {
   const h = await launch({ profile });
   const page = await h.open(OPTIONS);
   const d = { h, page, name };
@@ -57,7 +65,7 @@ const syncNow = (d: Device) => call<SyncStatus>(d, 'sync.now');
 
 beforeAll(async () => {
   port = await freePort();
-  dataDir = newProfileDir('sync-server-'); // a fresh directory under test/.tmp (made if missing)
+  dataDir = dirFor('sync-server-'); // a fresh directory under test/.tmp (made if missing)
   await start();
   [laptop, desktop] = await Promise.all([device('laptop'), device('desktop')]);
   for (const d of [laptop, desktop]) await call(d, 'vault.create', { passphrase: PASS, kdf: 'pbkdf2-sha256' });
@@ -67,6 +75,7 @@ beforeAll(async () => {
 afterAll(async () => {
   for (const d of devices) await d.h.close().catch(() => {});
   await server?.stop();
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('sync between two Chromium profiles', () => {
@@ -182,7 +191,7 @@ describe('sync between two Chromium profiles', () => {
 
   it('a copied profile without the passphrase can neither log in nor decrypt', async () => {
     const id = (await syncNow(desktop)).device?.id ?? '';
-    const copy = newProfileDir('sync-copy-');
+    const copy = dirFor('sync-copy-');
     await desktop.h.kill(); // unlocked when killed: the worst moment to be copied
     cpSync(desktop.h.profile, copy, { recursive: true });
     devices.splice(devices.indexOf(desktop), 1);
