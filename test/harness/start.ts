@@ -15,7 +15,7 @@ import { startVaultServer } from './vault-server.ts';
 // The distant vault on its embedded SQLite default, data kept under test/.tmp/keyhole-data.
 const distant = await startVaultServer(openSqlite(join(TMP, 'keyhole-data')));
 const health = (await (await fetch(`${distant.origin}/healthz`)).json()) as { engine: string };
-console.log(`Distant vault (${health.engine}, ${join(TMP, 'keyhole-data')}): ${distant.origin} (the extension does not sync with it yet)`);
+console.log(`Distant vault (${health.engine}, ${join(TMP, 'keyhole-data')}): ${distant.origin} (options page, Sync: use this address)`);
 
 const headed = Boolean(process.env.DISPLAY || process.env.WAYLAND_DISPLAY) && !process.argv.includes('--tour');
 
@@ -118,6 +118,15 @@ async function tour() {
     await options.waitForSelector('#audit-table');
     await options.screenshot({ path: join(shots, '8-grants-and-audit.png'), fullPage: true });
     step(13, 'options: the grant and the audit records (no values) are listed');
+    const sync = options.locator('#sync-enable');
+    await sync.getByLabel('Server').fill(distant.origin);
+    await sync.getByLabel('Device name').fill('tour laptop');
+    await sync.getByRole('button', { name: 'Start syncing' }).click();
+    await options.waitForSelector('#recovery-key');
+    await options.getByRole('button', { name: 'I have written it down' }).click();
+    await options.waitForFunction(() => /^\d+:/.test(document.getElementById('head-fingerprint')?.textContent ?? ''));
+    await options.screenshot({ path: join(shots, '9-sync.png'), fullPage: true });
+    step(14, `synced to the distant vault: head ${await options.locator('#head-fingerprint').textContent()} (it holds ciphertext only)`);
     console.log(`Screenshots: ${shots}`);
   } finally {
     await h.close();
