@@ -74,6 +74,8 @@ export class SyncService {
   #running: Promise<void> | undefined;
   #again = false;
   #progress: { seq: number; head: number } | undefined;
+  /** talking to the server and changing the replica happen one at a time (runs, approvals, removals) */
+  #netQueue: Promise<unknown> = Promise.resolve();
   readonly #fetch: typeof fetch | undefined;
   readonly #now: () => number;
   readonly #random: () => number;
@@ -231,23 +233,25 @@ export class SyncService {
     const prefix = parsePairingCode(code);
     if (prefix === null) throw new RpcError('bad-input', 'a pairing code is 20 hexadecimal digits');
     await this.syncNow();
-    return this.#guard(async () => {
-      const { link, client, replica } = await this.#ready();
-      const d = await client.pairingDevice(prefix);
-      const m = replica.membership;
-      if (m === undefined) throw new RpcError('not-found', 'the vault is not synced yet');
-      if (!m.members.has(d.id)) {
-        const key = await this.#vaultKey(link, m.epoch);
-        try {
-          const wrapped = await wrapVaultKey(key, d, { vault: replica.vault, epoch: m.epoch });
-          await client.push(replica, [{ body: { type: 'member.add', device: d } }, { body: { type: 'key.wrap', to: d.id, wrapped } }]);
-        } finally {
-          wipe(key);
+    return this.#net(() =>
+      this.#guard(async () => {
+        const { link, client, replica } = await this.#ready();
+        const d = await client.pairingDevice(prefix);
+        const m = replica.membership;
+        if (m === undefined) throw new RpcError('not-found', 'the vault is not synced yet');
+        if (!m.members.has(d.id)) {
+          const key = await this.#vaultKey(link, m.epoch);
+          try {
+            const wrapped = await wrapVaultKey(key, d, { vault: replica.vault, epoch: m.epoch });
+            await client.push(replica, [{ body: { type: 'member.add', device: d } }, { body: { type: 'key.wrap', to: d.id, wrapped } }]);
+          } finally {
+            wipe(key);
+          }
+          await this.#saveReplica(replica);
         }
-        await this.#saveReplica(replica);
-      }
-      return { id: d.id, name: d.name };
-    });
+        return { id: d.id, name: d.name };
+      }),
+    );
   }
 
   /**
@@ -257,26 +261,28 @@ export class SyncService {
    */
   async removeMember(device: string): Promise<SyncStatus> {
     await this.syncNow();
-    await this.#guard(async () => {
-      const { link, client, replica } = await this.#ready();
-      const m = replica.membership;
-      if (m === undefined || !m.members.has(device)) throw new RpcError('not-found', 'no such member');
-      if (device === client.device.public.id) throw new RpcError('bad-input', 'a device cannot remove itself');
-      const epoch = m.epoch + 1;
-      const key = newVaultKey();
-      try {
-        const out: Pending[] = [{ body: { type: 'member.remove', device } }];
-        for (const d of m.members.values()) {
-          if (d.id !== device)
-            out.push({ body: { type: 'key.wrap', to: d.id, wrapped: await wrapVaultKey(key, d, { vault: replica.vault, epoch }) } });
+    await this.#net(() =>
+      this.#guard(async () => {
+        const { link, client, replica } = await this.#ready();
+        const m = replica.membership;
+        if (m === undefined || !m.members.has(device)) throw new RpcError('not-found', 'no such member');
+        if (device === client.device.public.id) throw new RpcError('bad-input', 'a device cannot remove itself');
+        const epoch = m.epoch + 1;
+        const key = newVaultKey();
+        try {
+          const out: Pending[] = [{ body: { type: 'member.remove', device } }];
+          for (const d of m.members.values()) {
+            if (d.id !== device)
+              out.push({ body: { type: 'key.wrap', to: d.id, wrapped: await wrapVaultKey(key, d, { vault: replica.vault, epoch }) } });
+          }
+          await client.push(replica, out);
+          await this.#saveReplica(replica);
+          await this.#keepKey(link, epoch, key);
+        } finally {
+          wipe(key);
         }
-        await client.push(replica, out);
-        await this.#saveReplica(replica);
-        await this.#keepKey(link, epoch, key);
-      } finally {
-        wipe(key);
-      }
-    });
+      }),
+    );
     await this.vault.exclusive(async () => {
       const ring = await this.vault.keyring();
       const state = await this.#state();
@@ -373,7 +379,7 @@ export class SyncService {
       this.#running = (async () => {
         do {
           this.#again = false;
-          await this.#run();
+          await this.#net(() => this.#run());
         } while (this.#again);
       })().finally(() => {
         this.#running = undefined;
@@ -700,6 +706,12 @@ export class SyncService {
   }
 
   // --- internals --------------------------------------------------------------------------
+
+  #net<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#netQueue.then(fn, fn);
+    this.#netQueue = run.catch(() => {});
+    return run;
+  }
 
   /** Progress of a long pull, for the options page. */
   #report(seq: number, head: number): void {

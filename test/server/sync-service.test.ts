@@ -117,11 +117,16 @@ describe('sync between two devices of one person', () => {
 
     await expect(a.sync.approve('0000-0000-0000-0000-0000')).rejects.toMatchObject({ code: 'sync-failed' });
     await expect(a.sync.approve('not a code')).rejects.toMatchObject({ code: 'bad-input' });
-    expect(await a.sync.approve(joining.device?.pairingCode ?? '')).toMatchObject({ name: 'desktop' });
+    // an approval racing sync runs (an alarm, an edit): both land, nothing is refused
+    await a.vault.createSecret({ name: 'racing', value: 'FAKE-race', rule });
+    const [approved, r1, r2] = await Promise.all([a.sync.approve(joining.device?.pairingCode ?? ''), a.sync.syncNow(), a.sync.syncNow()]);
+    expect(approved).toMatchObject({ name: 'desktop' });
+    expect([r1.lastError, r2.lastError]).toEqual([undefined, undefined]);
 
     const done = await b.sync.syncNow();
     expect(done.joining).toBe(false);
-    expect(await b.names()).toEqual(['openai']);
+    await b.sync.syncNow();
+    expect(await b.names()).toEqual(['openai', 'racing']);
     expect(await b.value('openai')).toBe('sk-FAKE-one');
     // both show the same head fingerprint and the same two members
     const sa = await a.sync.syncNow();
