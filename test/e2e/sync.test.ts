@@ -30,6 +30,7 @@ type Device = { h: Harness; page: Page; name: string };
 const devices: Device[] = [];
 let laptop: Device;
 let recoveryKey = '';
+let rescuedDevice: Device | undefined;
 let desktop: Device;
 
 /** directories this file makes (profiles, the server's data), removed at the end */
@@ -187,6 +188,29 @@ describe('sync between two Chromium profiles', () => {
     await expect.poll(() => rescued.page.locator('tr[data-secret="openai"]').count(), { timeout: 20_000 }).toBe(1);
     expect(await value(rescued, 'openai')).toBe('sk-FAKE-from-laptop');
     expect((await syncNow(laptop)).members.map((m) => m.name).sort()).toEqual(['desktop', 'laptop', 'recovery key', 'rescued']);
+    rescuedDevice = rescued;
+  });
+
+  it('removing a member in the options page starts a new key epoch and asks to rotate what it could read', async () => {
+    const a = laptop.page;
+    await a.reload();
+    a.once('dialog', (d) => void d.accept()); // "Remove rescued? ..."
+    await a.getByRole('button', { name: 'Remove rescued' }).click();
+    await expect.poll(() => a.locator('#rotate').textContent(), { timeout: 20_000 }).toContain('openai');
+    const s = await syncNow(laptop);
+    expect(s.head?.epoch).toBe(2);
+    expect(s.members.map((m) => m.name)).not.toContain('rescued');
+    // the removed profile is refused from now on and keeps only what it already had
+    const refused = await syncNow(rescuedDevice as Device);
+    expect(refused.lastError?.message).toMatch(/removed/);
+    // the other member reads what is written in the new epoch
+    await call(laptop, 'secrets.create', { name: 'epoch-two', value: 'FAKE-epoch-two', rule });
+    await syncNow(laptop);
+    await syncNow(desktop);
+    expect(await value(desktop, 'epoch-two')).toBe('FAKE-epoch-two');
+    expect(await names(rescuedDevice as Device)).not.toContain('epoch-two');
+    await a.getByRole('button', { name: 'Done' }).click(); // rotated (here: nothing to rotate for fakes)
+    await expect.poll(() => a.locator('#rotate').count()).toBe(0);
   });
 
   it('a copied profile without the passphrase can neither log in nor decrypt', async () => {
