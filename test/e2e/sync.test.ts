@@ -143,6 +143,9 @@ describe('sync between two Chromium profiles', () => {
     desktop.page = await desktop.h.open(POPUP);
     expect(await stopped.restarted()).toBe(true);
     await expect.poll(() => names(desktop), { timeout: 15_000 }).toContain('while-asleep');
+    // and between wakes, the alarm that runs the same pull every minute is set
+    const alarm = await desktop.page.evaluate(() => chrome.alarms.get('keyhole.sync'));
+    expect(alarm?.periodInMinutes).toBe(1);
     await desktop.page.close();
     desktop.page = await desktop.h.open(OPTIONS);
   });
