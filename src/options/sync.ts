@@ -254,7 +254,8 @@ function setupForms(draw: (s: SyncStatus) => void): Node[] {
   ) => {
     const server = h('input', { type: 'url', required: true, placeholder: 'https://vault.example.com' });
     const name = h('input', { type: 'text', required: true, maxlength: '64', value: 'This browser' });
-    const more = h('input', { type: 'text', required: true, autocomplete: 'off', spellcheck: 'false' });
+    // the recovery key is a secret: a password field, which Chromium's session restore does not save
+    const more = h('input', { type: 'password', required: true, autocomplete: 'off', spellcheck: 'false' });
     const errors = h('div', {});
     const form = h(
       'form',
@@ -271,7 +272,9 @@ function setupForms(draw: (s: SyncStatus) => void): Node[] {
       ev.preventDefault();
       act(errors, draw, async () => {
         await allowServer(server.value);
-        return run(server.value, name.value, more.value);
+        const extra = more.value;
+        more.value = '';
+        return run(server.value, name.value, extra);
       });
     });
     return form;
