@@ -6,7 +6,7 @@
 import { toBase64 } from './bytes.ts';
 import { type DevicePublic, deviceId } from './log.ts';
 import { type RecordContext, RecordKind } from './record.ts';
-import { unwrapPrivateKeyRecord, wrapPrivateKeyRecord } from './seal.ts';
+import { type KeyShape, unwrapKeyRecord, wrapKeyRecord } from './seal.ts';
 
 export type DeviceKeys = {
   readonly public: DevicePublic;
@@ -35,8 +35,8 @@ export async function newDevice(name: string, opts: { extractable?: boolean } = 
 /** A device as stored: public keys, and each private key wrapped under the local items key. */
 export type SealedDevice = { readonly public: DevicePublic; readonly sign: Uint8Array; readonly ecdh: Uint8Array };
 
-const ECDSA: EcKeyImportParams = { name: 'ECDSA', namedCurve: 'P-256' };
-const ECDH: EcKeyImportParams = { name: 'ECDH', namedCurve: 'P-256' };
+const SIGN: KeyShape = { format: 'pkcs8', alg: { name: 'ECDSA', namedCurve: 'P-256' }, usages: ['sign'] };
+const AGREE: KeyShape = { format: 'pkcs8', alg: { name: 'ECDH', namedCurve: 'P-256' }, usages: ['deriveBits'] };
 const place = (vaultId: string, d: DevicePublic, which: 'sign' | 'ecdh'): RecordContext => ({
   kind: RecordKind.devicePrivate,
   vaultId,
@@ -48,8 +48,8 @@ const place = (vaultId: string, d: DevicePublic, which: 'sign' | 'ecdh'): Record
 /** Wrap a freshly made (extractable) device for storage. The caller drops `d` afterwards. */
 export async function sealDevice(d: DeviceKeys, wrappingKey: CryptoKey, vaultId: string): Promise<SealedDevice> {
   const [sign, ecdh] = await Promise.all([
-    wrapPrivateKeyRecord(d.sign, wrappingKey, place(vaultId, d.public, 'sign')),
-    wrapPrivateKeyRecord(d.ecdh, wrappingKey, place(vaultId, d.public, 'ecdh')),
+    wrapKeyRecord(d.sign, wrappingKey, place(vaultId, d.public, 'sign'), 'pkcs8'),
+    wrapKeyRecord(d.ecdh, wrappingKey, place(vaultId, d.public, 'ecdh'), 'pkcs8'),
   ]);
   return { public: d.public, sign, ecdh };
 }
@@ -57,8 +57,8 @@ export async function sealDevice(d: DeviceKeys, wrappingKey: CryptoKey, vaultId:
 /** The device's keys, non-extractable, or CoreError 'decrypt-failed' under any other key or place. */
 export async function openDevice(s: SealedDevice, wrappingKey: CryptoKey, vaultId: string): Promise<DeviceKeys> {
   const [sign, ecdh] = await Promise.all([
-    unwrapPrivateKeyRecord(wrappingKey, place(vaultId, s.public, 'sign'), s.sign, ECDSA, ['sign']),
-    unwrapPrivateKeyRecord(wrappingKey, place(vaultId, s.public, 'ecdh'), s.ecdh, ECDH, ['deriveBits']),
+    unwrapKeyRecord(wrappingKey, place(vaultId, s.public, 'sign'), s.sign, SIGN),
+    unwrapKeyRecord(wrappingKey, place(vaultId, s.public, 'ecdh'), s.ecdh, AGREE),
   ]);
   return { public: s.public, sign, ecdh };
 }

@@ -38,56 +38,45 @@ export async function openRecord(key: CryptoKey, ctx: RecordContext, bytes: Uint
   }
 }
 
-/** Wrap an extractable AES key as a record; its raw bytes stay inside WebCrypto. */
-export async function wrapKeyRecord(key: CryptoKey, wrappingKey: CryptoKey, ctx: RecordContext): Promise<Uint8Array<ArrayBuffer>> {
+/** What a wrapped key record holds and becomes when unwrapped (non-extractable, always). */
+export type KeyShape = {
+  readonly format: 'raw' | 'pkcs8';
+  readonly alg: AesKeyAlgorithm | EcKeyImportParams;
+  readonly usages: KeyUsage[];
+};
+
+/** An item's data key: raw AES-256-GCM. */
+export const DATA_KEY: KeyShape = { format: 'raw', alg: { name: 'AES-GCM', length: 256 }, usages: ['encrypt', 'decrypt'] };
+
+/** Wrap an extractable key (a data key, or a device's private key) as a record; its bytes stay inside WebCrypto. */
+export async function wrapKeyRecord(
+  key: CryptoKey,
+  wrappingKey: CryptoKey,
+  ctx: RecordContext,
+  format: KeyShape['format'] = DATA_KEY.format,
+): Promise<Uint8Array<ArrayBuffer>> {
   const nonce = randomBytes(NONCE_LENGTH);
-  const sealed = new Uint8Array(await crypto.subtle.wrapKey('raw', key, wrappingKey, gcm(ctx, nonce)));
+  const sealed = new Uint8Array(await crypto.subtle.wrapKey(format, key, wrappingKey, gcm(ctx, nonce)));
   return encodeRecord({ kind: ctx.kind, epoch: ctx.epoch, version: ctx.version, nonce, sealed });
 }
 
-/** Unwrap straight into a non-extractable AES-GCM key: the raw bytes never reach JS. */
-export async function unwrapKeyRecord(wrappingKey: CryptoKey, ctx: RecordContext, bytes: Uint8Array): Promise<CryptoKey> {
-  const r = checkPlace(ctx, bytes);
-  try {
-    return await crypto.subtle.unwrapKey(
-      'raw',
-      new Uint8Array(r.sealed),
-      wrappingKey,
-      gcm(ctx, new Uint8Array(r.nonce)),
-      { name: 'AES-GCM', length: 256 },
-      false,
-      ['encrypt', 'decrypt'],
-    );
-  } catch {
-    throw new CoreError('decrypt-failed', 'record failed authentication', ctx.itemId);
-  }
-}
-
-/** Wrap an extractable private key (pkcs8) as a record; its bytes stay inside WebCrypto. */
-export async function wrapPrivateKeyRecord(key: CryptoKey, wrappingKey: CryptoKey, ctx: RecordContext): Promise<Uint8Array<ArrayBuffer>> {
-  const nonce = randomBytes(NONCE_LENGTH);
-  const sealed = new Uint8Array(await crypto.subtle.wrapKey('pkcs8', key, wrappingKey, gcm(ctx, nonce)));
-  return encodeRecord({ kind: ctx.kind, epoch: ctx.epoch, version: ctx.version, nonce, sealed });
-}
-
-/** Unwrap a private key record straight into a non-extractable key of `alg`. */
-export async function unwrapPrivateKeyRecord(
+/** Unwrap straight into a non-extractable key of `shape`: the key bytes never reach JS. */
+export async function unwrapKeyRecord(
   wrappingKey: CryptoKey,
   ctx: RecordContext,
   bytes: Uint8Array,
-  alg: EcKeyImportParams,
-  usages: KeyUsage[],
+  shape: KeyShape = DATA_KEY,
 ): Promise<CryptoKey> {
   const r = checkPlace(ctx, bytes);
   try {
     return await crypto.subtle.unwrapKey(
-      'pkcs8',
+      shape.format,
       new Uint8Array(r.sealed),
       wrappingKey,
       gcm(ctx, new Uint8Array(r.nonce)),
-      alg,
+      shape.alg,
       false,
-      usages,
+      shape.usages,
     );
   } catch {
     throw new CoreError('decrypt-failed', 'record failed authentication', ctx.itemId);
