@@ -6,7 +6,6 @@
 import 'fake-indexeddb/auto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openKeyholeDB } from '../../src/background/db.ts';
-import type { SessionBlob, SessionStore } from '../../src/background/session.ts';
 import { SyncService, serverOrigin } from '../../src/background/sync-service.ts';
 import { VaultService } from '../../src/background/vault-service.ts';
 import type { SyncStatus } from '../../src/core/api.ts';
@@ -16,6 +15,7 @@ import type { InjectionRule } from '../../src/core/policy.ts';
 import { sealSecret } from '../../src/core/secrets.ts';
 import { unwrapVaultKey } from '../../src/core/share.ts';
 import { startEvilServer } from '../harness/evil-server.ts';
+import { memorySession } from '../harness/session.ts';
 import { openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';
 
 const PASS = 'a long enough passphrase (FAKE)';
@@ -34,19 +34,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await srv?.close();
 });
-
-function memorySession(): SessionStore {
-  let blob: SessionBlob | undefined;
-  return {
-    get: async () => blob,
-    set: async (b) => {
-      blob = b;
-    },
-    clear: async () => {
-      blob = undefined;
-    },
-  };
-}
 
 /** A device: its own IndexedDB, vault and sync service, and a network cable the test can pull. */
 async function deviceNamed(name: string) {

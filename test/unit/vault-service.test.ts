@@ -1,10 +1,11 @@
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
 import { openKeyholeDB } from '../../src/background/db.ts';
-import type { SessionBlob, SessionStore } from '../../src/background/session.ts';
+import type { SessionBlob } from '../../src/background/session.ts';
 import { delayAfter } from '../../src/background/throttle.ts';
 import { VaultService } from '../../src/background/vault-service.ts';
 import type { InjectionRule } from '../../src/core/policy.ts';
+import { memorySession } from '../harness/session.ts';
 
 const PASS = 'a long enough passphrase (FAKE)';
 const rule: InjectionRule = {
@@ -14,19 +15,6 @@ const rule: InjectionRule = {
   header: 'Authorization',
   template: 'Bearer {value}',
 };
-
-function memorySession(): SessionStore & { blob?: SessionBlob } {
-  const s: SessionStore & { blob?: SessionBlob } = {
-    get: async () => s.blob,
-    set: async (b) => {
-      s.blob = b;
-    },
-    clear: async () => {
-      delete s.blob;
-    },
-  };
-  return s;
-}
 
 async function setup(opts: { clock?: { t: number } } = {}) {
   const db = await openKeyholeDB(`kh-${crypto.randomUUID()}`);
