@@ -34,7 +34,7 @@ import { openSecretMeta, openSecretValue, type StoredSecret, sealSecret } from '
 import { newVaultKey, unwrapVaultKey, vaultKeyPlace, wrapVaultKey } from '../core/share.ts';
 import type { KeyholeDB, SyncedItem, SyncLink, SyncState } from './db.ts';
 import { RpcError } from './errors.ts';
-import { Replica } from './replica.ts';
+import { Replica, type ReplicaSnapshot } from './replica.ts';
 import { fetchRecovery, type Pending, SyncError, VaultClient } from './vault-client.ts';
 import type { Keyring, VaultService } from './vault-service.ts';
 
@@ -618,8 +618,12 @@ export class SyncService {
         else items.set(id, a);
       }
     }
-    const keep = new Set(replica.conflicts().flatMap((id) => replica.heads(id).map((h) => h.blob)));
-    const snapshot = saveReplica ? replica.snapshot((h) => keep.has(h)) : undefined;
+    if (!saveReplica && !items && local.writes.length === 0 && local.deletes.length === 0) return; // a quiet run
+    let snapshot: ReplicaSnapshot | undefined;
+    if (saveReplica) {
+      const keep = new Set(replica.conflicts().flatMap((id) => replica.heads(id).map((h) => h.blob)));
+      snapshot = replica.snapshot((h) => keep.has(h));
+    }
     const tx = this.db.transaction(['secrets', 'syncItems', 'syncReplica'], 'readwrite');
     // thousands of puts on an initial sync: plain requests, not a promise each; tx.done reports any failure
     const secrets = unwrap(tx.objectStore('secrets'));
