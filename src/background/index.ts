@@ -2,6 +2,7 @@
  * The service worker's composition root. Every listener is registered at the top level (MV3
  * wakes the worker for an event only if its listener exists at start-up); each awaits `ready`.
  */
+import type { SyncStatus } from '../core/api.ts';
 import { toBase64 } from '../core/bytes.ts';
 import { PAGE_PORT, PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
@@ -36,6 +37,9 @@ const UNSUSPEND_ALARM = 'keyhole.unsuspend';
 const SYNC_ALARM = 'keyhole.sync';
 /** the options page's port for live sync status */
 const SYNC_PORT = 'keyhole-sync';
+/** options pages watching sync, and the event stream followed for them while any is open */
+const syncWatchers = new Set<chrome.runtime.Port>();
+let watching: AbortController | undefined;
 /** transparent grants over their rate: their rules are withdrawn until the alarm */
 const suspended = new Set<string>();
 
@@ -76,6 +80,9 @@ const ready = (async () => {
   };
   const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
   const sync = new SyncService(db, vault);
+  sync.onChange = () => {
+    if (syncWatchers.size > 0) void sync.status().then(broadcastSync);
+  };
   let retry: ReturnType<typeof setTimeout> | undefined;
   const runSync = async () => {
     clearTimeout(retry);
@@ -333,34 +340,24 @@ chrome.windows.onRemoved.addListener((windowId) => {
 });
 
 /**
- * An open options page watching sync: it gets the status on every change, and the worker
- * follows the distant vault's event stream for it (a run on each new head) until it closes.
+ * Open options pages watching sync: each gets the status on every change, and while any is
+ * open the worker follows the distant vault's event stream (one stream, a run on each new head).
  */
-const syncWatchers = new Set<chrome.runtime.Port>();
 function watchSync(port: chrome.runtime.Port): void {
   if (!port.sender || !isOwnPage(port.sender, chrome.runtime.id, EXTENSION_ORIGIN)) {
     port.disconnect();
     return;
   }
-  const stop = new AbortController();
   syncWatchers.add(port);
   port.onDisconnect.addListener(() => {
     syncWatchers.delete(port);
-    stop.abort();
+    if (syncWatchers.size === 0) watching?.abort();
   });
   void ready.then(async ({ sync }) => {
-    sync.onChange = () => {
-      void sync.status().then((s) => {
-        for (const p of syncWatchers) {
-          try {
-            p.postMessage(s);
-          } catch {
-            syncWatchers.delete(p);
-          }
-        }
-      });
-    };
-    sync.onChange();
+    broadcastSync(await sync.status()); // the new page's first status (the others lose nothing by it)
+    if (watching && !watching.signal.aborted) return; // the stream is already followed
+    const stop = new AbortController();
+    watching = stop;
     // the stream ends when the server restarts or the session expires: open it again while watched
     while (!stop.signal.aborted) {
       // not linked or locked yet: look again soon; a stream that failed: back off a little
@@ -371,4 +368,15 @@ function watchSync(port: chrome.runtime.Port): void {
       if (!stop.signal.aborted) await new Promise((r) => setTimeout(r, wait));
     }
   });
+}
+
+/** Every open options page hears of a status change. */
+function broadcastSync(status: SyncStatus): void {
+  for (const p of syncWatchers) {
+    try {
+      p.postMessage(status);
+    } catch {
+      syncWatchers.delete(p);
+    }
+  }
 }
