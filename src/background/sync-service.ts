@@ -134,11 +134,8 @@ export class SyncService {
           // Every secret moves to the synced vault: re-sealed under its items key, at the next version.
           const target: VaultKeys = { ...ring.local, items: await deriveItemsKey(key, vault) };
           const moved: StoredSecret[] = [];
-          for (const s of await this.db.getAll('secrets')) {
-            const meta = await openSecretMeta(ring.keysFor(s.epoch), ring.vaultId, s);
-            const value = await openSecretValue(ring.keysFor(s.epoch), ring.vaultId, s);
-            moved.push(await sealSecret(target, { vaultId: vault, id: s.id, version: s.version + 1, epoch: 1 }, meta, value));
-          }
+          for (const s of await this.db.getAll('secrets'))
+            moved.push(await reseal(ring, s, { id: s.id, version: s.version + 1 }, { keys: target, vaultId: vault, epoch: 1 }));
           const sealedKey = await sealRecord(ring.local.items, vaultKeyPlace(vault, 1), key);
           const link: SyncLink = { server: origin, device: sealed, vault, keys: [{ epoch: 1, sealed: sealedKey }] };
           // the link, the sync state and the re-sealed secrets in one transaction: all or none
@@ -290,7 +287,7 @@ export class SyncService {
       const resealed: StoredSecret[] = [];
       for (const s of await this.db.getAll('secrets')) {
         if (s.epoch >= ring.epoch) continue;
-        const n = await reseal(ring, s, s.id, s.version + 1);
+        const n = await reseal(ring, s, { id: s.id, version: s.version + 1 });
         resealed.push(n);
         rotate.push({ item: s.id, version: n.version });
       }
@@ -320,7 +317,7 @@ export class SyncService {
       });
       const local = await this.db.get('secrets', item);
       const next = Math.max(local?.version ?? 0, ...versions) + 1;
-      await this.db.put('secrets', await reseal(ring, decodeItemBlob(bytes, item), item, next));
+      await this.db.put('secrets', await reseal(ring, decodeItemBlob(bytes, item), { id: item, version: next }));
       this.vault.reload();
     });
     return this.syncNow();
@@ -551,7 +548,7 @@ export class SyncService {
       if (replica.isDestroyed(id)) {
         if (local && base && changedHere) {
           // edited here while destroyed elsewhere: the edit survives as a new item
-          const copy = await reseal(ring, local, crypto.randomUUID(), 1);
+          const copy = await reseal(ring, local, { id: crypto.randomUUID(), version: 1 });
           const b = encodeItemBlob(copy);
           writes.push(copy);
           out.push({ item: copy.id, version: copy.version, pending: { body: put(copy.id, blobHash(b), []), blob: b } });
@@ -823,10 +820,15 @@ const put = (item: string, blob: string, parents: readonly string[]): EntryBody 
 
 const sameSet = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x) => b.includes(x));
 
-/** A secret sealed again under the current epoch's keys, as item `id` at `version`. */
-async function reseal(ring: Keyring, s: StoredSecret, id: string, version: number): Promise<StoredSecret> {
+/** A secret opened with this device's keys and sealed again as `as`: under the current epoch's keys, or `into` others. */
+async function reseal(
+  ring: Keyring,
+  s: StoredSecret,
+  as: { id: string; version: number },
+  into: { keys: VaultKeys; vaultId: string; epoch: number } = { keys: ring.keysFor(ring.epoch), vaultId: ring.vaultId, epoch: ring.epoch },
+): Promise<StoredSecret> {
   const keys = ring.keysFor(s.epoch);
   const meta = await openSecretMeta(keys, ring.vaultId, s);
   const value = await openSecretValue(keys, ring.vaultId, s);
-  return sealSecret(ring.keysFor(ring.epoch), { vaultId: ring.vaultId, id, version, epoch: ring.epoch }, meta, value);
+  return sealSecret(into.keys, { vaultId: into.vaultId, id: as.id, version: as.version, epoch: into.epoch }, meta, value);
 }
