@@ -67,36 +67,14 @@ export class VaultClient {
     this.#pageSize = opts.pageSize ?? 1000;
   }
 
-  async #call(method: string, path: string, body?: unknown, auth = true): Promise<{ status: number; json: Record<string, unknown> }> {
-    const headers: Record<string, string> = {};
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    if (auth) headers.authorization = `Bearer ${await this.#token()}`;
-    let res: Response;
+  async #call(method: string, path: string, body?: unknown, auth = true): Promise<Answer> {
+    const token = auth ? await this.#token() : undefined;
     try {
-      res = await this.#fetch(`${this.origin}${path}`, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        credentials: 'omit',
-      });
-    } catch {
-      throw new SyncError('network', 'distant vault unreachable');
+      return await callServer(this.#fetch, this.origin, method, path, body, token);
+    } catch (e) {
+      if (token !== undefined && e instanceof SyncError && e.code === 'unauthorized') this.#session = undefined;
+      throw e;
     }
-    let json: Record<string, unknown>;
-    try {
-      json = (await res.json()) as Record<string, unknown>;
-    } catch {
-      throw new SyncError(res.ok ? 'server' : 'network', 'answer is not JSON', res.status);
-    }
-    if (res.status === 401 && auth) this.#session = undefined;
-    if (res.ok || res.status === 409) return { status: res.status, json };
-    const err = json.error as { code?: string; message?: string } | undefined;
-    const msg = `${err?.code ?? 'error'}: ${err?.message ?? res.statusText}`;
-    if (res.status === 401) throw new SyncError('unauthorized', msg, 401);
-    if (res.status === 404) throw new SyncError('not-found', msg, 404);
-    if (res.status === 429) throw new SyncError('rate-limited', msg, 429);
-    if (res.status >= 500) throw new SyncError('server', msg, res.status);
-    throw new SyncError('refused', msg, res.status);
   }
 
   async register(): Promise<void> {
@@ -287,21 +265,63 @@ export class VaultClient {
   }
 }
 
+type Answer = { status: number; json: Record<string, unknown> };
+
+/**
+ * One request to the distant vault: the answer's JSON for 2xx and 409 (what a commit missed),
+ * else a SyncError by status. `token` is the session, if the route wants one.
+ */
+async function callServer(
+  fetchFn: typeof fetch,
+  origin: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token?: string,
+): Promise<Answer> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (token !== undefined) headers.authorization = `Bearer ${token}`;
+  let res: Response;
+  try {
+    res = await fetchFn(`${origin}${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: 'omit',
+    });
+  } catch {
+    throw new SyncError('network', 'distant vault unreachable');
+  }
+  let json: Record<string, unknown>;
+  try {
+    json = (await res.json()) as Record<string, unknown>;
+  } catch {
+    throw new SyncError(res.ok ? 'server' : 'network', 'answer is not JSON', res.status);
+  }
+  if (res.ok || res.status === 409) return { status: res.status, json };
+  const err = json.error as { code?: string; message?: string } | undefined;
+  const msg = `${err?.code ?? 'error'}: ${err?.message ?? res.statusText}`;
+  if (res.status === 401) throw new SyncError('unauthorized', msg, 401);
+  if (res.status === 404) throw new SyncError('not-found', msg, 404);
+  if (res.status === 429) throw new SyncError('rate-limited', msg, 429);
+  if (res.status >= 500) throw new SyncError('server', msg, res.status);
+  throw new SyncError('refused', msg, res.status);
+}
+
 /** The sealed recovery device filed under `lookup`, fetched without a session (who has the key knows the lookup). */
 export async function fetchRecovery(
   origin: string,
   lookup: string,
   fetchFn: typeof fetch = (i, o) => fetch(i, o),
 ): Promise<{ vault: string; sealed: Uint8Array }> {
-  let res: Response;
-  try {
-    res = await fetchFn(`${origin}/v1/recovery/${lookup}`, { credentials: 'omit' });
-  } catch {
-    throw new SyncError('network', 'distant vault unreachable');
-  }
-  if (res.status === 404) throw new SyncError('not-found', 'this server knows no such recovery key', 404);
-  if (!res.ok) throw new SyncError(res.status === 429 ? 'rate-limited' : 'server', 'recovery lookup failed', res.status);
-  const x = (await res.json().catch(() => ({}))) as { vault?: unknown; blob?: unknown };
+  const x = await callServer(fetchFn, origin, 'GET', `/v1/recovery/${lookup}`).then(
+    (a) => a.json,
+    (e: unknown) => {
+      if (e instanceof SyncError && e.code === 'not-found') throw new SyncError('not-found', 'this server knows no such recovery key', 404);
+      throw e;
+    },
+  );
   if (typeof x.vault !== 'string' || typeof x.blob !== 'string') throw new SyncError('server', 'recovery answer malformed');
   try {
     return { vault: x.vault, sealed: fromBase64(x.blob) };
