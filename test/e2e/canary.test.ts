@@ -81,7 +81,7 @@ describe('canary: brokered mode shows the page nothing', () => {
 
   it('echoes in every encoding, gzip and binary come back stripped', async () => {
     for (const secret of ['canary', 'canary-b64']) {
-      for (const path of ['/v1/echo', '/v1/echo-encoded', '/v1/echo-gzip', '/v1/echo-binary']) {
+      for (const path of ['/v1/echo', '/v1/echo-encoded', '/v1/echo-gzip', '/v1/echo-sized', '/v1/echo-binary']) {
         const res = await call({ secret, url: url(path), method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } });
         expect(res.ok).toBe(true);
         if (res.ok) expect(res.result.status).toBe(200);
@@ -89,6 +89,9 @@ describe('canary: brokered mode shows the page nothing', () => {
     }
     const encoded = await call({ secret: 'canary', url: url('/v1/echo-encoded') });
     expect(encoded.ok && encoded.result.headers['x-echo']).toBe('[REDACTED]');
+    // a declared-length body is answered once its last byte is in: the echo ending it is still stripped
+    const sized = await call({ secret: 'canary', url: url('/v1/echo-sized') });
+    expect(sized.ok && sized.result.body).toBe('{"b64":"[REDACTED]","tail":"[REDACTED]');
   });
 
   it('streams server-sent events with the echo split across chunks, stripped', async () => {
@@ -121,6 +124,7 @@ describe('canary: brokered mode shows the page nothing', () => {
       [{ secret: 'canary', url: `ws://${api.host}/` }, -32602],
       [{ secret: 'canary', url: url('/v1/redirect') }, 4301],
       [{ secret: 'canary', url: url('/v1/big') }, 4303],
+      [{ secret: 'canary', url: url('/v1/short') }, 4302],
       [{ secret: 'canary', url: url('/v1/echo'), headers: { Authorization: 'Bearer page' } }, 4300],
       [{ secret: 'canary', url: url('/v1/echo'), method: 'POST', headers: { 'X-HTTP-Method-Override': 'DELETE' } }, 4300],
       [{ secret: 'canary', url: url('/v1/echo'), headers: { 'x-ok': 'a\r\nX-Evil: 1' } }, -32602],
@@ -143,10 +147,10 @@ describe('canary: brokered mode shows the page nothing', () => {
       if (!res.ok) expect(res.error.message).toMatch(/^[A-Z][^{}]*\.$/); // a fixed sentence
       expect((await call({ secret: 'canary', url: url('/v1/echo') })).ok).toBe(true);
     }
-    // only the valid calls and the refused-after-sending redirect/big reached the API; nothing reached the trap
+    // only the valid calls and the refused-after-sending redirect/big/short reached the API; nothing reached the trap
     expect(trap.received).toHaveLength(0);
     const withCredential = api.received.slice(before).filter((r) => r.headers.authorization);
-    expect(withCredential.every((r) => r.url === '/v1/echo' || r.url === '/v1/redirect' || r.url === '/v1/big')).toBe(true);
+    expect(withCredential.every((r) => ['/v1/echo', '/v1/redirect', '/v1/big', '/v1/short'].includes(r.url))).toBe(true);
     expect(api.received.slice(before).some((r) => r.headers['x-evil'] !== undefined)).toBe(false);
   });
 

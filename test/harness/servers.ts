@@ -91,6 +91,19 @@ export async function apiServer(): Promise<ApiServer> {
           res.writeHead(200, { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
           return res.end(gzipSync(Buffer.from(`your key is ${cred}, padded ${'.'.repeat(2000)}`)));
         }
+        case '/v1/echo-sized': {
+          // a declared length, with the credential as the very last bytes
+          const b = Buffer.from(`{"b64":"${Buffer.from(cred).toString('base64')}","tail":"${cred}`);
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(b.length) });
+          return res.end(b);
+        }
+        case '/v1/short': {
+          // declares more than it sends, then drops the connection
+          const b = Buffer.from(`your key is ${cred}`);
+          res.writeHead(200, { 'content-type': 'text/plain', 'content-length': String(b.length + 100) });
+          res.write(b);
+          return setTimeout(() => res.destroy(), 20);
+        }
         case '/v1/echo-binary': {
           res.writeHead(200, { 'content-type': 'application/octet-stream' });
           return res.end(Buffer.concat([Buffer.from([0, 255, 1, 254]), Buffer.from(cred), Buffer.from([0, 0])]));
