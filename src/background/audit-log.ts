@@ -16,6 +16,15 @@ import {
 } from '../core/audit.ts';
 import type { KeyholeDB } from './db.ts';
 
+/**
+ * Request records (the high-volume kind) wait up to this long to share one transaction with
+ * the ones after them; every other kind is written at once, taking the waiting ones along.
+ * A browser killed in that window loses those records; an MV3 worker is never stopped with a
+ * timer this short pending (it idles 30 s first).
+ */
+export const AUDIT_BATCH_MS = 50;
+const MAX_BATCH = 256;
+
 export type AuditView = {
   readonly entries: AuditEntry[];
   readonly total: number;
@@ -27,6 +36,10 @@ export class AuditLog {
   private queue: Promise<unknown> = Promise.resolve();
   /** the newest entry, known once read: this worker is the only writer */
   private head: AuditEntry | null | undefined;
+  /** appended, not yet written, in order */
+  private waiting: AuditRecord[] = [];
+  /** the flush the waiting request records are due in */
+  private due: Promise<void> | null = null;
 
   constructor(
     private readonly db: KeyholeDB,
@@ -41,21 +54,41 @@ export class AuditLog {
     return run;
   }
 
-  /** Appends one record (normalised by auditRecord: nothing outside the type is kept). */
+  /**
+   * Appends one record (normalised by auditRecord: nothing outside the type is kept). The
+   * promise settles once it is written.
+   */
   append(input: Omit<AuditRecord, 'time'> & { time?: number }): Promise<void> {
+    const record = auditRecord({ ...input, time: input.time ?? this.now() } as AuditRecord);
+    this.waiting.push(record);
+    if (record.kind !== 'request' || this.waiting.length >= MAX_BATCH) return this.flush();
+    this.due ??= new Promise((r) => setTimeout(r, AUDIT_BATCH_MS)).then(() => {
+      this.due = null;
+      return this.flush();
+    });
+    return this.due;
+  }
+
+  /** Writes every waiting record, chained in order, in one transaction. */
+  flush(): Promise<void> {
     return this.serial(async () => {
-      const record = auditRecord({ ...input, time: input.time ?? this.now() } as AuditRecord);
+      const records = this.waiting.splice(0);
+      if (records.length === 0) return;
       const key = await this.key();
       let last = await this.last();
       if (key && last && last.mac === null) {
         await this.chainPendingWith(key); // catch up first
         last = await this.last();
       }
-      const seq = (last?.seq ?? 0) + 1;
-      const mac = key ? await chainMac(key, last?.mac ?? null, seq, record) : null;
-      const entry = { seq, record, mac };
-      await this.db.add('audit', entry);
-      this.head = entry;
+      const entries: AuditEntry[] = [];
+      for (const record of records) {
+        const seq = (last?.seq ?? 0) + 1;
+        last = { seq, record, mac: key ? await chainMac(key, last?.mac ?? null, seq, record) : null };
+        entries.push(last);
+      }
+      const tx = this.db.transaction('audit', 'readwrite');
+      await Promise.all([...entries.map((e) => tx.store.add(e)), tx.done]);
+      this.head = last;
     });
   }
 
@@ -95,6 +128,7 @@ export class AuditLog {
 
   /** Newest first, filtered, with the whole chain checked. Requires the key (unlocked). */
   async view(filter: AuditFilter = {}, limit = 500): Promise<AuditView> {
+    await this.flush();
     const key = await this.key();
     if (!key) throw new Error('locked');
     const all = await this.db.getAll('audit');
@@ -113,6 +147,7 @@ export class AuditLog {
 
   /** Every matching entry, oldest first (for export). */
   async export(filter: AuditFilter = {}): Promise<AuditEntry[]> {
+    await this.flush();
     return (await this.db.getAll('audit')).filter((e) => matches(e.record, filter));
   }
 }

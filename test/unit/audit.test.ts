@@ -95,6 +95,27 @@ describe('audit chain', () => {
     expect(v.entries.map((e) => e.record.kind)).toEqual(['unlock', 'request', 'lock', 'request']);
   });
 
+  it('writes a burst of request records together, and any other kind at once with those waiting', async () => {
+    const { db, audit } = await log();
+    const burst = [1, 2, 3].map((i) => audit.append(rec(i)));
+    expect(await db.count('audit')).toBe(0); // waiting for company, not lost
+    await Promise.all(burst);
+    expect((await db.getAll('audit')).map((e) => e.record.correlationId)).toEqual(['c1', 'c2', 'c3']);
+
+    void audit.append(rec(4));
+    await audit.append({ kind: 'lock', correlationId: 'l', reason: 'idle' });
+    expect((await db.getAll('audit')).map((e) => [e.seq, e.record.correlationId])).toEqual([
+      [1, 'c1'],
+      [2, 'c2'],
+      [3, 'c3'],
+      [4, 'c4'],
+      [5, 'l'],
+    ]);
+    void audit.append(rec(6));
+    const v = await audit.view(); // reading writes what waits first
+    expect(v.check).toEqual({ ok: true, checked: 6, pending: 0 });
+  });
+
   it('filters', async () => {
     const { audit } = await log();
     await audit.append(rec(1));
