@@ -197,7 +197,7 @@ describe('page provider and brokered fetch', () => {
     await page.close();
   });
 
-  it('streams: cancelling the body cancels the request; a call longer than 30 s completes', async () => {
+  it('streams: cancelling the body cancels the request', async () => {
     const page = await h.context.newPage();
     await page.goto(`http://stream.localhost:${app.port}/`);
     expect((await grant(page, { secrets: ['echo-fake'] }, 'period')).ok).toBe(true);
@@ -208,9 +208,8 @@ describe('page provider and brokered fetch', () => {
     );
     expect(cancelled.ok).toBe(true);
     await expect.poll(() => api.abandoned()).toBe(1);
-    // MV3 stops a worker idle for 30 s; the broker keeps it awake while a call is open.
-    const long = await stream(page, { secret: 'echo-fake', url: `http://${api.host}/v1/stream?n=4&gap=11000` });
-    expect(long.ok && long.result.text.split('\n\n').filter(Boolean)).toHaveLength(5);
+    // A call longer than Chrome's 30 s idle limit: worker-lifetime.test.ts, without a debugger
+    // attached to the worker (one attached here by Playwright keeps it alive by itself).
     await page.close();
   });
 
