@@ -67,7 +67,7 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
   /** One HTTPS server, two names: the agent web app and the API it calls. */
   beforeAll(async () => {
     server = createServer(certificate(), (req, res) => {
-      if (req.headers.host?.startsWith('agent.keyhole.test')) {
+      if (req.headers.host?.startsWith('agent.keyhole.test') || req.headers.host?.startsWith('byok.keyhole.test')) {
         res.writeHead(200, { 'content-type': 'text/html' });
         return res.end('<!doctype html><title>remote agent</title><p>agent');
       }
@@ -157,5 +157,30 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
         return auths.slice(before).includes(`Bearer ${VALUE}`);
       })
       .toBe(true);
+  });
+
+  it('a site that knows nothing of Keyhole, allowed from the options page, is asked for in Chrome’s prompt too', async () => {
+    const byokPattern = 'https://byok.keyhole.test/*';
+    expect(await holds(byokPattern)).toBe(false);
+    await options.reload();
+    await options.getByLabel('Site', { exact: true }).fill(`https://byok.keyhole.test:${port}`);
+    await options.getByLabel('Secret', { exact: true }).selectOption({ label: `remote (api.keyhole.test:${port})` });
+    await options.getByRole('button', { name: 'Allow this site' }).click();
+    await answerChrome(['Tab', 'Return']);
+    await expect.poll(() => holds(byokPattern)).toBe(true);
+    await expect
+      .poll(async () => (await rpc<{ result: { origin: string }[] }>(options, 'grants.list')).result.map((g) => g.origin))
+      .toContain(`https://byok.keyhole.test:${port}`);
+
+    const byok = await h.context.newPage();
+    await byok.goto(`https://byok.keyhole.test:${port}/`);
+    const before = auths.length;
+    await expect
+      .poll(async () => {
+        await byok.evaluate((u) => fetch(u).then((r) => r.text()), `https://api.keyhole.test:${port}/v1/plain`);
+        return auths.slice(before).includes(`Bearer ${VALUE}`);
+      })
+      .toBe(true);
+    await byok.close();
   });
 });
