@@ -299,7 +299,7 @@ chrome.tabs.onRemoved.addListener(() => {
 chrome.webRequest.onCompleted.addListener(
   (details) => {
     if (details.tabId < 0 || !details.initiator) return; // the worker's own brokered calls, navigations
-    if (!mayBeCovered(details.tabId)) return; // most requests: no transparent rule in that tab
+    if (!mayBeCovered(details)) return; // most requests: no transparent rule covers them
     void ready.then(async ({ grants, limiter, transparent, audit }) => {
       const hit = await attribute(details);
       if (!hit) return;

@@ -124,11 +124,14 @@ async function installedNow(): Promise<Installed[]> {
 }
 
 /**
- * False only when it is certain no installed rule covers this tab: lets the webRequest listener
- * drop other requests synchronously, without waking any async work. Unknown (a fresh worker) is true.
+ * False only when it is certain no installed rule covers this request (its tab and URL): lets
+ * the webRequest listener drop other requests synchronously, without waking any async work,
+ * including the granted tab's requests to other hosts. Unknown (a fresh worker) is true.
  */
-export function mayBeCovered(tabId: number): boolean {
-  return memo === undefined || memo.some((i) => i.tabIds.includes(tabId));
+export function mayBeCovered(details: { tabId: number; url: string }): boolean {
+  if (memo === undefined) return true;
+  const url = details.url.toLowerCase();
+  return memo.some((i) => i.tabIds.includes(details.tabId) && i.prefixes.some((p) => url.startsWith(p.toLowerCase())));
 }
 
 /** Which installed grant (if any) a request observed by webRequest went out under. */
