@@ -4,6 +4,7 @@
  * site transparent access; the model it serves only ever acts on and reads web pages, and
  * nothing it can read holds the key.
  */
+import { rmSync } from 'node:fs';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { launch, newProfileDir, OPTIONS, rpc } from '../harness/browser.ts';
@@ -33,6 +34,7 @@ describe('agent harness recipe (README)', () => {
   });
   afterAll(async () => {
     await Promise.all([api?.close(), app?.close()]);
+    rmSync(profile, { recursive: true, force: true });
   });
 
   it('the harness unlocks and grants; the model drives the page; the API gets the key, the model never sees it', async () => {

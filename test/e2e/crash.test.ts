@@ -3,6 +3,7 @@
  * the old or the new state: nothing half-written, nothing damaged, and every write the worker
  * acknowledged before the kill is still there.
  */
+import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, newProfileDir, OPTIONS, rpc } from '../harness/browser.ts';
 
@@ -12,10 +13,13 @@ type Res<T> = { ok: boolean; result: T; error?: { code: string } };
 
 describe('killed mid-write', () => {
   let h: Harness | undefined;
-  afterAll(() => h?.close());
+  const profile = newProfileDir('crash-');
+  afterAll(async () => {
+    await h?.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
 
   it('keeps old-or-new for every item and every acknowledged write', async () => {
-    const profile = newProfileDir('crash-');
     h = await launch({ profile });
     const page = await h.open(OPTIONS);
     await rpc(page, 'vault.create', { passphrase: PASS, kdf: 'pbkdf2-sha256' });

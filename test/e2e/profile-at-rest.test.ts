@@ -4,7 +4,7 @@
  * (while a planted control string is found, so the scan sees what the profile stores), and
  * the copy opened without the passphrase is locked and decrypts nothing.
  */
-import { cpSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, newProfileDir, OPTIONS, POPUP, rpc } from '../harness/browser.ts';
 import { scanDir } from '../harness/scan.ts';
@@ -17,9 +17,12 @@ type Res<T> = { ok: boolean; result: T; error: { code: string } };
 
 describe('a copied profile', () => {
   let h: Harness | undefined;
-  afterAll(() => h?.close());
   const original = newProfileDir('atrest-');
   const copy = newProfileDir('atrest-copy-');
+  afterAll(async () => {
+    await h?.close();
+    for (const dir of [original, copy]) rmSync(dir, { recursive: true, force: true });
+  });
 
   it('is taken from a browser killed while unlocked, after real typing in the popup and options', async () => {
     h = await launch({ profile: original });

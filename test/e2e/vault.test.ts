@@ -3,6 +3,7 @@
  * create -> add secret -> lock -> stop worker -> unlock -> list and reveal; unlock survives a
  * worker stop; a browser restart comes back locked; a wrong passphrase fails clearly.
  */
+import { rmSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, newProfileDir, OPTIONS, POPUP, rpc } from '../harness/browser.ts';
 
@@ -12,7 +13,10 @@ const VALUE = 'sk-FAKE-e2e-0123456789abcdef';
 describe('vault in the real extension', () => {
   const profile = newProfileDir();
   let h: Harness;
-  afterAll(() => h?.close());
+  afterAll(async () => {
+    await h?.close();
+    rmSync(profile, { recursive: true, force: true });
+  });
 
   it('creates a vault in the popup', async () => {
     h = await launch({ profile });
