@@ -8,9 +8,12 @@
  *   proxy        page fetch to a minimal local forward proxy that adds the header (the
  *                approach of agent credential proxies such as AgentSecrets, Infisical Agent Vault)
  * and fetch.broker_cold_ms: the first brokered call after the worker was stopped (median of 7).
+ * Then the broker's two parts alone, for context: fetch.messaging_noop (a provider call the worker
+ * refuses at once: the page-to-worker round trip) and fetch.worker_fetch (the worker's own fetch
+ * of the bound URL, timed in the worker).
  */
 import { Agent, request as httpRequest } from 'node:http';
-import type { Page } from 'playwright';
+import type { Page, Worker } from 'playwright';
 import { launch, OPTIONS, rpc } from '../test/harness/browser.ts';
 import { request } from '../test/harness/provider.ts';
 import { appServer, listen } from '../test/harness/servers.ts';
@@ -100,6 +103,39 @@ async function runRounds(page: Page, api: number, proxy: number): Promise<Timing
   ) as Promise<Timings>;
 }
 
+const FLOOR_CALLS = 500;
+
+/** The broker's two parts, each timed alone: `messaging_noop` in the page, `worker_fetch` in the worker. */
+async function messagingAndWorkerFetch(
+  page: Page,
+  worker: Worker,
+  url: string,
+): Promise<{ messaging_noop: number[]; worker_fetch: number[] }> {
+  const messaging_noop = (await page.evaluate(`(async () => {
+    const provider = await new Promise((resolve) => {
+      addEventListener('keyhole:announceProvider', (e) => resolve(e.detail.provider), { once: true });
+      dispatchEvent(new Event('keyhole:requestProvider'));
+    });
+    const out = [];
+    for (let i = -20; i < ${FLOOR_CALLS}; i++) {
+      const t0 = performance.now();
+      await provider.request({ method: 'keyhole_noSuchMethod' }).catch(() => 0);
+      if (i >= 0) out.push(performance.now() - t0);
+    }
+    return out;
+  })()`)) as number[];
+  const worker_fetch = (await worker.evaluate(`(async () => {
+    const out = [];
+    for (let i = -20; i < ${FLOOR_CALLS}; i++) {
+      const t0 = performance.now();
+      await fetch(${JSON.stringify(url)}, { credentials: 'omit', cache: 'no-store' }).then((r) => r.arrayBuffer());
+      if (i >= 0) out.push(performance.now() - t0);
+    }
+    return out;
+  })()`)) as number[];
+  return { messaging_noop, worker_fetch };
+}
+
 export const fetchSuite: Suite = {
   name: 'fetch',
   async run() {
@@ -136,6 +172,11 @@ export const fetchSuite: Suite = {
       // every transparent, broker and proxy call carried the key; plain ones did not
       if (keyed !== 3 * (ROUNDS + 20)) throw new Error(`bench: ${keyed} keyed requests, expected ${3 * (ROUNDS + 20)}`);
 
+      // Where the broker's time goes, measured after the rounds: a provider call the worker
+      // refuses at once (4200) is the page-to-worker messaging round trip, and the worker's own
+      // fetch of the bound URL is the rest. The proxy's cost is one local hop on a page fetch.
+      const floor = await messagingAndWorkerFetch(page, await h.worker(), `http://127.0.0.1:${api.port}/bound/models`);
+
       const cold: number[] = [];
       for (let i = 0; i < COLD_RUNS; i++) {
         const stop = await h.stopWorker();
@@ -154,6 +195,10 @@ export const fetchSuite: Suite = {
 
       const metrics: Record<string, number> = {};
       for (const [name, xs] of Object.entries(t)) {
+        metrics[`fetch.${name}.p50_ms`] = round(percentile(xs, 50), 2);
+        metrics[`fetch.${name}.p95_ms`] = round(percentile(xs, 95), 2);
+      }
+      for (const [name, xs] of Object.entries(floor)) {
         metrics[`fetch.${name}.p50_ms`] = round(percentile(xs, 50), 2);
         metrics[`fetch.${name}.p95_ms`] = round(percentile(xs, 95), 2);
       }
