@@ -6,6 +6,7 @@
 import {
   type AuditEntry,
   type AuditFilter,
+  type AuditKind,
   type AuditRecord,
   anomalies,
   auditRecord,
@@ -17,12 +18,14 @@ import {
 import type { KeyholeDB } from './db.ts';
 
 /**
- * Request records (the high-volume kind) wait up to this long to share one transaction with
- * the ones after them; every other kind is written at once, taking the waiting ones along.
- * A browser killed in that window loses those records; an MV3 worker is never stopped with a
- * timer this short pending (it idles 30 s first).
+ * Records of the kinds a page can cause at its own pace (requests, and errors such as refused
+ * calls) wait up to this long to share one transaction with the ones after them; every other
+ * kind is written at once, taking the waiting ones along. A browser killed in that window loses
+ * those records; an MV3 worker is never stopped with a timer this short pending (it idles 30 s
+ * first).
  */
 export const AUDIT_BATCH_MS = 50;
+const BATCHED: ReadonlySet<AuditKind> = new Set(['request', 'error']);
 const MAX_BATCH = 256;
 
 export type AuditView = {
@@ -61,7 +64,7 @@ export class AuditLog {
   append(input: Omit<AuditRecord, 'time'> & { time?: number }): Promise<void> {
     const record = auditRecord({ ...input, time: input.time ?? this.now() } as AuditRecord);
     this.waiting.push(record);
-    if (record.kind !== 'request' || this.waiting.length >= MAX_BATCH) return this.flush();
+    if (!BATCHED.has(record.kind) || this.waiting.length >= MAX_BATCH) return this.flush();
     this.due ??= new Promise((r) => setTimeout(r, AUDIT_BATCH_MS)).then(() => {
       this.due = null;
       return this.flush();

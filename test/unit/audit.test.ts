@@ -95,9 +95,10 @@ describe('audit chain', () => {
     expect(v.entries.map((e) => e.record.kind)).toEqual(['unlock', 'request', 'lock', 'request']);
   });
 
-  it('writes a burst of request records together, and any other kind at once with those waiting', async () => {
+  it('writes a burst of request and error records together, and any other kind at once with those waiting', async () => {
     const { db, audit } = await log();
-    const burst = [1, 2, 3].map((i) => audit.append(rec(i)));
+    const burst = [1, 2].map((i) => audit.append(rec(i)));
+    burst.push(audit.append({ kind: 'error', correlationId: 'c3', origin: 'https://a.example', status: 4200, decision: 'denied' }));
     expect(await db.count('audit')).toBe(0); // waiting for company, not lost
     await Promise.all(burst);
     expect((await db.getAll('audit')).map((e) => e.record.correlationId)).toEqual(['c1', 'c2', 'c3']);
