@@ -69,6 +69,10 @@ export async function launchRaw(profile: string): Promise<RawBrowser> {
     if (m.error) w?.reject(new Error(`raw-cdp: ${m.error.message}`));
     else w?.resolve(m.result ?? {});
   });
+  ws.on('close', () => {
+    for (const w of waiting.values()) w.reject(new Error('raw-cdp: the DevTools connection closed'));
+    waiting.clear();
+  });
   const send = (method: string, params: Record<string, unknown> = {}, sessionId?: string) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
       const id = ++nextId;
