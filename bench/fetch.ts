@@ -15,7 +15,7 @@
 import { Agent, request as httpRequest } from 'node:http';
 import type { Page, Worker } from 'playwright';
 import { launch, OPTIONS, rpc } from '../test/harness/browser.ts';
-import { request } from '../test/harness/provider.ts';
+import { grantForPeriod } from '../test/harness/provider.ts';
 import { appServer, listen } from '../test/harness/servers.ts';
 import type { Suite } from './run.ts';
 import { percentile, round } from './stats.ts';
@@ -156,12 +156,7 @@ export const fetchSuite: Suite = {
       const page = await h.context.newPage();
       await page.goto(`http://127.0.0.1:${app.port}/`);
       // one broker grant from the page, one transparent grant from the options page (no prompt)
-      const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
-      const granted = request(page, 'keyhole_requestGrant', { secrets: ['bench'], ttlSeconds: 3600 });
-      const consent = await shown;
-      await consent.waitForSelector('#allow-period:not([disabled])');
-      await consent.click('#allow-period');
-      if (!(await granted).ok) throw new Error('bench: grant refused');
+      if (!(await grantForPeriod(h.context, page, { secrets: ['bench'], ttlSeconds: 3600 })).ok) throw new Error('bench: grant refused');
       const secretId = (await rpc<{ result: { secrets: { id: string }[] } }>(options, 'secrets.list')).result.secrets[0]?.id;
       await rpc(options, 'grants.create', { origin: `http://127.0.0.1:${app.port}`, secretId, ttlSeconds: 3600 });
       await new Promise((r) => setTimeout(r, 500)); // the rule is installed asynchronously

@@ -10,7 +10,7 @@ import { randomBytes } from 'node:crypto';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
-import { type Answer, request, stream } from '../harness/provider.ts';
+import { type Answer, grantForPeriod, request, stream } from '../harness/provider.ts';
 import { findEncodings } from '../harness/scan.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
 
@@ -46,12 +46,7 @@ describe('canary: brokered mode shows the page nothing', () => {
     page.on('request', (r) => pageRequests.push(`${r.method()} ${r.url()} ${JSON.stringify(r.headers())} ${r.postData() ?? ''}`));
     await page.goto(`http://127.0.0.1:${app.port}/`);
     for (const secret of ['canary', 'canary-b64']) {
-      const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
-      const answer = request(page, 'keyhole_requestGrant', { secrets: [secret] });
-      const consent = await shown;
-      await consent.waitForSelector('#allow-period:not([disabled])');
-      await consent.click('#allow-period');
-      observed.push(JSON.stringify(await answer));
+      observed.push(JSON.stringify(await grantForPeriod(h.context, page, { secrets: [secret] })));
     }
   });
   afterAll(async () => {

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
-import { request } from '../harness/provider.ts';
+import { openConsent, request } from '../harness/provider.ts';
 import { startXvfb } from '../harness/xvfb.ts';
 
 const PASSPHRASE = 'host permissions passphrase FAKE';
@@ -107,12 +107,17 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
     execFileSync('xdotool', ['key', '--delay', '200', ...keys], { env: { ...process.env, DISPLAY: x.display } });
   }
 
-  async function consentFor(params: unknown) {
-    const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('/src/popup/consent.html'), timeout: 10_000 });
-    const answer = request<{ grants: { mode: string }[] }>(agent, 'keyhole_requestGrant', params);
-    const consent = await shown;
-    await consent.waitForSelector('#allow-period:not([disabled])');
-    return { consent, answer };
+  const consentFor = (params: unknown) => openConsent(h.context, agent, params, { timeout: 10_000 });
+
+  /** Fetches the API from `page` until a request of it arrives carrying the key (the rule is installed just after the grant). */
+  async function keyReachesApiFrom(page: Page): Promise<void> {
+    const before = auths.length;
+    await expect
+      .poll(async () => {
+        await page.evaluate((u) => fetch(u).then((r) => r.text()), `https://api.keyhole.test:${port}/v1/plain`);
+        return auths.slice(before).includes(`Bearer ${VALUE}`);
+      })
+      .toBe(true);
   }
 
   it('refusing Chrome’s prompt allows nothing; accepting it allows the grant, and the brokered call reaches the host', async () => {
@@ -148,15 +153,7 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
     const granted = await answer;
     expect(granted.ok && granted.result.grants.map((g) => g.mode)).toEqual(['transparent']);
     expect(await holds(agentPattern)).toBe(true);
-
-    const before = auths.length;
-    // the session rule is installed just after the grant; the page's own fetch carries no key
-    await expect
-      .poll(async () => {
-        await agent.evaluate((u) => fetch(u).then((r) => r.text()), `https://api.keyhole.test:${port}/v1/plain`);
-        return auths.slice(before).includes(`Bearer ${VALUE}`);
-      })
-      .toBe(true);
+    await keyReachesApiFrom(agent); // the page's own fetch carries no key
   });
 
   it('a site that knows nothing of Keyhole, allowed from the options page, is asked for in Chrome’s prompt too', async () => {
@@ -174,13 +171,7 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
 
     const byok = await h.context.newPage();
     await byok.goto(`https://byok.keyhole.test:${port}/`);
-    const before = auths.length;
-    await expect
-      .poll(async () => {
-        await byok.evaluate((u) => fetch(u).then((r) => r.text()), `https://api.keyhole.test:${port}/v1/plain`);
-        return auths.slice(before).includes(`Bearer ${VALUE}`);
-      })
-      .toBe(true);
+    await keyReachesApiFrom(byok);
     await byok.close();
   });
 });

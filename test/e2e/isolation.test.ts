@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, ROOT, rpc, unpackedExtensionId } from '../harness/browser.ts';
-import { request } from '../harness/provider.ts';
+import { grantForPeriod, request } from '../harness/provider.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
 
 const OTHER = join(ROOT, 'test/fixtures/other-extension');
@@ -37,12 +37,7 @@ describe('isolation', () => {
   async function grantedPage(host: string): Promise<Page> {
     const page = await h.context.newPage();
     await page.goto(`http://${host}:${app.port}/`);
-    const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
-    const answer = request(page, 'keyhole_requestGrant', { secrets: ['iso-fake'] });
-    const consent = await shown;
-    await consent.waitForSelector('#allow-period:not([disabled])');
-    await consent.click('#allow-period');
-    expect((await answer).ok).toBe(true);
+    expect((await grantForPeriod(h.context, page, { secrets: ['iso-fake'] })).ok).toBe(true);
     return page;
   }
 

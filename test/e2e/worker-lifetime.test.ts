@@ -12,7 +12,7 @@
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DIST, launch, newProfileDir, OPTIONS, rpc, unpackedExtensionId } from '../harness/browser.ts';
-import { request } from '../harness/provider.ts';
+import { grantForPeriod } from '../harness/provider.ts';
 import { launchRaw, type RawBrowser } from '../harness/raw-cdp.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
 
@@ -45,12 +45,7 @@ describe('the worker, with no debugger attached', () => {
       });
       const page = await h.context.newPage();
       await page.goto(`http://127.0.0.1:${app.port}/`);
-      const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
-      const granted = request(page, 'keyhole_requestGrant', { secrets: ['echo-fake'], ttlSeconds: 3600 });
-      const consent = await shown;
-      await consent.waitForSelector('#allow-period:not([disabled])');
-      await consent.click('#allow-period');
-      expect((await granted).ok).toBe(true);
+      expect((await grantForPeriod(h.context, page, { secrets: ['echo-fake'], ttlSeconds: 3600 })).ok).toBe(true);
     } finally {
       await h.close(); // the profile, with its vault and grant, stays
     }

@@ -1,5 +1,5 @@
 /** Calls the Keyhole page provider from a web page, as an agent app would (no SDK). */
-import type { Frame, Page } from 'playwright';
+import type { BrowserContext, Frame, Page } from 'playwright';
 
 export type Answer<T = unknown> = { ok: true; result: T } | { ok: false; error: { code: number; message: string; data?: unknown } };
 
@@ -91,4 +91,30 @@ export async function stream(
       }),
     [params, opts.cancelAfterChunks ?? 0] as const,
   ) as Promise<Answer<{ status: number; headers: Record<string, string>; text: string; chunks: number }>>;
+}
+
+type Granted = { grants: { id: string; mode: string }[] };
+
+/**
+ * keyhole_requestGrant from `page`, up to the consent window the worker opens, once its Allow
+ * buttons are enabled (after the anti-clickjacking delay). The person's answer is the caller's.
+ */
+export async function openConsent(
+  context: BrowserContext,
+  page: Page,
+  params: unknown,
+  opts: { timeout?: number } = {},
+): Promise<{ consent: Page; answer: Promise<Answer<Granted>> }> {
+  const shown = context.waitForEvent('page', { predicate: (p) => p.url().includes('/src/popup/consent.html'), ...opts });
+  const answer = request<Granted>(page, 'keyhole_requestGrant', params);
+  const consent = await shown;
+  await consent.waitForSelector('#allow-period:not([disabled])');
+  return { consent, answer };
+}
+
+/** Asks for a grant from `page` and allows it for the period shown, as the person would. */
+export async function grantForPeriod(context: BrowserContext, page: Page, params: unknown): Promise<Answer<Granted>> {
+  const { consent, answer } = await openConsent(context, page, params);
+  await consent.click('#allow-period');
+  return answer;
 }
