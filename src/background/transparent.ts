@@ -131,7 +131,12 @@ async function installedNow(): Promise<Installed[]> {
 export function mayBeCovered(details: { tabId: number; url: string }): boolean {
   if (memo === undefined) return true;
   const url = details.url.toLowerCase();
-  return memo.some((i) => i.tabIds.includes(details.tabId) && i.prefixes.some((p) => url.startsWith(p.toLowerCase())));
+  return memo.some((i) => coversTabAndUrl(i, details.tabId, url));
+}
+
+/** An installed grant's rule reaches this tab and this URL (lowercased) by its tab ids and URL prefixes. */
+function coversTabAndUrl(i: Installed, tabId: number, url: string): boolean {
+  return i.tabIds.includes(tabId) && i.prefixes.some((p) => url.startsWith(p.toLowerCase()));
 }
 
 /** Which installed grant (if any) a request observed by webRequest went out under. */
@@ -149,10 +154,9 @@ export async function attribute(details: { tabId: number; initiator?: string; ur
   return (
     installed.find(
       (i) =>
-        i.tabIds.includes(details.tabId) &&
+        coversTabAndUrl(i, details.tabId, url) &&
         (initiatorHost === i.initiatorHost || initiatorHost.endsWith(`.${i.initiatorHost}`)) &&
-        i.methods.includes(method) &&
-        i.prefixes.some((p) => url.startsWith(p.toLowerCase())),
+        i.methods.includes(method),
     ) ?? null
   );
 }
