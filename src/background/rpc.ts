@@ -191,6 +191,9 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
 /** True only for this extension's own pages (popup, options, and later the consent window). */
 export function isOwnPage(sender: chrome.runtime.MessageSender, extensionId: string, extensionOrigin: string): boolean {
   if (sender.id !== extensionId) return false;
+  // Our pages run as top-level documents; an extension page inside a frame (the web-accessible
+  // lane frame, in a web page) has no business here.
+  if (sender.frameId !== undefined && sender.frameId !== 0) return false;
   if (typeof sender.url !== 'string' || !sender.url.startsWith(`${extensionOrigin}/`)) return false;
   return sender.origin === undefined || sender.origin === extensionOrigin;
 }

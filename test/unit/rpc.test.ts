@@ -16,6 +16,10 @@ describe('only the extension’s own pages may call the worker', () => {
     ['another extension', { id: 'abcdefghijklmnopabcdefghijklmnop', url: 'chrome-extension://abcdefghijklmnopabcdefghijklmnop/p.html' }],
     ['a look-alike origin prefix', { id: ID, url: `${ORIGIN}.evil.test/`, origin: `${ORIGIN}.evil.test` }],
     ['no url', { id: ID }],
+    [
+      'an extension page framed in a web page (the lane frame)',
+      { id: ID, url: `${ORIGIN}/src/content/lane.html`, origin: ORIGIN, frameId: 5 },
+    ],
   ])('refuses %s', (_what, sender) => expect(isOwnPage(sender as chrome.runtime.MessageSender, ID, ORIGIN)).toBe(false));
 });
 
