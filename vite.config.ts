@@ -28,8 +28,11 @@ const extension: UserConfig = {
     target: 'chrome120',
     sourcemap: false,
     minify: false,
-    // pages the manifest does not name: the offscreen clipboard document and the consent window
-    rollupOptions: { input: { offscreen: 'src/background/offscreen.html', consent: 'src/popup/consent.html' } },
+    // pages the manifest does not name as pages: the offscreen clipboard document, the consent
+    // window and the lane frame (web-accessible; content/lane-frame.ts)
+    rollupOptions: {
+      input: { offscreen: 'src/background/offscreen.html', consent: 'src/popup/consent.html', lane: 'src/content/lane.html' },
+    },
   },
   test: {
     reporters: ['default', './test/harness/summary-reporter.ts'],

@@ -4,7 +4,7 @@
  */
 import type { SyncStatus } from '../core/api.ts';
 import { toBase64 } from '../core/bytes.ts';
-import { PAGE_PORT, PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
+import { LANE_PAGE, type LaneOffer, PAGE_PORT, PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
 import { AuditLog } from './audit-log.ts';
 import {
@@ -20,7 +20,9 @@ import { clearClipboardNowIfPending, scheduleClipboardClear } from './clipboard.
 import { ConsentQueue } from './consent.ts';
 import { openKeyholeDB } from './db.ts';
 import { GrantStore } from './grant-store.ts';
-import { PageApiService, pageCaller } from './page-api.ts';
+import { stayAwake } from './keepalive.ts';
+import { type LaneAnswer, LaneTokens, serveLane } from './lanes.ts';
+import { PageApiService, type PageCaller, pageCaller } from './page-api.ts';
 import { emit, rememberDocument } from './page-events.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';
@@ -31,6 +33,8 @@ import { VaultService } from './vault-service.ts';
 
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
 const CONSENT_PAGE = 'src/popup/consent.html';
+const LANE_URL = chrome.runtime.getURL(LANE_PAGE);
+const laneTokens = new LaneTokens(() => Date.now());
 const GRANT_EXPIRY_ALARM = 'keyhole.grantExpiry';
 const UNSUSPEND_ALARM = 'keyhole.unsuspend';
 /** pull (and push what is pending) while the worker sleeps: an open event stream does not keep it alive */
@@ -146,6 +150,37 @@ chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
   return true;
 });
 
+/** One page request, from the page port or a lane, answered through `answer`. */
+function servePage(caller: PageCaller | null, method: unknown, params: unknown, answer: LaneAnswer): void {
+  if (!caller) {
+    answer({ ok: false, error: new PageError(PageErrorCode.unauthorized).toBody() });
+    return;
+  }
+  void ready
+    .then(async ({ pageApi }) => {
+      await rememberDocument(caller);
+      answer({ ok: true, result: await pageApi.handle(caller, method, params) });
+    })
+    .catch((e: unknown) => {
+      if (!(e instanceof PageError)) console.error('keyhole: internal error in page API', e instanceof Error ? e.name : typeof e);
+      const error = e instanceof PageError ? e : new PageError(PageErrorCode.internal);
+      // keyhole_fetch audits its own outcome and a refused grant is a grant.denied record; the rest land here
+      if (method !== 'keyhole_fetch' && error.code !== PageErrorCode.rejected) {
+        void ready.then(({ audit }) =>
+          audit({
+            kind: 'error',
+            correlationId: crypto.randomUUID(),
+            origin: caller.origin,
+            tabId: caller.tabId,
+            status: error.code,
+            decision: 'denied',
+          }),
+        );
+      }
+      answer({ ok: false, error: error.toBody() });
+    });
+}
+
 // Web pages, through the content-script bridge: the page provider API on a long-lived port.
 chrome.runtime.onConnect.addListener((port) => {
   if (port.name === SYNC_PORT) {
@@ -157,41 +192,30 @@ chrome.runtime.onConnect.addListener((port) => {
     return;
   }
   const caller = port.sender ? pageCaller(port.sender, chrome.runtime.id) : null;
-  port.onMessage.addListener((message: { id?: unknown; method?: unknown; params?: unknown }) => {
+  const post = (m: unknown) => {
+    try {
+      port.postMessage(m);
+    } catch {
+      // the page went away before the answer
+    }
+  };
+  port.onMessage.addListener((message: { id?: unknown; method?: unknown; params?: unknown; lane?: unknown }) => {
+    if (message?.lane === true) return post({ lane: caller ? laneTokens.mint(caller) : null } satisfies LaneOffer);
     const id = message?.id;
     if (typeof id !== 'string' || id.length > 64) return;
-    const answer = (body: { ok: true; result: unknown } | { ok: false; error: unknown }) => {
-      try {
-        port.postMessage({ id, ...body });
-      } catch {
-        // the page went away before the answer
-      }
-    };
-    if (!caller) return answer({ ok: false, error: new PageError(PageErrorCode.unauthorized).toBody() });
-    void ready
-      .then(async ({ pageApi }) => {
-        await rememberDocument(caller);
-        answer({ ok: true, result: await pageApi.handle(caller, message.method, message.params) });
-      })
-      .catch((e: unknown) => {
-        if (!(e instanceof PageError)) console.error('keyhole: internal error in page API', e instanceof Error ? e.name : typeof e);
-        const error = e instanceof PageError ? e : new PageError(PageErrorCode.internal);
-        // keyhole_fetch audits its own outcome and a refused grant is a grant.denied record; the rest land here
-        if (message.method !== 'keyhole_fetch' && error.code !== PageErrorCode.rejected) {
-          void ready.then(({ audit }) =>
-            audit({
-              kind: 'error',
-              correlationId: crypto.randomUUID(),
-              origin: caller.origin,
-              tabId: caller.tabId,
-              status: error.code,
-              decision: 'denied',
-            }),
-          );
-        }
-        answer({ ok: false, error: error.toBody() });
-      });
+    servePage(caller, message.method, message.params, (body) => post({ id, ...body }));
   });
+});
+
+// A lane: our web-accessible frame hands over a MessagePort and the token the content script got
+// on its page port (lanes.ts). Only that frame's messages are taken.
+addEventListener('message', (event: Event) => {
+  const ev = event as MessageEvent & { source: { url?: unknown } | null };
+  const port = ev.ports[0];
+  if (!port || ev.ports.length !== 1) return;
+  const caller = ev.source?.url === LANE_URL ? laneTokens.claim(ev.data) : null;
+  if (!caller) return port.close();
+  serveLane(port, (method, params, answer) => servePage(caller, method, params, answer), stayAwake);
 });
 
 // Streamed keyhole_fetch: one port per call, opened by the content-script bridge.

@@ -15,3 +15,17 @@ export async function whileAwake<T>(work: () => Promise<T>): Promise<T> {
     if (--active === 0) clearInterval(timer);
   }
 }
+
+const STAY_AWAKE_EVERY_MS = 5_000;
+let lastStayAwake = 0;
+
+/**
+ * A lane's messages are not extension events, so they do not reset the idle timer; a request
+ * arriving on one calls this, so the worker is not stopped under it. At most one call per 5 s.
+ */
+export function stayAwake(): void {
+  const now = Date.now();
+  if (now - lastStayAwake < STAY_AWAKE_EVERY_MS) return;
+  lastStayAwake = now;
+  void chrome.runtime.getPlatformInfo();
+}

@@ -7,6 +7,7 @@ import { fromBase64 } from '../core/bytes.ts';
 import {
   CONTENT_TARGET,
   INPAGE_TARGET,
+  type LaneAsk,
   MAX_PAGE_MESSAGE_BYTES,
   PAGE_ERROR_MESSAGES,
   PAGE_PORT,
@@ -14,6 +15,7 @@ import {
   STREAM_PORT,
   type StreamMessage,
 } from '../core/page-api.ts';
+import { Lane } from './lane.ts';
 
 const origin = location.origin;
 
@@ -28,26 +30,46 @@ const streams = new Map<string, chrome.runtime.Port>();
 
 // Requests travel on one long-lived port (one IPC hop each way, not a new channel per call).
 // The worker closes it when it stops; the next request opens a new one, which wakes it.
+// After a document's first keyhole_fetch they travel on a lane (lane.ts) while the worker runs.
 let pagePort: chrome.runtime.Port | null = null;
-const waiting = new Set<string>();
+/** requests on the page port not yet answered, and their methods */
+const waiting = new Map<string, string>();
+
+const lane = new Lane({
+  answer: (id, body) => reply(id, body),
+  // a request the stopped worker never saw goes again the slow way (which wakes it); a seen one failed
+  lost: (r, seen) => {
+    if (seen) fail(r.id, PageErrorCode.internal);
+    else if (!send(r.id, r.method, r.params)) fail(r.id, PageErrorCode.locked);
+  },
+});
+
+function openPagePort(): chrome.runtime.Port {
+  const port = chrome.runtime.connect({ name: PAGE_PORT });
+  port.onMessage.addListener((m: { id?: unknown; ok?: unknown; result?: unknown; error?: unknown; lane?: unknown }) => {
+    if ('lane' in m) return lane.offered(typeof m.lane === 'string' ? m.lane : null);
+    const method = typeof m?.id === 'string' ? waiting.get(m.id) : undefined;
+    if (typeof m.id !== 'string' || method === undefined) return;
+    waiting.delete(m.id);
+    if (m.ok === true) reply(m.id, { ok: true, result: m.result });
+    else reply(m.id, { ok: false, error: m.error });
+    // after the first brokered call is answered, not during it: opening the lane costs a frame load
+    if (method === 'keyhole_fetch' && lane.shouldAsk()) port.postMessage({ lane: true } satisfies LaneAsk);
+  });
+  port.onDisconnect.addListener(() => {
+    if (pagePort === port) pagePort = null;
+    for (const w of waiting.keys()) fail(w, PageErrorCode.internal); // the worker went away mid-call
+    waiting.clear();
+    lane.lose();
+  });
+  return port;
+}
 
 function send(id: string, method: string, params: unknown): boolean {
+  if (lane.send({ id, method, params })) return true;
   try {
-    if (!pagePort) {
-      const port = chrome.runtime.connect({ name: PAGE_PORT });
-      port.onMessage.addListener((m: { id?: unknown; ok?: unknown; result?: unknown; error?: unknown }) => {
-        if (typeof m?.id !== 'string' || !waiting.delete(m.id)) return;
-        if (m.ok === true) reply(m.id, { ok: true, result: m.result });
-        else reply(m.id, { ok: false, error: m.error });
-      });
-      port.onDisconnect.addListener(() => {
-        if (pagePort === port) pagePort = null;
-        for (const w of waiting) fail(w, PageErrorCode.internal); // the worker went away mid-call
-        waiting.clear();
-      });
-      pagePort = port;
-    }
-    waiting.add(id);
+    pagePort ??= openPagePort();
+    waiting.set(id, method);
     pagePort.postMessage({ id, method, params });
     return true;
   } catch {

@@ -119,6 +119,29 @@ export const PAGE_PORT = 'keyhole-page';
 /** The runtime port a streamed keyhole_fetch travels on, one per call. */
 export const STREAM_PORT = 'keyhole-stream';
 
+/**
+ * The lane: a MessagePort from the content script straight to the worker, for page requests
+ * after the first keyhole_fetch (background/lanes.ts says why and how it is bound to the caller).
+ * The web-accessible page that hands the port over, relative to the extension's root:
+ */
+export const LANE_PAGE = 'src/content/lane.html';
+/** A lane not bound by then is given up for the document, which keeps the page port (a page CSP can block the frame). */
+export const LANE_OPEN_TIMEOUT_MS = 5_000;
+/** How long a lane token, minted over the page port, may wait to be claimed. */
+export const LANE_TOKEN_TTL_MS = 10_000;
+/** Content script -> worker on the page port: asks for a lane token. */
+export type LaneAsk = { readonly lane: true };
+/** Worker -> content script on the page port: the token, or null when no lane is offered. */
+export type LaneOffer = { readonly lane: string | null };
+/** Lane frame -> worker (ServiceWorker.postMessage, with the port transferred). */
+export type LaneClaim = { readonly kh: 'lane'; readonly token: string; readonly ancestor: string };
+/** Worker -> content script on a lane: bound; a request arrived (so it will be answered); an answer. */
+export type LaneMessage =
+  | { readonly ready: true }
+  | { readonly ack: string }
+  | { readonly id: string; readonly ok: true; readonly result: unknown }
+  | { readonly id: string; readonly ok: false; readonly error: unknown };
+
 /** Worker -> content script messages on a stream port. Chunks are base64: ports carry JSON. */
 export type StreamMessage =
   | { readonly head: { readonly status: number; readonly statusText: string; readonly headers: Record<string, string> } }
