@@ -1,6 +1,6 @@
 /**
  * The content-script bridge between the page provider (inpage/provider.ts) and the worker.
- * It takes only messages from its own window and origin, checks their shape and size, and
+ * It takes only events dispatched on its own window, checks their shape and size, and
  * forwards them; the worker learns the caller from Chrome's sender record, not from here.
  */
 import { fromBase64 } from '../core/bytes.ts';
@@ -14,13 +14,21 @@ import {
   PageErrorCode,
   STREAM_PORT,
   type StreamMessage,
+  TO_CONTENT_EVENT,
+  TO_PAGE_EVENT,
 } from '../core/page-api.ts';
 import { Lane } from './lane.ts';
 
-const origin = location.origin;
+/**
+ * To the page, at once (a synchronous event: page listeners run inside this call, so callers
+ * change their own state first).
+ */
+function toPage(m: object): void {
+  window.dispatchEvent(new CustomEvent(TO_PAGE_EVENT, { detail: m }));
+}
 
 function reply(id: string, body: { ok: true; result: unknown } | { ok: false; error: unknown }) {
-  window.postMessage({ target: INPAGE_TARGET, id, ...body }, origin);
+  toPage({ target: INPAGE_TARGET, id, ...body });
 }
 
 const fail = (id: string, code: keyof typeof PAGE_ERROR_MESSAGES) =>
@@ -58,8 +66,9 @@ function openPagePort(): chrome.runtime.Port {
   });
   port.onDisconnect.addListener(() => {
     if (pagePort === port) pagePort = null;
-    for (const w of waiting.keys()) fail(w, PageErrorCode.internal); // the worker went away mid-call
+    const unanswered = [...waiting.keys()];
     waiting.clear();
+    for (const w of unanswered) fail(w, PageErrorCode.internal); // the worker went away mid-call
     lane.lose();
   });
   return port;
@@ -98,15 +107,15 @@ function startStream(id: string, params: unknown): void {
     if ('head' in m) reply(id, { ok: true, result: m.head });
     else if ('chunk' in m) {
       const bytes = fromBase64(m.chunk);
-      window.postMessage({ target: INPAGE_TARGET, stream: id, chunk: bytes }, origin, [bytes.buffer]);
+      toPage({ target: INPAGE_TARGET, stream: id, chunk: bytes });
     } else if ('end' in m) {
       finished = true;
-      window.postMessage({ target: INPAGE_TARGET, stream: id, end: true }, origin);
+      toPage({ target: INPAGE_TARGET, stream: id, end: true });
     } else if ('error' in m) {
       finished = true;
       // before the head the call itself fails; after it, the body stream errors
       reply(id, { ok: false, error: m.error });
-      window.postMessage({ target: INPAGE_TARGET, stream: id, error: m.error }, origin);
+      toPage({ target: INPAGE_TARGET, stream: id, error: m.error });
     }
   });
   port.onDisconnect.addListener(() => {
@@ -114,17 +123,20 @@ function startStream(id: string, params: unknown): void {
     if (!finished) {
       const error = { code: PageErrorCode.internal, message: PAGE_ERROR_MESSAGES[PageErrorCode.internal] };
       reply(id, { ok: false, error });
-      window.postMessage({ target: INPAGE_TARGET, stream: id, error }, origin);
+      toPage({ target: INPAGE_TARGET, stream: id, error });
     }
   });
   port.postMessage({ params });
 }
 
-window.addEventListener('message', (ev: MessageEvent) => {
-  if (ev.source !== window || ev.origin !== origin) return;
-  const m = ev.data as { target?: unknown; id?: unknown; method?: unknown; params?: unknown; stream?: unknown; cancel?: unknown } | null;
+// Requests from the page: only this window's scripts can dispatch this event on it.
+window.addEventListener(TO_CONTENT_EVENT, (ev: Event) => {
+  if (!(ev instanceof CustomEvent)) return;
+  // a structured clone of the page's object, made now; null when it could not be cloned
+  const m = ev.detail as { target?: unknown; id?: unknown; method?: unknown; params?: unknown; stream?: unknown; cancel?: unknown } | null;
   if (typeof m !== 'object' || m === null || m.target !== CONTENT_TARGET) return;
   if (typeof m.id !== 'string' || m.id.length === 0 || m.id.length > 64) return;
+  ev.preventDefault(); // taken: the answer comes back as a TO_PAGE_EVENT
   const id = m.id;
   if (m.cancel === true) {
     streams.get(id)?.disconnect();
@@ -146,10 +158,13 @@ window.addEventListener('message', (ev: MessageEvent) => {
   if (!send(id, m.method, m.params ?? null)) fail(id, PageErrorCode.locked); // the extension was reloaded or removed
 });
 
+// Requests the provider sent before this script listened wait for this.
+toPage({ target: INPAGE_TARGET, ready: true });
+
 // Events from the worker (sent only to documents whose origin holds a grant).
 chrome.runtime.onMessage.addListener((message, sender) => {
   if (sender.id !== chrome.runtime.id || sender.tab) return;
   const m = message as { kh?: unknown; event?: unknown; data?: unknown };
   if (m?.kh !== 'event' || typeof m.event !== 'string') return;
-  window.postMessage({ target: INPAGE_TARGET, event: m.event, data: m.data ?? null }, origin);
+  toPage({ target: INPAGE_TARGET, event: m.event, data: m.data ?? null });
 });

@@ -110,7 +110,15 @@ export const PAGE_ERROR_MESSAGES: Record<PageErrorCodeValue, string> = {
   [-32603]: 'Internal error.',
 };
 
-/** The bridge's wire format between the inpage provider and the content script (window.postMessage). */
+/**
+ * The bridge between the inpage provider and the content script: CustomEvents on window,
+ * dispatched synchronously, so no task hop each way (window.postMessage costs one). The detail
+ * crosses worlds as a structured clone, and only this window's own scripts can dispatch them. The
+ * content script calls preventDefault() on a request it takes, so the provider knows at once when
+ * it did not (params that cannot be cloned arrive as null).
+ */
+export const TO_CONTENT_EVENT = 'keyhole:bridge:content';
+export const TO_PAGE_EVENT = 'keyhole:bridge:page';
 export const INPAGE_TARGET = 'keyhole:inpage';
 export const CONTENT_TARGET = 'keyhole:content';
 export const MAX_PAGE_MESSAGE_BYTES = 2 * 1024 * 1024;

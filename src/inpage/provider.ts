@@ -1,11 +1,11 @@
 /**
  * The page provider, in the page's own JavaScript world (DESIGN.md section 3). It holds nothing
- * secret: it forwards `request()` calls to the content-script bridge by window.postMessage and
- * relays answers and events back. Discovery follows EIP-6963: it answers
+ * secret: it forwards `request()` calls to the content-script bridge as synchronous events on
+ * window (core/page-api.ts, TO_CONTENT_EVENT) and relays answers and events back. Discovery follows EIP-6963: it answers
  * `keyhole:requestProvider` with a `keyhole:announceProvider` event carrying a frozen
  * `{ info, provider }`, and announces once when it loads.
  */
-import { CONTENT_TARGET, INPAGE_TARGET, PAGE_EVENTS, type PageEvent } from '../core/page-api.ts';
+import { CONTENT_TARGET, INPAGE_TARGET, PAGE_EVENTS, type PageEvent, TO_CONTENT_EVENT, TO_PAGE_EVENT } from '../core/page-api.ts';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
@@ -31,15 +31,40 @@ const ICON =
   if (w.__keyholeProvider) return; // injected twice (e.g. a reload of the extension)
   Object.defineProperty(w, '__keyholeProvider', { value: true });
 
-  const origin = location.origin;
   const pending = new Map<string, Pending>();
   const bodies = new Map<string, ReadableStreamDefaultController<Uint8Array>>();
   const listeners = new Map<PageEvent, Set<(data: unknown) => void>>();
   let next = 0;
 
-  window.addEventListener('message', (ev: MessageEvent) => {
-    if (ev.source !== window || ev.origin !== origin) return;
-    const m = ev.data as {
+  const dispatch = (m: object): boolean => !window.dispatchEvent(new CustomEvent(TO_CONTENT_EVENT, { detail: m, cancelable: true }));
+  /** messages sent before the content script listened; it says when it does */
+  let early: object[] = [];
+
+  /**
+   * Sends to the content script. False only for a message it can never take (one that cannot be
+   * cloned); one sent before the content script runs waits for it.
+   */
+  const toContent = (m: object): boolean => {
+    if (dispatch(m)) return true;
+    try {
+      structuredClone(m);
+    } catch {
+      return false;
+    }
+    early.push(m);
+    return true;
+  };
+
+  window.addEventListener(TO_PAGE_EVENT, (ev: Event) => {
+    if (!(ev instanceof CustomEvent)) return;
+    const data: unknown = ev.detail;
+    if ((data as { ready?: unknown } | null)?.ready === true) {
+      const waiting = early;
+      early = [];
+      for (const m of waiting) dispatch(m);
+      return;
+    }
+    const m = data as {
       target?: unknown;
       id?: unknown;
       ok?: unknown;
@@ -49,7 +74,7 @@ const ICON =
       data?: unknown;
     };
     if (!m || m.target !== INPAGE_TARGET) return;
-    const s = ev.data as { stream?: unknown; chunk?: unknown; end?: unknown; error?: { code?: unknown; message?: unknown } };
+    const s = data as { stream?: unknown; chunk?: unknown; end?: unknown; error?: { code?: unknown; message?: unknown } };
     if (typeof s.stream === 'string') {
       const body = bodies.get(s.stream);
       if (!body) return;
@@ -101,7 +126,8 @@ const ICON =
       const id = `${Date.now().toString(36)}-${(next++).toString(36)}`;
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        window.postMessage({ target: CONTENT_TARGET, id, method: args.method, params: args.params }, origin);
+        if (!toContent({ target: CONTENT_TARGET, id, method: args.method, params: args.params }) && pending.delete(id))
+          reject(new ProviderRpcError(-32602, 'Invalid params.'));
       });
     },
     /**
@@ -116,7 +142,7 @@ const ICON =
         start: (controller) => void bodies.set(id, controller),
         cancel: () => {
           bodies.delete(id);
-          window.postMessage({ target: CONTENT_TARGET, id, cancel: true }, origin);
+          toContent({ target: CONTENT_TARGET, id, cancel: true });
         },
       });
       return new Promise((resolve, reject) => {
@@ -127,7 +153,10 @@ const ICON =
             reject(e);
           },
         });
-        window.postMessage({ target: CONTENT_TARGET, id, stream: true, method: 'keyhole_fetch', params }, origin);
+        if (!toContent({ target: CONTENT_TARGET, id, stream: true, method: 'keyhole_fetch', params }) && pending.delete(id)) {
+          bodies.delete(id);
+          reject(new ProviderRpcError(-32602, 'Invalid params.'));
+        }
       });
     },
     on(event: PageEvent, fn: (data: unknown) => void) {

@@ -150,27 +150,41 @@ describe('canary: brokered mode shows the page nothing', () => {
   });
 
   it('messages the bridge must drop or refuse', async () => {
-    // no id: dropped; bad method type: refused; a cyclic params object: refused
-    const res = await page.evaluate(() => {
-      window.postMessage({ target: 'keyhole:content', method: 'keyhole_fetch' }, location.origin);
-      return new Promise<unknown[]>((resolve) => {
-        const got: unknown[] = [];
-        addEventListener('message', (e) => {
-          if (e.data?.target === 'keyhole:inpage' && String(e.data.id).startsWith('t-')) got.push(e.data);
-          if (got.length === 2) resolve(got);
-        });
-        const cyclic: Record<string, unknown> = {};
-        cyclic.self = cyclic;
-        window.postMessage({ target: 'keyhole:content', id: 't-1', method: 7 }, location.origin);
-        window.postMessage({ target: 'keyhole:content', id: 't-2', method: 'keyhole_status', params: cyclic }, location.origin);
-        setTimeout(() => resolve(got), 2000);
+    // The bridge is synchronous events on window (core/page-api.ts TO_CONTENT_EVENT / TO_PAGE_EVENT).
+    // No id: not taken; bad method type: refused; a cyclic params object: refused; params that
+    // cannot be cloned: the provider refuses at once; the old window.postMessage format: ignored.
+    const res = await page.evaluate(async () => {
+      const got: unknown[] = [];
+      addEventListener('keyhole:bridge:page', (e) => {
+        const d = (e as CustomEvent).detail;
+        if (d?.target === 'keyhole:inpage' && String(d.id).startsWith('t-')) got.push(d);
       });
+      const send = (detail: unknown) => !dispatchEvent(new CustomEvent('keyhole:bridge:content', { detail, cancelable: true }));
+      const taken = send({ target: 'keyhole:content', method: 'keyhole_fetch' });
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      send({ target: 'keyhole:content', id: 't-1', method: 7 });
+      send({ target: 'keyhole:content', id: 't-2', method: 'keyhole_status', params: cyclic });
+      window.postMessage({ target: 'keyhole:content', id: 't-3', method: 'keyhole_status' }, location.origin);
+      const provider = await new Promise<{ request(a: unknown): Promise<unknown> }>((resolve) => {
+        addEventListener('keyhole:announceProvider', (e) => resolve((e as CustomEvent).detail.provider), { once: true });
+        dispatchEvent(new Event('keyhole:requestProvider'));
+      });
+      const uncloneable = await provider.request({ method: 'keyhole_status', params: { f: () => 1 } }).then(
+        () => 'answered',
+        (e: { code: number }) => e.code,
+      );
+      await new Promise((r) => setTimeout(r, 1000)); // time for a t-3 answer, which must not come
+      return { taken, got, uncloneable };
     });
     observed.push(JSON.stringify(res));
-    expect(res).toMatchObject([
+    expect(res.taken).toBe(false);
+    expect(res.uncloneable).toBe(-32602);
+    expect(res.got).toMatchObject([
       { id: 't-1', ok: false, error: { code: -32602 } },
       { id: 't-2', ok: false, error: { code: -32602 } },
     ]);
+    expect(res.got).toHaveLength(2);
   });
 
   it('the audit recorded every request without the canary, and its chain holds', async () => {

@@ -74,6 +74,28 @@ describe('page provider and brokered fetch', () => {
     expect(found?.frozen).toBe(true);
   });
 
+  it('answers a request made the moment the provider loads, before the content script listens', async () => {
+    // The provider announces itself as it is injected, before the content-script bridge is; a
+    // request made from that announcement waits for the bridge instead of failing.
+    const page = await h.context.newPage();
+    await page.addInitScript(() => {
+      addEventListener(
+        'keyhole:announceProvider',
+        (e) => {
+          const w = window as unknown as { early: unknown };
+          (e as CustomEvent).detail.provider.request({ method: 'keyhole_status' }).then(
+            (r: { state: string }) => (w.early = r.state),
+            (err: { code: number }) => (w.early = err.code),
+          );
+        },
+        { once: true },
+      );
+    });
+    await page.goto(`http://early.localhost:${app.port}/`);
+    await expect.poll(() => page.evaluate(() => (window as unknown as { early?: unknown }).early)).toBe('unlocked');
+    await page.close();
+  });
+
   it('tells any origin the vault state, and nothing else without a grant', async () => {
     expect(await request(agent, 'keyhole_status')).toEqual({ ok: true, result: { state: 'unlocked', version: '0.1.0' } });
     expect(await request(agent, 'keyhole_getGrants')).toEqual({ ok: true, result: [] });
