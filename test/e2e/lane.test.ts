@@ -28,6 +28,7 @@ describe('lane', () => {
     h = await launch();
     const options = await h.open(OPTIONS);
     await rpc(options, 'vault.create', { passphrase: 'lane test passphrase FAKE', kdf: 'pbkdf2-sha256' });
+    await rpc(options, 'settings.set', { requestsPerMinute: 100_000 }); // calls back to back below: not a rate-limit test
     await rpc(options, 'secrets.create', {
       name: 'lane-fake',
       value: SECRET_VALUE,
@@ -122,6 +123,52 @@ describe('lane', () => {
     // A worker stop loses the lane; the next call still succeeds and a new lane is bound.
     await expectLaneBoundThenLost(page, 1);
     await expectBrokered(page, 5);
+    await page.close();
+  });
+
+  it('calls in flight when the worker is stopped all settle, answered or -32603, and the next call succeeds', async () => {
+    const page = await h.context.newPage();
+    await page.goto(`http://inflight.localhost:${app.port}/`);
+    await watchFrames(page);
+    expect((await grantForPeriod(h.context, page, { secrets: ['lane-fake'] })).ok).toBe(true);
+    await expectBrokered(page, 1);
+    await lanesOpened(page, 1);
+    // four loops of calls back to back, on the lane, while the worker is stopped under them
+    const outcomes = page.evaluate(
+      ([url]) =>
+        new Promise<Record<string, number>>((resolve) => {
+          window.addEventListener(
+            'keyhole:announceProvider',
+            (e) => {
+              const { provider } = (e as CustomEvent).detail;
+              const tally: Record<string, number> = {};
+              const until = performance.now() + 2000;
+              const loop = async () => {
+                while (performance.now() < until) {
+                  const key = await provider.request({ method: 'keyhole_fetch', params: { secret: 'lane-fake', url } }).then(
+                    () => 'ok',
+                    (err: { code: number }) => String(err.code),
+                  );
+                  tally[key] = (tally[key] ?? 0) + 1;
+                }
+              };
+              void Promise.all([loop(), loop(), loop(), loop()]).then(() => resolve(tally));
+            },
+            { once: true },
+          );
+          window.dispatchEvent(new Event('keyhole:requestProvider'));
+        }),
+      [`http://${api.host}/v1/echo`] as const,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const stop = await h.stopWorker();
+    // every call settles: none is left waiting on a lost lane (the loops stop calling after 2 s)
+    const tally = await Promise.race([outcomes, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 15_000))]);
+    if (tally === 'hung') throw new Error('a call on the lost lane never settled');
+    expect(await stop.restarted()).toBe(true);
+    expect(Object.entries(tally).filter(([k]) => k !== 'ok' && k !== '-32603')).toEqual([]);
+    expect(tally.ok ?? 0).toBeGreaterThan(0);
+    await expectBrokered(page, 2);
     await page.close();
   });
 
