@@ -56,11 +56,12 @@ function openPagePort(): chrome.runtime.Port {
   const port = chrome.runtime.connect({ name: PAGE_PORT });
   port.onMessage.addListener((m: { id?: unknown; ok?: unknown; result?: unknown; error?: unknown; lane?: unknown }) => {
     if ('lane' in m) return lane.offered(typeof m.lane === 'string' ? m.lane : null);
-    const method = typeof m?.id === 'string' ? waiting.get(m.id) : undefined;
-    if (typeof m.id !== 'string' || method === undefined) return;
-    waiting.delete(m.id);
-    if (m.ok === true) reply(m.id, { ok: true, result: m.result });
-    else reply(m.id, { ok: false, error: m.error });
+    const id = m.id;
+    const method = typeof id === 'string' ? waiting.get(id) : undefined;
+    if (typeof id !== 'string' || method === undefined) return;
+    waiting.delete(id);
+    if (m.ok === true) reply(id, { ok: true, result: m.result });
+    else reply(id, { ok: false, error: m.error });
     // after the first brokered call is answered, not during it: opening the lane costs a frame load
     if (method === 'keyhole_fetch' && lane.shouldAsk()) port.postMessage({ lane: true } satisfies LaneAsk);
   });

@@ -1,9 +1,9 @@
 /**
  * The page provider, in the page's own JavaScript world (DESIGN.md section 3). It holds nothing
  * secret: it forwards `request()` calls to the content-script bridge as synchronous events on
- * window (core/page-api.ts, TO_CONTENT_EVENT) and relays answers and events back. Discovery follows EIP-6963: it answers
- * `keyhole:requestProvider` with a `keyhole:announceProvider` event carrying a frozen
- * `{ info, provider }`, and announces once when it loads.
+ * window (core/page-api.ts, TO_CONTENT_EVENT) and relays answers and events back. Discovery
+ * follows EIP-6963: it answers `keyhole:requestProvider` with a `keyhole:announceProvider` event
+ * carrying a frozen `{ info, provider }`, and announces once when it loads.
  */
 import { CONTENT_TARGET, INPAGE_TARGET, PAGE_EVENTS, type PageEvent, TO_CONTENT_EVENT, TO_PAGE_EVENT } from '../core/page-api.ts';
 
@@ -53,6 +53,14 @@ const ICON =
     }
     early.push(m);
     return true;
+  };
+
+  /** Sends a call whose answer `pending` waits for; one the content script can never take is refused now. */
+  const call = (id: string, m: object): void => {
+    if (toContent(m)) return;
+    const p = pending.get(id);
+    pending.delete(id);
+    p?.reject(new ProviderRpcError(-32602, 'Invalid params.'));
   };
 
   window.addEventListener(TO_PAGE_EVENT, (ev: Event) => {
@@ -126,8 +134,7 @@ const ICON =
       const id = `${Date.now().toString(36)}-${(next++).toString(36)}`;
       return new Promise((resolve, reject) => {
         pending.set(id, { resolve, reject });
-        if (!toContent({ target: CONTENT_TARGET, id, method: args.method, params: args.params }) && pending.delete(id))
-          reject(new ProviderRpcError(-32602, 'Invalid params.'));
+        call(id, { target: CONTENT_TARGET, id, method: args.method, params: args.params });
       });
     },
     /**
@@ -153,10 +160,7 @@ const ICON =
             reject(e);
           },
         });
-        if (!toContent({ target: CONTENT_TARGET, id, stream: true, method: 'keyhole_fetch', params }) && pending.delete(id)) {
-          bodies.delete(id);
-          reject(new ProviderRpcError(-32602, 'Invalid params.'));
-        }
+        call(id, { target: CONTENT_TARGET, id, stream: true, method: 'keyhole_fetch', params });
       });
     },
     on(event: PageEvent, fn: (data: unknown) => void) {
