@@ -4,7 +4,7 @@
  * compare-and-swap and retry. Uses only fetch and crypto.subtle: the worker, Node tests and
  * the bench run this same code.
  */
-import { fromBase64, toBase64 } from '../core/bytes.ts';
+import { concat, fromBase64, toBase64 } from '../core/bytes.ts';
 import type { DeviceKeys } from '../core/device.ts';
 import {
   checkDevice,
@@ -14,6 +14,7 @@ import {
   type EntryBody,
   entryHash,
   genesisEntry,
+  isLogError,
   KeyCache,
   type LogEntry,
   LogError,
@@ -36,6 +37,17 @@ export class SyncError extends Error {
     super(message);
   }
 }
+
+/**
+ * What one answer of the distant vault may hold. A page of 1000 entries whose blobs are
+ * 16 KiB values is about 23 MiB of JSON; anything past these bounds is a server that means
+ * harm (or is broken): it is refused as a LogError, which stops sync with the sticky warning.
+ */
+export const MAX_ANSWER_BYTES = 48 * 1024 * 1024;
+/** the most entries a distant vault sends in one page (its default page size): a 409 answer is one such page */
+const SERVER_PAGE_SIZE = 1000;
+/** one server-sent event (a head is ~100 bytes) */
+export const MAX_EVENT_BYTES = 64 * 1024;
 
 export type Page = { head: Head; entries: LogEntry[]; blobs: Map<string, Uint8Array>; more: boolean };
 
@@ -133,11 +145,16 @@ export class VaultClient {
     return r;
   }
 
-  static parsePage(json: Record<string, unknown>): Page {
+  /** A page as the server sent it, checked for shape; at most `maxEntries` entries, with at most one blob each. */
+  static parsePage(json: Record<string, unknown>, maxEntries: number): Page {
     const head = json.head as Head;
-    const entries = (json.entries as unknown[]).map(checkEntry);
+    if (!Array.isArray(json.entries)) throw new LogError('bad-entry', 'a page without entries');
+    if (json.entries.length > maxEntries) throw new LogError('oversized', `a page of ${json.entries.length} entries`);
+    const entries = json.entries.map(checkEntry);
     const blobs = new Map<string, Uint8Array>();
-    for (const [h, b] of Object.entries((json.blobs ?? {}) as Record<string, string>)) blobs.set(h, fromBase64(b));
+    const sent = Object.entries((json.blobs ?? {}) as Record<string, string>);
+    if (sent.length > maxEntries) throw new LogError('oversized', `a page of ${sent.length} blobs`);
+    for (const [h, b] of sent) blobs.set(h, fromBase64(b));
     return { head, entries, blobs, more: json.more === true };
   }
 
@@ -148,7 +165,10 @@ export class VaultClient {
    */
   async pull(r: Replica, onProgress?: (seq: number, head: number) => void): Promise<number> {
     const fetchPage = async (after: number) =>
-      VaultClient.parsePage((await this.#call('GET', `/v1/vaults/${r.vault}/entries?after=${after}&limit=${this.#pageSize}`)).json);
+      VaultClient.parsePage(
+        (await this.#call('GET', `/v1/vaults/${r.vault}/entries?after=${after}&limit=${this.#pageSize}`)).json,
+        this.#pageSize,
+      );
     let applied = 0;
     let next = fetchPage(r.seq);
     for (;;) {
@@ -191,7 +211,7 @@ export class VaultClient {
         return r.head;
       }
       // 409: learn what we missed, then try again on the new head.
-      await r.accept(VaultClient.parsePage(json), this.keys);
+      await r.accept(VaultClient.parsePage(json, Math.max(this.#pageSize, SERVER_PAGE_SIZE)), this.keys);
       await this.pull(r);
       if (this.#landed(r)) return r.head;
     }
@@ -250,6 +270,7 @@ export class VaultClient {
         if (done) return;
         buf += value;
         let i = buf.indexOf('\n\n');
+        if (i < 0 && buf.length > MAX_EVENT_BYTES) throw new LogError('oversized', 'an event longer than any head');
         while (i >= 0) {
           const block = buf.slice(0, i);
           buf = buf.slice(i + 2);
@@ -261,6 +282,8 @@ export class VaultClient {
     } catch (e) {
       if (signal.aborted) return;
       throw e;
+    } finally {
+      void reader.cancel().catch(() => {}); // hang up on a stream refused midway
     }
   }
 }
@@ -295,8 +318,9 @@ async function callServer(
   }
   let json: Record<string, unknown>;
   try {
-    json = (await res.json()) as Record<string, unknown>;
-  } catch {
+    json = JSON.parse(await boundedText(res, MAX_ANSWER_BYTES)) as Record<string, unknown>;
+  } catch (e) {
+    if (isLogError(e)) throw e;
     throw new SyncError(res.ok ? 'server' : 'network', 'answer is not JSON', res.status);
   }
   if (res.ok || res.status === 409) return { status: res.status, json };
@@ -328,6 +352,30 @@ export async function fetchRecovery(
   } catch {
     throw new SyncError('server', 'recovery answer malformed');
   }
+}
+
+/** A body as text, refused (LogError 'oversized', the connection dropped) past `limit` bytes. */
+async function boundedText(res: Response, limit: number): Promise<string> {
+  const declared = Number(res.headers.get('content-length') ?? Number.NaN);
+  if (declared > limit) {
+    void res.body?.cancel().catch(() => {});
+    throw new LogError('oversized', `an answer of ${declared} bytes`);
+  }
+  if (res.body === null) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      void reader.cancel().catch(() => {});
+      throw new LogError('oversized', `an answer larger than ${limit} bytes`);
+    }
+    chunks.push(value);
+  }
+  return new TextDecoder().decode(concat(...chunks));
 }
 
 function blobsOf(pending: readonly Pending[]): Map<string, Uint8Array> {

@@ -70,7 +70,8 @@ export type LogErrorCode =
   | 'not-member' // author (or target) is not a member at that point
   | 'bad-membership' // a membership change the rules forbid
   | 'rollback' // the server answered with an older head than one already accepted
-  | 'fork'; // two different entries (or heads) for one sequence number
+  | 'fork' // two different entries (or heads) for one sequence number
+  | 'oversized'; // an answer larger than the protocol allows (a 1 GB page, a million entries, an endless event line)
 
 export class LogError extends Error {
   override readonly name = 'LogError';

@@ -22,6 +22,8 @@ export type EvilServer = {
   readonly logins: { device: string; nonce: string; time: number; sig: string }[];
   /** where challenges come from: a real server an impostor relays, or its own */
   relayChallengesTo: string | undefined;
+  /** answers a request its own way (true: answered), before any route: oversized or endless answers */
+  raw: ((path: string, res: ServerResponse) => boolean) | undefined;
   readonly close: () => Promise<void>;
 };
 
@@ -57,6 +59,7 @@ export async function startEvilServer(hashOf: (e: LogEntry) => string): Promise<
   const server = await listen((req, res) => {
     void (async () => {
       const u = new URL(req.url ?? '/', 'http://x');
+      if (evil.raw?.(u.pathname, res)) return;
       const device = (req.headers.authorization ?? '').replace(/^Bearer /, '');
       const x = req.method === 'POST' ? await body(req) : {};
       if (u.pathname === '/v1/devices' && req.method === 'POST') {
@@ -114,6 +117,7 @@ export async function startEvilServer(hashOf: (e: LogEntry) => string): Promise<
     tamper: undefined,
     logins: [],
     relayChallengesTo: undefined,
+    raw: undefined,
     close: () =>
       new Promise<void>((r) => {
         server.closeAllConnections();

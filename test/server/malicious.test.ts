@@ -5,6 +5,7 @@
  */
 
 import { mkdtempSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -148,6 +149,67 @@ describe('a lying distant vault is caught', () => {
     evil.fork(b.device.public.id).entries.pop(); // b's view stops before a's last entry
     rb.checkToldHead(ra.head); // a's head, ahead of b: noted, checked as b catches up
     expect(await refused(() => b.pull(rb))).toBe('rollback');
+  });
+});
+
+/** Streams `total` bytes (a JSON prefix, then filler) until the client goes away; counts what went out. */
+function endless(res: ServerResponse, contentType: string, prefix: string, filler: string, total: number): { sent: () => number } {
+  let sent = 0;
+  let gone = false;
+  res.on('close', () => {
+    gone = true;
+  });
+  res.writeHead(200, { 'content-type': contentType });
+  const chunk = filler.repeat(Math.ceil((256 * 1024) / filler.length));
+  const pump = () => {
+    while (!gone && sent < total) {
+      const ok = res.write(sent === 0 ? prefix : chunk);
+      sent += sent === 0 ? prefix.length : chunk.length;
+      if (!ok) return void res.once('drain', pump);
+    }
+    if (!gone) res.end();
+  };
+  pump();
+  return { sent: () => sent };
+}
+
+describe('a distant vault that floods the client is refused with a typed error', () => {
+  const GB = 1024 ** 3;
+
+  it('a 1 GB answer: the client stops reading at its bound', async () => {
+    let stream: { sent: () => number } | undefined;
+    evil.raw = (path, res) => {
+      if (!path.endsWith('/entries')) return false;
+      stream = endless(res, 'application/json', '{"head":{"seq":9,"hash":"x"},"entries":[', '{"seq":1},', GB);
+      return true;
+    };
+    const started = Date.now();
+    expect(await refused(() => b.pull(rb))).toBe('oversized');
+    expect(Date.now() - started).toBeLessThan(30_000);
+    await new Promise((r) => setTimeout(r, 100));
+    expect(stream?.sent()).toBeLessThan(GB / 4); // it hung up long before the end
+  });
+
+  it('a million tiny entries in one page', async () => {
+    evil.raw = (path, res) => {
+      if (!path.endsWith('/entries')) return false;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(`{"head":{"seq":1000001,"hash":"x"},"entries":[${'{"seq":1},'.repeat(999_999)}{"seq":1}],"blobs":{},"more":false}`);
+      return true;
+    };
+    expect(await refused(() => b.pull(rb))).toBe('oversized');
+  });
+
+  it('an event stream line that never ends', async () => {
+    let stream: { sent: () => number } | undefined;
+    evil.raw = (path, res) => {
+      if (!path.endsWith('/events')) return false;
+      stream = endless(res, 'text/event-stream', 'event: head\ndata: ', 'x', GB);
+      return true;
+    };
+    expect(await caught(b.events(rb.vault, () => {}, AbortSignal.timeout(60_000)))).toBe('oversized');
+    await new Promise((r) => setTimeout(r, 100));
+    expect(stream?.sent()).toBeLessThan(GB / 4);
   });
 });
 

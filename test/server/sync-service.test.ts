@@ -369,6 +369,29 @@ describe('the sync service and a lying server', () => {
     }
   });
 
+  it('an answer past the protocol’s bounds is the same sticky warning, and nothing is applied', async () => {
+    const evil = await startEvilServer(entryHash);
+    try {
+      const a = await deviceNamed('laptop');
+      await a.vault.createSecret({ name: 'kept', value: 'FAKE-kept', rule });
+      await a.sync.enable(evil.origin, 'laptop');
+      const goodHead = (await a.sync.syncNow()).head;
+      evil.raw = (path, res) => {
+        if (!path.endsWith('/entries')) return false;
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(`{"head":{"seq":5000,"hash":"x"},"entries":[${'{"seq":1},'.repeat(4999)}{"seq":1}],"blobs":{},"more":false}`);
+        return true;
+      };
+      const warned = await a.sync.syncNow();
+      expect(warned.warning?.code).toBe('oversized');
+      expect(warned.head).toEqual(goodHead);
+      expect(await a.value('kept')).toBe('FAKE-kept');
+      expect(await a.sync.due()).toBe(false);
+    } finally {
+      await evil.close();
+    }
+  });
+
   it('a head typed from another device exposes a fork, or entries the server withholds', async () => {
     const evil = await startEvilServer(entryHash);
     try {
