@@ -193,6 +193,7 @@ export function checkRequestTarget(rawUrl: unknown, rawMethod: unknown, rule: In
   if (url.protocol === 'http:' && !isLoopbackHost(url.hostname))
     throw new CoreError('not-allowed', 'plain http is allowed only to loopback hosts');
   if (/%2e|%2f|%5c/i.test(url.pathname)) bad('url path must not contain encoded dots, slashes or backslashes');
+  if (hasDotSegmentWithParams(url.pathname)) bad('url path must not hold a dot segment with ;parameters');
   const method = typeof rawMethod === 'string' ? rawMethod.toUpperCase() : rawMethod === undefined ? 'GET' : '';
   if (!HTTP_METHODS.includes(method as HttpMethod)) bad('method must be a standard HTTP method');
   const m = method as HttpMethod;
@@ -202,6 +203,73 @@ export function checkRequestTarget(rawUrl: unknown, rawMethod: unknown, rule: In
   }
   if (rule.methods.length > 0 && !rule.methods.includes(m)) throw new CoreError('not-allowed', 'method is not allowed for this secret');
   return { url, host: url.host, method: m };
+}
+
+/**
+ * "..;" or ".;x" as a segment: Tomcat, Jetty and Spring strip a segment's ";parameters" before
+ * resolving dot segments, so `/v1/..;/admin` passes a `/v1/` prefix here and is `/admin` there.
+ * The URL parser resolves only plain dot segments (and %2e, refused above).
+ */
+function hasDotSegmentWithParams(pathname: string): boolean {
+  return pathname.split('/').some((segment) => {
+    const semi = segment.replace(/%3b/gi, ';').indexOf(';');
+    if (semi < 0) return false;
+    const name = segment.slice(0, semi);
+    return name === '.' || name === '..';
+  });
+}
+
+/** Names frameworks read a method override from (Rails, Laravel, Symfony, Spring, express's method-override). */
+const OVERRIDE_PARAMS = new Set(['_method', 'x-http-method-override', 'x-http-method', 'x-method-override']);
+
+function decodedName(raw: string): string {
+  try {
+    return decodeURIComponent(raw.replaceAll('+', ' ')).toLowerCase();
+  } catch {
+    return raw.toLowerCase();
+  }
+}
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters mark a binary body
+const BINARY = /[\x00-\x08\x0e-\x1f]/;
+
+function formHasOverride(text: string): boolean {
+  return text.split('&').some((pair) => OVERRIDE_PARAMS.has(decodedName(pair.split('=')[0] ?? '')));
+}
+
+/**
+ * When a rule restricts methods, refuses a request that asks the server to treat it as another
+ * method: an override parameter in the query, or a `_method` field in a form, multipart or JSON
+ * body (the override headers are refused with the page's headers). `body` is what will be sent.
+ */
+export function checkMethodOverride(
+  target: RequestTarget,
+  body: Uint8Array | undefined,
+  contentType: string | undefined,
+  rule: InjectionRule,
+): void {
+  if (rule.methods.length === 0) return;
+  const refuse = () => {
+    throw new CoreError('not-allowed', 'a method override is not allowed when the secret restricts methods');
+  };
+  if (target.url.search.length > 1 && formHasOverride(target.url.search.slice(1))) refuse();
+  if (body === undefined || body.length === 0) return;
+  const text = new TextDecoder('latin1').decode(body);
+  const type = (contentType ?? '').split(';')[0]?.trim().toLowerCase() ?? '';
+  if (type === 'multipart/form-data') {
+    if (/content-disposition:[^\r\n]*\bname="?(_method|x-http-method-override|x-http-method|x-method-override)"?(;|\s|$)/im.test(text))
+      refuse();
+  } else if (type === 'application/json' || type.endsWith('+json')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(new TextDecoder().decode(body));
+    } catch {
+      parsed = undefined;
+    }
+    if (typeof parsed === 'object' && parsed !== null && Object.keys(parsed).some((k) => OVERRIDE_PARAMS.has(k.toLowerCase()))) refuse();
+  } else if (!BINARY.test(text) && formHasOverride(text.trim())) {
+    refuse(); // a form, or text a server may parse as one
+  }
 }
 
 const MAX_PAGE_HEADERS = 64;

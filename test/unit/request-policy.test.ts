@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { CoreError } from '../../src/core/errors.ts';
 import { callerOrigin, cleanReason } from '../../src/core/grants.ts';
-import { checkPageHeaders, checkRequestTarget, type InjectionRule } from '../../src/core/policy.ts';
+import { checkMethodOverride, checkPageHeaders, checkRequestTarget, type InjectionRule } from '../../src/core/policy.ts';
 
 const rule: InjectionRule = {
   hosts: ['api.example.com', '127.0.0.1:8080'],
@@ -63,6 +63,60 @@ describe('request targets', () => {
     expect(code(() => checkRequestTarget('https://api.example.com/v1/%2e%2e/v2/x', 'GET', narrow))).toBe('not-allowed'); // so are encoded dots
     expect(checkRequestTarget('https://api.example.com/v1/%2e%2e/v2/x', 'GET', rule).url.pathname).toBe('/v2/x'); // what is sent is what was checked
     expect(code(() => checkRequestTarget('https://api.example.com/', 'TRACE', rule))).toBe('bad-input');
+  });
+
+  // Tomcat and Spring strip ";params" from a segment before resolving dots: "..;" is ".." to them.
+  const dotParams = ['/v1/..;/admin/keys', '/v1/.;/x', '/v1/..;jsessionid=1/admin', '/v1/..%3B/admin', '/v1/..%3b/admin', '/v1/x/..;'];
+  for (const path of dotParams) {
+    it(`refuses the dot segment with path parameters ${path}`, () => {
+      const narrow = { ...rule, pathPrefixes: ['/v1/'] };
+      expect(code(() => checkRequestTarget(`https://api.example.com${path}`, 'GET', narrow))).toBe('bad-input');
+      expect(code(() => checkRequestTarget(`https://api.example.com${path}`, 'GET', rule))).toBe('bad-input');
+    });
+  }
+
+  it('keeps path parameters that are not dot segments', () => {
+    expect(code(() => checkRequestTarget('https://api.example.com/v1/items;v=2/x', 'GET', rule))).toBe('ok');
+    expect(code(() => checkRequestTarget('https://api.example.com/v1/a..;b/x', 'GET', rule))).toBe('ok');
+  });
+});
+
+describe('method override (frameworks that honour _method or X-HTTP-Method-Override)', () => {
+  const postOnly = { ...rule, methods: ['POST' as const] };
+  const target = (url: string) => checkRequestTarget(url, 'POST', postOnly);
+  const form = (s: string) => new TextEncoder().encode(s);
+  const cases: [string, string, string | undefined, string | undefined][] = [
+    ['query _method', 'https://api.example.com/v1/x?_method=DELETE', undefined, undefined],
+    ['query _METHOD', 'https://api.example.com/v1/x?a=1&_METHOD=delete', undefined, undefined],
+    ['query override name', 'https://api.example.com/v1/x?X-HTTP-Method-Override=DELETE', undefined, undefined],
+    ['encoded query name', 'https://api.example.com/v1/x?%5Fmethod=DELETE', undefined, undefined],
+    ['form field', 'https://api.example.com/v1/x', '_method=DELETE&a=1', 'application/x-www-form-urlencoded'],
+    ['form field, charset', 'https://api.example.com/v1/x', 'a=1&_method=PUT', 'application/x-www-form-urlencoded; charset=utf-8'],
+    [
+      'multipart field',
+      'https://api.example.com/v1/x',
+      '--b\r\nContent-Disposition: form-data; name="_method"\r\n\r\nDELETE\r\n--b--',
+      'multipart/form-data; boundary=b',
+    ],
+    ['json key', 'https://api.example.com/v1/x', '{"_method":"DELETE","a":1}', 'application/json'],
+    ['form body sent as text', 'https://api.example.com/v1/x', 'a=1&_method=DELETE', undefined],
+  ];
+  for (const [name, url, body, type] of cases) {
+    it(`refuses ${name} when the rule restricts methods`, () => {
+      expect(code(() => checkMethodOverride(target(url), body === undefined ? undefined : form(body), type, postOnly))).toBe('not-allowed');
+      // without a method restriction there is nothing to get around
+      const any = checkRequestTarget(url, 'POST', rule);
+      expect(code(() => checkMethodOverride(any, body === undefined ? undefined : form(body), type, rule))).toBe('ok');
+    });
+  }
+
+  it('passes ordinary bodies and queries', () => {
+    const ok = (url: string, body?: string, type?: string) =>
+      code(() => checkMethodOverride(target(url), body === undefined ? undefined : form(body), type, postOnly));
+    expect(ok('https://api.example.com/v1/x?method_name=a&my_method=b')).toBe('ok');
+    expect(ok('https://api.example.com/v1/x', '{"messages":[{"content":"what is _method in Rails?"}]}', 'application/json')).toBe('ok');
+    expect(ok('https://api.example.com/v1/x', 'a=1&b=_method', 'application/x-www-form-urlencoded')).toBe('ok');
+    expect(ok('https://api.example.com/v1/x', '\u0000\u0001binary', 'application/octet-stream')).toBe('ok');
   });
 });
 
