@@ -20,14 +20,15 @@ import { clearClipboardNowIfPending, scheduleClipboardClear } from './clipboard.
 import { ConsentQueue } from './consent.ts';
 import { openKeyholeDB } from './db.ts';
 import { GrantStore } from './grant-store.ts';
-import { stayAwake } from './keepalive.ts';
+import { InFlight } from './inflight.ts';
+import { keepAwakeUntil, stayAwake } from './keepalive.ts';
 import { type LaneAnswer, LaneTokens, serveLane } from './lanes.ts';
 import { PageApiService, type PageCaller, pageCaller } from './page-api.ts';
 import { emit, rememberDocument } from './page-events.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { chromeSessionStore } from './session.ts';
 import { SyncService } from './sync-service.ts';
-import { anyInstalled, attribute, mayBeCovered, syncRules, type TransparentDeps } from './transparent.ts';
+import { type Attribution, chromeTransparentDeps, TransparentRules } from './transparent.ts';
 import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './update.ts';
 import { VaultService } from './vault-service.ts';
 
@@ -36,6 +37,9 @@ const CONSENT_PAGE = 'src/popup/consent.html';
 const LANE_URL = chrome.runtime.getURL(LANE_PAGE);
 const laneTokens = new LaneTokens(() => Date.now());
 const GRANT_EXPIRY_ALARM = 'keyhole.grantExpiry';
+/** wakes the worker shortly before a transparent grant expires, so a timer can meet the instant */
+const RULE_EXPIRY_ALARM = 'keyhole.ruleExpiry';
+const RULE_EXPIRY_LEAD_MS = 50_000;
 const UNSUSPEND_ALARM = 'keyhole.unsuspend';
 /** pull (and push what is pending) while the worker sleeps: an open event stream does not keep it alive */
 const SYNC_ALARM = 'keyhole.sync';
@@ -46,6 +50,55 @@ const syncWatchers = new Set<chrome.runtime.Port>();
 let watching: AbortController | undefined;
 /** transparent grants over their rate: their rules are withdrawn until the alarm */
 const suspended = new Set<string>();
+/** brokered calls in flight: lock and revoke end them; streams are capped per origin and grant */
+const inflight = new InFlight();
+let ruleExpiry: ReturnType<typeof setTimeout> | undefined;
+
+/**
+ * Transparent rules live at the top level: a navigation's withdrawal needs only what is
+ * installed, never the vault, so it does not wait for `ready` (a worker just woken by the
+ * navigation would otherwise open IndexedDB first).
+ */
+const rules = new TransparentRules({
+  ...chromeTransparentDeps(),
+  vault: {
+    isUnlocked: async () => (await ready).vault.isUnlocked(),
+    secretById: async (id) => (await ready).vault.secretById(id),
+    useSecret: async (id) => (await ready).vault.useSecret(id),
+  },
+  grants: { all: async () => (await ready).grants.all() },
+  suspended: () => suspended,
+  now: Date.now,
+  scheduleExpiry: (at) => {
+    clearTimeout(ruleExpiry);
+    if (at === null) return;
+    const delay = Math.max(0, at - Date.now());
+    if (delay <= RULE_EXPIRY_LEAD_MS + 10_000) {
+      ruleExpiry = setTimeout(() => void expireGrants(), delay);
+      keepAwakeUntil(at + 1000);
+    } else {
+      void chrome.alarms.create(RULE_EXPIRY_ALARM, { when: at - RULE_EXPIRY_LEAD_MS });
+    }
+  },
+});
+
+/** Origins holding a live transparent grant. */
+async function transparentOrigins(): Promise<ReadonlySet<string>> {
+  return new Set((await (await ready).grants.all()).filter((g) => g.mode === 'transparent').map((g) => g.origin));
+}
+
+/** Expired grants: rules out first, then purged, audited and announced. */
+async function expireGrants(): Promise<void> {
+  const due = rules.expiredNow();
+  if (due.length > 0) await rules.withdrawGrants(due);
+  const { grants, audit, scheduleGrantAlarm } = await ready;
+  const dropped = await grants.purge();
+  for (const g of dropped)
+    audit({ kind: 'grant.revoked', correlationId: g.id, origin: g.origin, secret: g.secret, mode: g.mode, reason: 'expired' });
+  for (const origin of new Set(dropped.map((g) => g.origin))) void emit('grantsChanged', (o) => o === origin);
+  await rules.refresh();
+  await scheduleGrantAlarm();
+}
 
 const consent = new ConsentQueue({
   open: async (requestId) => {
@@ -71,16 +124,21 @@ const ready = (async () => {
     void auditLog.append(r).catch((e: unknown) => console.error('keyhole: audit append failed', e instanceof Error ? e.name : typeof e));
   };
   const hasGrant = async (origin: string) => (await grants.forOrigin(origin)).length > 0;
-  const transparent: TransparentDeps = { vault, grants, suspended: () => suspended };
-  const resync = async () => {
-    await syncRules(transparent);
-    // DNR rules do not expire by themselves: wake up when the next grant does
+  /** the alarm that purges and audits expired grants (transparent rules have their own timer) */
+  const scheduleGrantAlarm = async () => {
     const next = Math.min(...(await grants.all()).map((g) => g.expiresAt));
     if (Number.isFinite(next)) await chrome.alarms.create(GRANT_EXPIRY_ALARM, { when: Math.max(next, Date.now() + 1000) });
   };
-  const grantsChanged = (origin: string) => {
+  const grantsChanged = async (origin: string, revoked: readonly string[] = []) => {
+    if (revoked.length > 0) {
+      inflight.endGrants(new Set(revoked));
+      await rules.withdrawGrants(revoked); // in force before the caller hears back
+      void rules.refresh();
+    } else {
+      await rules.refresh(); // a new transparent grant's rules are installed before the caller hears back
+    }
     void emit('grantsChanged', (o) => o === origin);
-    void resync();
+    void scheduleGrantAlarm();
   };
   const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
   const sync = new SyncService(db, vault);
@@ -99,19 +157,22 @@ const ready = (async () => {
     clearTimeout(soon);
     soon = setTimeout(() => void runSync(), 300);
   };
+  vault.onLocking = async () => {
+    inflight.endAll();
+    await rules.clearAll(); // ahead of anything queued: no request carries a key once lock resolves
+  };
   vault.onLocked = (reason) => {
     sync.forget();
     clearTimeout(retry);
     audit({ kind: 'lock', correlationId: crypto.randomUUID(), reason });
     consent.denyAll();
-    void syncRules(transparent); // locked: every rule is removed at once
     void emit('lock', hasGrant);
     void clearClipboardNowIfPending().finally(() => applyDeferredUpdate(update));
   };
   vault.onUnlocked = () => {
     // records written while locked join the chain now, then the unlock itself
     void auditLog.chainPending().then(() => audit({ kind: 'unlock', correlationId: crypto.randomUUID() }));
-    void resync();
+    void rules.refresh();
     void emit('unlock', hasGrant);
     void runSync();
   };
@@ -122,18 +183,19 @@ const ready = (async () => {
   };
   const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged, auditLog, audit, sync, secretsChanged });
   const pageApi = new PageApiService(
-    { vault, grants, consent, version, grantsChanged, audit, limiter, fetch: (r) => fetch(r), now: Date.now },
+    { vault, grants, consent, version, grantsChanged, audit, limiter, inflight, fetch: (r) => fetch(r), now: Date.now },
     vault,
     grants,
   );
   await ensureAutolockAlarm();
   applyIdleSettings(await vault.getSettings());
-  void resync(); // a restarted worker restores the rules while unlocked (and clears them while locked)
+  // a restarted worker restores the rules while unlocked (and clears them while locked)
+  void rules.refresh().then(scheduleGrantAlarm);
   if (!(await chrome.alarms.get(SYNC_ALARM))) await chrome.alarms.create(SYNC_ALARM, { periodInMinutes: 1 });
   void sync.due().then((due) => {
     if (due) void runSync();
   }); // pull when the worker wakes
-  return { vault, grants, table, update, pageApi, limiter, resync, transparent, audit, sync, runSync };
+  return { vault, grants, table, update, pageApi, limiter, audit, sync, runSync, scheduleGrantAlarm };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
@@ -280,15 +342,9 @@ chrome.idle.onStateChanged.addListener((state) => {
 });
 
 chrome.alarms.onAlarm.addListener((alarm) => {
-  if (alarm.name === GRANT_EXPIRY_ALARM || alarm.name === UNSUSPEND_ALARM) {
+  if (alarm.name === GRANT_EXPIRY_ALARM || alarm.name === UNSUSPEND_ALARM || alarm.name === RULE_EXPIRY_ALARM) {
     if (alarm.name === UNSUSPEND_ALARM) suspended.clear();
-    void ready.then(async ({ grants, resync, audit }) => {
-      const dropped = await grants.purge();
-      for (const g of dropped)
-        audit({ kind: 'grant.revoked', correlationId: g.id, origin: g.origin, secret: g.secret, mode: g.mode, reason: 'expired' });
-      for (const origin of new Set(dropped.map((g) => g.origin))) void emit('grantsChanged', (o) => o === origin);
-      await resync();
-    });
+    void expireGrants(); // and a refresh, which sets the timer for an expiry that is now near
     return;
   }
   if (alarm.name === SYNC_ALARM) {
@@ -305,55 +361,116 @@ chrome.alarms.onAlarm.addListener((alarm) => {
   });
 });
 
-// Transparent rules follow the granted origin's tabs as they open, navigate and close.
-chrome.tabs.onUpdated.addListener((_tabId, change) => {
-  if (change.url === undefined && change.status !== 'loading') return;
-  void ready.then(async ({ grants, transparent }) => {
-    if ((await grants.all()).some((g) => g.mode === 'transparent') || (await anyInstalled())) await syncRules(transparent);
-  });
+// Transparent rules follow the granted origin's tabs. A tab leaving a granted origin is taken out
+// as its navigation starts; one arriving is added when it commits. Same-document URL changes
+// (history.replaceState in a loop) are not navigations and cost nothing.
+chrome.webNavigation.onBeforeNavigate.addListener((d) => {
+  if (d.frameId === 0) void rules.navigating(d.tabId, d.url);
 });
-chrome.tabs.onRemoved.addListener(() => {
-  void ready.then(async ({ transparent }) => {
-    if (await anyInstalled()) await syncRules(transparent);
-  });
+chrome.webNavigation.onCommitted.addListener((d) => {
+  if (d.frameId === 0) void rules.committed(d.tabId, d.url, transparentOrigins);
 });
+chrome.webNavigation.onErrorOccurred.addListener((d) => {
+  if (d.frameId === 0) void rules.navigationFailed(d.tabId);
+});
+chrome.tabs.onRemoved.addListener((tabId) => void rules.tabClosed(tabId));
+chrome.tabs.onReplaced.addListener(() => void rules.refresh());
 
-// Transparent requests are observed (not blocked) to count uses and rates; a grant used up or
-// over its rate has its rule withdrawn.
-chrome.webRequest.onCompleted.addListener(
-  (details) => {
-    if (details.tabId < 0 || !details.initiator) return; // the worker's own brokered calls, navigations
-    if (!mayBeCovered(details)) return; // most requests: no transparent rule covers them
-    void ready.then(async ({ grants, limiter, transparent, audit }) => {
-      const hit = await attribute(details);
-      if (!hit) return;
-      const url = new URL(details.url);
-      const grant = (await grants.all()).find((g) => g.id === hit.grantId);
-      audit({
-        kind: 'request',
-        correlationId: details.requestId,
-        origin: grant?.origin ?? details.initiator,
-        tabId: details.tabId,
-        secret: grant?.secret,
-        mode: 'transparent',
-        method: details.method,
-        host: url.host,
-        path: url.pathname,
-        decision: 'allowed',
-        status: details.statusCode,
-      });
-      await grants.use(hit.grantId);
-      if (!limiter.take(hit.grantId, Date.now())) {
-        suspended.add(hit.grantId);
-        await chrome.alarms.create(UNSUSPEND_ALARM, { when: Date.now() + 60_000 });
-        await syncRules(transparent);
-      } else if (!(await grants.all()).some((g) => g.id === hit.grantId)) {
-        await syncRules(transparent); // that was its last use
-      }
-    });
-  },
-  { urls: ['http://*/*', 'https://*/*'], types: ['xmlhttprequest'] },
-);
+// Transparent requests are observed (DNR cannot count or audit). A request is a use the moment it
+// starts under a rule (onBeforeRequest: Chrome decides a request's DNR actions then, and one
+// that waits for a connection still carries the key of a rule withdrawn meanwhile; measured),
+// whatever becomes of it after: a page aborting its requests still spent them.
+// Its audit record is written when it ends, with its status, or after TRANSPARENT_RECORD_MS if
+// it is still running, so a long stream cannot outlive its record.
+const TRANSPARENT_RECORD_MS = 20_000;
+const TRANSPARENT_FILTER = { urls: ['http://*/*', 'https://*/*'], types: ['xmlhttprequest' as chrome.webRequest.ResourceType] };
+type TransparentRecord = Parameters<AuditLog['append']>[0];
+const transparentRequests = new Map<string, { record: TransparentRecord; started: number; written: boolean }>();
+let transparentSweep: ReturnType<typeof setInterval> | undefined;
+
+chrome.webRequest.onBeforeRequest.addListener((details) => {
+  if (details.tabId < 0 || !details.initiator) return; // the worker's own brokered calls, navigations
+  if (!rules.mayBeCovered(details)) return; // most requests: no transparent rule covers them
+  // attributed now, from the rules as they were when it went out: the request before it may
+  // use the grant up and withdraw them in a moment
+  const hit = rules.attributeNow(details);
+  if (hit === null) return;
+  void (hit ? Promise.resolve(hit) : rules.attribute(details)).then((h) => (h ? transparentUse(details, h) : undefined));
+}, TRANSPARENT_FILTER);
+chrome.webRequest.onCompleted.addListener((d) => void transparentEnd(d, d.statusCode), TRANSPARENT_FILTER);
+chrome.webRequest.onErrorOccurred.addListener((d) => void transparentEnd(d, undefined, d.error), TRANSPARENT_FILTER);
+
+/** What the audit records of a transparent request that went out under a grant's rule. */
+/** The fields of a webRequest event the transparent audit reads. */
+type ObservedRequest = Pick<chrome.webRequest.WebRequestDetails, 'requestId' | 'url' | 'tabId' | 'method' | 'initiator' | 'timeStamp'>;
+
+function transparentRecord(details: ObservedRequest, hit: Attribution): TransparentRecord {
+  const url = new URL(details.url);
+  return {
+    kind: 'request',
+    correlationId: details.requestId,
+    // a document of another port or subdomain in a granted tab got the key too (DNR cannot tell them apart): named as itself
+    origin: hit.foreign ? details.initiator : hit.installed.origin,
+    tabId: details.tabId,
+    secret: hit.installed.secret,
+    mode: 'transparent',
+    method: details.method,
+    host: url.host,
+    path: url.pathname,
+    decision: 'allowed',
+    ...(hit.foreign ? { reason: 'other-document' } : {}),
+  };
+}
+
+async function transparentUse(details: ObservedRequest, hit: Attribution): Promise<void> {
+  const grantId = hit.installed.grantId;
+  transparentRequests.set(details.requestId, { record: transparentRecord(details, hit), started: Date.now(), written: false });
+  transparentSweep ??= setInterval(sweepTransparent, TRANSPARENT_RECORD_MS / 4);
+  const { grants, limiter } = await ready;
+  const live = await grants.use(grantId);
+  if (!limiter.take(grantId, Date.now())) {
+    suspended.add(grantId);
+    await rules.withdrawGrants([grantId]);
+    await chrome.alarms.create(UNSUSPEND_ALARM, { when: Date.now() + 60_000 });
+  } else if (!live || !(await grants.all()).some((g) => g.id === grantId)) {
+    await rules.withdrawGrants([grantId]); // that was its last use (or it had none left)
+  }
+}
+
+async function transparentEnd(details: ObservedRequest, status?: number, error?: string): Promise<void> {
+  let entry = transparentRequests.get(details.requestId);
+  transparentRequests.delete(details.requestId);
+  if (entry?.written) return;
+  if (!entry) {
+    // a worker stopped while the request ran forgot it; the use was counted then, the record is written now
+    if (details.tabId < 0 || !details.initiator || !rules.mayBeCovered(details)) return;
+    const hit = await rules.attribute(details);
+    if (!hit) return;
+    entry = { record: transparentRecord(details, hit), started: details.timeStamp, written: false };
+  }
+  const { audit } = await ready;
+  const failed = error !== undefined;
+  audit({
+    ...entry.record,
+    ...(status !== undefined ? { status } : {}),
+    latencyMs: Date.now() - entry.started,
+    ...(failed ? { decision: 'failed', reason: error.includes('ABORTED') ? 'aborted' : 'net-error' } : {}),
+  });
+}
+
+/** Records of transparent requests still running after TRANSPARENT_RECORD_MS are written now, without a status. */
+function sweepTransparent(): void {
+  const now = Date.now();
+  for (const entry of transparentRequests.values()) {
+    if (entry.written || now - entry.started < TRANSPARENT_RECORD_MS) continue;
+    entry.written = true;
+    void ready.then(({ audit }) => audit({ ...entry.record, reason: entry.record.reason ?? 'in-flight' }));
+  }
+  if (transparentRequests.size === 0) {
+    clearInterval(transparentSweep);
+    transparentSweep = undefined;
+  }
+}
 
 chrome.windows.onRemoved.addListener((windowId) => {
   consent.windowClosed(windowId);

@@ -29,3 +29,23 @@ export function stayAwake(): void {
   lastStayAwake = now;
   void chrome.runtime.getPlatformInfo();
 }
+
+let awakeUntil = 0;
+let awakeTimer: ReturnType<typeof setInterval> | undefined;
+
+/**
+ * Keeps the worker from being stopped until `at` (a grant's expiry, which a timer must meet to
+ * the millisecond: an alarm in a packed extension fires at most every 30 s).
+ */
+export function keepAwakeUntil(at: number): void {
+  awakeUntil = Math.max(awakeUntil, at);
+  if (awakeTimer !== undefined) return;
+  awakeTimer = setInterval(() => {
+    if (Date.now() >= awakeUntil) {
+      clearInterval(awakeTimer);
+      awakeTimer = undefined;
+      return;
+    }
+    void chrome.runtime.getPlatformInfo();
+  }, INTERVAL_MS);
+}

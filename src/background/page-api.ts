@@ -20,6 +20,7 @@ import { normalizeHost } from '../core/policy.ts';
 import { type BrokerDeps, type BrokerOutcome, brokeredFetch, brokeredStream, type StreamHead } from './broker.ts';
 import { type ConsentQueue, ConsentRateLimited } from './consent.ts';
 import type { GrantStore } from './grant-store.ts';
+import type { InFlight } from './inflight.ts';
 import { whileAwake } from './keepalive.ts';
 import type { VaultService } from './vault-service.ts';
 
@@ -33,10 +34,11 @@ export function pageCaller(sender: chrome.runtime.MessageSender, extensionId: st
 }
 
 export type PageApiDeps = BrokerDeps & {
+  readonly inflight: InFlight;
   readonly consent: ConsentQueue;
   readonly version: string;
-  /** a page's grants changed: tell that origin's pages */
-  readonly grantsChanged: (origin: string) => void;
+  /** an origin's grants changed (`revoked`: these were taken away); resolves once that is in force */
+  readonly grantsChanged: (origin: string, revoked?: readonly string[]) => Promise<void>;
   /** appends an audit record (normalised by core/audit: nothing outside its type is kept) */
   readonly audit: (r: Omit<AuditRecord, 'time'>) => void;
 };
@@ -76,16 +78,18 @@ export class PageApiService {
           mode: g.mode,
           reason: 'page',
         });
-        this.deps.grantsChanged(caller.origin);
+        await this.deps.grantsChanged(caller.origin, [g.id]);
         return true;
       }
       case 'keyhole_requestGrant':
         return this.requestGrant(caller, params);
-      case 'keyhole_fetch':
+      case 'keyhole_fetch': {
+        const call = this.deps.inflight.open(caller.origin, false);
         return this.audited(caller, params, async () => {
-          const { result, outcome, status } = await whileAwake(() => brokeredFetch(this.deps, caller.origin, params));
+          const { result, outcome, status } = await whileAwake(() => brokeredFetch(this.deps, caller.origin, params, call));
           return { value: result, outcome, status };
-        });
+        }).finally(call.end);
+      }
     }
   }
 
@@ -96,10 +100,11 @@ export class PageApiService {
     signal: AbortSignal,
     emit: { head(h: StreamHead): void; chunk(b: Uint8Array): void },
   ): Promise<void> {
+    const call = this.deps.inflight.open(caller.origin, true, signal);
     await this.audited(caller, params, async () => {
-      const { outcome, status } = await whileAwake(() => brokeredStream(this.deps, caller.origin, params, signal, emit));
+      const { outcome, status } = await whileAwake(() => brokeredStream(this.deps, caller.origin, params, call, emit));
       return { value: undefined, outcome, status };
-    });
+    }).finally(call.end);
   }
 
   /** Runs one brokered request and audits its outcome, allowed or not. */
@@ -205,7 +210,7 @@ export class PageApiService {
     if (made.length === 0) throw new PageError(PageErrorCode.rejected);
     await this.grants.add(made);
     for (const g of made) audit('grant.given', g.secret, decision.kind);
-    this.deps.grantsChanged(caller.origin);
+    await this.deps.grantsChanged(caller.origin); // a transparent grant's rules are in place when this resolves
     return { grants: made.map(publicGrant) };
   }
 }

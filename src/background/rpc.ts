@@ -40,8 +40,11 @@ export type Effects = {
   readonly scheduleClipboardClear: (seconds: number) => Promise<void>;
   readonly consent: ConsentQueue;
   readonly grants: GrantStore;
-  /** a grant was revoked from the options page: tell that origin's pages */
-  readonly grantsChanged: (origin: string) => void;
+  /**
+   * An origin's grants changed (`revoked`: these were taken away). Resolves once the change is in
+   * force: transparent rules installed or withdrawn, a revoked grant's calls in flight ended.
+   */
+  readonly grantsChanged: (origin: string, revoked?: readonly string[]) => Promise<void>;
   readonly auditLog: AuditLog;
   readonly audit: (r: Parameters<AuditLog['append']>[0]) => void;
   readonly sync: SyncService;
@@ -151,7 +154,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
         mode: 'transparent',
         reason: 'options-page',
       });
-      effects.grantsChanged(origin);
+      await effects.grantsChanged(origin);
       return publicGrant(grant);
     },
     'audit.view': async (x) => {
@@ -182,7 +185,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
         mode: g.mode,
         reason: 'person',
       });
-      effects.grantsChanged(g.origin);
+      await effects.grantsChanged(g.origin, [g.id]);
       return true;
     },
   };

@@ -17,7 +17,7 @@ import { CoreError, isCoreError } from '../core/errors.ts';
 import type { KdfAlg } from '../core/kdf.ts';
 import { deriveItemsKey, deriveVaultKeys, type VaultKeys } from '../core/keys.ts';
 import { checkName, checkRule, checkValue } from '../core/policy.ts';
-import { redactionForms } from '../core/redact.ts';
+import { compileRedaction, type RedactionSet } from '../core/redact.ts';
 import { openRecord } from '../core/seal.ts';
 import { openSecretMeta, openSecretValue, type SecretMeta, type StoredSecret, sealSecret } from '../core/secrets.ts';
 import { vaultKeyPlace } from '../core/share.ts';
@@ -58,8 +58,8 @@ export type Keyring = {
   /** the keys that seal and open secrets of one epoch */
   readonly keysFor: (epoch: number) => VaultKeys;
 };
-/** A secret opened for injection: its value and the forms to strip from what comes back. */
-export type InUse = { readonly value: string; readonly forms: readonly string[] };
+/** A secret opened for injection: its value and what to strip from what comes back (compiled once). */
+export type InUse = { readonly value: string; readonly redaction: RedactionSet };
 export type LockReason = 'person' | 'idle' | 'system-lock' | 'windows-closed' | 'startup';
 
 export class VaultService {
@@ -70,6 +70,12 @@ export class VaultService {
   private readonly inUse = new Map<string, InUse>();
   private queue: Promise<unknown> = Promise.resolve();
   /** called after every lock, e.g. to apply a deferred extension update */
+  /**
+   * Called first at lock, once nothing can be opened any more, and awaited: takes back what was
+   * handed out while unlocked (transparent rules, brokered calls in flight), so nothing carries
+   * a key once lock() resolves.
+   */
+  onLocking: () => Promise<void> = async () => {};
   onLocked: (reason: LockReason) => void = () => {};
   /** called after a successful unlock (not after a worker restart resumes a session) */
   onUnlocked: () => void = () => {};
@@ -144,6 +150,9 @@ export class VaultService {
     return this.serial(async () => {
       this.open = null;
       this.forget();
+      await this.onLocking().catch((e: unknown) =>
+        console.error('keyhole: withdrawing at lock failed', e instanceof Error ? e.name : typeof e),
+      );
       await endSession(this.db, this.session);
       this.onLocked(reason);
       return this.status();
@@ -291,7 +300,7 @@ export class VaultService {
     if (hit) return hit;
     const stored = await this.getStored(id);
     const value = await openSecretValue(keysFor(open, stored.epoch), open.vaultId, stored);
-    const use = { value, forms: redactionForms(value) }; // already distinct, longest first
+    const use = { value, redaction: compileRedaction([value]) };
     // Kept in memory while unlocked, as the keys that open it are; dropped on lock and on any write.
     if (this.open === open) this.inUse.set(id, use);
     return use;

@@ -11,10 +11,12 @@ import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
 import { type Answer, grantForPeriod, request, stream } from '../harness/provider.ts';
-import { findEncodings } from '../harness/scan.ts';
+import { findAnyForm } from '../harness/scan.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
 
 const CANARY = `sk-FAKE-canary-${randomBytes(12).toString('hex')}`;
+// the same canary with the characters some encodings treat apart ('/', '+', a space, ~!*())
+const ODD = `sk-FAKE/canary+${randomBytes(8).toString('hex')} x~!*()`;
 
 describe('canary: brokered mode shows the page nothing', () => {
   let h: Harness;
@@ -23,6 +25,7 @@ describe('canary: brokered mode shows the page nothing', () => {
   let app: Awaited<ReturnType<typeof appServer>>;
   let page: Page;
   const observed: string[] = []; // everything the page saw, appended as we go
+  const bodies: Buffer[] = []; // answers' bodies as bytes, and their headers
   const console: string[] = [];
   const pageRequests: string[] = [];
 
@@ -41,11 +44,16 @@ describe('canary: brokered mode shows the page nothing', () => {
       value: CANARY,
       rule: { hosts: [api.host], header: 'x-api-key', template: '{value:base64}' },
     });
+    await rpc(options, 'secrets.create', {
+      name: 'canary-odd',
+      value: ODD,
+      rule: { hosts: [api.host], header: 'x-api-key', template: '{value}' },
+    });
     page = await h.context.newPage();
     page.on('console', (m) => console.push(m.text()));
     page.on('request', (r) => pageRequests.push(`${r.method()} ${r.url()} ${JSON.stringify(r.headers())} ${r.postData() ?? ''}`));
     await page.goto(`http://127.0.0.1:${app.port}/`);
-    for (const secret of ['canary', 'canary-b64']) {
+    for (const secret of ['canary', 'canary-b64', 'canary-odd']) {
       observed.push(JSON.stringify(await grantForPeriod(h.context, page, { secrets: [secret] })));
     }
   });
@@ -63,6 +71,11 @@ describe('canary: brokered mode shows the page nothing', () => {
       params,
     );
     observed.push(JSON.stringify(answer));
+    if (answer.ok) {
+      // the body as the page would decode it, and the header names and values
+      bodies.push(Buffer.from(answer.result.body, answer.result.bodyEncoding === 'base64' ? 'base64' : 'utf8'));
+      bodies.push(Buffer.from(Object.entries(answer.result.headers).flat().join('\n')));
+    }
     return answer;
   }
   const url = (path: string) => `http://${api.host}${path}`;
@@ -75,7 +88,7 @@ describe('canary: brokered mode shows the page nothing', () => {
   });
 
   it('echoes in every encoding, gzip and binary come back stripped', async () => {
-    for (const secret of ['canary', 'canary-b64']) {
+    for (const secret of ['canary', 'canary-b64', 'canary-odd']) {
       for (const path of ['/v1/echo', '/v1/echo-encoded', '/v1/echo-gzip', '/v1/echo-sized', '/v1/echo-binary']) {
         const res = await call({ secret, url: url(path), method: 'POST', body: 'hello', headers: { 'content-type': 'text/plain' } });
         expect(res.ok).toBe(true);
@@ -87,6 +100,30 @@ describe('canary: brokered mode shows the page nothing', () => {
     // a declared-length body is answered once its last byte is in: the echo ending it is still stripped
     const sized = await call({ secret: 'canary', url: url('/v1/echo-sized') });
     expect(sized.ok && sized.result.body).toBe('{"b64":"[REDACTED]","tail":"[REDACTED]');
+  });
+
+  it('echoes as a header name, split across headers, with JSON \\/, HTML entities, form +, UTF-16 come back stripped', async () => {
+    const paths = ['/v1/echo-header-name', '/v1/echo-split', '/v1/echo-json-slashes', '/v1/echo-html', '/v1/echo-form', '/v1/echo-utf16'];
+    for (const secret of ['canary', 'canary-b64', 'canary-odd']) {
+      for (const path of paths) {
+        const res = await call({ secret, url: url(path) });
+        expect({ path, ok: res.ok }).toEqual({ path, ok: true });
+      }
+    }
+    const split = await call({ secret: 'canary', url: url('/v1/echo-split') });
+    expect(split.ok && split.result.headers['x-split']).toBe('[REDACTED]');
+    const utf16 = await call({ secret: 'canary', url: url('/v1/echo-utf16') });
+    expect(utf16.ok && Buffer.from(utf16.result.body, 'base64').toString('utf16le')).toBe('\ufeffyour key is [REDACTED]');
+  });
+
+  it('a compressed body not said to be compressed is refused (4304) when the value is inside, and passed on when not', async () => {
+    for (const secret of ['canary', 'canary-b64', 'canary-odd']) {
+      expect(await call({ secret, url: url('/v1/echo-gzip-raw') })).toMatchObject({ ok: false, error: { code: 4304 } });
+      const clean = await call({ secret, url: url('/v1/gzip-raw-clean') });
+      expect(clean.ok && clean.result.bodyEncoding).toBe('base64');
+    }
+    const streamed = await stream(page, { secret: 'canary', url: url('/v1/echo-gzip-raw') });
+    expect(streamed).toMatchObject({ ok: false, error: { code: 4304 } });
   });
 
   it('streams server-sent events with the echo split across chunks, stripped', async () => {
@@ -204,7 +241,7 @@ describe('canary: brokered mode shows the page nothing', () => {
     for (const format of ['jsonl', 'csv']) {
       const out = await rpc<{ ok: true; result: { text: string } }>(options, 'audit.export', { format });
       expect(out.result.text.length).toBeGreaterThan(1000);
-      expect(findEncodings(out.result.text, CANARY)).toEqual([]);
+      expect([CANARY, ODD].flatMap((v) => findAnyForm(out.result.text, v))).toEqual([]);
     }
     // the viewer shows the records and the intact chain
     await expect.poll(() => options.locator('#audit-table tbody tr').count()).toBeGreaterThan(10);
@@ -228,8 +265,12 @@ describe('canary: brokered mode shows the page nothing', () => {
     };
     expect(observed.join('').length).toBeGreaterThan(10_000); // the flows really ran
     for (const [where, text] of Object.entries(haystacks))
-      expect({ where, hits: findEncodings(text, CANARY) }).toEqual({ where, hits: [] });
+      for (const value of [CANARY, ODD]) expect({ where, hits: findAnyForm(text, value) }).toEqual({ where, hits: [] });
+    bodies.forEach((body, i) => {
+      for (const value of [CANARY, ODD]) expect({ body: i, hits: findAnyForm(body, value) }).toEqual({ body: i, hits: [] });
+    });
     // control: the oracle finds the canary where it is (what the API received)
-    expect(findEncodings(JSON.stringify(api.received), CANARY).length).toBeGreaterThan(0);
+    expect(findAnyForm(JSON.stringify(api.received), CANARY).length).toBeGreaterThan(0);
+    expect(findAnyForm(JSON.stringify(api.received), ODD).length).toBeGreaterThan(0);
   });
 });

@@ -195,6 +195,46 @@ describe('transparent mode', () => {
     await page.close();
   });
 
+  it('"Allow once": requests aborted right after they start still spend the grant, and each one is audited', async () => {
+    const page = await openApp(`http://once.localhost:${app.port}/`);
+    expect(await grantTransparent(page, 'once')).toBeTruthy();
+    // 30 requests, each aborted 150 ms after it starts; the API answers only after 1 s. A page has
+    // six connections per host, so only the first few are sent before they are aborted.
+    await page.evaluate(async (base) => {
+      await Promise.all(
+        Array.from({ length: 30 }, (_, i) => {
+          const abort = new AbortController();
+          setTimeout(() => abort.abort(), 150);
+          return fetch(`${base}/v1/aborted/${i}?delay=1000`, { signal: abort.signal }).catch(() => 'aborted');
+        }),
+      );
+    }, `http://${api.host}`);
+    await new Promise((r) => setTimeout(r, 1000)); // anything still on its way has arrived
+    const withKey = api.seen
+      .filter((s) => s.url.startsWith('/v1/aborted/') && s.auth === REAL)
+      .map((s) => new URL(s.url, 'http://x').pathname);
+    expect(withKey.length).toBeGreaterThan(0);
+    // the grant is spent, whatever became of the requests
+    await expect.poll(() => request(page, 'keyhole_getGrants')).toEqual({ ok: true, result: [] });
+    expect(await ask(page)).toBe(PLACEHOLDER);
+    // every request that reached the API with the key is in the audit (Chrome reports a request's
+    // headers as sent before it has a connection, so ones aborted while queued are audited too)
+    const audited = async () => {
+      const view = await rpc<{ result: { entries: { record: Record<string, unknown> }[] } }>(options, 'audit.view', {
+        filter: { kind: 'request', origin: `http://once.localhost:${app.port}` },
+      });
+      return view.result.entries.filter((e) => String(e.record.path).startsWith('/v1/aborted/'));
+    };
+    const missing = async () => {
+      const paths = new Set((await audited()).map((e) => e.record.path));
+      return withKey.filter((p) => !paths.has(p));
+    };
+    await expect.poll(missing).toEqual([]);
+    expect((await audited()).every((e) => e.record.mode === 'transparent' && e.record.secret === 'openai-local')).toBe(true);
+    expect((await audited()).some((e) => e.record.reason === 'aborted')).toBe(true);
+    await page.close();
+  });
+
   it('over its rate, a transparent grant has its rule withdrawn', async () => {
     await rpc(options, 'settings.set', { requestsPerMinute: 1 }); // bursts of 10, then 1 a minute
     const page = await openApp(`http://rate.localhost:${app.port}/`);

@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { type BrowserContext, chromium, type Page, type Worker } from 'playwright';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
-export const DIST = join(ROOT, 'dist');
+/** the built extension; KEYHOLE_DIST points the tests at another build (e.g. main's, to show a test failing before a fix) */
+export const DIST = process.env.KEYHOLE_DIST ?? join(ROOT, 'dist');
 export const TMP = join(ROOT, 'test/.tmp');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 
@@ -50,7 +51,20 @@ export function newProfileDir(prefix = 'profile-'): string {
 }
 
 export async function launch(
-  opts: { profile?: string; headless?: boolean; extraArgs?: string[]; otherExtensions?: string[]; env?: Record<string, string> } = {},
+  opts: {
+    profile?: string;
+    headless?: boolean;
+    extraArgs?: string[];
+    otherExtensions?: string[];
+    env?: Record<string, string>;
+    /**
+     * Keep Chrome's IPC flooding protection, which Playwright turns off by default
+     * (`--disable-ipc-flooding-protection`). Without it a page calling history.replaceState in a
+     * loop freezes the whole browser for a minute, with or without Keyhole (measured): a browser
+     * as people run it throttles such a page instead.
+     */
+    floodingProtection?: boolean;
+  } = {},
 ): Promise<Harness> {
   if (!existsSync(join(DIST, 'manifest.json'))) throw new Error('dist/ is missing: run `npm run build` first');
   const profile = opts.profile ?? newProfileDir();
@@ -59,6 +73,7 @@ export async function launch(
     executablePath: CHROMIUM,
     headless: opts.headless ?? true,
     ...(opts.env ? { env: { ...process.env, ...opts.env } } : {}),
+    ...(opts.floodingProtection ? { ignoreDefaultArgs: ['--disable-ipc-flooding-protection'] } : {}),
     args: [...CHROMIUM_ARGS, `--disable-extensions-except=${extensions}`, `--load-extension=${extensions}`, ...(opts.extraArgs ?? [])],
   });
   // The worker starts on demand (e.g. not at once after a crash), so the id is computed, not read from it.

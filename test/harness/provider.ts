@@ -112,9 +112,15 @@ export async function openConsent(
   return { consent, answer };
 }
 
+/** The person approves in a consent window: `#allow-once` or `#allow-period`, once it is enabled. */
+export async function approve(consent: Page, button: '#allow-once' | '#allow-period'): Promise<void> {
+  await consent.waitForSelector(`${button}:not([disabled])`);
+  await consent.click(button);
+}
+
 /** Asks for a grant from `page` and allows it for the period shown, as the person would. */
 export async function grantForPeriod(context: BrowserContext, page: Page, params: unknown): Promise<Answer<Granted>> {
   const { consent, answer } = await openConsent(context, page, params);
-  await consent.click('#allow-period');
+  await approve(consent, '#allow-period');
   return answer;
 }

@@ -5,6 +5,7 @@
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
+import { gunzipSync, inflateSync } from 'node:zlib';
 
 export function encodings(needle: string): Map<string, Buffer> {
   const raw = Buffer.from(needle, 'utf8');
@@ -33,6 +34,104 @@ export function encodings(needle: string): Map<string, Buffer> {
 export function findEncodings(data: Buffer | Uint8Array | string, needle: string): string[] {
   const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
   return [...encodings(needle)].filter(([, b]) => buf.indexOf(b) !== -1).map(([e]) => e);
+}
+
+// The HTML named references for printable ASCII (WHATWG's list), which a page decodes back.
+const NAMED: Record<string, string> = {
+  excl: '!',
+  quot: '"',
+  QUOT: '"',
+  num: '#',
+  dollar: '$',
+  percnt: '%',
+  amp: '&',
+  AMP: '&',
+  apos: "'",
+  lpar: '(',
+  rpar: ')',
+  ast: '*',
+  midast: '*',
+  plus: '+',
+  comma: ',',
+  period: '.',
+  sol: '/',
+  colon: ':',
+  semi: ';',
+  lt: '<',
+  LT: '<',
+  equals: '=',
+  gt: '>',
+  GT: '>',
+  quest: '?',
+  commat: '@',
+  lsqb: '[',
+  lbrack: '[',
+  bsol: '\\',
+  rsqb: ']',
+  rbrack: ']',
+  Hat: '^',
+  lowbar: '_',
+  UnderBar: '_',
+  grave: '`',
+  DiacriticalGrave: '`',
+  lcub: '{',
+  lbrace: '{',
+  verbar: '|',
+  vert: '|',
+  VerticalLine: '|',
+  rcub: '}',
+  rbrace: '}',
+  nbsp: ' ',
+  NewLine: '\n',
+  Tab: '\t',
+};
+
+/** Every per-character escape a page could undo, undone at once (mixed forms included). */
+function undoCharEscapes(s: string): string {
+  return s
+    .replace(/&#[xX]0*([0-9a-fA-F]{1,6});?/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)))
+    .replace(/&#0*([0-9]{1,7});?/g, (_, d: string) => String.fromCharCode(Number(d)))
+    .replace(/&([A-Za-z]+);/g, (m, n: string) => NAMED[n] ?? m)
+    .replace(/\\u([0-9a-fA-F]{4})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)))
+    .replace(/\\([/"\\])/g, '$1')
+    .replace(/%([0-9a-fA-F]{2})/g, (_, h: string) => String.fromCharCode(Number.parseInt(h, 16)));
+}
+
+/** Compressed streams anywhere in `buf` (gzip, zlib), inflated. */
+function inflated(buf: Buffer): Buffer[] {
+  const out: Buffer[] = [];
+  for (let i = 0; i < buf.length - 2; i++) {
+    const gzip = buf[i] === 0x1f && buf[i + 1] === 0x8b;
+    const zlib = buf[i] === 0x78 && [0x01, 0x5e, 0x9c, 0xda].includes(buf[i + 1] as number);
+    if (!gzip && !zlib) continue;
+    try {
+      out.push((gzip ? gunzipSync : inflateSync)(buf.subarray(i)));
+    } catch {
+      // not a stream after all
+    }
+  }
+  return out;
+}
+
+/**
+ * The encodings of `needle` found in `data` or in any view a page could decode it into: HTML
+ * entities, JSON escapes, percent and form encoding (mixed per character), hex in any case,
+ * UTF-16 of either order, and gzip or zlib streams anywhere in it (two levels deep).
+ */
+export function findAnyForm(data: Buffer | Uint8Array | string, needle: string, depth = 2): string[] {
+  const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : Buffer.from(data);
+  const text = buf.toString('latin1');
+  const views: [string, Buffer][] = [
+    ['bytes', buf],
+    ['unescaped', Buffer.from(undoCharEscapes(text), 'latin1')],
+    ['form', Buffer.from(undoCharEscapes(text.replaceAll('+', ' ')), 'latin1')],
+    ['lowercase', Buffer.from(text.toLowerCase(), 'latin1')],
+    ['utf16le', Buffer.from(buf.toString('utf16le'), 'latin1')],
+    ['utf16le+1', Buffer.from(buf.subarray(1).toString('utf16le'), 'latin1')],
+  ];
+  const hits = views.flatMap(([view, b]) => findEncodings(b, needle).map((e) => `${view}:${e}`));
+  if (depth > 0) for (const inner of inflated(buf)) hits.push(...findAnyForm(inner, needle, depth - 1).map((e) => `inflated:${e}`));
+  return [...new Set(hits)];
 }
 
 export type Hit = { file: string; encoding: string };

@@ -104,6 +104,40 @@ export async function apiServer(): Promise<ApiServer> {
           res.write(b);
           return setTimeout(() => res.destroy(), 20);
         }
+        // issue 12, item 6: what a careless or hostile host was seen to do with a credential
+        case '/v1/echo-header-name': {
+          const name = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(cred) ? cred : `x-${Buffer.from(cred).toString('hex')}`;
+          res.setHeader(name, 'yes');
+          return json({ ok: true });
+        }
+        case '/v1/echo-split': {
+          const cut = Math.floor(cred.length / 2);
+          res.setHeader('x-split', [cred.slice(0, cut), cred.slice(cut)]);
+          return json({ ok: true });
+        }
+        case '/v1/echo-json-slashes':
+          res.writeHead(200, { 'content-type': 'application/json' });
+          return res.end(JSON.stringify({ echo: cred, b64: Buffer.from(`${cred}???`).toString('base64') }).replaceAll('/', '\\/'));
+        case '/v1/echo-html': {
+          const dec = [...cred].map((c) => `&#${c.charCodeAt(0)};`).join('');
+          const hex = [...cred].map((c) => `&#x${c.charCodeAt(0).toString(16)}`).join('');
+          const named = cred.replaceAll('/', '&sol;').replaceAll('+', '&plus;').replaceAll('-', '&#45;').replaceAll(' ', '&nbsp;');
+          res.writeHead(200, { 'content-type': 'text/html' });
+          return res.end(`<p>${dec}</p><p>${hex}</p><a title="${named}">x</a>`);
+        }
+        case '/v1/echo-form':
+          res.writeHead(200, { 'content-type': 'application/x-www-form-urlencoded' });
+          return res.end(new URLSearchParams({ key: cred, ok: '1' }).toString());
+        case '/v1/echo-utf16':
+          res.writeHead(200, { 'content-type': 'text/plain; charset=utf-16le' });
+          return res.end(Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from(`your key is ${cred}`, 'utf16le')]));
+        case '/v1/echo-gzip-raw':
+          // compressed, but not said to be: fetch does not decode it
+          res.writeHead(200, { 'content-type': 'application/octet-stream' });
+          return res.end(gzipSync(Buffer.from(`your key is ${cred}`)));
+        case '/v1/gzip-raw-clean':
+          res.writeHead(200, { 'content-type': 'application/octet-stream' });
+          return res.end(gzipSync(Buffer.from('nothing secret in here')));
         case '/v1/echo-binary': {
           res.writeHead(200, { 'content-type': 'application/octet-stream' });
           return res.end(Buffer.concat([Buffer.from([0, 255, 1, 254]), Buffer.from(cred), Buffer.from([0, 0])]));
@@ -166,9 +200,13 @@ export async function appServer(
   return { port: portOf(server), close: () => close(server) };
 }
 
+/** One request an API received: its Authorization, path and query, page origin, and when (ms since epoch). */
+export type Seen = { readonly auth: string; readonly url: string; readonly origin: string; readonly at: number };
+
 /** An OpenAI-shaped API with correct CORS (preflight included) that records each Authorization. */
-export async function openaiServer(): Promise<{ port: number; host: string; auths: string[]; close: () => Promise<void> }> {
+export async function openaiServer(): Promise<{ port: number; host: string; auths: string[]; seen: Seen[]; close: () => Promise<void> }> {
   const auths: string[] = [];
+  const seen: Seen[] = [];
   const server = await listen((req, res) => {
     const cors = {
       'access-control-allow-origin': String(req.headers.origin ?? '*'),
@@ -185,6 +223,19 @@ export async function openaiServer(): Promise<{ port: number; host: string; auth
     req.resume();
     req.on('end', () => {
       auths.push(String(req.headers.authorization ?? ''));
+      seen.push({
+        auth: String(req.headers.authorization ?? ''),
+        url: req.url ?? '',
+        origin: String(req.headers.origin ?? ''),
+        at: Date.now(),
+      });
+      // ?delay=ms answers late (a request the page can abort in flight)
+      const delay = Number(new URL(req.url ?? '/', 'http://x').searchParams.get('delay') ?? 0);
+      if (delay > 0) setTimeout(answer, delay);
+      else answer();
+    });
+    const answer = () => {
+      if (res.destroyed) return;
       res.writeHead(200, { ...cors, 'content-type': 'application/json' });
       res.end(
         JSON.stringify({
@@ -195,10 +246,10 @@ export async function openaiServer(): Promise<{ port: number; host: string; auth
           choices: [{ index: 0, finish_reason: 'stop', message: { role: 'assistant', content: 'hello from the fake API' } }],
         }),
       );
-    });
+    };
   });
   const port = (server.address() as AddressInfo).port;
-  return { port, host: `127.0.0.1:${port}`, auths, close: () => close(server) };
+  return { port, host: `127.0.0.1:${port}`, auths, seen, close: () => close(server) };
 }
 
 /** An agent app that uses the real `openai` package, served as ES modules from node_modules. */
