@@ -45,6 +45,11 @@ describe('canary: brokered mode shows the page nothing', () => {
       rule: { hosts: [api.host], header: 'x-api-key', template: '{value:base64}' },
     });
     await rpc(options, 'secrets.create', {
+      name: 'canary-post',
+      value: CANARY,
+      rule: { hosts: [api.host], pathPrefixes: ['/v1/'], methods: ['POST'], header: 'Authorization', template: 'Bearer {value}' },
+    });
+    await rpc(options, 'secrets.create', {
       name: 'canary-odd',
       value: ODD,
       rule: { hosts: [api.host], header: 'x-api-key', template: '{value}' },
@@ -53,7 +58,7 @@ describe('canary: brokered mode shows the page nothing', () => {
     page.on('console', (m) => console.push(m.text()));
     page.on('request', (r) => pageRequests.push(`${r.method()} ${r.url()} ${JSON.stringify(r.headers())} ${r.postData() ?? ''}`));
     await page.goto(`http://127.0.0.1:${app.port}/`);
-    for (const secret of ['canary', 'canary-b64', 'canary-odd']) {
+    for (const secret of ['canary', 'canary-b64', 'canary-odd', 'canary-post']) {
       observed.push(JSON.stringify(await grantForPeriod(h.context, page, { secrets: [secret] })));
     }
   });
@@ -168,6 +173,32 @@ describe('canary: brokered mode shows the page nothing', () => {
       [{ secret: ['canary'], url: url('/v1/echo') }, -32602],
       ['not an object', -32602],
       [{ secret: 'canary', url: url('/v1/echo'), big: 'x'.repeat(2 * 1024 * 1024 + 10) }, -32602],
+      // a secret for POST under /v1/ only: path parameters on a dot segment, and method overrides
+      [{ secret: 'canary-post', url: url('/v1/..;/admin/keys'), method: 'POST' }, -32602],
+      [{ secret: 'canary-post', url: url('/v1/echo/..%3B/..%3B/admin'), method: 'POST' }, -32602],
+      [{ secret: 'canary-post', url: url('/v1/echo?_method=DELETE'), method: 'POST' }, 4300],
+      [{ secret: 'canary-post', url: url('/v1/echo?X-HTTP-Method-Override=DELETE'), method: 'POST' }, 4300],
+      [
+        {
+          secret: 'canary-post',
+          url: url('/v1/echo'),
+          method: 'POST',
+          body: '_method=DELETE',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        },
+        4300,
+      ],
+      [
+        {
+          secret: 'canary-post',
+          url: url('/v1/echo'),
+          method: 'POST',
+          body: '{"_method":"DELETE"}',
+          headers: { 'content-type': 'application/json' },
+        },
+        4300,
+      ],
+      [{ secret: 'canary-post', url: url('/v1/echo'), method: 'DELETE' }, 4300],
     ];
     const before = api.received.length;
     for (const [params, code] of cases) {
@@ -183,6 +214,8 @@ describe('canary: brokered mode shows the page nothing', () => {
     expect(trap.received).toHaveLength(0);
     const withCredential = api.received.slice(before).filter((r) => r.headers.authorization);
     expect(withCredential.every((r) => ['/v1/echo', '/v1/redirect', '/v1/big', '/v1/short'].includes(r.url))).toBe(true);
+    // and the POST-only secret's one allowed shape still works
+    expect(await call({ secret: 'canary-post', url: url('/v1/echo'), method: 'POST', body: '{"ok":1}' })).toMatchObject({ ok: true });
     expect(api.received.slice(before).some((r) => r.headers['x-evil'] !== undefined)).toBe(false);
   });
 

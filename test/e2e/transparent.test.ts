@@ -7,7 +7,7 @@
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
-import { request } from '../harness/provider.ts';
+import { approve, request } from '../harness/provider.ts';
 import { openaiApp, openaiServer } from '../harness/servers.ts';
 
 const PASSPHRASE = 'transparent test passphrase FAKE';
@@ -232,6 +232,34 @@ describe('transparent mode', () => {
     await expect.poll(missing).toEqual([]);
     expect((await audited()).every((e) => e.record.mode === 'transparent' && e.record.secret === 'openai-local')).toBe(true);
     expect((await audited()).some((e) => e.record.reason === 'aborted')).toBe(true);
+    await page.close();
+  });
+
+  it('a secret for POST only: no key on a ?_method= request, and method-override headers are removed', async () => {
+    await rpc(options, 'secrets.create', {
+      name: 'post-only-local',
+      value: VALUE,
+      rule: { hosts: [api.host], methods: ['POST'], header: 'Authorization', template: 'Bearer {value}' },
+    });
+    const page = await openApp(`http://post.localhost:${app.port}/`);
+    const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
+    const result = request(page, 'keyhole_requestGrant', { secrets: ['post-only-local'], mode: 'transparent' });
+    await approve(await shown, '#allow-period');
+    expect((await result).ok).toBe(true);
+    const send = (path: string, headers: Record<string, string> = {}) =>
+      page.evaluate(([u, hs]) => fetch(u, { method: 'POST', headers: hs, body: '{}' }).then((r) => r.status), [
+        `http://${api.host}${path}`,
+        headers,
+      ] as const);
+    const seen = (path: string) => api.seen.filter((s) => s.url === path).at(-1);
+    await expect.poll(async () => (await send('/v1/plain'), seen('/v1/plain')?.auth)).toBe(REAL);
+    await send('/v1/override?_method=DELETE');
+    expect(seen('/v1/override?_method=DELETE')?.auth).toBe('');
+    await send('/v1/override?X-HTTP-Method-Override=DELETE');
+    expect(seen('/v1/override?X-HTTP-Method-Override=DELETE')?.auth).toBe('');
+    await send('/v1/header', { 'x-http-method-override': 'DELETE' });
+    expect(seen('/v1/header')).toMatchObject({ auth: REAL, method: 'POST' });
+    expect(seen('/v1/header')?.headers['x-http-method-override']).toBeUndefined();
     await page.close();
   });
 

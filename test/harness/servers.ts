@@ -200,8 +200,15 @@ export async function appServer(
   return { port: portOf(server), close: () => close(server) };
 }
 
-/** One request an API received: its Authorization, path and query, page origin, and when (ms since epoch). */
-export type Seen = { readonly auth: string; readonly url: string; readonly origin: string; readonly at: number };
+/** One request an API received: its Authorization, path and query, page origin, method, headers, and when (ms since epoch). */
+export type Seen = {
+  readonly auth: string;
+  readonly url: string;
+  readonly origin: string;
+  readonly method: string;
+  readonly headers: IncomingMessage['headers'];
+  readonly at: number;
+};
 
 /** An OpenAI-shaped API with correct CORS (preflight included) that records each Authorization. */
 export async function openaiServer(): Promise<{ port: number; host: string; auths: string[]; seen: Seen[]; close: () => Promise<void> }> {
@@ -210,7 +217,7 @@ export async function openaiServer(): Promise<{ port: number; host: string; auth
   const server = await listen((req, res) => {
     const cors = {
       'access-control-allow-origin': String(req.headers.origin ?? '*'),
-      'access-control-allow-methods': 'GET, POST, OPTIONS',
+      'access-control-allow-methods': 'GET, POST, PUT, DELETE, OPTIONS',
       // a wildcard does not cover Authorization: list what the browser asked for
       'access-control-allow-headers': String(req.headers['access-control-request-headers'] ?? ''),
       'access-control-max-age': '0',
@@ -227,6 +234,8 @@ export async function openaiServer(): Promise<{ port: number; host: string; auth
         auth: String(req.headers.authorization ?? ''),
         url: req.url ?? '',
         origin: String(req.headers.origin ?? ''),
+        method: req.method ?? '',
+        headers: req.headers,
         at: Date.now(),
       });
       // ?delay=ms answers late (a request the page can abort in flight)
