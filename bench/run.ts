@@ -7,13 +7,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../test/harness/browser.ts';
+import { auditSuite } from './audit.ts';
 import { fetchSuite } from './fetch.ts';
 import { serverSuite } from './server.ts';
 import { unlockSuite } from './unlock.ts';
 
 export type Suite = { name: string; run: () => Promise<{ metrics: Record<string, number>; meta?: Record<string, unknown> }> };
 
-const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite];
+const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite, auditSuite];
 
 function argOnly(): string | undefined {
   const i = process.argv.indexOf('--only');

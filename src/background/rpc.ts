@@ -161,9 +161,15 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       await vault.requireUnlocked();
       const p = obj(x ?? {});
       const limit = typeof p.limit === 'number' && p.limit > 0 && p.limit <= 5000 ? p.limit : 500;
-      const view = await effects.auditLog.view(auditFilter(p.filter), limit);
+      const before = typeof p.before === 'number' && Number.isInteger(p.before) && p.before > 0 ? p.before : undefined;
+      const view = await effects.auditLog.view(auditFilter(p.filter), limit, before);
       // MACs stay in the worker; the page learns whether each entry is chained
       return { ...view, entries: view.entries.map((e) => ({ seq: e.seq, record: e.record, chained: e.mac !== null })) };
+    },
+    'audit.verify': async () => {
+      await vault.requireUnlocked();
+      const check = await effects.auditLog.verify();
+      return { check, anomalies: effects.auditLog.anomalies() };
     },
     'audit.export': async (x) => {
       await vault.requireUnlocked();

@@ -112,15 +112,20 @@ export type Api = {
   'grants.revoke': { params: { id: string }; result: true };
   /** the person lets a site use a secret in transparent mode, from the options page */
   'grants.create': { params: { origin: string; secretId: string; ttlSeconds: number }; result: Grant };
+  /** newest first, a page at a time (`before`: the `next` of the previous page) */
   'audit.view': {
-    params: { filter?: AuditFilter; limit?: number };
+    params: { filter?: AuditFilter; limit?: number; before?: number };
     result: {
       entries: { seq: number; record: AuditRecord; chained: boolean }[];
-      total: number;
-      check: ChainCheck;
+      more: boolean;
+      next?: number;
+      /** null while the chain is still being verified up to the newest record (then ask audit.verify) */
+      check: ChainCheck | null;
       anomalies: Anomaly[];
     };
   };
+  /** verifies the chain up to the newest record (incrementally; the worker keeps serving meanwhile) */
+  'audit.verify': { params: undefined; result: { check: ChainCheck; anomalies: Anomaly[] } };
   'sync.status': { params: undefined; result: SyncStatus };
   /** the result carries the recovery key, shown once and never stored by the extension */
   'sync.enable': { params: { server: string; deviceName: string }; result: SyncStatus & { recoveryKey: string } };

