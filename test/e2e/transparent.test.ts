@@ -252,7 +252,11 @@ describe('transparent mode', () => {
         headers,
       ] as const);
     const seen = (path: string) => api.seen.filter((s) => s.url === path).at(-1);
-    await expect.poll(async () => (await send('/v1/plain'), seen('/v1/plain')?.auth)).toBe(REAL);
+    const plain = async () => {
+      await send('/v1/plain');
+      return seen('/v1/plain')?.auth;
+    };
+    await expect.poll(plain).toBe(REAL);
     await send('/v1/override?_method=DELETE');
     expect(seen('/v1/override?_method=DELETE')?.auth).toBe('');
     await send('/v1/override?X-HTTP-Method-Override=DELETE');
