@@ -17,7 +17,7 @@ import {
   noWindowsLeft,
 } from './autolock.ts';
 import { clearClipboardNowIfPending, scheduleClipboardClear } from './clipboard.ts';
-import { ConsentQueue } from './consent.ts';
+import { ConsentQueue, type PromptTimes } from './consent.ts';
 import { openKeyholeDB } from './db.ts';
 import { GrantStore } from './grant-store.ts';
 import { InFlight } from './inflight.ts';
@@ -100,19 +100,32 @@ async function expireGrants(): Promise<void> {
   await scheduleGrantAlarm();
 }
 
-const consent = new ConsentQueue({
-  open: async (requestId) => {
-    const w = await chrome.windows.create({
-      url: `${CONSENT_PAGE}?request=${requestId}`,
-      type: 'popup',
-      width: 460,
-      height: 560,
-      focused: true,
-    });
-    return w?.id ?? -1;
+/** when consent prompts were opened, so a restarted worker keeps the limits */
+const PROMPTS_KEY = 'keyhole.prompts';
+const consent = new ConsentQueue(
+  {
+    open: async (requestId) => {
+      const w = await chrome.windows.create({
+        url: `${CONSENT_PAGE}?request=${requestId}`,
+        type: 'popup',
+        width: 460,
+        height: 560,
+        focused: true,
+      });
+      return w?.id ?? -1;
+    },
+    close: (windowId) => chrome.windows.remove(windowId),
+    // the last focused browser window's active tab (a consent popup has focus while it is shown)
+    activeTab: async () => {
+      const w = await chrome.windows.getLastFocused({ windowTypes: ['normal'] });
+      return w.id === undefined ? undefined : (await chrome.tabs.query({ active: true, windowId: w.id }))[0]?.id;
+    },
   },
-  close: (windowId) => chrome.windows.remove(windowId),
-});
+  {
+    get: async () => (await chrome.storage.session.get(PROMPTS_KEY))[PROMPTS_KEY] as PromptTimes | undefined,
+    set: (times) => chrome.storage.session.set({ [PROMPTS_KEY]: times }),
+  },
+);
 
 const ready = (async () => {
   const db = await openKeyholeDB();
@@ -368,12 +381,17 @@ chrome.webNavigation.onBeforeNavigate.addListener((d) => {
   if (d.frameId === 0) void rules.navigating(d.tabId, d.url);
 });
 chrome.webNavigation.onCommitted.addListener((d) => {
-  if (d.frameId === 0) void rules.committed(d.tabId, d.url, transparentOrigins);
+  if (d.frameId !== 0) return;
+  consent.tabGone(d.tabId, d.documentId); // the document that asked is gone: its prompt cannot grant to this one
+  void rules.committed(d.tabId, d.url, transparentOrigins);
 });
 chrome.webNavigation.onErrorOccurred.addListener((d) => {
   if (d.frameId === 0) void rules.navigationFailed(d.tabId);
 });
-chrome.tabs.onRemoved.addListener((tabId) => void rules.tabClosed(tabId));
+chrome.tabs.onRemoved.addListener((tabId) => {
+  consent.tabGone(tabId);
+  void rules.tabClosed(tabId);
+});
 chrome.tabs.onReplaced.addListener(() => void rules.refresh());
 
 // Transparent requests are observed (DNR cannot count or audit). A request is a use the moment it

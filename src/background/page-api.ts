@@ -155,17 +155,16 @@ export class PageApiService {
         throw new PageError(PageErrorCode.rejected);
       }
     }
+    // Only what this site could be given is shown. A name that does not exist, or whose secret is
+    // not bound to the hosts asked for, is left out without a word, and with nothing left the
+    // window offers only Deny: the page hears the same 4001, after a person's answer, either way.
     const secrets: ConsentSecret[] = [];
     for (const name of p.secrets) {
       const s = await this.vault.findSecret(name);
-      if (!s) {
-        secrets.push({ name, hosts: [], header: '' });
-        continue;
-      }
+      if (!s) continue;
       // The grant's hosts: what the page asked for, within the secret's rule; all of them by default.
       const hosts = p.hosts ? p.hosts.filter((h) => s.rule.hosts.includes(h)) : [...s.rule.hosts];
-      if (hosts.length === 0) throw new PageError(PageErrorCode.hostNotAllowed);
-      secrets.push({ name, id: s.id, hosts, header: s.rule.header });
+      if (hosts.length > 0) secrets.push({ name, id: s.id, hosts, header: s.rule.header });
     }
     const correlationId = crypto.randomUUID();
     const audit = (kind: 'grant.asked' | 'grant.given' | 'grant.denied', secret: string, reason?: string) =>
@@ -178,14 +177,17 @@ export class PageApiService {
         mode: p.mode,
         ...(reason ? { reason } : {}),
       });
-    for (const s of secrets) audit('grant.asked', s.name);
+    for (const name of p.secrets) audit('grant.asked', name);
     let decision: Awaited<ReturnType<ConsentQueue['ask']>>;
     try {
       decision = await this.deps.consent.ask({
         id: crypto.randomUUID(),
         origin: caller.origin,
+        tabId: caller.tabId,
+        ...(caller.documentId ? { documentId: caller.documentId } : {}),
         mode: p.mode,
         ttlSeconds: p.ttlSeconds,
+        ttlAsked: p.ttlAsked,
         reason: p.reason,
         secrets,
         createdAt: this.deps.now(),
@@ -195,19 +197,16 @@ export class PageApiService {
       throw e;
     }
     const now = this.deps.now();
-    if (decision.kind === 'deny') {
-      for (const s of secrets) audit('grant.denied', s.name, 'person');
+    if (decision.kind === 'deny' || secrets.length === 0) {
+      for (const name of p.secrets) audit('grant.denied', name, 'person');
       await this.grants.deny(p.secrets.map((secret) => ({ origin: caller.origin, secret, until: now + DENIAL_MEMORY_MS })));
       throw new PageError(PageErrorCode.rejected);
     }
     const ttlMs = decision.kind === 'once' ? ALLOW_ONCE_MS : Math.min(decision.ttlSeconds, MAX_GRANT_TTL_SECONDS) * 1000;
     const uses = decision.kind === 'once' ? 1 : null;
-    const made: StoredGrant[] = secrets.flatMap((s) =>
-      s.id === undefined
-        ? []
-        : [newGrant({ origin: caller.origin, secret: { id: s.id, name: s.name }, mode: p.mode, hosts: s.hosts, now, ttlMs, uses })],
+    const made: StoredGrant[] = secrets.map((s) =>
+      newGrant({ origin: caller.origin, secret: { id: s.id, name: s.name }, mode: p.mode, hosts: s.hosts, now, ttlMs, uses }),
     );
-    if (made.length === 0) throw new PageError(PageErrorCode.rejected);
     await this.grants.add(made);
     for (const g of made) audit('grant.given', g.secret, decision.kind);
     await this.deps.grantsChanged(caller.origin); // a transparent grant's rules are in place when this resolves
@@ -220,7 +219,7 @@ export function publicGrant(g: StoredGrant): Grant {
   return pub;
 }
 
-type GrantRequest = { secrets: string[]; mode: GrantMode; hosts: string[] | null; ttlSeconds: number; reason: string };
+type GrantRequest = { secrets: string[]; mode: GrantMode; hosts: string[] | null; ttlSeconds: number; ttlAsked: boolean; reason: string };
 
 function parseGrantRequest(raw: unknown): GrantRequest {
   const bad = (field: string) => new PageError(PageErrorCode.invalidParams, { field });
@@ -243,7 +242,14 @@ function parseGrantRequest(raw: unknown): GrantRequest {
   const ttl = p.ttlSeconds ?? DEFAULT_GRANT_TTL_SECONDS;
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 60 || ttl > MAX_GRANT_TTL_SECONDS) throw bad('ttlSeconds');
   if (p.reason !== undefined && typeof p.reason !== 'string') throw bad('reason');
-  return { secrets: [...new Set(secrets as string[])], mode, hosts, ttlSeconds: ttl, reason: cleanReason(p.reason) };
+  return {
+    secrets: [...new Set(secrets as string[])],
+    mode,
+    hosts,
+    ttlSeconds: ttl,
+    ttlAsked: p.ttlSeconds !== undefined,
+    reason: cleanReason(p.reason),
+  };
 }
 
 /** What a refused request tried to do, from its (untrusted, then normalised) params: no query, no body. */

@@ -68,19 +68,44 @@ export function grantCovers(g: Grant, host: string, method: HttpMethod): boolean
   return g.hosts.includes(host) && (g.methods.length === 0 || g.methods.includes(method));
 }
 
-/** The person-facing text of an untrusted reason: one line, capped, never interpreted. */
-export function cleanReason(reason: unknown): string {
-  if (typeof reason !== 'string') return '';
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is removed
-  const flat = reason.replace(/[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2066-\u2069]/g, ' ').trim();
-  return flat.length > MAX_REASON_LENGTH ? `${flat.slice(0, MAX_REASON_LENGTH - 1)}…` : flat;
+/**
+ * Characters a page could use to make its text look like Keyhole's own or push it out of place:
+ * controls, format characters (bidi overrides and isolates, zero-width, soft hyphen, tags), line
+ * and paragraph separators, variation selectors, the combining grapheme joiner, and blank
+ * "filler" letters (Hangul fillers, the halfwidth filler, the braille blank).
+ */
+const INVISIBLE =
+  /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\u{1d159}\u{1d173}-\u{1d17a}\u{e0100}-\u{e01ef}]/gu;
+
+/**
+ * The person-facing form of any text a page supplied: one line of visible characters, runs of
+ * spaces of any width collapsed to one, capped at `max` characters (by code point), never
+ * interpreted as markup.
+ */
+export function cleanPageText(text: unknown, max: number): string {
+  if (typeof text !== 'string') return '';
+  const flat = text
+    .replace(INVISIBLE, ' ')
+    .replace(/\p{Zs}+/gu, ' ')
+    .trim();
+  const chars = [...flat];
+  return chars.length > max ? `${chars.slice(0, max - 1).join('')}…` : flat;
 }
 
-/** What a consent window shows and answers (between the worker and popup/consent.html). */
+/** The person-facing text of an untrusted reason: one line, capped, never interpreted. */
+export function cleanReason(reason: unknown): string {
+  return cleanPageText(reason, MAX_REASON_LENGTH);
+}
+
+/**
+ * What a consent window shows and answers (between the worker and popup/consent.html). Only
+ * secrets the vault can give this site appear: a name the page asked for that does not exist, or
+ * is not bound to the hosts it asked for, is not shown at all (and, if nothing is left, the window
+ * offers only Deny), so the answer a page gets tells it nothing about what exists.
+ */
 export type ConsentSecret = {
   readonly name: string;
-  /** absent when the vault has no secret by this name (the person sees that; only Deny is possible) */
-  readonly id?: string;
+  readonly id: string;
   readonly hosts: readonly string[];
   readonly header: string;
 };
@@ -88,12 +113,20 @@ export type ConsentSecret = {
 export type ConsentRequest = {
   readonly id: string;
   readonly origin: string;
+  /** the tab and document that asked: the prompt ends when they do */
+  readonly tabId: number;
+  readonly documentId?: string;
   readonly mode: GrantMode;
+  /** the period the site asked for, or Keyhole's default if it named none (`ttlAsked`) */
   readonly ttlSeconds: number;
+  readonly ttlAsked: boolean;
   readonly reason: string;
   readonly secrets: readonly ConsentSecret[];
   readonly createdAt: number;
 };
+
+/** The period preselected in the consent window: the site's ask when it is short, else an hour. Never longer than asked. */
+export const PRESELECTED_TTL_SECONDS = 3600;
 
 export type ConsentDecision =
   | { readonly kind: 'deny' }

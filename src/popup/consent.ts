@@ -1,17 +1,28 @@
 /**
  * The consent window: who asks, for which secret, to which hosts, in which mode, for how long.
- * Against clickjacking, the Allow buttons enable only after the window has been visible and
- * focused for ALLOW_DELAY_MS without a break, focus starts on Deny, and Enter never approves.
- * Host permissions are requested by the Allow click itself (it is the user gesture Chrome needs).
+ *
+ * Against a page that gets the person to click or press keys for it (a game, "press Enter to
+ * continue"), Allow takes input that begins after the window is shown and steady, as browsers
+ * ask of their own permission prompts:
+ * - the Allow buttons are armed only once the window has been visible and focused for
+ *   ARM_AFTER_MS without a break; losing focus disarms them;
+ * - Allow is press-and-hold for HOLD_MS: a pointer press counts only if the pointer moved onto
+ *   the button after it was armed; a key press (Space) only if focus came to the button after it
+ *   was armed and the key went down then (not a repeat of one already held);
+ * - focus starts on Deny, and Enter never approves.
+ * Host permissions are asked for when the hold completes, within the press's user activation.
+ *
+ * Everything the site supplied is shown as the site's words, apart from Keyhole's own text.
  */
-import type { ConsentDecision, ConsentRequest } from '../core/grants.ts';
+import { type ConsentDecision, type ConsentRequest, PRESELECTED_TTL_SECONDS } from '../core/grants.ts';
 import { hostPermissionPattern } from '../core/policy.ts';
 import { field, h, message } from '../ui/dom.ts';
 import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 
-export const ALLOW_DELAY_MS = 700;
+export const ARM_AFTER_MS = 700;
+export const HOLD_MS = 800;
 const HEARTBEAT_MS = 10_000;
 
 const app = document.getElementById('app') as HTMLElement;
@@ -42,19 +53,30 @@ function describeMode(req: ConsentRequest): Node {
     : h('p', {}, 'Brokered mode: Keyhole makes each request itself and gives the site only the response. The site never sees the key.');
 }
 
+/** The period select: Keyhole preselects the site's ask only when it is an hour or less; the ask is labelled as the site's. */
+function periodSelect(req: ConsentRequest): HTMLSelectElement {
+  const select = h('select', { id: 'period' });
+  const options = new Map<number, string>(GRANT_PERIODS.map(([secs, label]) => [secs, label]));
+  if (req.ttlAsked) options.set(req.ttlSeconds, `${options.get(req.ttlSeconds) ?? duration(req.ttlSeconds)} (asked by the site)`);
+  for (const [secs, label] of [...options].sort((a, b) => a[0] - b[0])) select.append(h('option', { value: secs }, label));
+  const asked = req.ttlAsked ? req.ttlSeconds : PRESELECTED_TTL_SECONDS;
+  select.value = String(Math.min(asked, PRESELECTED_TTL_SECONDS));
+  return select;
+}
+
 function render(req: ConsentRequest): void {
-  const known = req.secrets.filter((s) => s.id !== undefined);
   const deny = h('button', { type: 'button', id: 'deny' }, 'Deny');
-  const once = h('button', { type: 'button', id: 'allow-once', class: 'primary', disabled: true }, 'Allow once');
-  const period = h('select', { id: 'period' });
-  // the period the site asked for comes first; the person can pick another
-  if (!GRANT_PERIODS.some(([secs]) => secs === req.ttlSeconds))
-    period.append(h('option', { value: req.ttlSeconds }, `${duration(req.ttlSeconds)} (asked by the site)`));
-  for (const [secs, label] of GRANT_PERIODS) period.append(h('option', { value: secs }, label));
-  period.value = String(req.ttlSeconds);
-  const forPeriod = h('button', { type: 'button', id: 'allow-period', class: 'primary', disabled: true }, 'Allow for this period');
-  const errors = h('div', {});
-  const allowButtons = known.length > 0 ? [once, forPeriod] : [];
+  const once = h('button', { type: 'button', id: 'allow-once', class: 'primary hold', disabled: true }, 'Hold to allow once');
+  const period = periodSelect(req);
+  const forPeriod = h(
+    'button',
+    { type: 'button', id: 'allow-period', class: 'primary hold', disabled: true },
+    'Hold to allow for this period',
+  );
+  const errors = h('div', { role: 'alert' });
+  const offer = req.secrets.length > 0;
+  const allowButtons = offer ? [once, forPeriod] : [];
+  for (const b of allowButtons) b.setAttribute('aria-describedby', 'hold-hint');
 
   const decide = async (decision: ConsentDecision) => {
     errors.replaceChildren();
@@ -74,67 +96,141 @@ function render(req: ConsentRequest): void {
     }
   };
   deny.addEventListener('click', () => void decide({ kind: 'deny' }));
-  once.addEventListener('click', () => void decide({ kind: 'once' }));
-  forPeriod.addEventListener('click', () => void decide({ kind: 'period', ttlSeconds: Number(period.value) }));
-  // Enter never approves: only a click (or Space on a focused Allow button) does.
-  for (const b of allowButtons) {
-    b.addEventListener('keydown', (ev) => {
-      if (ev.key === 'Enter') ev.preventDefault();
-    });
-  }
+  holdToConfirm(once, () => void decide({ kind: 'once' }));
+  holdToConfirm(forPeriod, () => void decide({ kind: 'period', ttlSeconds: Number(period.value) }));
 
   app.dataset.state = 'asking';
   app.replaceChildren(
-    h('h1', {}, 'A site asks to use a secret'),
+    h('h1', {}, offer ? 'A site asks to use a secret' : 'A site asks for secrets you cannot give it'),
     h('p', { class: 'origin', id: 'origin' }, req.origin),
-    h('p', {}, req.secrets.length === 1 ? 'wants to use this secret:' : 'wants to use these secrets:'),
-    h(
-      'ul',
-      { class: 'secrets' },
-      ...req.secrets.map((s) =>
-        h(
-          'li',
-          { 'data-secret': s.name },
-          h('strong', {}, s.name),
-          s.id === undefined ? h('span', { class: 'warn' }, ' — not in your vault') : ` — sent as ${s.header} to ${s.hosts.join(', ')}`,
-        ),
-      ),
-    ),
-    describeMode(req),
-    req.reason
+    offer
       ? h(
           'div',
           {},
-          h('p', { class: 'muted' }, 'The site says (its own words, unchecked):'),
-          h('blockquote', { class: 'reason', id: 'reason' }, `“${req.reason}”`),
+          h(
+            'p',
+            {},
+            req.secrets.length === 1 ? 'wants to use this secret from your vault:' : 'wants to use these secrets from your vault:',
+          ),
+          h(
+            'ul',
+            { class: 'secrets' },
+            ...req.secrets.map((s) =>
+              h('li', { 'data-secret': s.name }, h('strong', {}, s.name), ` — sent as ${s.header} to ${s.hosts.join(', ')}`),
+            ),
+          ),
+          describeMode(req),
+        )
+      : h(
+          'p',
+          { id: 'nothing' },
+          'It asked for secrets that are not in your vault, or not for the hosts it named. Nothing can be allowed; Deny tells the site no, as any refusal would.',
+        ),
+    req.reason
+      ? h(
+          'div',
+          { class: 'page-text' },
+          h('p', { class: 'page-label' }, 'The site wrote this (its words, not Keyhole’s, and not checked):'),
+          h('blockquote', { class: 'reason', id: 'reason' }, req.reason),
         )
       : '',
-    known.length > 0 ? field('How long', period) : '',
+    offer ? field('How long', period) : '',
+    offer && req.ttlAsked && req.ttlSeconds > PRESELECTED_TTL_SECONDS
+      ? h('p', { class: 'muted', id: 'asked-period' }, `The site asked for ${duration(req.ttlSeconds)}; Keyhole suggests less.`)
+      : '',
+    offer ? h('p', { class: 'muted', id: 'hold-hint' }, 'To allow, press and hold a button (or Space on it) until it fills.') : '',
     errors,
     h('div', { class: 'actions' }, deny, ...allowButtons),
   );
   deny.focus();
-  armAfterSteadyFocus(allowButtons);
+  armWhenSteady(allowButtons);
 }
 
-/** Enables `buttons` once the window has been visible and focused for ALLOW_DELAY_MS in one stretch. */
-function armAfterSteadyFocus(buttons: HTMLButtonElement[]): void {
+/** Arms `buttons` once the window has been visible and focused for ARM_AFTER_MS in one stretch; disarms on any break. */
+function armWhenSteady(buttons: HTMLButtonElement[]): void {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const disarm = () => {
     clearTimeout(timer);
-    for (const b of buttons) b.disabled = true;
+    for (const b of buttons) {
+      b.disabled = true;
+      b.dataset.armedAt = '';
+      b.dispatchEvent(new Event('keyhole:disarm'));
+    }
   };
   const arm = () => {
     disarm();
     if (document.visibilityState !== 'visible' || !document.hasFocus()) return;
     timer = setTimeout(() => {
-      for (const b of buttons) b.disabled = false;
-    }, ALLOW_DELAY_MS);
+      for (const b of buttons) {
+        b.disabled = false;
+        b.dataset.armedAt = String(performance.now());
+      }
+    }, ARM_AFTER_MS);
   };
   window.addEventListener('focus', arm);
   window.addEventListener('blur', disarm);
   document.addEventListener('visibilitychange', arm);
   arm();
+}
+
+/**
+ * Press-and-hold on `button`: `done` runs once a press that began with fresh input has lasted
+ * HOLD_MS. Fresh: after the button was armed, the pointer moved onto it (or focus came to it)
+ * and then the press began. A release, a move off the button or losing focus cancels.
+ */
+function holdToConfirm(button: HTMLButtonElement, done: () => void): void {
+  const armedAt = () => (button.disabled || !button.dataset.armedAt ? Number.POSITIVE_INFINITY : Number(button.dataset.armedAt));
+  let pointerFresh = false;
+  let focusFresh = false;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const cancel = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    button.classList.remove('holding');
+  };
+  const start = () => {
+    cancel();
+    button.classList.add('holding');
+    timer = setTimeout(() => {
+      timer = undefined;
+      button.classList.remove('holding');
+      done();
+    }, HOLD_MS);
+  };
+  button.addEventListener('keyhole:disarm', () => {
+    pointerFresh = false;
+    focusFresh = false;
+    cancel();
+  });
+  const moved = (e: PointerEvent) => {
+    if (e.timeStamp > armedAt()) pointerFresh = true;
+  };
+  button.addEventListener('pointerenter', moved);
+  button.addEventListener('pointermove', moved);
+  button.addEventListener('pointerdown', (e) => {
+    if (!e.isPrimary || e.button !== 0 || !pointerFresh || e.timeStamp <= armedAt()) return;
+    start();
+  });
+  for (const end of ['pointerup', 'pointerleave', 'pointercancel'] as const) button.addEventListener(end, cancel);
+  button.addEventListener('focus', (e) => {
+    focusFresh = e.timeStamp > armedAt();
+  });
+  button.addEventListener('blur', () => {
+    focusFresh = false;
+    cancel();
+  });
+  button.addEventListener('keydown', (e) => {
+    if (e.key === 'Enter') e.preventDefault(); // Enter never approves
+    if (e.key !== ' ') return;
+    e.preventDefault(); // no click from Space: only a hold counts
+    if (e.repeat || !focusFresh || e.timeStamp <= armedAt()) return;
+    start();
+  });
+  button.addEventListener('keyup', (e) => {
+    if (e.key === ' ') cancel();
+  });
+  // a click is not a hold (and Space's synthetic click is prevented above)
+  button.addEventListener('click', (e) => e.preventDefault());
 }
 
 async function main(): Promise<void> {

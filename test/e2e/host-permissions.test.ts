@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
-import { openConsent, request } from '../harness/provider.ts';
+import { approve, openConsent, request } from '../harness/provider.ts';
 import { startXvfb } from '../harness/xvfb.ts';
 
 const PASSPHRASE = 'host permissions passphrase FAKE';
@@ -124,13 +124,13 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
     expect(await holds(apiPattern)).toBe(false);
     const { consent, answer } = await consentFor({ secrets: ['remote'], ttlSeconds: 3600 });
 
-    await consent.click('#allow-period');
+    await approve(consent, '#allow-period');
     await answerChrome(['Return']); // Chrome's default button: Deny
     await consent.getByText('Chrome did not give Keyhole access to these hosts, so nothing was allowed.').waitFor();
     expect(await holds(apiPattern)).toBe(false);
     expect((await rpc<{ result: unknown[] }>(options, 'grants.list')).result).toHaveLength(0);
 
-    await consent.click('#allow-period'); // the person changes their mind
+    await approve(consent, '#allow-period'); // the person changes their mind
     await answerChrome(['Tab', 'Return']);
     const granted = await answer;
     expect(granted.ok && granted.result.grants.map((g) => g.mode)).toEqual(['broker']);
@@ -148,7 +148,7 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
 
   it('a transparent grant also asks for the site’s own origin, then the key reaches the API from its tab', async () => {
     const { consent, answer } = await consentFor({ secrets: ['remote'], mode: 'transparent', ttlSeconds: 3600 });
-    await consent.click('#allow-period');
+    await approve(consent, '#allow-period');
     await answerChrome(['Tab', 'Return']);
     const granted = await answer;
     expect(granted.ok && granted.result.grants.map((g) => g.mode)).toEqual(['transparent']);

@@ -7,6 +7,7 @@ import { chromium } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM, CHROMIUM_ARGS, type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
 import { DEMO_SECRET, DEMO_VALUE, type Demo, startDemo } from '../harness/demo.ts';
+import { approve } from '../harness/provider.ts';
 
 /** Imports the built SDK into the page as a web app would, exposing it as window.__sdk. */
 async function loadSdk(page: import('playwright').Page): Promise<void> {
@@ -43,7 +44,7 @@ describe('SDK and demo agent', () => {
     const consent = await shown;
     expect(await consent.locator('#reason').textContent()).toBe('“The demo agent calls the model for you.”');
     await consent.waitForSelector('#allow-period:not([disabled])');
-    await consent.click('#allow-period');
+    await approve(consent, '#allow-period');
     await expect.poll(() => page.locator('#status').textContent()).toContain('Access granted');
     await page.getByRole('button', { name: 'Ask the model' }).click();
     await expect.poll(() => page.locator('#status').textContent()).toBe('Answer streamed through Keyhole (HTTP 200).');

@@ -69,9 +69,7 @@ describe('transparent mode', () => {
     const consent = await shown;
     // the person is told what transparent mode means
     expect(await consent.locator('.warn').first().textContent()).toContain('Any script running in those tabs can use the key');
-    const button = answer === 'once' ? '#allow-once' : '#allow-period';
-    await consent.waitForSelector(`${button}:not([disabled])`);
-    await consent.click(button);
+    await approve(consent, answer === 'once' ? '#allow-once' : '#allow-period');
     const r = await result;
     if (!r.ok) throw new Error(`grant failed: ${r.error.code}`);
     expect(r.result.grants[0]?.mode).toBe('transparent');
@@ -178,8 +176,7 @@ describe('transparent mode', () => {
       const result = request(page, 'keyhole_requestGrant', { secrets: ['openai-local'], mode, ttlSeconds: 60 });
       const consent = await shown;
       expect(await consent.locator('#period option:checked').textContent()).toBe('1 minute (asked by the site)');
-      await consent.waitForSelector('#allow-period:not([disabled])');
-      await consent.click('#allow-period');
+      await approve(consent, '#allow-period');
       expect((await result).ok).toBe(true);
     }
     const brokered = () => request(page, 'keyhole_fetch', { secret: 'openai-local', url: `http://${api.host}/v1/models` });

@@ -112,10 +112,24 @@ export async function openConsent(
   return { consent, answer };
 }
 
-/** The person approves in a consent window: `#allow-once` or `#allow-period`, once it is enabled. */
+/** How long Allow must be held (popup/consent.ts HOLD_MS), with a margin. */
+const HOLD_FOR_MS = 800 + 300;
+
+/**
+ * The person approves in a consent window as a person does: once `button` is armed, the pointer
+ * moves onto it from outside, presses and holds until it fills, then lets go (if the window is
+ * still open: it closes itself once the grant is made).
+ */
 export async function approve(consent: Page, button: '#allow-once' | '#allow-period'): Promise<void> {
-  await consent.waitForSelector(`${button}:not([disabled])`);
-  await consent.click(button);
+  const armed = consent.locator(`${button}:not([disabled])`);
+  await armed.waitFor();
+  const box = await armed.boundingBox();
+  if (!box) throw new Error(`approve: ${button} is not on screen`);
+  await consent.mouse.move(box.x - 15, box.y - 15);
+  await consent.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
+  await consent.mouse.down();
+  await new Promise((r) => setTimeout(r, HOLD_FOR_MS));
+  if (!consent.isClosed()) await consent.mouse.up().catch(() => {});
 }
 
 /** Asks for a grant from `page` and allows it for the period shown, as the person would. */

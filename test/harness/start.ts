@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { openSqlite } from '../../src/server/sqlite.ts';
 import { launch, newProfileDir, OPTIONS, POPUP, rpc, TMP } from './browser.ts';
 import { DEMO_SECRET, DEMO_VALUE, startDemo } from './demo.ts';
+import { approve } from './provider.ts';
 import { startVaultServer } from './vault-server.ts';
 
 // The distant vault on its embedded SQLite default, data kept under test/.tmp/keyhole-data.
@@ -104,8 +105,8 @@ async function tour() {
     await consent.setViewportSize({ width: 460, height: 560 });
     await consent.waitForSelector('#allow-period:not([disabled])');
     await consent.screenshot({ path: join(shots, '6-consent.png') });
-    await consent.click('#allow-period');
-    step(10, 'the consent window asked; allowed for 8 hours');
+    await approve(consent, '#allow-period');
+    step(10, 'the consent window asked; allowed (held "Allow for this period") for the hour it suggests');
     await agent.getByRole('button', { name: 'Ask the model' }).click();
     await agent.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('Answer streamed'));
     await agent.screenshot({ path: join(shots, '7-demo-agent.png') });

@@ -1,6 +1,14 @@
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
-import { ConsentQueue, ConsentRateLimited, MAX_PROMPTS_PER_ORIGIN } from '../../src/background/consent.ts';
+import {
+  ConsentQueue,
+  ConsentRateLimited,
+  MAX_PROMPTS,
+  MAX_PROMPTS_PER_ORIGIN,
+  MAX_WAITING,
+  memoryPromptStore,
+  PROMPT_WINDOW_MS,
+} from '../../src/background/consent.ts';
 import { openKeyholeDB } from '../../src/background/db.ts';
 import { GrantStore } from '../../src/background/grant-store.ts';
 import type { ConsentRequest, StoredGrant } from '../../src/core/grants.ts';
@@ -69,62 +77,136 @@ describe('grant store', () => {
 });
 
 describe('consent queue', () => {
-  const req = (origin: string, id = crypto.randomUUID()): ConsentRequest => ({
-    id,
+  const req = (origin: string, tabId = 1, documentId?: string): ConsentRequest => ({
+    id: crypto.randomUUID(),
     origin,
+    tabId,
+    ...(documentId ? { documentId } : {}),
     mode: 'broker',
     ttlSeconds: 3600,
+    ttlAsked: false,
     reason: '',
     secrets: [{ name: 'openai', id: 's1', hosts: ['api.openai.com'], header: 'Authorization' }],
     createdAt: 0,
   });
-  function windows() {
+  function windows(active?: number) {
     const opened: string[] = [];
     const closed: number[] = [];
-    return { opened, closed, api: { open: async (id: string) => opened.push(id), close: async (w: number) => void closed.push(w) } };
+    const state = { active };
+    return {
+      opened,
+      closed,
+      state,
+      api: {
+        open: async (id: string) => opened.push(id),
+        close: async (w: number) => void closed.push(w),
+        activeTab: async () => state.active,
+      },
+    };
+  }
+  const settle = () => new Promise((r) => setTimeout(r, 0));
+  /** asks, and once it is shown, denies it: one prompt spent */
+  async function spend(q: ConsentQueue, r: ConsentRequest): Promise<void> {
+    const answer = q.ask(r);
+    await settle();
+    await q.decide(r.id, { kind: 'deny' });
+    await answer;
   }
 
   it('shows one prompt at a time and only the one on screen can be answered', async () => {
     const w = windows();
-    const q = new ConsentQueue(w.api, clock().now);
+    const q = new ConsentQueue(w.api, memoryPromptStore(), clock().now);
     const a = req('https://a.example');
     const b = req('https://b.example');
     const pa = q.ask(a);
     const pb = q.ask(b);
-    await Promise.resolve();
+    await settle();
     expect(w.opened).toEqual([a.id]);
     expect(q.current(b.id)).toBeNull();
     expect(await q.decide(b.id, { kind: 'once' })).toBe(false);
     expect(await q.decide(a.id, { kind: 'once' })).toBe(true);
     expect(await pa).toEqual({ kind: 'once' });
-    await Promise.resolve();
+    await settle();
     expect(w.opened).toEqual([a.id, b.id]);
     q.windowClosed(2); // the second window, closed by the person
     expect(await pb).toEqual({ kind: 'deny' });
   });
 
-  it('rate-limits prompts per origin, not across origins', async () => {
+  it('rate-limits prompts per origin, and lets one origin have only one waiting', async () => {
     const c = clock();
-    const q = new ConsentQueue(windows().api, c.now);
-    const answered: Promise<unknown>[] = [];
-    for (let i = 0; i < MAX_PROMPTS_PER_ORIGIN; i++) {
-      const r = req('https://spam.example');
-      answered.push(q.ask(r));
-      await Promise.resolve();
-      await q.decide(r.id, { kind: 'deny' });
-    }
-    expect(() => q.ask(req('https://spam.example'))).toThrow(ConsentRateLimited);
-    expect(() => q.ask(req('https://fine.example'))).not.toThrow();
-    c.t += 10 * 60 * 1000;
-    expect(() => q.ask(req('https://spam.example'))).not.toThrow();
+    const q = new ConsentQueue(windows().api, memoryPromptStore(), c.now);
+    for (let i = 0; i < MAX_PROMPTS_PER_ORIGIN; i++) await spend(q, req('https://spam.example'));
+    await expect(q.ask(req('https://spam.example'))).rejects.toThrow(ConsentRateLimited);
+    void q.ask(req('https://fine.example')); // shown
+    void q.ask(req('https://fine2.example')); // waiting
+    await settle();
+    void q.ask(req('https://fine3.example'));
+    await settle();
+    await expect(q.ask(req('https://fine3.example'))).rejects.toThrow(ConsentRateLimited); // one waiting already
+    // ten minutes later the origin may ask again
+    c.t += PROMPT_WINDOW_MS;
+    q.denyAll();
+    const again = req('https://spam.example');
+    void q.ask(again);
+    await settle();
+    expect(q.current(again.id)).not.toBeNull();
+  });
+
+  it('rate-limits prompts in all: many origins (an attacker’s subdomains) cannot open more than MAX_PROMPTS', async () => {
+    const q = new ConsentQueue(windows().api, memoryPromptStore(), clock().now);
+    for (let i = 0; i < MAX_PROMPTS; i++) await spend(q, req(`https://s${i}.evil.example`));
+    await expect(q.ask(req('https://s999.evil.example'))).rejects.toThrow(ConsentRateLimited);
+  });
+
+  it('keeps its limits across a worker restart', async () => {
+    const c = clock();
+    const store = memoryPromptStore();
+    const first = new ConsentQueue(windows().api, store, c.now);
+    for (let i = 0; i < MAX_PROMPTS_PER_ORIGIN; i++) await spend(first, req('https://spam.example'));
+    const restarted = new ConsentQueue(windows().api, store, c.now);
+    await expect(restarted.ask(req('https://spam.example'))).rejects.toThrow(ConsentRateLimited);
+  });
+
+  it('a full queue still takes a prompt from the tab the person is looking at, in place of the newest from another tab', async () => {
+    const w = windows(42);
+    const q = new ConsentQueue(w.api, memoryPromptStore(), clock().now);
+    const flood = Array.from({ length: MAX_WAITING + 1 }, (_, i) => req(`https://f${i}.evil.example`, 100 + i));
+    const answers = flood.map((r) => q.ask(r));
+    await settle();
+    await expect(q.ask(req('https://late.evil.example', 200))).rejects.toThrow(ConsentRateLimited);
+    const mine = req('https://app.example', 42);
+    const mineAnswer = q.ask(mine);
+    await settle();
+    expect(await answers.at(-1)).toEqual({ kind: 'deny' }); // the newest waiting one made room
+    // once the one on screen is answered, the person's own tab comes first
+    await q.decide(flood[0]?.id as string, { kind: 'deny' });
+    await settle();
+    expect(q.current(mine.id)).not.toBeNull();
+    await q.decide(mine.id, { kind: 'once' });
+    expect(await mineAnswer).toEqual({ kind: 'once' });
+  });
+
+  it('a prompt ends as a Deny when its tab closes, or its tab shows another document', async () => {
+    const w = windows();
+    const q = new ConsentQueue(w.api, memoryPromptStore(), clock().now);
+    const shown = q.ask(req('https://a.example', 5, 'doc-a'));
+    const waiting = q.ask(req('https://b.example', 6, 'doc-b'));
+    await settle();
+    q.tabGone(5); // closed
+    expect(await shown).toEqual({ kind: 'deny' });
+    expect(w.closed).toEqual([1]);
+    await settle();
+    q.tabGone(6, 'doc-b'); // the same document: nothing ends
+    q.tabGone(6, 'doc-b2'); // another document now: it ends
+    expect(await waiting).toEqual({ kind: 'deny' });
   });
 
   it('denies everything on lock', async () => {
     const w = windows();
-    const q = new ConsentQueue(w.api, clock().now);
+    const q = new ConsentQueue(w.api, memoryPromptStore(), clock().now);
     const p1 = q.ask(req('https://a.example'));
     const p2 = q.ask(req('https://b.example'));
-    await Promise.resolve();
+    await settle();
     q.denyAll();
     expect(await Promise.all([p1, p2])).toEqual([{ kind: 'deny' }, { kind: 'deny' }]);
     expect(w.closed).toEqual([1]);

@@ -163,4 +163,28 @@ describe('caller origins', () => {
     expect(cleanReason('x'.repeat(1000)).length).toBe(280);
     expect(cleanReason({ toString: () => 'x' })).toBe('');
   });
+
+  it('removes what could make page text pass for Keyhole’s: bidi controls, invisible and filler characters, wide spacing', () => {
+    // U+3164 Hangul filler and U+2800 braille blank look like nothing but are letters; they push text apart
+    expect(cleanReason(`Summarise${'\u3164'.repeat(60)}✔ Verified publisher: OpenAI, Inc.`)).toBe(
+      'Summarise ✔ Verified publisher: OpenAI, Inc.',
+    );
+    expect(cleanReason('a\u2800\u2800b\uffa0c\u115fd\u1160e')).toBe('a b c d e');
+    // bidi embeddings, overrides, isolates and marks; zero-width characters; the BOM; tag characters
+    expect(cleanReason('\u202aA\u202bB\u202cC\u202dD\u202eE\u2066F\u2067G\u2068H\u2069I\u200eJ\u200fK\u061cL')).toBe(
+      'A B C D E F G H I J K L',
+    );
+    expect(cleanReason('x\u200by\u200cz\u200dw\ufeffv\u{e0041}u\u00adt')).toBe('x y z w v u t');
+    // runs of any-width spaces are one space; line and paragraph separators are spaces
+    expect(cleanReason(`a${'\u2003'.repeat(40)}b\u3000\u3000c\u2028d\u2029e`)).toBe('a b c d e');
+    // ordinary text of any script stays as it is
+    expect(cleanReason('Résumé für 東京 — مرحبا, नमस्ते')).toBe('Résumé für 東京 — مرحبا, नमस्ते');
+  });
+
+  it('caps by characters, not by UTF-16 units (an emoji is not cut in half)', () => {
+    const out = cleanReason('😀'.repeat(500));
+    expect([...out]).toHaveLength(280);
+    expect(out.endsWith('…')).toBe(true);
+    expect(out.includes('\ufffd')).toBe(false);
+  });
 });
