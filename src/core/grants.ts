@@ -75,6 +75,7 @@ export function grantCovers(g: Grant, host: string, method: HttpMethod): boolean
  * "filler" letters (Hangul fillers, the halfwidth filler, the braille blank).
  */
 const INVISIBLE =
+  // biome-ignore lint/suspicious/noMisleadingCharacterClass: each code point is matched (and removed) on its own, combining ones included
   /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\u034f\u115f\u1160\u17b4\u17b5\u180b-\u180f\u2800\u3164\ufe00-\ufe0f\uffa0\u{1d159}\u{1d173}-\u{1d17a}\u{e0100}-\u{e01ef}]/gu;
 
 /**
