@@ -62,7 +62,9 @@ export async function prepare(
   let pageHeaders: Record<string, string>;
   try {
     target = checkRequestTarget(p.url, p.method, secret.rule);
-    pageHeaders = checkPageHeaders(p.headers, secret.rule.header);
+    if (p.credentialHeaders !== undefined && p.credentialHeaders !== 'refuse' && p.credentialHeaders !== 'replace')
+      throw invalid('credentialHeaders');
+    pageHeaders = checkPageHeaders(p.headers, secret.rule, p.credentialHeaders ?? 'refuse');
   } catch (e) {
     if (e instanceof CoreError && e.code === 'not-allowed') throw new PageError(PageErrorCode.hostNotAllowed);
     if (e instanceof CoreError) throw new PageError(PageErrorCode.invalidParams, { reason: e.message });

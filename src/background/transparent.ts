@@ -220,11 +220,11 @@ export class TransparentRules {
       resourceTypes: ['xmlhttprequest' as chrome.declarativeNetRequest.ResourceType],
       requestMethods: methods,
     });
+    const remove = (header: string) => ({ header, operation: 'remove' as chrome.declarativeNetRequest.HeaderOperation });
     const requestHeaders: chrome.declarativeNetRequest.ModifyHeaderInfo[] = [
       { header: secret.rule.header, operation: 'set' as chrome.declarativeNetRequest.HeaderOperation, value },
-      ...(restricted.length > 0
-        ? OVERRIDE_HEADERS.map((header) => ({ header, operation: 'remove' as chrome.declarativeNetRequest.HeaderOperation }))
-        : []),
+      ...(secret.rule.removeHeaders ?? []).map(remove),
+      ...(restricted.length > 0 ? OVERRIDE_HEADERS.map(remove) : []),
     ];
     const rules: Rule[] = [];
     for (const prefix of prefixes) {

@@ -42,6 +42,11 @@ export type FetchParams = {
   readonly headers?: Readonly<Record<string, string>>;
   readonly body?: string;
   readonly bodyEncoding?: BodyEncoding;
+  /**
+   * A header of the page's own that Keyhole sets (an SDK's placeholder key): refused with 4300
+   * (the default), or dropped and set by Keyhole (`replace`, what the SDK's fetchFor sends).
+   */
+  readonly credentialHeaders?: 'refuse' | 'replace';
 };
 
 export type FetchResult = {

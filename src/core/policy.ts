@@ -19,23 +19,40 @@ export type InjectionRule = {
   readonly header: string;
   /** header value template with one {value} or {value:base64} placeholder */
   readonly template: string;
+  /**
+   * Other headers taken off the request, where a vendor's SDK puts its own (placeholder)
+   * credential: the Anthropic SDK 1.x sends `Authorization: Bearer` for an API key, while the API
+   * is keyed here with `x-api-key`. Absent in records written before it: none.
+   */
+  readonly removeHeaders?: readonly string[];
 };
 
 export type Preset = { readonly id: string; readonly label: string; readonly rule: InjectionRule };
 
-const rule = (host: string, header: string, template: string): InjectionRule => ({
+const rule = (host: string, header: string, template: string, removeHeaders: string[] = []): InjectionRule => ({
   hosts: [host],
   pathPrefixes: [],
   methods: [],
   header,
   template,
+  ...(removeHeaders.length > 0 ? { removeHeaders } : {}),
 });
 
+/**
+ * Each preset carries every credential header the vendor's current SDK sends: the one Keyhole
+ * sets, and the others it takes off, so an SDK's placeholder never reaches the API (checked with
+ * openai 7, @anthropic-ai/sdk 1.14 and @google/genai 3.3: test/e2e/vendors.test.ts).
+ */
 export const PRESETS: readonly Preset[] = [
   { id: 'openai', label: 'OpenAI', rule: rule('api.openai.com', 'Authorization', 'Bearer {value}') },
-  { id: 'anthropic', label: 'Anthropic', rule: rule('api.anthropic.com', 'x-api-key', '{value}') },
+  // the SDK 1.x sends Authorization: Bearer for an API key (0.x sent x-api-key)
+  { id: 'anthropic', label: 'Anthropic', rule: rule('api.anthropic.com', 'x-api-key', '{value}', ['Authorization']) },
   { id: 'github', label: 'GitHub', rule: rule('api.github.com', 'Authorization', 'Bearer {value}') },
-  { id: 'google-ai', label: 'Google AI (Gemini)', rule: rule('generativelanguage.googleapis.com', 'x-goog-api-key', '{value}') },
+  {
+    id: 'google-ai',
+    label: 'Google AI (Gemini)',
+    rule: rule('generativelanguage.googleapis.com', 'x-goog-api-key', '{value}', ['Authorization']),
+  },
   { id: 'stripe', label: 'Stripe', rule: rule('api.stripe.com', 'Authorization', 'Bearer {value}') },
 ];
 
@@ -44,6 +61,7 @@ const bad = (message: string): never => {
 };
 
 const MAX_HOSTS = 16;
+const MAX_REMOVED_HEADERS = 8;
 const MAX_PREFIXES = 16;
 export const MAX_VALUE_LENGTH = 16 * 1024;
 
@@ -139,12 +157,16 @@ export function checkRule(input: unknown): InjectionRule {
     if (!HTTP_METHODS.includes(up as HttpMethod)) bad('methods must be standard HTTP methods');
     return up as HttpMethod;
   });
+  const header = checkHeaderName(r.header as string);
+  const removeHeaders = [...new Set(list('removeHeaders', MAX_REMOVED_HEADERS).map((h) => checkHeaderName(h as string)))];
+  if (removeHeaders.some((h) => h.toLowerCase() === header.toLowerCase())) bad('removeHeaders must not name the header that is set');
   return {
     hosts,
     pathPrefixes,
     methods,
-    header: checkHeaderName(r.header as string),
+    header,
     template: checkTemplate(r.template as string),
+    ...(removeHeaders.length > 0 ? { removeHeaders } : {}),
   };
 }
 
@@ -276,11 +298,22 @@ const MAX_PAGE_HEADERS = 64;
 const PAGE_FORBIDDEN_HEADERS = new Set([...FORBIDDEN_HEADERS, 'keep-alive', 'te', 'trailer', 'upgrade', 'expect']);
 PAGE_FORBIDDEN_HEADERS.delete('content-type');
 
+/** What becomes of a page's own credential headers: refused (the default), or dropped for the one Keyhole sets. */
+export type CredentialHeaders = 'refuse' | 'replace';
+
 /**
  * A page's own request headers, checked: they can neither replace the injected header nor
- * change the method (X-HTTP-Method-Override and kin), nor smuggle lines (CR/LF).
+ * change the method (X-HTTP-Method-Override and kin), nor smuggle lines (CR/LF). The rule's
+ * `removeHeaders` are dropped; the injected header is refused, or dropped with `replace` (an
+ * unmodified SDK sends a placeholder there: the Keyhole SDK's fetchFor asks for `replace`).
  */
-export function checkPageHeaders(input: unknown, injected: string): Record<string, string> {
+export function checkPageHeaders(
+  input: unknown,
+  rule: Pick<InjectionRule, 'header' | 'removeHeaders'>,
+  credentialHeaders: CredentialHeaders = 'refuse',
+): Record<string, string> {
+  const injected = rule.header;
+  const removed = new Set((rule.removeHeaders ?? []).map((h) => h.toLowerCase()));
   if (input === undefined) return {};
   if (typeof input !== 'object' || input === null || Array.isArray(input)) return bad('headers must be an object of strings');
   const entries = Object.entries(input as Record<string, unknown>);
@@ -292,7 +325,11 @@ export function checkPageHeaders(input: unknown, injected: string): Record<strin
     // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
     if (/[\u0000-\u0008\u000a-\u001f\u007f]/.test(value as string)) bad('header values must not contain control characters');
     const lower = name.toLowerCase();
-    if (lower === injected.toLowerCase()) throw new CoreError('not-allowed', 'the page may not set the injected header');
+    if (removed.has(lower)) continue;
+    if (lower === injected.toLowerCase()) {
+      if (credentialHeaders === 'replace') continue;
+      throw new CoreError('not-allowed', 'the page may not set the injected header');
+    }
     if (PAGE_FORBIDDEN_HEADERS.has(lower) || /^(sec-|proxy-)/.test(lower) || lower.includes('method-override')) {
       throw new CoreError('not-allowed', 'this header may not be set by the page');
     }

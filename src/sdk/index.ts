@@ -72,6 +72,15 @@ export type KeyholeClient = {
   fetch(secret: string, url: string | URL, init?: FetchInit): Promise<Response>;
   /** The raw buffered form of keyhole_fetch, as the page API defines it. */
   fetchBuffered(secret: string, url: string | URL, init?: FetchInit): Promise<FetchResult>;
+  /**
+   * A `fetch` for one secret, to hand to an unmodified vendor SDK (`new OpenAI({ apiKey:
+   * 'placeholder', fetch: keyhole.fetchFor('openai') })`): every request goes through the broker,
+   * the placeholder key the SDK adds is dropped and the real one set by Keyhole. A Keyhole refusal
+   * comes back as an HTTP error response (403, 429, 423 for locked, ...) whose JSON body and
+   * `x-keyhole-error` header carry Keyhole's code and message, so the SDK reports it as an API
+   * error saying what happened, not as a connection error.
+   */
+  fetchFor(secret: string): typeof fetch;
   on(event: PageEvent, fn: (data: unknown) => void): () => void;
 };
 
@@ -97,10 +106,69 @@ export function connect(opts: { timeoutMs?: number } = {}): Promise<KeyholeClien
 
 const NULL_BODY_STATUS = new Set([101, 103, 204, 205, 304]);
 
+/** The HTTP status fetchFor answers a refusal with (an SDK's retry rules then do the right thing: only 429 and 5xx retry). */
+const REFUSAL_STATUS: Readonly<Record<number, number>> = {
+  4001: 403,
+  4100: 403,
+  4200: 400,
+  4300: 403,
+  4301: 502,
+  4302: 502,
+  4303: 502,
+  4304: 502,
+  4400: 401,
+  4429: 429,
+  4900: 423,
+  [-32602]: 400,
+  [-32603]: 500,
+};
+
+/** A refusal as an HTTP error response an SDK reads as an API error. */
+function refusalResponse(e: KeyholeError): Response {
+  const message = `Keyhole ${e.code}: ${e.message}`;
+  return new Response(JSON.stringify({ type: 'error', error: { type: 'keyhole_error', code: e.code, message } }), {
+    status: REFUSAL_STATUS[e.code] ?? 500,
+    statusText: 'Keyhole',
+    headers: { 'content-type': 'application/json', 'x-keyhole-error': String(e.code) },
+  });
+}
+
 function bodyParams(body: FetchInit['body']): { body?: string; bodyEncoding?: 'utf8' | 'base64' } {
   if (body === undefined || body === null) return {};
   if (typeof body === 'string') return { body, bodyEncoding: 'utf8' };
   return { body: toBase64(body instanceof Uint8Array ? body : new Uint8Array(body)), bodyEncoding: 'base64' };
+}
+
+/** A stream head as a real Response; aborting `signal` cancels the body. */
+function toResponse(head: StreamHead, signal?: AbortSignal | null): Response {
+  signal?.addEventListener('abort', () => void head.body.cancel(), { once: true });
+  const nullBody = NULL_BODY_STATUS.has(head.status);
+  if (nullBody) void head.body.cancel();
+  return new Response(nullBody ? null : head.body, { status: head.status, statusText: head.statusText, headers: head.headers });
+}
+
+/** `p`, or the abort reason if `signal` aborts first (a head that comes later is cancelled). */
+function untilAborted(p: Promise<StreamHead>, signal: AbortSignal): Promise<StreamHead> {
+  return new Promise((resolve, reject) => {
+    const onAbort = () => {
+      reject(signal.reason);
+      void p.then(
+        (head) => head.body.cancel(),
+        () => {},
+      );
+    };
+    signal.addEventListener('abort', onAbort, { once: true });
+    p.then(
+      (head) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(head);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
 }
 
 function client(info: ProviderInfo, provider: Provider): KeyholeClient {
@@ -136,10 +204,32 @@ function client(info: ProviderInfo, provider: Provider): KeyholeClient {
       } catch (e) {
         throw wrap(e);
       }
-      init?.signal?.addEventListener('abort', () => void head.body.cancel(), { once: true });
-      const nullBody = NULL_BODY_STATUS.has(head.status);
-      if (nullBody) void head.body.cancel();
-      return new Response(nullBody ? null : head.body, { status: head.status, statusText: head.statusText, headers: head.headers });
+      return toResponse(head, init?.signal);
+    },
+    fetchFor(secret: string): typeof fetch {
+      return async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+        // what fetch would send: method, headers (a FormData body's content type too), body, signal
+        const req = new Request(input, init);
+        req.signal.throwIfAborted();
+        const bodyless = req.method === 'GET' || req.method === 'HEAD';
+        const body = bodyless ? null : new Uint8Array(await req.arrayBuffer());
+        const params = {
+          secret,
+          url: req.url,
+          method: req.method,
+          headers: Object.fromEntries(req.headers.entries()),
+          ...bodyParams(body && body.length > 0 ? body : null),
+          credentialHeaders: 'replace',
+        };
+        let head: StreamHead;
+        try {
+          head = await untilAborted(provider.fetchStream(params), req.signal);
+        } catch (e) {
+          if (req.signal.aborted) throw req.signal.reason;
+          return refusalResponse(wrap(e));
+        }
+        return toResponse(head, req.signal);
+      };
     },
     on(event: PageEvent, fn: (data: unknown) => void) {
       provider.on(event, fn);

@@ -42,7 +42,7 @@ describe('SDK and demo agent', () => {
     const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
     await page.getByRole('button', { name: 'Ask for access' }).click();
     const consent = await shown;
-    expect(await consent.locator('#reason').textContent()).toBe('“The demo agent calls the model for you.”');
+    expect(await consent.locator('#reason').textContent()).toBe('The demo agent calls the model for you.');
     await consent.waitForSelector('#allow-period:not([disabled])');
     await approve(consent, '#allow-period');
     await expect.poll(() => page.locator('#status').textContent()).toContain('Access granted');

@@ -1,7 +1,14 @@
 import { describe, expect, it } from 'vitest';
 import { CoreError } from '../../src/core/errors.ts';
 import { callerOrigin, cleanReason } from '../../src/core/grants.ts';
-import { checkMethodOverride, checkPageHeaders, checkRequestTarget, type InjectionRule } from '../../src/core/policy.ts';
+import {
+  checkMethodOverride,
+  checkPageHeaders,
+  checkRequestTarget,
+  checkRule,
+  type InjectionRule,
+  PRESETS,
+} from '../../src/core/policy.ts';
 
 const rule: InjectionRule = {
   hosts: ['api.example.com', '127.0.0.1:8080'],
@@ -122,7 +129,7 @@ describe('method override (frameworks that honour _method or X-HTTP-Method-Overr
 
 describe('page headers', () => {
   it('passes ordinary headers through', () => {
-    expect(checkPageHeaders({ 'content-type': 'application/json', 'OpenAI-Beta': 'x' }, 'Authorization')).toEqual({
+    expect(checkPageHeaders({ 'content-type': 'application/json', 'OpenAI-Beta': 'x' }, { header: 'Authorization' })).toEqual({
       'content-type': 'application/json',
       'OpenAI-Beta': 'x',
     });
@@ -141,11 +148,39 @@ describe('page headers', () => {
   ];
   for (const [headers, expected] of refused) {
     it(`refuses ${JSON.stringify(Object.keys(headers))} as ${expected}`, () => {
-      expect(code(() => checkPageHeaders(headers, 'Authorization'))).toBe(expected);
+      expect(code(() => checkPageHeaders(headers, { header: 'Authorization' }))).toBe(expected);
     });
   }
   it('refuses a non-object', () => {
-    expect(code(() => checkPageHeaders([['a', 'b']], 'Authorization'))).toBe('bad-input');
+    expect(code(() => checkPageHeaders([['a', 'b']], { header: 'Authorization' }))).toBe('bad-input');
+  });
+
+  it('drops the rule’s removed headers, and the injected one only when the page asks to replace it', () => {
+    const anthropic = { header: 'x-api-key', removeHeaders: ['Authorization'] };
+    const sdk = { Authorization: 'Bearer sk-ant-placeholder', 'anthropic-version': '2023-06-01' };
+    expect(checkPageHeaders(sdk, anthropic)).toEqual({ 'anthropic-version': '2023-06-01' });
+    expect(code(() => checkPageHeaders({ 'X-Api-Key': 'placeholder' }, anthropic))).toBe('not-allowed');
+    expect(checkPageHeaders({ 'X-Api-Key': 'placeholder', 'x-other': '1' }, anthropic, 'replace')).toEqual({ 'x-other': '1' });
+  });
+});
+
+describe('injection rules', () => {
+  it('take headers to remove, named as headers, never the one they set', () => {
+    const base = { hosts: ['api.anthropic.com'], header: 'x-api-key', template: '{value}' };
+    expect(checkRule({ ...base, removeHeaders: ['Authorization', 'Authorization'] }).removeHeaders).toEqual(['Authorization']);
+    expect(checkRule(base).removeHeaders).toBeUndefined();
+    expect(code(() => checkRule({ ...base, removeHeaders: ['X-Api-Key'] }))).toBe('bad-input');
+    expect(code(() => checkRule({ ...base, removeHeaders: ['bad name'] }))).toBe('bad-input');
+    expect(code(() => checkRule({ ...base, removeHeaders: ['cookie'] }))).toBe('bad-input');
+    expect(code(() => checkRule({ ...base, removeHeaders: Array.from({ length: 9 }, (_, i) => `x-h${i}`) }))).toBe('bad-input');
+  });
+
+  it('presets carry what each vendor SDK sends', () => {
+    const byId = Object.fromEntries(PRESETS.map((p) => [p.id, p.rule]));
+    expect(byId.anthropic).toMatchObject({ header: 'x-api-key', removeHeaders: ['Authorization'] });
+    expect(byId['google-ai']).toMatchObject({ header: 'x-goog-api-key', removeHeaders: ['Authorization'] });
+    expect(byId.openai).toMatchObject({ header: 'Authorization', template: 'Bearer {value}' });
+    for (const p of PRESETS) expect(checkRule(p.rule)).toEqual(p.rule);
   });
 });
 
