@@ -264,6 +264,30 @@ describe('transparent mode', () => {
     await page.close();
   });
 
+  it('a grant made in a normal window does not reach an incognito window (Keyhole does not run there)', async () => {
+    const origin = `http://incog.localhost:${app.port}`;
+    const page = await openApp(`${origin}/`);
+    const shown = h.context.waitForEvent('page', { predicate: (p) => p.url().includes('consent.html') });
+    const result = request(page, 'keyhole_requestGrant', { secrets: ['openai-local'], mode: 'transparent' });
+    await approve(await shown, '#allow-period');
+    expect((await result).ok).toBe(true);
+    // the same page, calling the API 1.5 s after it loads, in a normal tab and in an incognito window
+    const loadAndCall = (tag: string) =>
+      `${origin}/?html=${encodeURIComponent(`<!doctype html><script>setTimeout(() => fetch('http://${api.host}/v1/tag/${tag}', { method: 'POST', body: '{}' }), 1500)</script>`)}`;
+    const normal = await h.context.newPage();
+    await normal.goto(loadAndCall('normal-window'));
+    await expect.poll(() => api.seen.find((x) => x.url === '/v1/tag/normal-window')?.auth, { timeout: 10_000 }).toBe(REAL);
+    // the extension opens it, cannot see it (not allowed in incognito), and puts no key on its requests
+    const opened = await options.evaluate(
+      (url) => chrome.windows.create({ incognito: true, url }).then((w) => w?.id ?? null),
+      loadAndCall('incognito-window'),
+    );
+    expect(opened).toBeNull();
+    await expect.poll(() => api.seen.some((x) => x.url === '/v1/tag/incognito-window'), { timeout: 15_000 }).toBe(true);
+    expect(api.seen.find((x) => x.url === '/v1/tag/incognito-window')?.auth).toBe('');
+    await Promise.all([normal.close(), page.close()]);
+  });
+
   it('over its rate, a transparent grant has its rule withdrawn', async () => {
     await rpc(options, 'settings.set', { requestsPerMinute: 1 }); // bursts of 10, then 1 a minute
     const page = await openApp(`http://rate.localhost:${app.port}/`);
