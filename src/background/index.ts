@@ -479,7 +479,9 @@ async function transparentEnd(details: ObservedRequest, status?: number, error?:
 /** Records of transparent requests still running after TRANSPARENT_RECORD_MS are written now, without a status. */
 function sweepTransparent(): void {
   const now = Date.now();
-  for (const entry of transparentRequests.values()) {
+  for (const [id, entry] of transparentRequests) {
+    // written long ago and never heard of again (an end event that did not come): forgotten
+    if (entry.written && now - entry.started > 10 * 60_000) transparentRequests.delete(id);
     if (entry.written || now - entry.started < TRANSPARENT_RECORD_MS) continue;
     entry.written = true;
     void ready.then(({ audit }) => audit({ ...entry.record, reason: entry.record.reason ?? 'in-flight' }));

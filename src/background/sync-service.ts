@@ -637,6 +637,7 @@ export class SyncService {
   // --- reading ----------------------------------------------------------------------------
 
   async status(): Promise<SyncStatus> {
+    const progress = this.#progress; // as it is when asked (a pull goes on while the rest is read)
     const link = await this.db.get('syncLink', 'link');
     const state = await this.#state();
     if (!link) return { enabled: false, conflicts: [], members: [], rotate: [] };
@@ -650,7 +651,7 @@ export class SyncService {
       ...(state.lastError ? { lastError: state.lastError } : {}),
       ...(state.warning ? { warning: state.warning } : {}),
       ...(state.failures ? { nextAttemptAt: state.nextAttemptAt } : {}),
-      ...(this.#progress ? { progress: this.#progress } : {}),
+      ...(progress ? { progress } : {}),
     };
     const replica = await this.#loadReplica();
     const m = replica?.membership;
