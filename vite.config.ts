@@ -31,7 +31,7 @@ const extension: UserConfig = {
     // pages the manifest does not name as pages: the offscreen clipboard document, the consent
     // window and the lane frame (web-accessible; content/lane-frame.ts)
     rollupOptions: {
-      input: { offscreen: 'src/background/offscreen.html', consent: 'src/popup/consent.html', lane: 'src/content/lane.html' },
+      input: { offscreen: 'src/background/vault/offscreen.html', consent: 'src/popup/consent.html', lane: 'src/content/lane.html' },
     },
   },
   test: {

@@ -3,13 +3,13 @@
  * Every store holds only ciphertext, public data or non-extractable keys (docs/storage.md).
  */
 import { type DBSchema, type IDBPDatabase, openDB } from 'idb';
+import type { Denial, StoredGrant } from '../core/agents/grants.ts';
 import type { Settings } from '../core/api.ts';
-import type { AuditRecord } from '../core/audit.ts';
-import type { SealedDevice } from '../core/device.ts';
-import type { Denial, StoredGrant } from '../core/grants.ts';
-import type { StoredSecret } from '../core/secrets.ts';
-import type { VaultHeader } from '../core/vault.ts';
-import type { ReplicaSnapshot } from './replica.ts';
+import type { AuditRecord } from '../core/audit/audit.ts';
+import type { SealedDevice } from '../core/crypto/device.ts';
+import type { StoredSecret } from '../core/vault/secrets.ts';
+import type { VaultHeader } from '../core/vault/vault.ts';
+import type { ReplicaSnapshot } from './sync/replica.ts';
 
 export type Throttle = { readonly failures: number; readonly lastFailureAt: number };
 

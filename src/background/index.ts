@@ -2,11 +2,31 @@
  * The service worker's composition root. Every listener is registered at the top level (MV3
  * wakes the worker for an event only if its listener exists at start-up); each awaits `ready`.
  */
+
+import {
+  LANE_PAGE,
+  type LaneOffer,
+  PAGE_PORT,
+  PageError,
+  PageErrorCode,
+  STREAM_PORT,
+  type StreamMessage,
+} from '../core/agents/page-api.ts';
 import type { SyncStatus } from '../core/api.ts';
 import { toBase64 } from '../core/bytes.ts';
-import { LANE_PAGE, type LaneOffer, PAGE_PORT, PageError, PageErrorCode, STREAM_PORT, type StreamMessage } from '../core/page-api.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
-import { AuditLog } from './audit-log.ts';
+import { ConsentQueue, type PromptTimes } from './agents/consent.ts';
+import { GrantStore } from './agents/grant-store.ts';
+import { InFlight } from './agents/inflight.ts';
+import { keepAwakeUntil, stayAwake } from './agents/keepalive.ts';
+import { type LaneAnswer, LaneTokens, serveLane } from './agents/lanes.ts';
+import { PageApiService, type PageCaller, pageCaller } from './agents/page-api.ts';
+import { emit, rememberDocument } from './agents/page-events.ts';
+import { type Attribution, chromeTransparentDeps, TransparentRules } from './agents/transparent.ts';
+import { AuditLog } from './audit/audit-log.ts';
+import { openKeyholeDB } from './db.ts';
+import { dispatch, handlers, isOwnPage } from './rpc.ts';
+import { SyncService } from './sync/sync-service.ts';
 import {
   AUTOLOCK_ALARM,
   applyIdleSettings,
@@ -15,22 +35,11 @@ import {
   type IdleState,
   lockReasonFor,
   noWindowsLeft,
-} from './autolock.ts';
-import { clearClipboardNowIfPending, scheduleClipboardClear } from './clipboard.ts';
-import { ConsentQueue, type PromptTimes } from './consent.ts';
-import { openKeyholeDB } from './db.ts';
-import { GrantStore } from './grant-store.ts';
-import { InFlight } from './inflight.ts';
-import { keepAwakeUntil, stayAwake } from './keepalive.ts';
-import { type LaneAnswer, LaneTokens, serveLane } from './lanes.ts';
-import { PageApiService, type PageCaller, pageCaller } from './page-api.ts';
-import { emit, rememberDocument } from './page-events.ts';
-import { dispatch, handlers, isOwnPage } from './rpc.ts';
-import { chromeSessionStore } from './session.ts';
-import { SyncService } from './sync-service.ts';
-import { type Attribution, chromeTransparentDeps, TransparentRules } from './transparent.ts';
-import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './update.ts';
-import { VaultService } from './vault-service.ts';
+} from './vault/autolock.ts';
+import { clearClipboardNowIfPending, scheduleClipboardClear } from './vault/clipboard.ts';
+import { chromeSessionStore } from './vault/session.ts';
+import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './vault/update.ts';
+import { VaultService } from './vault/vault-service.ts';
 
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
 const CONSENT_PAGE = 'src/popup/consent.html';

@@ -2,17 +2,18 @@
  * Routes the extension pages' RPC to the vault. Only the extension's own pages may call:
  * a content script, a web page or another extension gets 'forbidden' and nothing else.
  */
+
+import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS, newGrant } from '../core/agents/grants.ts';
 import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
-import { type AuditFilter, toCsv, toJsonl } from '../core/audit.ts';
+import { type AuditFilter, toCsv, toJsonl } from '../core/audit/audit.ts';
 import { CoreError } from '../core/errors.ts';
-import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS, newGrant } from '../core/grants.ts';
-import type { AuditLog } from './audit-log.ts';
-import type { ConsentQueue } from './consent.ts';
+import type { ConsentQueue } from './agents/consent.ts';
+import type { GrantStore } from './agents/grant-store.ts';
+import { publicGrant } from './agents/page-api.ts';
+import type { AuditLog } from './audit/audit-log.ts';
 import { RpcError, toErrorBody } from './errors.ts';
-import type { GrantStore } from './grant-store.ts';
-import { publicGrant } from './page-api.ts';
-import type { SyncService } from './sync-service.ts';
-import type { VaultService } from './vault-service.ts';
+import type { SyncService } from './sync/sync-service.ts';
+import type { VaultService } from './vault/vault-service.ts';
 
 type Handler = (params: unknown) => Promise<unknown>;
 type P = Record<string, unknown>;

@@ -3,7 +3,7 @@
  * It takes only events dispatched on its own window, checks their shape and size, and
  * forwards them; the worker learns the caller from Chrome's sender record, not from here.
  */
-import { fromBase64 } from '../core/bytes.ts';
+
 import {
   CONTENT_TARGET,
   INPAGE_TARGET,
@@ -16,7 +16,8 @@ import {
   type StreamMessage,
   TO_CONTENT_EVENT,
   TO_PAGE_EVENT,
-} from '../core/page-api.ts';
+} from '../core/agents/page-api.ts';
+import { fromBase64 } from '../core/bytes.ts';
 import { Lane } from './lane.ts';
 
 /**

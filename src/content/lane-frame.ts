@@ -3,10 +3,10 @@
  * It takes one message from its parent (the content script, carrying a lane token and a
  * MessagePort) and passes both to the worker, which only an extension page can reach. It tells the
  * worker which origin its parent has, as the browser reports it; the worker checks that against
- * the caller the token was minted for (background/lanes.ts). It has no other behaviour: a site that
+ * the caller the token was minted for (background/agents/lanes.ts). It has no other behaviour: a site that
  * frames it without a token gets nothing.
  */
-import type { LaneClaim } from '../core/page-api.ts';
+import type { LaneClaim } from '../core/agents/page-api.ts';
 
 const ancestors = location.ancestorOrigins;
 let used = false;

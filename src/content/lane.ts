@@ -1,5 +1,5 @@
 /**
- * The content script's end of a lane (background/lanes.ts): a MessagePort straight to the worker.
+ * The content script's end of a lane (background/agents/lanes.ts): a MessagePort straight to the worker.
  *
  * Asked for after a document's first keyhole_fetch. The worker's token and one end of a
  * MessageChannel go to a hidden extension frame, which passes them to the worker; the frame is
@@ -8,7 +8,7 @@
  * acknowledged and never answered fail, as on the page port; the ones it never acknowledged were
  * never seen, and are handed back to go the slow way.
  */
-import { LANE_OPEN_TIMEOUT_MS, LANE_PAGE, type LaneMessage } from '../core/page-api.ts';
+import { LANE_OPEN_TIMEOUT_MS, LANE_PAGE, type LaneMessage } from '../core/agents/page-api.ts';
 
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
 

@@ -2,11 +2,12 @@
  * The typed RPC between the extension's own pages (popup, options) and the service worker.
  * Types only: the worker implements it (background/rpc.ts), pages call it (ui/rpc.ts).
  */
-import type { Anomaly, AuditFilter, AuditRecord, ChainCheck } from './audit.ts';
-import type { ConsentDecision, ConsentRequest } from './grants.ts';
-import type { KdfAlg } from './kdf.ts';
-import type { Grant } from './page-api.ts';
-import type { InjectionRule } from './policy.ts';
+
+import type { ConsentDecision, ConsentRequest } from './agents/grants.ts';
+import type { Grant } from './agents/page-api.ts';
+import type { InjectionRule } from './agents/policy.ts';
+import type { Anomaly, AuditFilter, AuditRecord, ChainCheck } from './audit/audit.ts';
+import type { KdfAlg } from './crypto/kdf.ts';
 
 export type VaultState = 'uninitialized' | 'locked' | 'unlocked';
 

@@ -1,11 +1,11 @@
 /**
  * The page provider, in the page's own JavaScript world (DESIGN.md section 3). It holds nothing
  * secret: it forwards `request()` calls to the content-script bridge as synchronous events on
- * window (core/page-api.ts, TO_CONTENT_EVENT) and relays answers and events back. Discovery
+ * window (core/agents/page-api.ts, TO_CONTENT_EVENT) and relays answers and events back. Discovery
  * follows EIP-6963: it answers `keyhole:requestProvider` with a `keyhole:announceProvider` event
  * carrying a frozen `{ info, provider }`, and announces once when it loads.
  */
-import { CONTENT_TARGET, INPAGE_TARGET, PAGE_EVENTS, type PageEvent, TO_CONTENT_EVENT, TO_PAGE_EVENT } from '../core/page-api.ts';
+import { CONTENT_TARGET, INPAGE_TARGET, PAGE_EVENTS, type PageEvent, TO_CONTENT_EVENT, TO_PAGE_EVENT } from '../core/agents/page-api.ts';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
 

@@ -3,7 +3,7 @@
  * records, and JSONL/CSV export. Records hold no values, so nothing here can show one.
  */
 import type { Result } from '../core/api.ts';
-import { AUDIT_KINDS, type AuditFilter } from '../core/audit.ts';
+import { AUDIT_KINDS, type AuditFilter } from '../core/audit/audit.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';

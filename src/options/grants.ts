@@ -3,9 +3,10 @@
  * revocable; and a form to allow a site that knows nothing of Keyhole (transparent mode), e.g.
  * a bring-your-own-key chat app where the person types a placeholder key.
  */
+
+import type { Grant } from '../core/agents/page-api.ts';
+import { hostPermissionPattern } from '../core/agents/policy.ts';
 import type { SecretSummary } from '../core/api.ts';
-import type { Grant } from '../core/page-api.ts';
-import { hostPermissionPattern } from '../core/policy.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';

@@ -2,8 +2,9 @@
  * The options page: secrets (names and rules; values only when the person asks), the injection
  * rule editor with presets, auto-lock settings and passphrase change. A thin RPC client.
  */
+
+import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../core/agents/policy.ts';
 import type { SecretSummary, Settings, Status } from '../core/api.ts';
-import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../core/policy.ts';
 import { field, formatTime, h, message, replace } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';

@@ -4,8 +4,9 @@
  * warnings about a lying server, and the values to rotate after a removal. Live: the worker
  * pushes the status over a port while this page is open.
  */
+
+import { isLoopbackHost } from '../core/agents/policy.ts';
 import type { SyncStatus } from '../core/api.ts';
-import { isLoopbackHost } from '../core/policy.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';

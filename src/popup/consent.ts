@@ -14,8 +14,8 @@
  *
  * Everything the site supplied is shown as the site's words, apart from Keyhole's own text.
  */
-import { type ConsentDecision, type ConsentRequest, PRESELECTED_TTL_SECONDS } from '../core/grants.ts';
-import { hostPermissionPattern } from '../core/policy.ts';
+import { type ConsentDecision, type ConsentRequest, PRESELECTED_TTL_SECONDS } from '../core/agents/grants.ts';
+import { hostPermissionPattern } from '../core/agents/policy.ts';
 import { field, h, message } from '../ui/dom.ts';
 import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';

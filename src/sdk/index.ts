@@ -9,11 +9,12 @@
  * `fetch` returns a real Response whose body streams as it arrives (server-sent events too).
  * Errors are KeyholeError with the provider's numeric code (DESIGN.md section 3).
  */
-import { toBase64 } from '../core/bytes.ts';
-import type { FetchResult, Grant, PageApi, PageEvent, RequestGrantParams } from '../core/page-api.ts';
 
-export type { Grant, GrantMode, PageEvent, RequestGrantParams } from '../core/page-api.ts';
-export { PageErrorCode as ErrorCode } from '../core/page-api.ts';
+import type { FetchResult, Grant, PageApi, PageEvent, RequestGrantParams } from '../core/agents/page-api.ts';
+import { toBase64 } from '../core/bytes.ts';
+
+export type { Grant, GrantMode, PageEvent, RequestGrantParams } from '../core/agents/page-api.ts';
+export { PageErrorCode as ErrorCode } from '../core/agents/page-api.ts';
 
 export type ProviderInfo = { readonly uuid: string; readonly name: string; readonly icon: string; readonly rdns: string };
 

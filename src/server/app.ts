@@ -6,6 +6,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { canonicalJson } from '../core/canonical.ts';
+import { RateLimiter } from '../core/rate-limit.ts';
 import {
   applyEntries,
   blobHash,
@@ -22,9 +23,8 @@ import {
   type LogEntry,
   type Membership,
   UUID,
-} from '../core/log.ts';
-import { verifyLogin } from '../core/login.ts';
-import { RateLimiter } from '../core/rate-limit.ts';
+} from '../core/sync/log.ts';
+import { verifyLogin } from '../core/sync/login.ts';
 import type { Blob, Store, StoredEntry } from './store.ts';
 
 export type Logger = (record: Readonly<Record<string, string | number | boolean>>) => void;

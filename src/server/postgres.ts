@@ -5,7 +5,7 @@
  * Head changes reach every replica by NOTIFY, sent inside the commit's transaction.
  */
 import pg from 'pg';
-import type { DevicePublic } from '../core/log.ts';
+import type { DevicePublic } from '../core/sync/log.ts';
 import {
   type Blob,
   type CommitInput,

@@ -6,7 +6,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import type { DevicePublic, Membership } from '../core/log.ts';
+import type { DevicePublic, Membership } from '../core/sync/log.ts';
 import {
   type Blob,
   type CommitInput,

@@ -3,7 +3,7 @@
  * Everything stored is public or ciphertext: device public keys, signed log entries, sealed
  * blobs, and hashes of short-lived session tokens. No engine can decrypt anything.
  */
-import type { DevicePublic, Head, Membership } from '../core/log.ts';
+import type { DevicePublic, Head, Membership } from '../core/sync/log.ts';
 
 export type { Head };
 

@@ -220,7 +220,7 @@ describe('canary: brokered mode shows the page nothing', () => {
   });
 
   it('messages the bridge must drop or refuse', async () => {
-    // The bridge is synchronous events on window (core/page-api.ts TO_CONTENT_EVENT / TO_PAGE_EVENT).
+    // The bridge is synchronous events on window (core/agents/page-api.ts TO_CONTENT_EVENT / TO_PAGE_EVENT).
     // No id: not taken; bad method type: refused; a cyclic params object: refused; params that
     // cannot be cloned: the provider refuses at once; the old window.postMessage format: ignored.
     const res = await page.evaluate(async () => {

@@ -1,5 +1,5 @@
 /**
- * The lane (background/lanes.ts, content/lane.ts): after a document's first brokered call, its
+ * The lane (background/agents/lanes.ts, content/lane.ts): after a document's first brokered call, its
  * requests travel on a MessagePort straight to the worker, set up through a hidden extension
  * frame. Shown here: the frame comes and goes once; calls keep working on the lane; a worker stop
  * loses it and the next call still succeeds and opens a new one (which only a bound lane does); a
@@ -9,7 +9,7 @@
  */
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LANE_PAGE } from '../../src/core/page-api.ts';
+import { LANE_PAGE } from '../../src/core/agents/page-api.ts';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';

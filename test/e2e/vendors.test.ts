@@ -8,7 +8,7 @@
  */
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PRESETS } from '../../src/core/policy.ts';
+import { PRESETS } from '../../src/core/agents/policy.ts';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
 import { approve, request } from '../harness/provider.ts';
 import { type VendorId, vendorApis, vendorApp } from '../harness/vendors.ts';

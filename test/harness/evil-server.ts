@@ -4,7 +4,7 @@
  * lets a test rewrite any page before it is served. Clients must catch every lie.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { LogEntry } from '../../src/core/log.ts';
+import type { LogEntry } from '../../src/core/sync/log.ts';
 import { listen } from './servers.ts';
 
 export type Branch = { entries: LogEntry[]; blobs: Map<string, string> };

@@ -1,4 +1,4 @@
-import type { SessionBlob, SessionStore } from '../../src/background/session.ts';
+import type { SessionBlob, SessionStore } from '../../src/background/vault/session.ts';
 
 /** chrome.storage.session for Node tests: memory only, its blob visible to the test. */
 export function memorySession(): SessionStore & { blob?: SessionBlob } {

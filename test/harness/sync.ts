@@ -1,14 +1,14 @@
 /** Devices, sealed items and edits for the sync tests: the real client and core code, obvious fake values. */
 
-import type { Replica } from '../../src/background/replica.ts';
-import type { Pending } from '../../src/background/vault-client.ts';
-import { VaultClient } from '../../src/background/vault-client.ts';
-import { newDevice } from '../../src/core/device.ts';
-import { decodeItemBlob, encodeItemBlob } from '../../src/core/item-blob.ts';
-import { deriveVaultKeys, newRootBytes, type VaultKeys } from '../../src/core/keys.ts';
-import { blobHash, type EntryBody } from '../../src/core/log.ts';
-import { signLogin } from '../../src/core/login.ts';
-import { openSecretValue, sealSecret } from '../../src/core/secrets.ts';
+import type { Replica } from '../../src/background/sync/replica.ts';
+import type { Pending } from '../../src/background/sync/vault-client.ts';
+import { VaultClient } from '../../src/background/sync/vault-client.ts';
+import { newDevice } from '../../src/core/crypto/device.ts';
+import { deriveVaultKeys, newRootBytes, type VaultKeys } from '../../src/core/crypto/keys.ts';
+import { decodeItemBlob, encodeItemBlob } from '../../src/core/sync/item-blob.ts';
+import { blobHash, type EntryBody } from '../../src/core/sync/log.ts';
+import { signLogin } from '../../src/core/sync/login.ts';
+import { openSecretValue, sealSecret } from '../../src/core/vault/secrets.ts';
 
 export async function device(origin: string, name: string, opts: { fetch?: typeof fetch } = {}): Promise<VaultClient> {
   const c = new VaultClient(origin, await newDevice(name), opts);
@@ -16,7 +16,7 @@ export async function device(origin: string, name: string, opts: { fetch?: typeo
   return c;
 }
 
-/** The vault keys every member device holds (wrapping them to each device is core/share.ts's job). */
+/** The vault keys every member device holds (wrapping them to each device is core/crypto/share.ts's job). */
 export async function vaultKeys(vault: string): Promise<VaultKeys> {
   return deriveVaultKeys(newRootBytes(), vault);
 }

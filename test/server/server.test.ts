@@ -3,11 +3,11 @@
  * PostgreSQL cluster this file starts. Clients are the real VaultClient with real keys.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Replica } from '../../src/background/replica.ts';
-import { VaultClient } from '../../src/background/vault-client.ts';
-import { newDevice } from '../../src/core/device.ts';
-import { blobHash, nextEntry, signEntry } from '../../src/core/log.ts';
-import { signLogin } from '../../src/core/login.ts';
+import { Replica } from '../../src/background/sync/replica.ts';
+import { VaultClient } from '../../src/background/sync/vault-client.ts';
+import { newDevice } from '../../src/core/crypto/device.ts';
+import { blobHash, nextEntry, signEntry } from '../../src/core/sync/log.ts';
+import { signLogin } from '../../src/core/sync/login.ts';
 import type { Store } from '../../src/server/store.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { device, login, post, putItem, values, vaultKeys, waitFor } from '../harness/sync.ts';

@@ -1,19 +1,19 @@
 /**
- * The extension's sync service (background/sync-service.ts) end to end in Node: real
+ * The extension's sync service (background/sync/sync-service.ts) end to end in Node: real
  * VaultServices on IndexedDB (fake-indexeddb), the real distant vault over real HTTP, and a
  * network that can be cut. Obvious fake values only.
  */
 import 'fake-indexeddb/auto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openKeyholeDB } from '../../src/background/db.ts';
-import { SyncService, serverOrigin } from '../../src/background/sync-service.ts';
-import { VaultService } from '../../src/background/vault-service.ts';
+import { SyncService, serverOrigin } from '../../src/background/sync/sync-service.ts';
+import { VaultService } from '../../src/background/vault/vault-service.ts';
+import type { InjectionRule } from '../../src/core/agents/policy.ts';
 import type { SyncStatus } from '../../src/core/api.ts';
-import { newDevice } from '../../src/core/device.ts';
-import { entryHash, type LogEntry } from '../../src/core/log.ts';
-import type { InjectionRule } from '../../src/core/policy.ts';
-import { sealSecret } from '../../src/core/secrets.ts';
-import { unwrapVaultKey } from '../../src/core/share.ts';
+import { newDevice } from '../../src/core/crypto/device.ts';
+import { unwrapVaultKey } from '../../src/core/crypto/share.ts';
+import { entryHash, type LogEntry } from '../../src/core/sync/log.ts';
+import { sealSecret } from '../../src/core/vault/secrets.ts';
 import { startEvilServer } from '../harness/evil-server.ts';
 import { memorySession } from '../harness/session.ts';
 import { openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';

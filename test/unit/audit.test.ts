@@ -1,8 +1,17 @@
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
-import { AuditLog, MAX_PENDING_WHILE_LOCKED } from '../../src/background/audit-log.ts';
+import { AuditLog, MAX_PENDING_WHILE_LOCKED } from '../../src/background/audit/audit-log.ts';
 import { openKeyholeDB } from '../../src/background/db.ts';
-import { ANOMALY_WINDOW_MS, type AuditRecord, anomalies, auditRecord, csvCell, toCsv, toJsonl, verifyChain } from '../../src/core/audit.ts';
+import {
+  ANOMALY_WINDOW_MS,
+  type AuditRecord,
+  anomalies,
+  auditRecord,
+  csvCell,
+  toCsv,
+  toJsonl,
+  verifyChain,
+} from '../../src/core/audit/audit.ts';
 
 const hmacKey = () =>
   crypto.subtle.generateKey({ name: 'HMAC', hash: 'SHA-256', length: 256 }, false, ['sign', 'verify']) as Promise<CryptoKey>;

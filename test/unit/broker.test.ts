@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { declaredLength } from '../../src/background/broker.ts';
+import { declaredLength } from '../../src/background/agents/broker.ts';
 
 describe('declaredLength', () => {
   it('is the content-length of an uncoded body', () => {

@@ -8,10 +8,10 @@ import {
   MAX_WAITING,
   memoryPromptStore,
   PROMPT_WINDOW_MS,
-} from '../../src/background/consent.ts';
+} from '../../src/background/agents/consent.ts';
+import { GrantStore } from '../../src/background/agents/grant-store.ts';
 import { openKeyholeDB } from '../../src/background/db.ts';
-import { GrantStore } from '../../src/background/grant-store.ts';
-import type { ConsentRequest, StoredGrant } from '../../src/core/grants.ts';
+import type { ConsentRequest, StoredGrant } from '../../src/core/agents/grants.ts';
 
 let dbn = 0;
 const clock = () => {

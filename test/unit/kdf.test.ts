@@ -2,8 +2,15 @@ import { argon2id as nobleArgon2id } from '@noble/hashes/argon2.js';
 import { argon2id as wasmArgon2id } from 'hash-wasm';
 import { describe, expect, it } from 'vitest';
 import { fromHex, toHex, utf8 } from '../../src/core/bytes.ts';
+import {
+  checkKdfParams,
+  defaultKdfParams,
+  deriveKekBytes,
+  encodeKdfParams,
+  type KdfParams,
+  parseKdfParams,
+} from '../../src/core/crypto/kdf.ts';
 import { isCoreError } from '../../src/core/errors.ts';
-import { checkKdfParams, defaultKdfParams, deriveKekBytes, encodeKdfParams, type KdfParams, parseKdfParams } from '../../src/core/kdf.ts';
 import rfc from '../vectors/argon2id-rfc9106.json' with { type: 'json' };
 
 describe('Argon2id known answers (RFC 9106 §5.3)', () => {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { LaneTokens } from '../../src/background/lanes.ts';
-import type { PageCaller } from '../../src/background/page-api.ts';
-import { LANE_TOKEN_TTL_MS } from '../../src/core/page-api.ts';
+import { LaneTokens } from '../../src/background/agents/lanes.ts';
+import type { PageCaller } from '../../src/background/agents/page-api.ts';
+import { LANE_TOKEN_TTL_MS } from '../../src/core/agents/page-api.ts';
 
 const agent: PageCaller = { origin: 'https://agent.example', tabId: 7, documentId: 'doc-1' };
 const claimFor = (token: string, ancestor = agent.origin) => ({ kh: 'lane', token, ancestor });

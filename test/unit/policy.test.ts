@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { lockReasonFor } from '../../src/background/autolock.ts';
-import { DEFAULT_SETTINGS } from '../../src/background/vault-service.ts';
-import { checkRule, checkValue, isLoopbackHost, normalizeHost, PRESETS, renderHeaderValue } from '../../src/core/policy.ts';
+import { lockReasonFor } from '../../src/background/vault/autolock.ts';
+import { DEFAULT_SETTINGS } from '../../src/background/vault/vault-service.ts';
+import { checkRule, checkValue, isLoopbackHost, normalizeHost, PRESETS, renderHeaderValue } from '../../src/core/agents/policy.ts';
 
 describe('hosts', () => {
   it.each([

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { fromHex, randomBytes, toHex } from '../../src/core/bytes.ts';
+import { associatedData, encodeRecord, parseRecord, type RecordContext, RecordKind } from '../../src/core/crypto/record.ts';
+import { openRecord, sealRecord } from '../../src/core/crypto/seal.ts';
 import { isCoreError } from '../../src/core/errors.ts';
-import { associatedData, encodeRecord, parseRecord, type RecordContext, RecordKind } from '../../src/core/record.ts';
-import { openRecord, sealRecord } from '../../src/core/seal.ts';
 import vectors from '../vectors/record-v1.json' with { type: 'json' };
 
 const importKey = (hex: string) => crypto.subtle.importKey('raw', fromHex(hex), 'AES-GCM', false, ['encrypt', 'decrypt']);

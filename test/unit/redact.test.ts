@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { REDACTED, Redactor, redactionForms } from '../../src/core/redact.ts';
+import { REDACTED, Redactor, redactionForms } from '../../src/core/agents/redact.ts';
 import { findAnyForm } from '../harness/scan.ts';
 
 const SECRET = 'sk-FAKE-canary-7f3a9c1e5b';

@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CoreError } from '../../src/core/errors.ts';
-import { callerOrigin, cleanReason } from '../../src/core/grants.ts';
+import { callerOrigin, cleanReason } from '../../src/core/agents/grants.ts';
 import {
   checkMethodOverride,
   checkPageHeaders,
@@ -8,7 +7,8 @@ import {
   checkRule,
   type InjectionRule,
   PRESETS,
-} from '../../src/core/policy.ts';
+} from '../../src/core/agents/policy.ts';
+import { CoreError } from '../../src/core/errors.ts';
 
 const rule: InjectionRule = {
   hosts: ['api.example.com', '127.0.0.1:8080'],

@@ -1,12 +1,12 @@
-/** Vault keys sent to member devices, and device keys kept only wrapped (core/share.ts, core/device.ts). */
+/** Vault keys sent to member devices, and device keys kept only wrapped (core/crypto/share.ts, core/crypto/device.ts). */
 import { describe, expect, it } from 'vitest';
 import { toBase64 } from '../../src/core/bytes.ts';
-import { newDevice, openDevice, pairingCode, parsePairingCode, sealDevice } from '../../src/core/device.ts';
+import { newDevice, openDevice, pairingCode, parsePairingCode, sealDevice } from '../../src/core/crypto/device.ts';
+import { deriveVaultKeys, newRootBytes } from '../../src/core/crypto/keys.ts';
+import { newVaultKey, unwrapVaultKey, wrapVaultKey } from '../../src/core/crypto/share.ts';
 import { isCoreError } from '../../src/core/errors.ts';
-import { deriveVaultKeys, newRootBytes } from '../../src/core/keys.ts';
-import { importSigningPublic } from '../../src/core/log.ts';
-import { signLogin, verifyLogin } from '../../src/core/login.ts';
-import { newVaultKey, unwrapVaultKey, wrapVaultKey } from '../../src/core/share.ts';
+import { importSigningPublic } from '../../src/core/sync/log.ts';
+import { signLogin, verifyLogin } from '../../src/core/sync/login.ts';
 
 const VAULT = '6f1c2a8e-0b3d-4c5e-9f70-112233445566';
 const OTHER = '6f1c2a8e-0b3d-4c5e-9f70-665544332211';
@@ -103,7 +103,7 @@ describe('a device kept wrapped', () => {
 
 describe('the recovery key text', () => {
   it('round-trips 160 bits through a readable, typo-resistant form, and refuses what is not one', async () => {
-    const { formatRecoveryKey, newRecoverySecret, parseRecoveryKey, recoveryLookup } = await import('../../src/core/recovery.ts');
+    const { formatRecoveryKey, newRecoverySecret, parseRecoveryKey, recoveryLookup } = await import('../../src/core/sync/recovery.ts');
     for (let i = 0; i < 50; i++) {
       const secret = newRecoverySecret();
       const text = formatRecoveryKey(secret);

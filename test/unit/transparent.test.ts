@@ -1,14 +1,14 @@
 /**
- * The transparent-rules scheduler (background/transparent.ts) with an in-memory stand-in for
+ * The transparent-rules scheduler (background/agents/transparent.ts) with an in-memory stand-in for
  * chrome.declarativeNetRequest that records every update, so the order of events can be held
  * still: rebuilds coalesce, a withdrawal is dispatched at once even while a rebuild is planning,
  * and a plan made before a withdrawal is never installed. The real API is exercised by
  * test/e2e/rules-under-load.test.ts and transparent.test.ts.
  */
 import { describe, expect, it } from 'vitest';
-import { type Installed, type Tab, TransparentRules } from '../../src/background/transparent.ts';
-import type { StoredGrant } from '../../src/core/grants.ts';
-import type { InjectionRule } from '../../src/core/policy.ts';
+import { type Installed, type Tab, TransparentRules } from '../../src/background/agents/transparent.ts';
+import type { StoredGrant } from '../../src/core/agents/grants.ts';
+import type { InjectionRule } from '../../src/core/agents/policy.ts';
 
 type Rule = chrome.declarativeNetRequest.Rule;
 const ORIGIN = 'https://agent.example';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { applyDeferredUpdate, onUpdateAvailable, type UpdateDeps } from '../../src/background/update.ts';
+import { applyDeferredUpdate, onUpdateAvailable, type UpdateDeps } from '../../src/background/vault/update.ts';
 
 function world(unlocked: boolean) {
   const state = { unlocked, pending: false, reloads: 0 };

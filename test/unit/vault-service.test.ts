@@ -1,10 +1,10 @@
 import 'fake-indexeddb/auto';
 import { describe, expect, it } from 'vitest';
 import { openKeyholeDB } from '../../src/background/db.ts';
-import type { SessionBlob } from '../../src/background/session.ts';
-import { delayAfter } from '../../src/background/throttle.ts';
-import { VaultService } from '../../src/background/vault-service.ts';
-import type { InjectionRule } from '../../src/core/policy.ts';
+import type { SessionBlob } from '../../src/background/vault/session.ts';
+import { delayAfter } from '../../src/background/vault/throttle.ts';
+import { VaultService } from '../../src/background/vault/vault-service.ts';
+import type { InjectionRule } from '../../src/core/agents/policy.ts';
 import { memorySession } from '../harness/session.ts';
 
 const PASS = 'a long enough passphrase (FAKE)';

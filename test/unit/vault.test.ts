@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { fromHex, toHex } from '../../src/core/bytes.ts';
-import { deriveVaultKeys } from '../../src/core/keys.ts';
-import { openSecretMeta, openSecretValue, type SecretMeta, type StoredSecret, sealSecret } from '../../src/core/secrets.ts';
-import { createVault, openVault, rewrapVault, type VaultHeader } from '../../src/core/vault.ts';
+import { deriveVaultKeys } from '../../src/core/crypto/keys.ts';
+import { openSecretMeta, openSecretValue, type SecretMeta, type StoredSecret, sealSecret } from '../../src/core/vault/secrets.ts';
+import { createVault, openVault, rewrapVault, type VaultHeader } from '../../src/core/vault/vault.ts';
 import vectors from '../vectors/vault-v1.json' with { type: 'json' };
 
 const headerOf = (h: (typeof vectors.vaults)[number]['header']): VaultHeader => ({ ...h, format: 1, wrappedRoot: fromHex(h.wrappedRoot) });
