@@ -4,7 +4,7 @@
  * compare-and-swap and retry. Uses only fetch and crypto.subtle: the worker, Node tests and
  * the bench run this same code.
  */
-import { concat, fromBase64, toBase64 } from '../../core/bytes.ts';
+import { fromBase64, toBase64 } from '../../core/bytes.ts';
 import type { DeviceKeys } from '../../core/crypto/device.ts';
 import {
   checkDevice,
@@ -22,6 +22,7 @@ import {
   signEntry,
 } from '../../core/sync/log.ts';
 import { signLogin } from '../../core/sync/login.ts';
+import { BodyTooLarge, readAtMost } from '../bounded.ts';
 import { type Head, Replica } from './replica.ts';
 
 export type SyncErrorCode = 'network' | 'unauthorized' | 'refused' | 'not-found' | 'rate-limited' | 'server';
@@ -356,26 +357,12 @@ export async function fetchRecovery(
 
 /** A body as text, refused (LogError 'oversized', the connection dropped) past `limit` bytes. */
 async function boundedText(res: Response, limit: number): Promise<string> {
-  const declared = Number(res.headers.get('content-length') ?? Number.NaN);
-  if (declared > limit) {
-    void res.body?.cancel().catch(() => {});
-    throw new LogError('oversized', `an answer of ${declared} bytes`);
+  try {
+    return new TextDecoder().decode(await readAtMost(res, limit));
+  } catch (e) {
+    if (e instanceof BodyTooLarge) throw new LogError('oversized', `an answer ${e.message}`);
+    throw e;
   }
-  if (res.body === null) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    size += value.length;
-    if (size > limit) {
-      void reader.cancel().catch(() => {});
-      throw new LogError('oversized', `an answer larger than ${limit} bytes`);
-    }
-    chunks.push(value);
-  }
-  return new TextDecoder().decode(concat(...chunks));
 }
 
 function blobsOf(pending: readonly Pending[]): Map<string, Uint8Array> {

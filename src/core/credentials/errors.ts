@@ -1,0 +1,51 @@
+/**
+ * One error for minted credentials, with a fixed message per code: a token endpoint's answer, a
+ * key or a token is never part of a message. `oauthError` is the endpoint's `error` code when it
+ * is one of the plain words RFC 6749 §5.2 defines (never its free-text description).
+ */
+export type CredentialErrorCode =
+  | 'bad-endpoint' // not https (or http on a loopback host), userinfo, a fragment
+  | 'bad-key' // not a private key Keyhole can sign with
+  | 'encrypted-key' // a passphrase-protected PEM: export it without one
+  | 'weak-key' // RSA under 2048 bits
+  | 'redirect' // the token endpoint answered with a redirect (never followed)
+  | 'timeout'
+  | 'network'
+  | 'too-large' // the answer is over MAX_TOKEN_RESPONSE_BYTES
+  | 'not-json'
+  | 'http-status' // an error status with no OAuth error in it
+  | 'oauth-error' // an OAuth error answer (RFC 6749 §5.2)
+  | 'invalid-grant' // the grant (refresh token, assertion) is dead: the secret needs attention
+  | 'no-access-token'
+  | 'bad-token' // a token (access or refresh) that cannot go in a header
+  | 'bad-token-type' // not a bearer token
+  | 'bad-expires-in'; // not a positive number of seconds within bounds
+
+const MESSAGES: Record<CredentialErrorCode, string> = {
+  'bad-endpoint': 'the token endpoint must be an https URL (http only on a loopback host), without credentials or fragment',
+  'bad-key': 'not a private key Keyhole can sign with (PKCS#8, PKCS#1 RSA or SEC1 P-256, in PEM)',
+  'encrypted-key': 'the private key is encrypted: export it without a passphrase',
+  'weak-key': 'RSA keys must have at least 2048 bits',
+  redirect: 'the token endpoint answered with a redirect, which Keyhole does not follow',
+  timeout: 'the token endpoint did not answer in time',
+  network: 'the token endpoint could not be reached',
+  'too-large': 'the token endpoint answer is larger than Keyhole allows',
+  'not-json': 'the token endpoint answer is not a JSON object',
+  'http-status': 'the token endpoint answered with an error status',
+  'oauth-error': 'the token endpoint refused the request',
+  'invalid-grant': 'the token endpoint says the grant is no longer valid',
+  'no-access-token': 'the token endpoint answer has no access token',
+  'bad-token': 'the token endpoint answer holds a token that cannot be used in a header',
+  'bad-token-type': 'the token endpoint answer is not a bearer token',
+  'bad-expires-in': 'the token endpoint answer has no usable expires_in',
+};
+
+export class CredentialError extends Error {
+  override readonly name = 'CredentialError';
+  constructor(
+    readonly code: CredentialErrorCode,
+    readonly detail: { readonly status?: number; readonly oauthError?: string } = {},
+  ) {
+    super(MESSAGES[code]);
+  }
+}
