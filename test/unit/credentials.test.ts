@@ -13,6 +13,7 @@ import {
   BREAKER_COOLDOWN_MS,
   BREAKER_FAILURES,
   CLOSED,
+  expirySkew,
   mayRequest,
   refreshAt,
   retryDelayMs,
@@ -262,6 +263,13 @@ describe('lifetimes', () => {
     expect(usable(100_000, 69_999)).toBe(true);
     expect(usable(100_000, 70_000)).toBe(false);
     expect(usable(100_000, 99_000, 0)).toBe(true);
+  });
+
+  it('keeps the skew short of the refresh point for short-lived tokens', () => {
+    expect(expirySkew(0, 3_600_000)).toBe(30_000); // an hour: 30 s
+    expect(expirySkew(0, 60_000)).toBe(3_000); // a minute: 3 s, after the latest refresh point (54 s)
+    for (const life of [5_000, 60_000, 600_000, 86_400_000])
+      expect(life - expirySkew(0, life)).toBeGreaterThan(refreshAt(0, life, () => 0.999999));
   });
 
   it('retries with jittered, doubling delays up to 5 minutes', () => {

@@ -285,6 +285,19 @@ export class VaultService {
     return header ? ((await this.resume(header))?.local.audit ?? null) : null;
   }
 
+  /**
+   * The key that seals cached minted credentials (its own purpose, derived from this device's root
+   * apart from the items key) and the local vault id they are bound to, while unlocked; else null.
+   */
+  async credentialsKey(): Promise<{ readonly key: CryptoKey; readonly vaultId: string } | null> {
+    let open = this.open;
+    if (!open) {
+      const header = await this.db.get('header', 'vault');
+      open = header ? await this.resume(header) : null;
+    }
+    return open ? { key: open.local.credentials, vaultId: open.header.vaultId } : null;
+  }
+
   /** A secret's metadata by id, or null (a grant outliving its secret). */
   async secretById(id: string): Promise<SecretSummary | null> {
     for (const s of (await this.nameIndex()).values()) if (s.id === id) return s;

@@ -5,7 +5,9 @@
  * - Refresh at a random point between 75% and 90% of the lifetime (Vault's lifetime watcher
  *   re-fetches at 80-90%, consul-template at 85-95%): spread, so a team's devices do not all
  *   ask at once, and early enough to ride out a short outage.
- * - A token is used only until `notAfter` minus a skew (clocks differ; a request takes time).
+ * - A token is used only until `notAfter` minus a skew (clocks differ; a request takes time): 30 s,
+ *   or 5% of its life if that is less, so a 60 s token is refreshed (at 45-54 s) before it is
+ *   dropped (at 57 s).
  * - A failing endpoint is retried with growing, jittered delays; after BREAKER_FAILURES in a row
  *   the breaker opens (no request) for a cool-down that doubles each time it reopens, then
  *   half-opens: one request decides.
@@ -13,8 +15,15 @@
 
 export const REFRESH_FROM = 0.75;
 export const REFRESH_TO = 0.9;
-/** Not used this close to its expiry. */
+/** Not used this close to its expiry (clocks differ; a request takes time)... */
 export const EXPIRY_SKEW_MS = 30_000;
+/** ...nor, for a short-lived token, in the last 5% of its life: the skew never reaches the refresh point. */
+export const EXPIRY_SKEW_FRACTION = 0.05;
+
+/** The skew for a token minted at `issuedAt`, valid until `notAfter`. */
+export function expirySkew(issuedAt: number, notAfter: number): number {
+  return Math.min(EXPIRY_SKEW_MS, Math.floor(Math.max(0, notAfter - issuedAt) * EXPIRY_SKEW_FRACTION));
+}
 
 /** When to refresh a token minted at `issuedAt` that is valid until `notAfter`. */
 export function refreshAt(issuedAt: number, notAfter: number, random: () => number): number {

@@ -1,0 +1,218 @@
+/**
+ * Minted credentials on demand: the cached token while it is good, one token request at a time
+ * per credential however many callers wait (single flight), a refresh ahead of expiry, and a
+ * failing token endpoint ridden out on the cached token. The rules are core/credentials/
+ * lifetime.ts's; this holds the state per credential and the timers.
+ *
+ * - Refreshed at a random 75-90% of the token's life, while the credential is in use: a token
+ *   nobody used during its life lapses, and the next use mints anew (docs/decisions.md).
+ * - A refresh that fails leaves the cached token in use until notAfter minus the skew; retries
+ *   back off; after 3 failures in a row the breaker opens and no request is made until it
+ *   half-opens. Past the cached token's use, callers get CredentialUnavailable (page code 4402).
+ * - Timers die with the worker: `due()` lists what an alarm should refresh.
+ */
+import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
+import {
+  afterRequest,
+  type Breaker,
+  CLOSED,
+  expirySkew,
+  mayRequest,
+  refreshAt,
+  retryDelayMs,
+  usable,
+} from '../../core/credentials/lifetime.ts';
+import type { TokenSet } from '../../core/credentials/oauth2.ts';
+import type { CachedToken, CredentialCache } from './cache.ts';
+
+/** No credential can be had now: the endpoint failed (or the breaker is open) and no cached token is usable. */
+export class CredentialUnavailable extends Error {
+  override readonly name = 'CredentialUnavailable';
+  constructor(readonly reason: CredentialErrorCode | 'breaker-open') {
+    super('no credential can be had now');
+  }
+}
+
+export type CredentialState = 'ok' | 'expiring' | 'refreshing' | 'unavailable';
+
+/** What the person and the agent see of a credential (never a value). */
+export type CredentialStatus = {
+  readonly state: CredentialState;
+  readonly validUntil?: number;
+  readonly nextRefresh?: number;
+  readonly lastError?: CredentialErrorCode | 'breaker-open';
+  readonly failures: number;
+};
+
+type Entry = {
+  breaker: Breaker;
+  failures: number;
+  lastError?: CredentialErrorCode | 'breaker-open';
+  /** when the cached token is due for refresh, and until when it is good */
+  refreshAt?: number;
+  notAfter?: number;
+  issuedAt?: number;
+  /** last time a caller asked for it */
+  lastUsed: number;
+  /** the next attempt after a failure */
+  retryAt?: number;
+  timer?: ReturnType<typeof setTimeout>;
+};
+
+export type RefresherDeps = {
+  readonly cache: CredentialCache;
+  /** makes one token request for credential `id` */
+  readonly mint: (id: string) => Promise<TokenSet>;
+  readonly now: () => number;
+  readonly random: () => number;
+  /** the status of `id` changed (the options page, granted pages) */
+  readonly onChange?: (id: string) => void;
+};
+
+export class Refresher {
+  private readonly flights = new Map<string, Promise<CachedToken>>();
+  private readonly entries = new Map<string, Entry>();
+
+  constructor(private readonly deps: RefresherDeps) {}
+
+  private entry(id: string): Entry {
+    let e = this.entries.get(id);
+    if (!e) {
+      e = { breaker: CLOSED, failures: 0, lastUsed: 0 };
+      this.entries.set(id, e);
+    }
+    return e;
+  }
+
+  /** A token to put on a request now: the cached one while usable (refreshed behind it when due), else a fresh one. */
+  async token(id: string): Promise<CachedToken> {
+    const e = this.entry(id);
+    const now = this.deps.now();
+    const cached = await this.deps.cache.get(id);
+    if (cached && usable(cached.notAfter, now, expirySkew(cached.issuedAt, cached.notAfter))) {
+      e.notAfter = cached.notAfter;
+      e.issuedAt = cached.issuedAt;
+      e.refreshAt ??= refreshAt(cached.issuedAt, cached.notAfter, this.deps.random);
+      e.lastUsed = this.deps.now(); // handed out: in use (a refresh starting now makes a token not used yet)
+      if (now >= e.refreshAt && (e.retryAt === undefined || now >= e.retryAt)) void this.refresh(id).catch(() => {});
+      return cached;
+    }
+    const fresh = await this.refresh(id);
+    e.lastUsed = this.deps.now();
+    return fresh;
+  }
+
+  /** Mints anew; concurrent calls for one id share one token request. */
+  refresh(id: string): Promise<CachedToken> {
+    const flying = this.flights.get(id);
+    if (flying) return flying;
+    const flight = this.mintOnce(id).finally(() => {
+      this.flights.delete(id);
+      this.deps.onChange?.(id);
+    });
+    this.flights.set(id, flight);
+    this.deps.onChange?.(id);
+    return flight;
+  }
+
+  private async mintOnce(id: string): Promise<CachedToken> {
+    const e = this.entry(id);
+    const gate = mayRequest(e.breaker, this.deps.now());
+    e.breaker = gate.breaker;
+    if (!gate.allowed) return this.fallBack(id, 'breaker-open');
+    let minted: TokenSet;
+    try {
+      minted = await this.deps.mint(id);
+    } catch (err) {
+      const now = this.deps.now();
+      e.breaker = afterRequest(e.breaker, false, now);
+      e.failures++;
+      e.lastError = err instanceof CredentialError ? err.code : 'network';
+      e.retryAt = now + retryDelayMs(e.failures, this.deps.random);
+      this.arm(id, e.retryAt);
+      return this.fallBack(id, e.lastError);
+    }
+    const now = this.deps.now();
+    e.breaker = afterRequest(e.breaker, true, now);
+    e.failures = 0;
+    e.lastError = undefined;
+    e.retryAt = undefined;
+    const token: CachedToken = {
+      accessToken: minted.accessToken,
+      issuedAt: now,
+      notAfter: minted.notAfter,
+      ...(minted.scope ? { scope: minted.scope } : {}),
+    };
+    await this.deps.cache.put(id, token);
+    e.issuedAt = now;
+    e.notAfter = token.notAfter;
+    e.refreshAt = refreshAt(now, token.notAfter, this.deps.random);
+    this.arm(id, e.refreshAt);
+    return token;
+  }
+
+  /** After a failed (or refused) request: the cached token while it is still usable, else unavailable. */
+  private async fallBack(id: string, reason: CredentialErrorCode | 'breaker-open'): Promise<CachedToken> {
+    const cached = await this.deps.cache.get(id);
+    if (cached && usable(cached.notAfter, this.deps.now(), expirySkew(cached.issuedAt, cached.notAfter))) return cached;
+    throw new CredentialUnavailable(reason);
+  }
+
+  /**
+   * A timer for `id` at `at`: a refresh (or a retry) then, if the credential was used since its
+   * token was minted; otherwise it lapses.
+   */
+  private arm(id: string, at: number): void {
+    const e = this.entry(id);
+    clearTimeout(e.timer);
+    e.timer = setTimeout(() => void this.tick(id), Math.max(0, at - this.deps.now()));
+  }
+
+  private async tick(id: string): Promise<void> {
+    const e = this.entries.get(id);
+    if (!e) return;
+    if (e.issuedAt !== undefined && e.lastUsed < e.issuedAt) return; // unused since minted: let it lapse
+    await this.refresh(id).catch(() => {});
+  }
+
+  /** Credentials whose refresh (or retry) is due and which are in use: what an alarm runs `refresh` for. */
+  due(): string[] {
+    const now = this.deps.now();
+    return [...this.entries]
+      .filter(([id, e]) => !this.flights.has(id) && (e.issuedAt === undefined || e.lastUsed >= e.issuedAt))
+      .filter(([, e]) => (e.retryAt !== undefined ? now >= e.retryAt : e.refreshAt !== undefined && now >= e.refreshAt))
+      .map(([id]) => id);
+  }
+
+  /** The API answered 401 with the cached token: it is dropped, and the next token() mints. */
+  async invalidate(id: string): Promise<void> {
+    await this.deps.cache.delete(id);
+    const e = this.entries.get(id);
+    if (e) {
+      e.refreshAt = undefined;
+      e.notAfter = undefined;
+    }
+  }
+
+  status(id: string): CredentialStatus {
+    const e = this.entries.get(id);
+    const now = this.deps.now();
+    if (!e) return { state: 'unavailable', failures: 0 };
+    const base = {
+      failures: e.failures,
+      ...(e.notAfter !== undefined ? { validUntil: e.notAfter } : {}),
+      ...((e.retryAt ?? e.refreshAt) ? { nextRefresh: (e.retryAt ?? e.refreshAt) as number } : {}),
+      ...(e.lastError ? { lastError: e.lastError } : {}),
+    };
+    if (this.flights.has(id)) return { state: 'refreshing', ...base };
+    const good = e.notAfter !== undefined && e.issuedAt !== undefined && usable(e.notAfter, now, expirySkew(e.issuedAt, e.notAfter));
+    if (!good) return { state: 'unavailable', ...base };
+    return { state: e.lastError || (e.refreshAt !== undefined && now >= e.refreshAt) ? 'expiring' : 'ok', ...base };
+  }
+
+  /** At lock: timers stop and the state goes (the cache itself is wiped by its owner). */
+  forgetAll(): void {
+    for (const e of this.entries.values()) clearTimeout(e.timer);
+    this.entries.clear();
+  }
+}
