@@ -210,23 +210,32 @@ export type Seen = {
   readonly at: number;
 };
 
+/**
+ * CORS for a test API called from pages: the headers every answer carries, and a preflight
+ * (OPTIONS) answered here (true: answered). A wildcard does not cover Authorization, so the
+ * allowed headers are the ones the browser asked for.
+ */
+export function cors(req: IncomingMessage, res: ServerResponse, methods: string): { headers: Record<string, string>; answered: boolean } {
+  const headers = {
+    'access-control-allow-origin': String(req.headers.origin ?? '*'),
+    'access-control-allow-methods': methods,
+    'access-control-allow-headers': String(req.headers['access-control-request-headers'] ?? ''),
+    'access-control-max-age': '0',
+    vary: 'origin',
+  };
+  if (req.method !== 'OPTIONS') return { headers, answered: false };
+  res.writeHead(204, headers);
+  res.end();
+  return { headers, answered: true };
+}
+
 /** An OpenAI-shaped API with correct CORS (preflight included) that records each Authorization. */
 export async function openaiServer(): Promise<{ port: number; host: string; auths: string[]; seen: Seen[]; close: () => Promise<void> }> {
   const auths: string[] = [];
   const seen: Seen[] = [];
   const server = await listen((req, res) => {
-    const cors = {
-      'access-control-allow-origin': String(req.headers.origin ?? '*'),
-      'access-control-allow-methods': 'GET, POST, PUT, DELETE, OPTIONS',
-      // a wildcard does not cover Authorization: list what the browser asked for
-      'access-control-allow-headers': String(req.headers['access-control-request-headers'] ?? ''),
-      'access-control-max-age': '0',
-      vary: 'origin',
-    };
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, cors);
-      return res.end();
-    }
+    const { headers: corsHeaders, answered } = cors(req, res, 'GET, POST, PUT, DELETE, OPTIONS');
+    if (answered) return;
     req.resume();
     req.on('end', () => {
       auths.push(String(req.headers.authorization ?? ''));
@@ -245,7 +254,7 @@ export async function openaiServer(): Promise<{ port: number; host: string; auth
     });
     const answer = () => {
       if (res.destroyed) return;
-      res.writeHead(200, { ...cors, 'content-type': 'application/json' });
+      res.writeHead(200, { ...corsHeaders, 'content-type': 'application/json' });
       res.end(
         JSON.stringify({
           id: 'chatcmpl-fake',

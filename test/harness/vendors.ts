@@ -10,7 +10,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import { join } from 'node:path';
 import { build } from 'esbuild';
 import { ROOT } from './browser.ts';
-import { listen } from './servers.ts';
+import { cors, listen } from './servers.ts';
 
 export type VendorId = 'openai' | 'anthropic' | 'google-ai';
 
@@ -37,17 +37,8 @@ export async function vendorApis(
 ): Promise<{ port: number; host: (vendor: VendorId) => string; calls: VendorCall[]; close: () => Promise<void> }> {
   const calls: VendorCall[] = [];
   const server = await listen((req, res) => {
-    const cors = {
-      'access-control-allow-origin': String(req.headers.origin ?? '*'),
-      'access-control-allow-methods': 'GET, POST, OPTIONS',
-      'access-control-allow-headers': String(req.headers['access-control-request-headers'] ?? ''),
-      'access-control-max-age': '0',
-      vary: 'origin',
-    };
-    if (req.method === 'OPTIONS') {
-      res.writeHead(204, cors);
-      return res.end();
-    }
+    const { headers: corsHeaders, answered } = cors(req, res, 'GET, POST, OPTIONS');
+    if (answered) return;
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -61,7 +52,7 @@ export async function vendorApis(
               ? 'google-ai'
               : null;
       const json = (status: number, o: unknown) => {
-        res.writeHead(status, { ...cors, 'content-type': 'application/json' });
+        res.writeHead(status, { ...corsHeaders, 'content-type': 'application/json' });
         res.end(JSON.stringify(o));
       };
       if (!vendor) return json(404, { error: { message: 'no such route' } });
@@ -74,7 +65,7 @@ export async function vendorApis(
       if (!accepted) return json(401, { error: { type: 'authentication_error', message: 'invalid credentials' } });
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8') || '{}') as { stream?: boolean };
       if (vendor === 'openai' && body.stream) {
-        res.writeHead(200, { ...cors, 'content-type': 'text/event-stream' });
+        res.writeHead(200, { ...corsHeaders, 'content-type': 'text/event-stream' });
         for (const piece of REPLY.split(' '))
           res.write(
             `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 0, model: 'm', choices: [{ index: 0, delta: { content: `${piece} ` }, finish_reason: null }] })}\n\n`,

@@ -67,8 +67,4 @@ export class InFlight {
       }
     }
   }
-
-  get size(): number {
-    return this.calls.size;
-  }
 }

@@ -138,16 +138,6 @@ export class TransparentRules {
     return this.loading;
   }
 
-  /** The attribution list, as this worker knows it without waiting (empty before it has loaded). */
-  get current(): readonly Installed[] {
-    return this.installed;
-  }
-
-  /** True once this worker knows what is installed (a fresh worker does not until `load`). */
-  get known(): boolean {
-    return this.rules !== null;
-  }
-
   /**
    * Recomputes every rule. Resolves once a rebuild that started after this call has installed
    * its rules (or found nothing to change). Calls while one waits join it.

@@ -296,7 +296,7 @@ export class AuditLog {
       more: hi > 1,
       ...(hi > 1 ? { next: hi } : {}),
       check: known,
-      anomalies: anomalies(this.recent, this.now()),
+      anomalies: this.anomalies(),
     };
   }
 

@@ -76,24 +76,8 @@ export class CredentialCache {
     await this.db.delete('credentials', id);
   }
 
-  /** Every entry whose id starts with `prefix` (a secret's tokens, all narrowings), e.g. at rotation. */
-  async deleteAll(prefix: string): Promise<void> {
-    const tx = this.db.transaction('credentials', 'readwrite');
-    const keys = await tx.store.getAllKeys(IDBKeyRange.bound(prefix, `${prefix}\uffff`));
-    await Promise.all([...keys.map((k) => tx.store.delete(k)), tx.done]);
-  }
-
   /** At lock: every entry goes. */
   async wipe(): Promise<void> {
     await this.db.clear('credentials');
-  }
-
-  /** Deletes expired entries; returns how many. */
-  async sweep(): Promise<number> {
-    const t = this.now();
-    const tx = this.db.transaction('credentials', 'readwrite');
-    const dead = (await tx.store.getAll()).filter((e) => e.expiresAt <= t);
-    await Promise.all([...dead.map((e) => tx.store.delete(e.id)), tx.done]);
-    return dead.length;
   }
 }

@@ -9,7 +9,7 @@
  * - A refresh that fails leaves the cached token in use until notAfter minus the skew; retries
  *   back off; after 3 failures in a row the breaker opens and no request is made until it
  *   half-opens. Past the cached token's use, callers get CredentialUnavailable (page code 4402).
- * - Timers die with the worker: `due()` lists what an alarm should refresh.
+ * - Timers die with the worker; the alarm backstop comes with the worker's use of this.
  */
 import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
 import {
@@ -173,15 +173,6 @@ export class Refresher {
     if (!e) return;
     if (e.issuedAt !== undefined && e.lastUsed < e.issuedAt) return; // unused since minted: let it lapse
     await this.refresh(id).catch(() => {});
-  }
-
-  /** Credentials whose refresh (or retry) is due and which are in use: what an alarm runs `refresh` for. */
-  due(): string[] {
-    const now = this.deps.now();
-    return [...this.entries]
-      .filter(([id, e]) => !this.flights.has(id) && (e.issuedAt === undefined || e.lastUsed >= e.issuedAt))
-      .filter(([, e]) => (e.retryAt !== undefined ? now >= e.retryAt : e.refreshAt !== undefined && now >= e.refreshAt))
-      .map(([id]) => id);
   }
 
   /** The API answered 401 with the cached token: it is dropped, and the next token() mints. */
