@@ -24,6 +24,9 @@ import { PageApiService, type PageCaller, pageCaller } from './agents/page-api.t
 import { emit, rememberDocument } from './agents/page-events.ts';
 import { type Attribution, chromeTransparentDeps, TransparentRules } from './agents/transparent.ts';
 import { AuditLog } from './audit/audit-log.ts';
+import { CredentialCache } from './credentials/cache.ts';
+import { type CredentialChange, Credentials, CredentialUnavailable } from './credentials/credentials.ts';
+import { TokenRequestRules } from './credentials/token-origin.ts';
 import { openKeyholeDB } from './db.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { SyncService } from './sync/sync-service.ts';
@@ -50,6 +53,12 @@ const GRANT_EXPIRY_ALARM = 'keyhole.grantExpiry';
 const RULE_EXPIRY_ALARM = 'keyhole.ruleExpiry';
 const RULE_EXPIRY_LEAD_MS = 50_000;
 const UNSUSPEND_ALARM = 'keyhole.unsuspend';
+/**
+ * Backs up the refresher's timers, which die with the worker: wakes it at the next refresh point
+ * of a minted credential in use (a packed extension's alarms fire at most every 30 s; the timers
+ * meet the point exactly while the worker lives).
+ */
+const CREDENTIAL_ALARM = 'keyhole.credentials';
 /** pull (and push what is pending) while the worker sleeps: an open event stream does not keep it alive */
 const SYNC_ALARM = 'keyhole.sync';
 /** the options page's port for live sync status */
@@ -73,7 +82,15 @@ const rules = new TransparentRules({
   vault: {
     isUnlocked: async () => (await ready).vault.isUnlocked(),
     secretById: async (id) => (await ready).vault.secretById(id),
-    useSecret: async (id) => (await ready).vault.useSecret(id),
+  },
+  credential: async (secret) => {
+    const { credentials } = await ready;
+    try {
+      return await credentials.use(secret);
+    } catch (e) {
+      if (e instanceof CredentialUnavailable) return null; // no rule until a token can be had; the others keep theirs
+      throw e;
+    }
   },
   grants: { all: async () => (await ready).grants.all() },
   suspended: () => suspended,
@@ -107,6 +124,24 @@ async function expireGrants(): Promise<void> {
   for (const origin of new Set(dropped.map((g) => g.origin))) void emit('grantsChanged', (o) => o === origin);
   await rules.refresh();
   await scheduleGrantAlarm();
+}
+
+/**
+ * The alarm backstop: every minted credential a live grant holds is asked for, which refreshes
+ * it if due (a restarted worker reads its token from the cache tier and learns its refresh point),
+ * and the transparent rules are rebuilt with what is current.
+ */
+async function wakeCredentials({ vault, grants, credentials }: Awaited<typeof ready>): Promise<void> {
+  if (!(await vault.isUnlocked())) return;
+  // brokered grants' credentials are minted on their next use; a transparent rule holds its token now
+  const ids = new Set((await grants.all()).filter((g) => g.mode === 'transparent').map((g) => g.secretId));
+  for (const id of ids) {
+    const secret = await vault.secretById(id);
+    if (secret && secret.kind !== 'static') await credentials.use(secret).catch(() => {});
+  }
+  await rules.refresh();
+  const next = credentials.nextRefresh();
+  if (next !== undefined) await chrome.alarms.create(CREDENTIAL_ALARM, { when: Math.max(next, Date.now() + 1000) });
 }
 
 /** when consent prompts were opened, so a restarted worker keeps the limits */
@@ -146,6 +181,28 @@ const ready = (async () => {
     void auditLog.append(r).catch((e: unknown) => console.error('keyhole: audit append failed', e instanceof Error ? e.name : typeof e));
   };
   const hasGrant = async (origin: string) => (await grants.forOrigin(origin)).length > 0;
+  const tokenRules = new TokenRequestRules({ dnr: chrome.declarativeNetRequest, extensionId: chrome.runtime.id });
+  const credentials = new Credentials({
+    vault,
+    cache: new CredentialCache(db, () => vault.credentialsKey()),
+    fetch: (url, init) => fetch(url, init),
+    now: Date.now,
+    random: Math.random,
+    audit,
+    beforeTokenRequest: (url) => tokenRules.ensure(url),
+    onChange: (id, what) => void credentialChanged(id, what),
+  });
+  vault.onSecretChanged = (id) => void credentials.changed(id);
+  /** a minted credential changed: transparent rules carry the new token (one atomic swap); granted pages hear of a failure */
+  const credentialChanged = async (secretId: string, what: CredentialChange) => {
+    const mine = (await grants.all()).filter((g) => g.secretId === secretId);
+    if (mine.some((g) => g.mode === 'transparent')) void rules.refresh();
+    const next = credentials.nextRefresh();
+    if (next !== undefined) void chrome.alarms.create(CREDENTIAL_ALARM, { when: Math.max(next, Date.now() + 1000) });
+    if (what === 'refreshed') return;
+    const origins = new Set(mine.map((g) => g.origin));
+    void emit('credentialChanged', (o) => origins.has(o), { secret: mine[0]?.secret ?? '', change: what });
+  };
   /** the alarm that purges and audits expired grants (transparent rules have their own timer) */
   const scheduleGrantAlarm = async () => {
     const next = Math.min(...(await grants.all()).map((g) => g.expiresAt));
@@ -182,6 +239,7 @@ const ready = (async () => {
   vault.onLocking = async () => {
     inflight.endAll();
     await rules.clearAll(); // ahead of anything queued: no request carries a key once lock resolves
+    await credentials.forget(); // minted tokens: the cache tier is wiped at lock
   };
   vault.onLocked = (reason) => {
     sync.forget();
@@ -203,9 +261,19 @@ const ready = (async () => {
     applyIdleSettings(settings);
     limiter.setPerMinute(settings.requestsPerMinute);
   };
-  const table = handlers(vault, { scheduleClipboardClear, consent, grants, grantsChanged, auditLog, audit, sync, secretsChanged });
+  const table = handlers(vault, {
+    scheduleClipboardClear,
+    consent,
+    grants,
+    grantsChanged,
+    auditLog,
+    audit,
+    sync,
+    credentials,
+    secretsChanged,
+  });
   const pageApi = new PageApiService(
-    { vault, grants, consent, version, grantsChanged, audit, limiter, inflight, fetch: (r) => fetch(r), now: Date.now },
+    { vault, grants, credentials, consent, version, grantsChanged, audit, limiter, inflight, fetch: (r) => fetch(r), now: Date.now },
     vault,
     grants,
   );
@@ -217,7 +285,7 @@ const ready = (async () => {
   void sync.due().then((due) => {
     if (due) void runSync();
   }); // pull when the worker wakes
-  return { vault, grants, table, update, pageApi, limiter, audit, sync, runSync, scheduleGrantAlarm };
+  return { vault, grants, credentials, table, update, pageApi, limiter, audit, sync, runSync, scheduleGrantAlarm };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
@@ -369,6 +437,10 @@ chrome.alarms.onAlarm.addListener((alarm) => {
     void expireGrants(); // and a refresh, which sets the timer for an expiry that is now near
     return;
   }
+  if (alarm.name === CREDENTIAL_ALARM) {
+    void ready.then(wakeCredentials);
+    return;
+  }
   if (alarm.name === SYNC_ALARM) {
     void ready.then(async ({ sync, runSync }) => {
       if (await sync.due()) await runSync();
@@ -453,7 +525,9 @@ async function transparentUse(details: ObservedRequest, hit: Attribution): Promi
   const grantId = hit.installed.grantId;
   transparentRequests.set(details.requestId, { record: transparentRecord(details, hit), started: Date.now(), written: false });
   transparentSweep ??= setInterval(sweepTransparent, TRANSPARENT_RECORD_MS / 4);
-  const { grants, limiter } = await ready;
+  const { grants, limiter, vault, credentials } = await ready;
+  const secret = await vault.findSecret(hit.installed.secret);
+  if (secret) credentials.touched(secret); // a minted token in use is refreshed ahead of its expiry
   const live = await grants.use(grantId);
   if (!limiter.take(grantId, Date.now())) {
     suspended.add(grantId);

@@ -4,13 +4,14 @@
  */
 
 import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS, newGrant } from '../core/agents/grants.ts';
-import type { Method, RpcRequest, RpcResponse } from '../core/api.ts';
+import type { CredentialStatusView, Method, RpcRequest, RpcResponse, SecretSummary } from '../core/api.ts';
 import { type AuditFilter, toCsv, toJsonl } from '../core/audit/audit.ts';
 import { CoreError } from '../core/errors.ts';
 import type { ConsentQueue } from './agents/consent.ts';
 import type { GrantStore } from './agents/grant-store.ts';
 import { publicGrant } from './agents/page-api.ts';
 import type { AuditLog } from './audit/audit-log.ts';
+import { type Credentials, CredentialUnavailable } from './credentials/credentials.ts';
 import { RpcError, toErrorBody } from './errors.ts';
 import type { SyncService } from './sync/sync-service.ts';
 import type { VaultService } from './vault/vault-service.ts';
@@ -49,6 +50,7 @@ export type Effects = {
   readonly auditLog: AuditLog;
   readonly audit: (r: Parameters<AuditLog['append']>[0]) => void;
   readonly sync: SyncService;
+  readonly credentials: Pick<Credentials, 'status' | 'refreshNow'>;
   /** the person changed a secret: sync it soon */
   readonly secretsChanged: () => void;
 };
@@ -110,6 +112,24 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'secrets.update': (x) => changing(vault.updateSecret(obj(x) as never)),
     'secrets.delete': (x) => changing(vault.deleteSecret(str(obj(x), 'id'))),
     'secrets.reveal': (x) => vault.reveal(str(obj(x), 'id'), str(obj(x), 'passphrase')),
+    'secrets.takeRefresher': (x) => changing(vault.takeRefresherRole(str(obj(x), 'id'))),
+    'credentials.status': async () => {
+      const device = await vault.deviceId();
+      const out: Record<string, CredentialStatusView> = {};
+      for (const s of (await vault.listSecrets()).secrets) {
+        const view = credentialView(effects.credentials, s, device);
+        if (view) out[s.id] = view;
+      }
+      return out;
+    },
+    'credentials.refresh': async (x) => {
+      const secret = await vault.secretById(str(obj(x), 'id'));
+      if (!secret) throw new RpcError('not-found', 'no such secret');
+      await effects.credentials.refreshNow(secret, crypto.randomUUID()).catch((e: unknown) => {
+        if (!(e instanceof CredentialUnavailable)) throw e; // the state below says why
+      });
+      return credentialView(effects.credentials, secret, await vault.deviceId()) ?? { state: 'ok', failures: 0 };
+    },
     'settings.get': () => vault.getSettings(),
     'settings.set': (x) => vault.setSettings(obj(x) as never),
     'clipboard.scheduleClear': async () => {
@@ -196,6 +216,12 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       return true;
     },
   };
+}
+
+function credentialView(credentials: Pick<Credentials, 'status'>, s: SecretSummary, device: string): CredentialStatusView | null {
+  const view = credentials.status(s);
+  if (!view) return null;
+  return { ...view, ...(s.kind === 'oauth2-refresh-token' ? { refresherHere: s.oauth2?.refresher === device } : {}) };
 }
 
 /** True only for this extension's own pages (popup, options, and later the consent window). */

@@ -7,6 +7,7 @@ import type { ConsentDecision, ConsentRequest } from './agents/grants.ts';
 import type { Grant } from './agents/page-api.ts';
 import type { InjectionRule } from './agents/policy.ts';
 import type { Anomaly, AuditFilter, AuditRecord, ChainCheck } from './audit/audit.ts';
+import type { OAuth2Config, OAuth2Material, SecretKind } from './credentials/kinds.ts';
 import type { KdfAlg } from './crypto/kdf.ts';
 
 export type VaultState = 'uninitialized' | 'locked' | 'unlocked';
@@ -41,18 +42,47 @@ export type SecretSummary = {
   readonly createdAt: number;
   readonly updatedAt: number;
   readonly version: number;
+  readonly kind: SecretKind;
+  /** a minted kind's configuration (no secret in it) */
+  readonly oauth2?: OAuth2Config;
+};
+
+/** A minted credential's state for the person (never a value). */
+export type CredentialStatusView = {
+  readonly state: 'ok' | 'expiring' | 'refreshing' | 'unavailable';
+  /** the current token's notAfter, and the next refresh or retry */
+  readonly validUntil?: number;
+  readonly nextRefresh?: number;
+  /** the last token request's error code (core/credentials/errors.ts), or 'breaker-open' */
+  readonly lastError?: string;
+  readonly failures: number;
+  /** the person must act: the grant is dead (invalid-grant), the key is bad, another device spends the refresh token */
+  readonly attention?: string;
+  /** a refresh-token credential: whether this device holds the refresher role */
+  readonly refresherHere?: boolean;
 };
 
 /** A stored item that failed to open: named so the person knows which one. */
 export type DamagedSecret = { readonly id: string; readonly damaged: true; readonly reason: string };
 
-export type SecretInput = { readonly name: string; readonly value: string; readonly rule: InjectionRule; readonly notes?: string };
+/** A static secret has a `value`; a minted kind has `oauth2` settings and the `material` it mints with. */
+export type SecretInput = {
+  readonly name: string;
+  readonly value?: string;
+  readonly rule: InjectionRule;
+  readonly notes?: string;
+  readonly kind?: SecretKind;
+  readonly oauth2?: OAuth2Config;
+  readonly material?: OAuth2Material;
+};
 export type SecretPatch = {
   readonly id: string;
   readonly name?: string;
   readonly value?: string;
   readonly rule?: InjectionRule;
   readonly notes?: string;
+  readonly oauth2?: OAuth2Config;
+  readonly material?: OAuth2Material;
 };
 
 /** A conflicted item: two or more versions written concurrently, each kept until the person picks one. */
@@ -102,6 +132,12 @@ export type Api = {
   'secrets.update': { params: SecretPatch; result: SecretSummary };
   'secrets.delete': { params: { id: string }; result: true };
   'secrets.reveal': { params: { id: string; passphrase: string }; result: { value: string } };
+  /** this device becomes the one that spends a refresh-token credential's refresh token */
+  'secrets.takeRefresher': { params: { id: string }; result: SecretSummary };
+  /** each minted credential's state, by secret id */
+  'credentials.status': { params: undefined; result: Record<string, CredentialStatusView> };
+  /** a fresh token for a minted credential now */
+  'credentials.refresh': { params: { id: string }; result: CredentialStatusView };
   'settings.get': { params: undefined; result: Settings };
   'settings.set': { params: Partial<Settings>; result: Settings };
   /** after the person copies a value: clear the clipboard in `clipboardClearSeconds` */

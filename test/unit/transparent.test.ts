@@ -58,8 +58,8 @@ function setup(opts: { tabs?: Tab[]; grants?: StoredGrant[]; rule?: InjectionRul
     vault: {
       isUnlocked: async () => state.unlocked,
       secretById: async () => ({ id: 'sid', name: 's', rule: opts.rule ?? rule }) as never,
-      useSecret: async () => ({ value: 'FAKE-value' }) as never,
     },
+    credential: async () => ({ value: 'FAKE-value' }),
     grants: { all: async () => state.grants },
     suspended: () => new Set(),
     dnr: {

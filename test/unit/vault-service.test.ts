@@ -196,3 +196,65 @@ describe('VaultService', () => {
     expect(await vault.reveal(a.id, PASS)).toEqual({ value: 'FAKE-a' });
   });
 });
+
+describe('VaultService: minted kinds', () => {
+  const oauth2 = { tokenEndpoint: 'https://auth.example.com/token', clientId: 'client-FAKE', clientAuth: 'client_secret_basic' };
+  const CLIENT_SECRET = 'FAKE-client-secret-4f3e2d1c';
+  const REFRESH = 'FAKE-refresh-token-0a1b2c3d';
+
+  it('keeps the configuration in metadata and the material sealed; the material never serves as a value', async () => {
+    const { vault, db } = await setup();
+    const s = await vault.createSecret({
+      name: 'svc',
+      rule,
+      kind: 'oauth2-client-credentials',
+      oauth2: { ...oauth2, scope: 'read' },
+      material: { clientSecret: CLIENT_SECRET },
+    } as never);
+    expect(s).toMatchObject({ kind: 'oauth2-client-credentials', oauth2: { ...oauth2, scope: 'read' } });
+    expect(JSON.stringify(await db.getAll('secrets'))).not.toContain('client-FAKE'); // even the config is sealed at rest
+    expect(await vault.openMaterial(s.id)).toEqual({ clientSecret: CLIENT_SECRET });
+    await expect(vault.useSecret(s.id)).rejects.toMatchObject({ code: 'bad-input' });
+    await expect(vault.updateSecret({ id: s.id, value: 'FAKE-other' })).rejects.toMatchObject({ code: 'bad-input' });
+  });
+
+  it.each([
+    ['an http endpoint off loopback', { oauth2: { ...oauth2, tokenEndpoint: 'http://auth.example.com/token' } }],
+    ['no client secret for Basic', { material: {} }],
+    [
+      'a private key that is not one',
+      {
+        oauth2: { ...oauth2, clientAuth: 'private_key_jwt' },
+        material: { privateKeyPem: '-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----' },
+      },
+    ],
+    ['no client authentication for client credentials', { oauth2: { ...oauth2, clientAuth: 'none' }, material: {} }],
+    ['an unknown kind', { kind: 'oauth2-device-code' }],
+  ])('refuses %s with bad-input and stores nothing', async (_, change) => {
+    const { vault, db } = await setup();
+    const input = { name: 'svc', rule, kind: 'oauth2-client-credentials', oauth2, material: { clientSecret: CLIENT_SECRET }, ...change };
+    const err = await vault.createSecret(input as never).catch((e: unknown) => e as { code: string; message: string });
+    expect(err).toMatchObject({ code: 'bad-input' });
+    expect((err as { message: string }).message).not.toContain(CLIENT_SECRET);
+    expect(await db.count('secrets')).toBe(0);
+  });
+
+  it('a rotated refresh token replaces the old one at once, as a new version; the refresher role is this device until taken', async () => {
+    const { vault, fresh } = await setup();
+    const s = await vault.createSecret({
+      name: 'rt',
+      rule,
+      kind: 'oauth2-refresh-token',
+      oauth2: { ...oauth2, clientAuth: 'none' },
+      material: { refreshToken: REFRESH },
+    } as never);
+    expect(s.oauth2?.refresher).toBe(await vault.deviceId());
+    const next = await vault.setRefreshToken(s.id, 'FAKE-refresh-token-rotated-1');
+    expect(next.version).toBe(s.version + 1);
+    expect(await fresh().openMaterial(s.id)).toEqual({ refreshToken: 'FAKE-refresh-token-rotated-1' });
+    // another device's role (as sync would bring it), then taken back here
+    const elsewhere = await vault.updateSecret({ id: s.id, oauth2: { ...oauth2, clientAuth: 'none', refresher: 'other-device' } } as never);
+    expect(elsewhere.oauth2?.refresher).toBe('other-device');
+    expect((await vault.takeRefresherRole(s.id)).oauth2?.refresher).toBe(await vault.deviceId());
+  });
+});

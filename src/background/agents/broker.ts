@@ -7,10 +7,12 @@ import { grantCovers, type StoredGrant } from '../../core/agents/grants.ts';
 import { type BodyEncoding, type FetchResult, PageError, PageErrorCode } from '../../core/agents/page-api.ts';
 import { checkMethodOverride, checkPageHeaders, checkRequestTarget, renderHeaderValue } from '../../core/agents/policy.ts';
 import { REDACTED, type RedactionSet, Redactor } from '../../core/agents/redact.ts';
+import type { SecretSummary } from '../../core/api.ts';
 import { concat, fromBase64, fromUtf8, toBase64 } from '../../core/bytes.ts';
 import { CoreError } from '../../core/errors.ts';
 import type { RateLimiter } from '../../core/rate-limit.ts';
-import type { VaultService } from '../vault/vault-service.ts';
+import { type Credentials, CredentialUnavailable } from '../credentials/credentials.ts';
+import type { InUse, VaultService } from '../vault/vault-service.ts';
 import type { GrantStore } from './grant-store.ts';
 import type { Call } from './inflight.ts';
 
@@ -24,6 +26,7 @@ export const MAX_STREAM_BODY = 64 * 1024 * 1024;
 export type BrokerDeps = {
   readonly vault: VaultService;
   readonly grants: GrantStore;
+  readonly credentials: Pick<Credentials, 'use' | 'rejected'>;
   readonly limiter: RateLimiter;
   readonly fetch: typeof fetch;
   readonly now: () => number;
@@ -40,7 +43,27 @@ export type BrokerOutcome = {
 
 const invalid = (field: string) => new PageError(PageErrorCode.invalidParams, { field });
 
-type Prepared = { readonly grant: StoredGrant; readonly request: Request; readonly redactor: Redactor; readonly outcome: BrokerOutcome };
+type Prepared = {
+  readonly grant: StoredGrant;
+  readonly secret: SecretSummary;
+  readonly request: Request;
+  readonly redactor: Redactor;
+  readonly outcome: BrokerOutcome;
+  /** what was put on the request */
+  readonly used: InUse;
+  /** the same request with the credential as it is now (after a 401 dropped a minted token) */
+  readonly again: () => Promise<Prepared>;
+};
+
+/** The credential for one request; a minted one that cannot be had now is 4402 (with why, never a value). */
+async function credentialFor(deps: BrokerDeps, secret: SecretSummary, cause: string | undefined): Promise<InUse> {
+  try {
+    return await deps.credentials.use(secret, cause);
+  } catch (e) {
+    if (e instanceof CredentialUnavailable) throw new PageError(PageErrorCode.credentialUnavailable, { reason: e.reason });
+    throw e;
+  }
+}
 
 /** Checks everything and builds the request; nothing is sent yet. `call` is this request's place among those in flight. */
 export async function prepare(
@@ -49,6 +72,7 @@ export async function prepare(
   raw: unknown,
   call: Pick<Call, 'claim'>,
   signal: AbortSignal,
+  cause?: string,
 ): Promise<Prepared> {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw invalid('params');
   const p = raw as Record<string, unknown>;
@@ -85,25 +109,25 @@ export async function prepare(
   call.claim(grant.id); // before the use is counted: a stream over its caps costs no use
   if (!(await deps.grants.use(grant.id))) throw new PageError(PageErrorCode.unauthorized);
 
-  const { value, redaction } = await deps.vault.useSecret(secret.id);
-  const headers = new Headers(pageHeaders);
-  headers.set(secret.rule.header, renderHeaderValue(secret.rule.template, value));
-  const request = new Request(target.url, {
-    method: target.method,
-    headers,
-    ...(body ? { body } : {}),
-    credentials: 'omit',
-    redirect: 'manual', // a redirect is refused below: the credential never follows it elsewhere
-    cache: 'no-store',
-    referrerPolicy: 'no-referrer',
-    signal,
-  });
-  return {
-    grant,
-    request,
-    redactor: new Redactor(redaction), // compiled once per opened secret (VaultService.useSecret)
-    outcome: { secret: secret.name, grantId: grant.id, method: target.method, host: target.host, path: target.url.pathname },
+  const outcome = { secret: secret.name, grantId: grant.id, method: target.method, host: target.host, path: target.url.pathname };
+  const build = async (): Promise<Prepared> => {
+    const used = await credentialFor(deps, secret, cause);
+    const headers = new Headers(pageHeaders);
+    headers.set(secret.rule.header, renderHeaderValue(secret.rule.template, used.value));
+    const request = new Request(target.url, {
+      method: target.method,
+      headers,
+      ...(body ? { body } : {}),
+      credentials: 'omit',
+      redirect: 'manual', // a redirect is refused below: the credential never follows it elsewhere
+      cache: 'no-store',
+      referrerPolicy: 'no-referrer',
+      signal,
+    });
+    // compiled once per opened secret or minted token (Credentials.use)
+    return { grant, secret, request, redactor: new Redactor(used.redaction), outcome, used, again: build };
   };
+  return build();
 }
 
 function requestBody(p: Record<string, unknown>, method: string): Uint8Array<ArrayBuffer> | undefined {
@@ -131,8 +155,20 @@ function failure(signal: AbortSignal, e: unknown): PageError {
   return new PageError(PageErrorCode.upstreamFailed);
 }
 
-/** Sends a prepared request; refuses redirects. */
-export async function send(deps: BrokerDeps, prepared: Prepared): Promise<Response> {
+/**
+ * Sends a prepared request; refuses redirects. A minted token answered 401 is dropped and the
+ * request sent once more with a fresh one (the body is buffered, so it can be replayed).
+ */
+export async function send(deps: BrokerDeps, first: Prepared): Promise<{ res: Response; prepared: Prepared }> {
+  const res = await sendOnce(deps, first);
+  if (res.status !== 401 || first.secret.kind === 'static') return { res, prepared: first };
+  void res.body?.cancel().catch(() => {});
+  await deps.credentials.rejected(first.secret, first.used.value);
+  const prepared = await first.again();
+  return { res: await sendOnce(deps, prepared), prepared };
+}
+
+async function sendOnce(deps: BrokerDeps, prepared: Prepared): Promise<Response> {
   let res: Response;
   try {
     res = await deps.fetch(prepared.request);
@@ -172,10 +208,10 @@ export async function brokeredFetch(
   origin: string,
   params: unknown,
   call: Pick<Call, 'claim' | 'signal'>,
+  cause?: string,
 ): Promise<{ result: FetchResult; outcome: BrokerOutcome; status: number }> {
   const signal = AbortSignal.any([call.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)]);
-  const prepared = await prepare(deps, origin, params, call, signal);
-  const res = await send(deps, prepared);
+  const { res, prepared } = await send(deps, await prepare(deps, origin, params, call, signal, cause));
   const chunks: Uint8Array[] = [];
   await pipeRedacted(res, prepared.redactor, MAX_RESPONSE_BODY, signal, (c) => chunks.push(c));
   const bytes = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
@@ -338,10 +374,10 @@ export async function brokeredStream(
   params: unknown,
   call: Pick<Call, 'claim' | 'signal'>,
   emit: { head(h: StreamHead): void; chunk(bytes: Uint8Array): void },
+  cause?: string,
 ): Promise<{ outcome: BrokerOutcome; status: number; bytes: number }> {
   const signal = AbortSignal.any([call.signal, AbortSignal.timeout(STREAM_TIMEOUT_MS)]);
-  const prepared = await prepare(deps, origin, params, call, signal);
-  const res = await send(deps, prepared);
+  const { res, prepared } = await send(deps, await prepare(deps, origin, params, call, signal, cause));
   emit.head({ status: res.status, statusText: prepared.redactor.text(res.statusText), headers: redactedHeaders(res, prepared.redactor) });
   const bytes = await pipeRedacted(res, prepared.redactor, MAX_STREAM_BODY, signal, (c) => emit.chunk(c));
   return { outcome: prepared.outcome, status: res.status, bytes };

@@ -14,9 +14,19 @@ import {
   newGrant,
   type StoredGrant,
 } from '../../core/agents/grants.ts';
-import { type Grant, type GrantMode, PAGE_METHODS, PageError, PageErrorCode, type PageMethod } from '../../core/agents/page-api.ts';
+import {
+  type CredentialInfo,
+  type Grant,
+  type GrantMode,
+  PAGE_METHODS,
+  PageError,
+  PageErrorCode,
+  type PageMethod,
+} from '../../core/agents/page-api.ts';
 import { normalizeHost } from '../../core/agents/policy.ts';
+import type { SecretSummary } from '../../core/api.ts';
 import type { AuditRecord } from '../../core/audit/audit.ts';
+import { type Credentials, CredentialUnavailable } from '../credentials/credentials.ts';
 import type { VaultService } from '../vault/vault-service.ts';
 import { type BrokerDeps, type BrokerOutcome, brokeredFetch, brokeredStream, type StreamHead } from './broker.ts';
 import { type ConsentQueue, ConsentRateLimited } from './consent.ts';
@@ -34,6 +44,7 @@ export function pageCaller(sender: chrome.runtime.MessageSender, extensionId: st
 }
 
 export type PageApiDeps = BrokerDeps & {
+  readonly credentials: Pick<Credentials, 'use' | 'rejected' | 'status' | 'refreshNow'>;
   readonly inflight: InFlight;
   readonly consent: ConsentQueue;
   readonly version: string;
@@ -44,8 +55,13 @@ export type PageApiDeps = BrokerDeps & {
 };
 
 const MAX_SECRETS_PER_REQUEST = 8;
+/** keyhole_refresh: at most one token request per secret in this long, whoever asks */
+export const REFRESH_INTERVAL_MS = 10_000;
 
 export class PageApiService {
+  /** when each secret was last refreshed at a page's request */
+  private readonly refreshed = new Map<string, number>();
+
   constructor(
     private readonly deps: PageApiDeps,
     private readonly vault: VaultService,
@@ -60,9 +76,17 @@ export class PageApiService {
         const { state } = await this.vault.status();
         return { state, version: this.deps.version };
       }
-      case 'keyhole_getGrants':
+      case 'keyhole_getGrants': {
         await this.requireUnlocked();
-        return (await this.grants.forOrigin(caller.origin)).map(publicGrant);
+        const out: Grant[] = [];
+        for (const g of await this.grants.forOrigin(caller.origin)) {
+          const secret = await this.vault.secretById(g.secretId);
+          out.push(secret ? { ...publicGrant(g), credential: this.credentialInfo(secret) } : publicGrant(g));
+        }
+        return out;
+      }
+      case 'keyhole_refresh':
+        return this.refresh(caller, params);
       case 'keyhole_revokeGrant': {
         await this.requireUnlocked();
         const id = (params as { grantId?: unknown } | null)?.grantId;
@@ -85,8 +109,8 @@ export class PageApiService {
         return this.requestGrant(caller, params);
       case 'keyhole_fetch': {
         const call = this.deps.inflight.open(caller.origin, false);
-        return this.audited(caller, params, async () => {
-          const { result, outcome, status } = await whileAwake(() => brokeredFetch(this.deps, caller.origin, params, call));
+        return this.audited(caller, params, async (cause) => {
+          const { result, outcome, status } = await whileAwake(() => brokeredFetch(this.deps, caller.origin, params, call, cause));
           return { value: result, outcome, status };
         }).finally(call.end);
       }
@@ -101,8 +125,8 @@ export class PageApiService {
     emit: { head(h: StreamHead): void; chunk(b: Uint8Array): void },
   ): Promise<void> {
     const call = this.deps.inflight.open(caller.origin, true, signal);
-    await this.audited(caller, params, async () => {
-      const { outcome, status } = await whileAwake(() => brokeredStream(this.deps, caller.origin, params, call, emit));
+    await this.audited(caller, params, async (cause) => {
+      const { outcome, status } = await whileAwake(() => brokeredStream(this.deps, caller.origin, params, call, emit, cause));
       return { value: undefined, outcome, status };
     }).finally(call.end);
   }
@@ -111,13 +135,13 @@ export class PageApiService {
   private async audited<T>(
     caller: PageCaller,
     params: unknown,
-    run: () => Promise<{ value: T; outcome: BrokerOutcome; status: number }>,
+    run: (correlationId: string) => Promise<{ value: T; outcome: BrokerOutcome; status: number }>,
   ): Promise<T> {
     const started = this.deps.now();
     const correlationId = crypto.randomUUID();
     const base = { kind: 'request' as const, correlationId, origin: caller.origin, tabId: caller.tabId, mode: 'broker' as const };
     try {
-      const { value, outcome, status } = await run();
+      const { value, outcome, status } = await run(correlationId);
       this.deps.audit({ ...base, ...outcome, decision: 'allowed', status, latencyMs: this.deps.now() - started });
       return value;
     } catch (e) {
@@ -132,6 +156,34 @@ export class PageApiService {
       });
       throw e;
     }
+  }
+
+  private credentialInfo(secret: SecretSummary): CredentialInfo {
+    const s = this.deps.credentials.status(secret);
+    // not minted yet, and nothing failed: it will be minted on first use
+    const state = !s ? 'ok' : s.state === 'unavailable' && !s.lastError && !s.attention ? 'ok' : s.state;
+    return { kind: secret.kind, version: secret.version, state, ...(s?.validUntil ? { validUntil: s.validUntil } : {}) };
+  }
+
+  /** keyhole_refresh: a fresh token for a secret this origin holds a grant for. */
+  private async refresh(caller: PageCaller, raw: unknown): Promise<CredentialInfo> {
+    const name = (raw as { secret?: unknown } | null)?.secret;
+    if (typeof name !== 'string' || name.length > 64) throw new PageError(PageErrorCode.invalidParams, { field: 'secret' });
+    await this.requireUnlocked();
+    const secret = await this.vault.findSecret(name);
+    // "no grant" and "no such secret" answer alike
+    if (!secret || (await this.grants.forSecret(caller.origin, secret.id)).length === 0) throw new PageError(PageErrorCode.unauthorized);
+    const now = this.deps.now();
+    if (now - (this.refreshed.get(secret.id) ?? Number.NEGATIVE_INFINITY) < REFRESH_INTERVAL_MS)
+      throw new PageError(PageErrorCode.rateLimited);
+    this.refreshed.set(secret.id, now);
+    try {
+      await this.deps.credentials.refreshNow(secret, crypto.randomUUID());
+    } catch (e) {
+      if (e instanceof CredentialUnavailable) throw new PageError(PageErrorCode.credentialUnavailable, { reason: e.reason });
+      throw e;
+    }
+    return this.credentialInfo(secret);
   }
 
   private async requireUnlocked(): Promise<void> {

@@ -20,6 +20,8 @@
 
 import type { StoredGrant } from '../../core/agents/grants.ts';
 import { isLoopbackHost, renderHeaderValue } from '../../core/agents/policy.ts';
+import type { SecretSummary } from '../../core/api.ts';
+import { TOKEN_RULE_BASE } from '../credentials/token-origin.ts';
 import type { VaultService } from '../vault/vault-service.ts';
 import type { GrantStore } from './grant-store.ts';
 
@@ -58,7 +60,14 @@ export type SessionRules = {
 export type Tab = { readonly id?: number; readonly url?: string; readonly incognito: boolean };
 
 export type TransparentDeps = {
-  readonly vault: Pick<VaultService, 'isUnlocked' | 'secretById' | 'useSecret'>;
+  readonly vault: Pick<VaultService, 'isUnlocked' | 'secretById'>;
+  /**
+   * The value for a secret's rule: a static value, or a minted credential's current token (the
+   * rules are rebuilt, in one atomic swap, each time it is refreshed). Null: none can be had now,
+   * and the grant gets no rule until one can. `usableUntil`: the rule is withdrawn then, as at
+   * its grant's expiry, unless a refresh replaced it first.
+   */
+  readonly credential: (secret: SecretSummary) => Promise<{ readonly value: string; readonly usableUntil?: number } | null>;
   readonly grants: Pick<GrantStore, 'all'>;
   /** grants withheld for now (a transparent rate limit was exceeded) */
   readonly suspended: () => ReadonlySet<string>;
@@ -132,7 +141,8 @@ export class TransparentRules {
   private load(): Promise<void> {
     this.loading ??= (async () => {
       const [rules, installed] = await Promise.all([this.deps.dnr.getSessionRules(), this.deps.store.get()]);
-      this.rules ??= rules;
+      this.rules ??= rules.filter((r) => r.id < TOKEN_RULE_BASE); // the token requests' rules are not these
+
       if (this.installed.length === 0) this.installed = installed ?? [];
     })();
     return this.loading;
@@ -201,7 +211,9 @@ export class TransparentRules {
     const restricted = g.methods.length > 0 ? g.methods : secret.rule.methods;
     const methods = (restricted.length > 0 ? restricted.map((m) => m.toLowerCase()) : ALL_METHODS) as RuleMethod[];
     const prefixes = hosts.flatMap((h) => urlPrefixes(h, secret.rule.pathPrefixes));
-    const value = renderHeaderValue(secret.rule.template, (await this.deps.vault.useSecret(g.secretId)).value);
+    const credential = await this.deps.credential(secret);
+    if (credential === null) return null;
+    const value = renderHeaderValue(secret.rule.template, credential.value);
     const initiatorHost = new URL(g.origin).hostname;
     const condition = (urlFilter: string) => ({
       urlFilter,
@@ -248,7 +260,7 @@ export class TransparentRules {
         prefixes,
         methods,
         ruleIds: rules.map((r) => r.id),
-        expiresAt: g.expiresAt,
+        expiresAt: Math.min(g.expiresAt, credential.usableUntil ?? Number.POSITIVE_INFINITY),
       },
     };
   }

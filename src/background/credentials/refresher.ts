@@ -185,6 +185,26 @@ export class Refresher {
     }
   }
 
+  /** A request went out with the cached token without asking here (a transparent rule): it is in use. */
+  touch(id: string): void {
+    const e = this.entries.get(id);
+    if (e) e.lastUsed = this.deps.now();
+  }
+
+  /**
+   * The earliest refresh (or retry) still to come of a credential in use, for the alarm that
+   * backs up the timers a stopped worker loses; undefined when none is due.
+   */
+  nextRefresh(): number | undefined {
+    let next: number | undefined;
+    for (const e of this.entries.values()) {
+      if (e.issuedAt !== undefined && e.lastUsed < e.issuedAt && e.retryAt === undefined) continue; // left to lapse
+      const at = e.retryAt ?? e.refreshAt;
+      if (at !== undefined && (next === undefined || at < next)) next = at;
+    }
+    return next;
+  }
+
   status(id: string): CredentialStatus {
     const e = this.entries.get(id);
     const now = this.deps.now();

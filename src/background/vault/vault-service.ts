@@ -16,6 +16,19 @@ import {
   type Status,
 } from '../../core/api.ts';
 import { wipe } from '../../core/bytes.ts';
+import {
+  checkKind,
+  checkOAuth2Config,
+  checkOAuth2Material,
+  decodeMaterial,
+  encodeMaterial,
+  isMinted,
+  type MintedKind,
+  type OAuth2Config,
+  type OAuth2Material,
+  type SecretKind,
+} from '../../core/credentials/kinds.ts';
+import { importSigningKeyPem } from '../../core/credentials/pem.ts';
 import type { KdfAlg } from '../../core/crypto/kdf.ts';
 import { deriveItemsKey, deriveVaultKeys, type VaultKeys } from '../../core/crypto/keys.ts';
 import { openRecord } from '../../core/crypto/seal.ts';
@@ -80,6 +93,8 @@ export class VaultService {
   onLocked: (reason: LockReason) => void = () => {};
   /** called after a successful unlock (not after a worker restart resumes a session) */
   onUnlocked: () => void = () => {};
+  /** one secret changed or was deleted by the person (`id`), or all may have (sync: null) */
+  onSecretChanged: (id: string | null) => void = () => {};
   /** called after settings change, e.g. to re-apply the idle detection interval */
   onSettingsChanged: (settings: Settings) => void = () => {};
 
@@ -200,9 +215,20 @@ export class VaultService {
       const name = checkName(input.name);
       await this.assertNameFree(name);
       const t = this.now();
-      const meta: SecretMeta = { name, rule: checkRule(input.rule), notes: input.notes ?? '', createdAt: t, updatedAt: t };
+      const kind = checkKind(input.kind);
+      // a refresh token is spent by the device that created it until another takes the role over
+      const config = isMinted(kind) ? checkOAuth2Config(kind, { refresher: open.header.vaultId, ...input.oauth2 }) : undefined;
+      const value = config ? await checkedMaterial(kind as MintedKind, config, input.material) : checkValue(input.value);
+      const meta: SecretMeta = {
+        name,
+        rule: checkRule(input.rule),
+        notes: input.notes ?? '',
+        createdAt: t,
+        updatedAt: t,
+        ...(config ? { kind, oauth2: config } : {}),
+      };
       const place = { vaultId: open.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.epoch };
-      const stored = await sealSecret(keysFor(open, open.epoch), place, meta, checkValue(input.value));
+      const stored = await sealSecret(keysFor(open, open.epoch), place, meta, value);
       await this.db.add('secrets', stored);
       const s = summary(stored, meta);
       this.changed(s.id, s);
@@ -212,37 +238,78 @@ export class VaultService {
 
   /** Any change re-seals all three records at version + 1 under a fresh data key. */
   updateSecret(patch: SecretPatch): Promise<SecretSummary> {
+    return this.serial(() => this.rewrite(patch));
+  }
+
+  /**
+   * A refresh token the token endpoint rotated: stored over the old one at once (version + 1,
+   * synced like any change), before the access token minted with it is used. The old one is
+   * never sent again: it is gone from the vault when this resolves.
+   */
+  setRefreshToken(id: string, refreshToken: string): Promise<SecretSummary> {
     return this.serial(async () => {
       const open = await this.unlocked();
-      const old = await this.getStored(patch.id);
-      const oldMeta = await openSecretMeta(keysFor(open, old.epoch), open.vaultId, old);
-      const name = patch.name === undefined ? oldMeta.name : checkName(patch.name);
-      if (name !== oldMeta.name) await this.assertNameFree(name);
-      const value =
-        patch.value === undefined ? await openSecretValue(keysFor(open, old.epoch), open.vaultId, old) : checkValue(patch.value);
-      const meta: SecretMeta = {
-        name,
-        rule: patch.rule === undefined ? oldMeta.rule : checkRule(patch.rule),
-        notes: patch.notes ?? oldMeta.notes,
-        createdAt: oldMeta.createdAt,
-        updatedAt: this.now(),
-      };
-      const place = { vaultId: open.vaultId, id: old.id, version: old.version + 1, epoch: open.epoch };
-      const stored = await sealSecret(keysFor(open, open.epoch), place, meta, value);
-      // compare-and-swap on the version inside one transaction
-      const tx = this.db.transaction('secrets', 'readwrite');
-      const current = await tx.store.get(old.id);
-      if (!current || current.version !== old.version) {
-        tx.done.catch(() => {}); // the abort below rejects it; that is the expected outcome
-        tx.abort();
-        throw new RpcError('not-found', 'secret changed or was deleted; reload and try again');
-      }
-      await tx.store.put(stored);
-      await tx.done;
-      const s = summary(stored, meta);
-      this.changed(s.id, s);
-      return s;
+      const old = await this.getStored(id);
+      const material = decodeMaterial(await openSecretValue(keysFor(open, old.epoch), open.vaultId, old));
+      return this.rewrite({ id, material: { ...material, refreshToken } });
     });
+  }
+
+  /** Makes this device the one that spends the refresh token of `id` (shown, transferable). */
+  takeRefresherRole(id: string): Promise<SecretSummary> {
+    return this.serial(async () => {
+      const open = await this.unlocked();
+      const s = await this.secretById(id);
+      if (!s?.oauth2 || s.kind !== 'oauth2-refresh-token')
+        throw new RpcError('bad-input', 'only a refresh-token credential has a refresher');
+      return this.rewrite({ id, oauth2: { ...s.oauth2, refresher: open.header.vaultId } });
+    });
+  }
+
+  /** This device's id for the refresher role: its local vault id (exists with or without sync). */
+  async deviceId(): Promise<string> {
+    return (await this.unlocked()).header.vaultId;
+  }
+
+  private async rewrite(patch: SecretPatch): Promise<SecretSummary> {
+    const open = await this.unlocked();
+    const old = await this.getStored(patch.id);
+    const oldMeta = await openSecretMeta(keysFor(open, old.epoch), open.vaultId, old);
+    const kind = oldMeta.kind ?? 'static';
+    const name = patch.name === undefined ? oldMeta.name : checkName(patch.name);
+    if (name !== oldMeta.name) await this.assertNameFree(name);
+    const config = isMinted(kind) ? checkOAuth2Config(kind, { ...oldMeta.oauth2, ...patch.oauth2 }) : undefined;
+    let value: string;
+    if (config) {
+      if (patch.value !== undefined) throw new RpcError('bad-input', 'a minted credential has no value of its own: change its material');
+      const material = patch.material ?? decodeMaterial(await openSecretValue(keysFor(open, old.epoch), open.vaultId, old));
+      value = await checkedMaterial(kind as MintedKind, config, material);
+    } else {
+      value = patch.value === undefined ? await openSecretValue(keysFor(open, old.epoch), open.vaultId, old) : checkValue(patch.value);
+    }
+    const meta: SecretMeta = {
+      name,
+      rule: patch.rule === undefined ? oldMeta.rule : checkRule(patch.rule),
+      notes: patch.notes ?? oldMeta.notes,
+      createdAt: oldMeta.createdAt,
+      updatedAt: this.now(),
+      ...(config ? { kind, oauth2: config } : {}),
+    };
+    const place = { vaultId: open.vaultId, id: old.id, version: old.version + 1, epoch: open.epoch };
+    const stored = await sealSecret(keysFor(open, open.epoch), place, meta, value);
+    // compare-and-swap on the version inside one transaction
+    const tx = this.db.transaction('secrets', 'readwrite');
+    const current = await tx.store.get(old.id);
+    if (!current || current.version !== old.version) {
+      tx.done.catch(() => {}); // the abort below rejects it; that is the expected outcome
+      tx.abort();
+      throw new RpcError('not-found', 'secret changed or was deleted; reload and try again');
+    }
+    await tx.store.put(stored);
+    await tx.done;
+    const s = summary(stored, meta);
+    this.changed(s.id, s);
+    return s;
   }
 
   deleteSecret(id: string): Promise<true> {
@@ -267,6 +334,7 @@ export class VaultService {
    */
   private changed(id: string, now: SecretSummary | null): void {
     this.inUse.delete(id);
+    this.onSecretChanged(id);
     if (!this.byName) return;
     for (const [name, s] of this.byName) if (s.id === id) this.byName.delete(name);
     if (now) this.byName.set(now.name, now);
@@ -312,12 +380,25 @@ export class VaultService {
     const open = await this.unlocked();
     const hit = this.inUse.get(id);
     if (hit) return hit;
+    // a minted kind's value is the material it mints with: it never goes on a request
+    if (isMinted((await this.secretById(id))?.kind)) throw new RpcError('bad-input', 'a minted credential is used through its tokens');
     const stored = await this.getStored(id);
     const value = await openSecretValue(keysFor(open, stored.epoch), open.vaultId, stored);
     const use = { value, redaction: compileRedaction([value]) };
     // Kept in memory while unlocked, as the keys that open it are; dropped on lock and on any write.
     if (this.open === open) this.inUse.set(id, use);
     return use;
+  }
+
+  /**
+   * A minted credential's material (client secret, private key, refresh token), for the token
+   * request only (background/credentials): never to a page, a log, an audit record or a header
+   * of an API request.
+   */
+  async openMaterial(id: string): Promise<OAuth2Material> {
+    const open = await this.unlocked();
+    const stored = await this.getStored(id);
+    return decodeMaterial(await openSecretValue(keysFor(open, stored.epoch), open.vaultId, stored));
   }
 
   /** The value, for the person only, after they type the passphrase again. */
@@ -373,6 +454,7 @@ export class VaultService {
   reload(): void {
     if (this.open) this.open = null;
     this.forget();
+    this.onSecretChanged(null);
   }
 
   // --- internals -------------------------------------------------------------------------
@@ -476,7 +558,31 @@ function keysFor(open: Open, epoch: number): VaultKeys {
 }
 
 function summary(s: StoredSecret, m: SecretMeta): SecretSummary {
-  return { id: s.id, name: m.name, rule: m.rule, notes: m.notes, createdAt: m.createdAt, updatedAt: m.updatedAt, version: s.version };
+  const kind: SecretKind = m.kind ?? 'static';
+  return {
+    id: s.id,
+    name: m.name,
+    rule: m.rule,
+    notes: m.notes,
+    createdAt: m.createdAt,
+    updatedAt: m.updatedAt,
+    version: s.version,
+    kind,
+    ...(m.oauth2 ? { oauth2: m.oauth2 } : {}),
+  };
+}
+
+/** The material of a minted kind, checked and encoded as its stored value; a private key must import. */
+async function checkedMaterial(kind: MintedKind, config: OAuth2Config, raw: unknown): Promise<string> {
+  const material = checkOAuth2Material(kind, config, raw);
+  if (material.privateKeyPem) {
+    try {
+      await importSigningKeyPem(material.privateKeyPem);
+    } catch (e) {
+      throw new RpcError('bad-input', e instanceof Error ? e.message : 'the private key does not import');
+    }
+  }
+  return checkValue(encodeMaterial(material));
 }
 
 function checkNewPassphrase(p: unknown): asserts p is string {

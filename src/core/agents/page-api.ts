@@ -3,6 +3,7 @@
  * Method names, event names and error codes here must not change meaning. Types only, plus the
  * fixed error messages; the worker implements it (background/agents/page-api.ts), the SDK wraps it.
  */
+import type { SecretKind } from '../credentials/kinds.ts';
 import type { HttpMethod } from './policy.ts';
 
 export const PAGE_METHODS = [
@@ -11,10 +12,11 @@ export const PAGE_METHODS = [
   'keyhole_getGrants',
   'keyhole_revokeGrant',
   'keyhole_fetch',
+  'keyhole_refresh',
 ] as const;
 export type PageMethod = (typeof PAGE_METHODS)[number];
 
-export const PAGE_EVENTS = ['lock', 'unlock', 'grantsChanged'] as const;
+export const PAGE_EVENTS = ['lock', 'unlock', 'grantsChanged', 'credentialChanged'] as const;
 export type PageEvent = (typeof PAGE_EVENTS)[number];
 
 export type GrantMode = 'broker' | 'transparent';
@@ -31,7 +33,28 @@ export type Grant = {
   readonly expiresAt: number;
   /** uses left, or null for unlimited until expiry */
   readonly usesLeft: number | null;
+  /** the credential behind the grant, as it stands (never a value); absent if the secret is gone */
+  readonly credential?: CredentialInfo;
 };
+
+/**
+ * `ok`: usable (a minted one not yet minted is minted on first use); `expiring`: a minted token
+ * is due for refresh, or its refresh is failing while the cached token still serves;
+ * `refreshing`: a token request is under way; `unavailable`: no credential can be had now (4402).
+ */
+export type CredentialState = 'ok' | 'expiring' | 'refreshing' | 'unavailable';
+
+export type CredentialInfo = {
+  readonly kind: SecretKind;
+  /** the secret's record version: it changes with every change to the secret, rotation included */
+  readonly version: number;
+  readonly state: CredentialState;
+  /** a minted credential: until when its current token is valid (ms since the epoch) */
+  readonly validUntil?: number;
+};
+
+/** The `credentialChanged` event's data: which secret, and what happened to it. */
+export type CredentialChangedEvent = { readonly secret: string; readonly change: 'failed' | 'attention' };
 
 export type BodyEncoding = 'utf8' | 'base64';
 
@@ -71,6 +94,8 @@ export type PageApi = {
   keyhole_getGrants: { params: undefined; result: Grant[] };
   keyhole_revokeGrant: { params: { grantId: string }; result: true };
   keyhole_fetch: { params: FetchParams; result: FetchResult };
+  /** a fresh credential for a granted secret, now (rate limited: 4429) */
+  keyhole_refresh: { params: { secret: string }; result: CredentialInfo };
 };
 
 /**
@@ -87,6 +112,7 @@ export const PageErrorCode = {
   responseTooLarge: 4303,
   responseRefused: 4304,
   secretExpired: 4400,
+  credentialUnavailable: 4402,
   rateLimited: 4429,
   locked: 4900,
   invalidParams: -32602,
@@ -111,6 +137,7 @@ export const PAGE_ERROR_MESSAGES: Record<PageErrorCodeValue, string> = {
   4303: 'The response is larger than Keyhole allows.',
   4304: 'The response holds the credential in a form Keyhole cannot remove, so it was not passed on.',
   4400: 'The secret has expired.',
+  4402: 'No credential can be had now: the token endpoint failed and no valid cached token remains.',
   4429: 'Too many requests; try again later.',
   4900: 'The Keyhole vault is locked.',
   [-32602]: 'Invalid params.',

@@ -6,7 +6,18 @@
  */
 import { concat, utf8 } from '../bytes.ts';
 
-export const AUDIT_KINDS = ['unlock', 'lock', 'grant.asked', 'grant.given', 'grant.denied', 'grant.revoked', 'request', 'error'] as const;
+export const AUDIT_KINDS = [
+  'unlock',
+  'lock',
+  'grant.asked',
+  'grant.given',
+  'grant.denied',
+  'grant.revoked',
+  'request',
+  'error',
+  /** a token request for a minted credential: its endpoint's host, status, latency; never a token */
+  'token.request',
+] as const;
 export type AuditKind = (typeof AUDIT_KINDS)[number];
 export type AuditDecision = 'allowed' | 'denied' | 'failed';
 export type AuditMode = 'broker' | 'transparent';

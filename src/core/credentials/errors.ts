@@ -19,7 +19,8 @@ export type CredentialErrorCode =
   | 'no-access-token'
   | 'bad-token' // a token (access or refresh) that cannot go in a header
   | 'bad-token-type' // not a bearer token
-  | 'bad-expires-in'; // not a positive number of seconds within bounds
+  | 'bad-expires-in' // not a positive number of seconds within bounds
+  | 'not-refresher'; // another device holds the refresher role: this one never spends the refresh token
 
 const MESSAGES: Record<CredentialErrorCode, string> = {
   'bad-endpoint': 'the token endpoint must be an https URL (http only on a loopback host), without credentials or fragment',
@@ -38,6 +39,7 @@ const MESSAGES: Record<CredentialErrorCode, string> = {
   'bad-token': 'the token endpoint answer holds a token that cannot be used in a header',
   'bad-token-type': 'the token endpoint answer is not a bearer token',
   'bad-expires-in': 'the token endpoint answer has no usable expires_in',
+  'not-refresher': 'another device holds the refresher role for this credential',
 };
 
 export class CredentialError extends Error {

@@ -6,6 +6,7 @@
 
 import { checkName, checkRule, checkValue, type InjectionRule } from '../agents/policy.ts';
 import { fromUtf8, utf8 } from '../bytes.ts';
+import { checkKind, checkOAuth2Config, isMinted, type OAuth2Config, type SecretKind } from '../credentials/kinds.ts';
 import { newDataKey, type VaultKeys } from '../crypto/keys.ts';
 import { type RecordContext, RecordKind } from '../crypto/record.ts';
 import { openRecord, sealRecord, unwrapKeyRecord, wrapKeyRecord } from '../crypto/seal.ts';
@@ -17,6 +18,10 @@ export type SecretMeta = {
   readonly notes: string;
   readonly createdAt: number;
   readonly updatedAt: number;
+  /** absent in records written before kinds: static */
+  readonly kind?: SecretKind;
+  /** a minted kind's configuration (core/credentials/kinds.ts); its secret half is the value */
+  readonly oauth2?: OAuth2Config;
 };
 
 /** What IndexedDB holds for one secret. Nothing in it is readable without the vault keys. */
@@ -51,7 +56,15 @@ export function checkMeta(input: unknown): SecretMeta {
     if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) throw new CoreError('bad-input', `${k} must be a time`);
     return t;
   };
-  return { name: checkName(m.name), rule: checkRule(m.rule), notes, createdAt: time('createdAt'), updatedAt: time('updatedAt') };
+  const kind = checkKind(m.kind);
+  return {
+    name: checkName(m.name),
+    rule: checkRule(m.rule),
+    notes,
+    createdAt: time('createdAt'),
+    updatedAt: time('updatedAt'),
+    ...(isMinted(kind) ? { kind, oauth2: checkOAuth2Config(kind, m.oauth2) } : {}),
+  };
 }
 
 export async function sealSecret(keys: VaultKeys, place: SecretPlace, meta: SecretMeta, value: string): Promise<StoredSecret> {

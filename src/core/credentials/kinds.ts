@@ -1,0 +1,139 @@
+/**
+ * What kind of credential a secret is, and what each kind keeps where.
+ *
+ * - `static`: the value goes on the request as it is (every secret before this issue).
+ * - `oauth2-client-credentials` and `oauth2-refresh-token`: the value is the material the worker
+ *   mints access tokens with (a client secret, a private key PEM, a refresh token), as one JSON
+ *   object sealed like any value; only the minted access token goes on a request.
+ *
+ * The configuration (token endpoint, client id, how the client authenticates, scope) is not
+ * secret: it lives in the secret's metadata, so the options page and the consent window can show
+ * it without opening a value. Pure: parsing and checking only.
+ */
+import { CoreError } from '../errors.ts';
+import { checkTokenEndpoint } from './oauth2.ts';
+
+export const SECRET_KINDS = ['static', 'oauth2-client-credentials', 'oauth2-refresh-token'] as const;
+export type SecretKind = (typeof SECRET_KINDS)[number];
+export type MintedKind = Exclude<SecretKind, 'static'>;
+
+export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
+export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
+
+/** The non-secret half of an OAuth 2.0 credential, kept in its metadata. */
+export type OAuth2Config = {
+  readonly tokenEndpoint: string;
+  readonly clientId: string;
+  readonly clientAuth: ClientAuthMethod;
+  readonly scope?: string;
+  readonly resource?: string;
+  readonly audience?: string;
+  /** the authorization server's issuer identifier: the client assertion's audience (default: the token endpoint) */
+  readonly issuer?: string;
+  /**
+   * oauth2-refresh-token only: the device that may spend the refresh token (its local vault id).
+   * A rotated refresh token spent twice revokes its whole family, so synced devices never both do.
+   */
+  readonly refresher?: string;
+};
+
+/** The secret half, sealed as the secret's value. Never leaves the worker. */
+export type OAuth2Material = {
+  readonly clientSecret?: string;
+  readonly privateKeyPem?: string;
+  readonly refreshToken?: string;
+};
+
+export const isMinted = (kind: SecretKind | undefined): kind is MintedKind => kind !== undefined && kind !== 'static';
+
+const bad = (message: string) => new CoreError('bad-input', message);
+
+function optionalText(v: unknown, field: string, max: number): string | undefined {
+  if (v === undefined || v === '') return undefined;
+  if (typeof v !== 'string' || v.length > max || /[^\x20-\x7e]/.test(v)) throw bad(`${field} must be at most ${max} printable characters`);
+  return v;
+}
+
+export function checkKind(v: unknown): SecretKind {
+  if (v === undefined) return 'static';
+  if (typeof v !== 'string' || !(SECRET_KINDS as readonly string[]).includes(v))
+    throw bad(`kind must be one of ${SECRET_KINDS.join(', ')}`);
+  return v as SecretKind;
+}
+
+/** The configuration of a minted kind, checked (the endpoint: https, or http on loopback). */
+export function checkOAuth2Config(kind: MintedKind, v: unknown): OAuth2Config {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('oauth2 settings are required for this kind');
+  const c = v as Record<string, unknown>;
+  let tokenEndpoint: string;
+  try {
+    tokenEndpoint = checkTokenEndpoint(c.tokenEndpoint).href;
+  } catch {
+    throw bad('the token endpoint must be an https URL (http only on a loopback host), without credentials or fragment');
+  }
+  const clientId = optionalText(c.clientId, 'client id', 256);
+  if (!clientId) throw bad('client id is required');
+  const clientAuth = c.clientAuth ?? (kind === 'oauth2-refresh-token' ? 'none' : undefined);
+  if (typeof clientAuth !== 'string' || !(CLIENT_AUTH_METHODS as readonly string[]).includes(clientAuth))
+    throw bad(`client authentication must be one of ${CLIENT_AUTH_METHODS.join(', ')}`);
+  if (kind === 'oauth2-client-credentials' && clientAuth === 'none') throw bad('client credentials need a client secret or a private key');
+  if (kind === 'oauth2-refresh-token' && clientAuth === 'private_key_jwt')
+    throw bad('a refresh-token credential authenticates by secret or not at all');
+  const out: Record<string, string> = { tokenEndpoint, clientId, clientAuth };
+  for (const [field, max] of [
+    ['scope', 1024],
+    ['resource', 2048],
+    ['audience', 2048],
+    ['issuer', 2048],
+    ['refresher', 64],
+  ] as const) {
+    const x = optionalText(c[field], field, max);
+    if (x !== undefined) out[field] = x;
+  }
+  if (kind === 'oauth2-refresh-token') {
+    delete out.resource;
+    delete out.audience;
+  } else delete out.refresher;
+  return out as OAuth2Config;
+}
+
+/** The material for a configuration, checked: exactly what its client authentication and kind need. */
+export function checkOAuth2Material(kind: MintedKind, config: OAuth2Config, v: unknown): OAuth2Material {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('the credential material is required');
+  const m = v as Record<string, unknown>;
+  const out: { clientSecret?: string; privateKeyPem?: string; refreshToken?: string } = {};
+  if (config.clientAuth === 'client_secret_basic' || config.clientAuth === 'client_secret_post') {
+    const s = optionalText(m.clientSecret, 'client secret', 4096);
+    if (!s) throw bad('a client secret is required for this client authentication');
+    out.clientSecret = s;
+  }
+  if (config.clientAuth === 'private_key_jwt') {
+    const pem = m.privateKeyPem;
+    if (typeof pem !== 'string' || pem.length === 0 || pem.length > 12_000 || !pem.includes('-----BEGIN '))
+      throw bad('a private key in PEM is required for private_key_jwt');
+    out.privateKeyPem = pem.replace(/\r\n?/g, '\n').trim();
+  }
+  if (kind === 'oauth2-refresh-token') {
+    const rt = optionalText(m.refreshToken, 'refresh token', 8192);
+    if (!rt || /\s/.test(rt)) throw bad('a refresh token is required');
+    out.refreshToken = rt;
+  }
+  return out;
+}
+
+/** The material as stored: one JSON object (printable ASCII: the PEM's line breaks are escaped). */
+export const encodeMaterial = (m: OAuth2Material): string => JSON.stringify(m);
+
+export function decodeMaterial(value: string): OAuth2Material {
+  try {
+    const m = JSON.parse(value) as unknown;
+    if (typeof m === 'object' && m !== null && !Array.isArray(m)) return m as OAuth2Material;
+  } catch {
+    // falls through
+  }
+  throw new CoreError('bad-record', 'credential material does not parse');
+}
+
+/** The strings inside the material a response must never echo (redacted like a static value). */
+export const materialValues = (m: OAuth2Material): string[] =>
+  [m.clientSecret, m.refreshToken].filter((x): x is string => typeof x === 'string' && x.length >= 8);
