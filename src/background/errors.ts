@@ -24,6 +24,10 @@ export function toErrorBody(e: unknown): RpcErrorBody {
         return { code: 'bad-input', message: e.message, ...item };
       case 'wrong-passphrase':
         return { code: 'wrong-passphrase', message: 'wrong passphrase' };
+      case 'expired':
+        return { code: 'expired', message: e.message, ...item };
+      case 'not-found':
+        return { code: 'not-found', message: e.message, ...item };
       default:
         return { code: 'damaged', message: e.message, ...item };
     }

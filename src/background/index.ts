@@ -14,7 +14,9 @@ import {
 } from '../core/agents/page-api.ts';
 import type { SyncStatus } from '../core/api.ts';
 import { toBase64 } from '../core/bytes.ts';
+import { isCoreError } from '../core/errors.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
+import { testRequest } from './agents/broker.ts';
 import { ConsentQueue, type PromptTimes } from './agents/consent.ts';
 import { GrantStore } from './agents/grant-store.ts';
 import { InFlight } from './agents/inflight.ts';
@@ -59,6 +61,29 @@ const UNSUSPEND_ALARM = 'keyhole.unsuspend';
  * meet the point exactly while the worker lives).
  */
 const CREDENTIAL_ALARM = 'keyhole.credentials';
+/** destroys values past their grace and expired secrets' values (locked or not: no key is needed to delete) */
+const DESTROY_ALARM = 'keyhole.destroy';
+/** re-reads expiries hourly, so the toolbar badge warns 7 days and 1 day ahead */
+const EXPIRY_WARNING_ALARM = 'keyhole.expiryWarning';
+const WARN_AHEAD_MS = 7 * 24 * 3600 * 1000;
+const URGENT_AHEAD_MS = 24 * 3600 * 1000;
+
+/**
+ * The toolbar badge: how many secrets expire within 7 days (red within 1 day). Read from the
+ * expiry each stored secret keeps in clear, so it is right while locked too.
+ */
+async function updateBadge(db: Awaited<ReturnType<typeof openKeyholeDB>>): Promise<void> {
+  const now = Date.now();
+  const soon = (await db.getAll('secrets')).flatMap((s) =>
+    s.expiresAt !== undefined && s.expiresAt > now && s.expiresAt - now <= WARN_AHEAD_MS ? [s.expiresAt] : [],
+  );
+  const urgent = soon.some((t) => t - now <= URGENT_AHEAD_MS);
+  await chrome.action.setBadgeText({ text: soon.length > 0 ? String(soon.length) : '' });
+  if (soon.length > 0) await chrome.action.setBadgeBackgroundColor({ color: urgent ? '#b3261e' : '#a15c00' });
+  await chrome.action.setTitle({
+    title: soon.length > 0 ? `Keyhole — ${soon.length} secret(s) expire within ${urgent ? 'a day' : '7 days'}` : 'Keyhole',
+  });
+}
 /** pull (and push what is pending) while the worker sleeps: an open event stream does not keep it alive */
 const SYNC_ALARM = 'keyhole.sync';
 /** the options page's port for live sync status */
@@ -88,7 +113,8 @@ const rules = new TransparentRules({
     try {
       return await credentials.use(secret);
     } catch (e) {
-      if (e instanceof CredentialUnavailable) return null; // no rule until a token can be had; the others keep theirs
+      // no rule until a token can be had (or ever, once expired); the other grants keep theirs
+      if (e instanceof CredentialUnavailable || isCoreError(e, 'expired')) return null;
       throw e;
     }
   },
@@ -192,7 +218,39 @@ const ready = (async () => {
     beforeTokenRequest: (url) => tokenRules.ensure(url),
     onChange: (id, what) => void credentialChanged(id, what),
   });
-  vault.onSecretChanged = (id) => void credentials.changed(id);
+  vault.onSecretChanged = (id) => {
+    void credentials.changed(id);
+    // a new current value (a promotion, a roll back, an edit) goes on the rules in one swap
+    void grants.all().then((all) => {
+      if (all.some((g) => g.mode === 'transparent' && (id === null || g.secretId === id))) void rules.refresh();
+    });
+    void scheduleDestruction();
+  };
+  /** values past their grace and expired secrets are destroyed at the time, by an alarm (and a timer when it is near) */
+  let destroyTimer: ReturnType<typeof setTimeout> | undefined;
+  const scheduleDestruction = async () => {
+    await updateBadge(db);
+    const at = await vault.nextDestruction();
+    clearTimeout(destroyTimer);
+    if (at === undefined) return void chrome.alarms.clear(DESTROY_ALARM);
+    await chrome.alarms.create(DESTROY_ALARM, { when: Math.max(at, Date.now() + 1000) });
+    if (at - Date.now() < 60_000) destroyTimer = setTimeout(() => void destroyNow(), Math.max(0, at - Date.now()));
+  };
+  const destroyNow = async () => {
+    for (const d of await vault.destroyDue()) {
+      const name = (await vault.secretById(d.id).catch(() => null))?.name;
+      const base = { correlationId: crypto.randomUUID(), ...(name ? { secret: name } : {}) };
+      for (const n of d.values) audit({ kind: 'secret.destroyed', ...base, reason: `v${n}.grace-ended` });
+      if (d.expired) {
+        audit({ kind: 'secret.expired', ...base });
+        const mine = (await grants.all()).filter((g) => g.secretId === d.id);
+        const origins = new Set(mine.map((g) => g.origin));
+        if (name) void emit('credentialChanged', (o) => origins.has(o), { secret: name, change: 'expired' });
+      }
+    }
+    await rules.refresh();
+    await scheduleDestruction();
+  };
   /** a minted credential changed: transparent rules carry the new token (one atomic swap); granted pages hear of a failure */
   const credentialChanged = async (secretId: string, what: CredentialChange) => {
     const mine = (await grants.all()).filter((g) => g.secretId === secretId);
@@ -271,6 +329,13 @@ const ready = (async () => {
     sync,
     credentials,
     secretsChanged,
+    testValue: (secret, value, url) => testRequest((r, i) => fetch(r, i), secret, value, url),
+    valuesChanged: async (secretId, change) => {
+      await rules.refresh(); // the new current value is on the rules when the person hears back
+      const mine = (await grants.all()).filter((g) => g.secretId === secretId);
+      const origins = new Set(mine.map((g) => g.origin));
+      if (mine[0]) void emit('credentialChanged', (o) => origins.has(o), { secret: mine[0].secret, change });
+    },
   });
   const pageApi = new PageApiService(
     { vault, grants, credentials, consent, version, grantsChanged, audit, limiter, inflight, fetch: (r) => fetch(r), now: Date.now },
@@ -282,10 +347,12 @@ const ready = (async () => {
   // a restarted worker restores the rules while unlocked (and clears them while locked)
   void rules.refresh().then(scheduleGrantAlarm);
   if (!(await chrome.alarms.get(SYNC_ALARM))) await chrome.alarms.create(SYNC_ALARM, { periodInMinutes: 1 });
+  if (!(await chrome.alarms.get(EXPIRY_WARNING_ALARM))) await chrome.alarms.create(EXPIRY_WARNING_ALARM, { periodInMinutes: 60 });
   void sync.due().then((due) => {
     if (due) void runSync();
   }); // pull when the worker wakes
-  return { vault, grants, credentials, table, update, pageApi, limiter, audit, sync, runSync, scheduleGrantAlarm };
+  void destroyNow(); // what came due while the worker slept, then the next alarm
+  return { vault, grants, credentials, table, update, pageApi, limiter, audit, sync, runSync, scheduleGrantAlarm, destroyNow };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
@@ -435,6 +502,10 @@ chrome.alarms.onAlarm.addListener((alarm) => {
   if (alarm.name === GRANT_EXPIRY_ALARM || alarm.name === UNSUSPEND_ALARM || alarm.name === RULE_EXPIRY_ALARM) {
     if (alarm.name === UNSUSPEND_ALARM) suspended.clear();
     void expireGrants(); // and a refresh, which sets the timer for an expiry that is now near
+    return;
+  }
+  if (alarm.name === DESTROY_ALARM || alarm.name === EXPIRY_WARNING_ALARM) {
+    void ready.then(({ destroyNow }) => destroyNow());
     return;
   }
   if (alarm.name === CREDENTIAL_ALARM) {

@@ -51,6 +51,10 @@ export type Effects = {
   readonly audit: (r: Parameters<AuditLog['append']>[0]) => void;
   readonly sync: SyncService;
   readonly credentials: Pick<Credentials, 'status' | 'refreshNow'>;
+  /** a secret's current value changed (promotion, roll back): rules swapped, granted pages told */
+  readonly valuesChanged: (secretId: string, change: 'rotated') => Promise<void>;
+  /** one request with `value` on `secret`'s rule to `url`: its status (testing a staged value) */
+  readonly testValue: (secret: SecretSummary, value: string, url: string) => Promise<number>;
   /** the person changed a secret: sync it soon */
   readonly secretsChanged: () => void;
 };
@@ -112,6 +116,57 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'secrets.update': (x) => changing(vault.updateSecret(obj(x) as never)),
     'secrets.delete': (x) => changing(vault.deleteSecret(str(obj(x), 'id'))),
     'secrets.reveal': (x) => vault.reveal(str(obj(x), 'id'), str(obj(x), 'passphrase')),
+    'secrets.rotate': async (x) => {
+      const p = obj(x);
+      const s = await changing(vault.rotate(str(p, 'id'), { value: p.value as string, material: p.material as never }));
+      effects.audit({ kind: 'secret.rotated', correlationId: crypto.randomUUID(), secret: s.name, reason: `v${stagedOf(s)}` });
+      return s;
+    },
+    'secrets.testStaged': async (x) => {
+      const p = obj(x);
+      const secret = await vault.secretById(str(p, 'id'));
+      if (!secret) throw new RpcError('not-found', 'no such secret');
+      const status = await effects.testValue(secret, await vault.stagedValue(secret.id), str(p, 'url'));
+      effects.audit({
+        kind: 'request',
+        correlationId: crypto.randomUUID(),
+        secret: secret.name,
+        status,
+        reason: 'test-staged',
+        decision: 'allowed',
+      });
+      return { status, ok: status >= 200 && status < 300 };
+    },
+    'secrets.promote': async (x) => {
+      const p = obj(x);
+      const before = await vault.secretById(str(p, 'id'));
+      const s = await changing(
+        vault.promote(str(p, 'id'), {
+          ...(p.graceSeconds !== undefined ? { graceSeconds: p.graceSeconds as number } : {}),
+          ...(p.compromised === true ? { compromised: true } : {}),
+        }),
+      );
+      const old = before?.values.find((v) => v.state === 'current')?.n;
+      const id = crypto.randomUUID();
+      effects.audit({ kind: 'secret.promoted', correlationId: id, secret: s.name, reason: `v${currentOf(s)}` });
+      if (p.compromised === true && old !== undefined)
+        effects.audit({ kind: 'secret.destroyed', correlationId: id, secret: s.name, reason: `v${old}.compromised` });
+      await effects.valuesChanged(s.id, 'rotated');
+      return s;
+    },
+    'secrets.rollBack': async (x) => {
+      const s = await changing(vault.rollBack(str(obj(x), 'id')));
+      effects.audit({ kind: 'secret.rolledBack', correlationId: crypto.randomUUID(), secret: s.name, reason: `v${currentOf(s)}` });
+      await effects.valuesChanged(s.id, 'rotated');
+      return s;
+    },
+    'secrets.destroyValue': async (x) => {
+      const p = obj(x);
+      if (!Number.isSafeInteger(p.n)) throw new RpcError('bad-input', 'n must be a value number');
+      const s = await changing(vault.destroyValue(str(p, 'id'), p.n as number));
+      effects.audit({ kind: 'secret.destroyed', correlationId: crypto.randomUUID(), secret: s.name, reason: `v${p.n}.person` });
+      return s;
+    },
     'secrets.takeRefresher': (x) => changing(vault.takeRefresherRole(str(obj(x), 'id'))),
     'credentials.status': async () => {
       const device = await vault.deviceId();
@@ -217,6 +272,9 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     },
   };
 }
+
+const currentOf = (s: SecretSummary) => s.values.find((v) => v.state === 'current')?.n ?? 0;
+const stagedOf = (s: SecretSummary) => s.values.find((v) => v.state === 'staged')?.n ?? 0;
 
 function credentialView(credentials: Pick<Credentials, 'status'>, s: SecretSummary, device: string): CredentialStatusView | null {
   const view = credentials.status(s);

@@ -9,6 +9,7 @@ import type { InjectionRule } from './agents/policy.ts';
 import type { Anomaly, AuditFilter, AuditRecord, ChainCheck } from './audit/audit.ts';
 import type { OAuth2Config, OAuth2Material, SecretKind } from './credentials/kinds.ts';
 import type { KdfAlg } from './crypto/kdf.ts';
+import type { ValueInfo } from './vault/secrets.ts';
 
 export type VaultState = 'uninitialized' | 'locked' | 'unlocked';
 
@@ -45,6 +46,11 @@ export type SecretSummary = {
   readonly kind: SecretKind;
   /** a minted kind's configuration (no secret in it) */
   readonly oauth2?: OAuth2Config;
+  /** its values over time: current, staged, previous (until its grace ends), destroyed */
+  readonly values: readonly ValueInfo[];
+  readonly expiresAt?: number;
+  /** past its expiry: its values are destroyed, uses fail with 4400 */
+  readonly expired: boolean;
 };
 
 /** A minted credential's state for the person (never a value). */
@@ -74,6 +80,8 @@ export type SecretInput = {
   readonly kind?: SecretKind;
   readonly oauth2?: OAuth2Config;
   readonly material?: OAuth2Material;
+  /** when it expires (ms since the epoch) */
+  readonly expiresAt?: number;
 };
 export type SecretPatch = {
   readonly id: string;
@@ -83,6 +91,8 @@ export type SecretPatch = {
   readonly notes?: string;
   readonly oauth2?: OAuth2Config;
   readonly material?: OAuth2Material;
+  /** a new expiry, or null to remove it */
+  readonly expiresAt?: number | null;
 };
 
 /** A conflicted item: two or more versions written concurrently, each kept until the person picks one. */
@@ -132,6 +142,15 @@ export type Api = {
   'secrets.update': { params: SecretPatch; result: SecretSummary };
   'secrets.delete': { params: { id: string }; result: true };
   'secrets.reveal': { params: { id: string; passphrase: string }; result: { value: string } };
+  /** a new value for a secret, staged: not used until promoted */
+  'secrets.rotate': { params: { id: string; value?: string; material?: OAuth2Material }; result: SecretSummary };
+  /** one request with the staged value to `url` (within the secret's rule); the answer's status */
+  'secrets.testStaged': { params: { id: string; url: string }; result: { status: number; ok: boolean } };
+  /** the staged value becomes current; the old one stays `graceSeconds` (default 24 h) for roll back, or is destroyed at once if compromised */
+  'secrets.promote': { params: { id: string; graceSeconds?: number; compromised?: boolean }; result: SecretSummary };
+  'secrets.rollBack': { params: { id: string }; result: SecretSummary };
+  /** a staged or previous value destroyed now */
+  'secrets.destroyValue': { params: { id: string; n: number }; result: SecretSummary };
   /** this device becomes the one that spends a refresh-token credential's refresh token */
   'secrets.takeRefresher': { params: { id: string }; result: SecretSummary };
   /** each minted credential's state, by secret id */
@@ -192,6 +211,7 @@ export type RpcErrorCode =
   | 'bad-input'
   | 'not-found'
   | 'name-taken'
+  | 'expired'
   | 'damaged'
   | 'forbidden'
   | 'unknown-method'

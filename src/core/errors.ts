@@ -10,7 +10,9 @@ export type CoreErrorCode =
   | 'decrypt-failed' // authentication failed: wrong key, tampered or swapped record
   | 'wrong-passphrase' // the passphrase does not open the vault
   | 'bad-kdf-params' // KDF parameters outside the allowed range
-  | 'not-allowed'; // a well-formed request outside what a rule or grant allows
+  | 'not-allowed' // a well-formed request outside what a rule or grant allows
+  | 'expired' // the secret expired: its values are destroyed
+  | 'not-found'; // a value (version) that is destroyed or never was
 
 export class CoreError extends Error {
   override readonly name = 'CoreError';

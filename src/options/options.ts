@@ -4,7 +4,14 @@
  */
 
 import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../core/agents/policy.ts';
-import type { SecretSummary, Settings, Status } from '../core/api.ts';
+import type { CredentialStatusView, SecretInput, SecretSummary, Settings, Status } from '../core/api.ts';
+import {
+  CLIENT_AUTH_METHODS,
+  type ClientAuthMethod,
+  type OAuth2Config,
+  type OAuth2Material,
+  type SecretKind,
+} from '../core/credentials/kinds.ts';
 import { field, formatTime, h, message, replace } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
@@ -28,9 +35,13 @@ async function refresh() {
   const status = await call('status');
   app.dataset.state = status.state;
   if (status.state !== 'unlocked') return replace(app, ...lockedView(status));
-  const [{ secrets, damaged }, settings] = await Promise.all([call('secrets.list'), call('settings.get')]);
+  const [{ secrets, damaged }, settings, credentials] = await Promise.all([
+    call('secrets.list'),
+    call('settings.get'),
+    call('credentials.status'),
+  ]);
   const grants = await grantsSection(secrets);
-  replace(app, ...unlockedView(secrets, damaged, settings, grants));
+  replace(app, ...unlockedView(secrets, damaged, settings, grants, credentials));
 }
 
 function header(status: Status['state']) {
@@ -63,7 +74,13 @@ function lockedView(status: Status): Node[] {
   return [header('locked'), h('p', {}, 'The vault is locked.'), form];
 }
 
-function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: string }[], settings: Settings, grants: Node): Node[] {
+function unlockedView(
+  secrets: SecretSummary[],
+  damaged: { id: string; reason: string }[],
+  settings: Settings,
+  grants: Node,
+  credentials: Record<string, CredentialStatusView>,
+): Node[] {
   const editorSlot = h('div', { id: 'editor' });
   const add = h('button', { type: 'button', class: 'primary', id: 'add-secret' }, 'Add secret');
   add.addEventListener('click', () => replace(editorSlot, editor(editorSlot)));
@@ -73,7 +90,7 @@ function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: s
       'section',
       { 'aria-labelledby': 'secrets-h' },
       h('h2', { id: 'secrets-h' }, `Secrets (${secrets.length})`),
-      secretsTable(secrets, editorSlot),
+      secretsTable(secrets, editorSlot, credentials),
     ),
     damaged.length
       ? h(
@@ -99,7 +116,39 @@ function unlockedView(secrets: SecretSummary[], damaged: { id: string; reason: s
   return nodes.filter((n): n is Node => n !== null);
 }
 
-function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement): Node {
+const KIND_LABELS: Record<SecretKind, string> = {
+  static: 'Static key',
+  'oauth2-client-credentials': 'OAuth 2.0 client credentials',
+  'oauth2-refresh-token': 'OAuth 2.0 refresh token',
+};
+
+/** A minted credential's state, in words: valid until, next refresh, last error, what the person must do. */
+function credentialCell(s: SecretSummary, c: CredentialStatusView | undefined): Node {
+  if (s.kind === 'static' || !c) return h('span', { class: 'muted' }, KIND_LABELS[s.kind]);
+  const lines: Node[] = [h('div', {}, KIND_LABELS[s.kind]), h('div', { class: `badge cred-${c.state}` }, c.state)];
+  if (c.validUntil) lines.push(h('div', { class: 'muted' }, `token valid until ${formatTime(c.validUntil)}`));
+  if (c.nextRefresh) lines.push(h('div', { class: 'muted' }, `next refresh ${formatTime(c.nextRefresh)}`));
+  if (c.lastError) lines.push(h('div', { class: 'msg error' }, `last token request: ${c.lastError}`));
+  if (c.attention) lines.push(h('div', { role: 'alert', class: 'msg error' }, `needs attention: ${c.attention}`));
+  if (c.refresherHere !== undefined) {
+    const role = h('div', { class: 'muted' }, c.refresherHere ? 'refreshed by this device' : 'refreshed by another device ');
+    if (!c.refresherHere) {
+      const take = h('button', { type: 'button', 'aria-label': `Refresh ${s.name} from this device` }, 'Take over');
+      take.addEventListener('click', () => {
+        if (!confirm('Only one device may spend a rotating refresh token. Make this device the one that refreshes it?')) return;
+        void call('secrets.takeRefresher', { id: s.id }).then(refresh);
+      });
+      role.append(take);
+    }
+    lines.push(role);
+  }
+  const now = h('button', { type: 'button', 'aria-label': `Refresh ${s.name} now` }, 'Refresh now');
+  now.addEventListener('click', () => void call('credentials.refresh', { id: s.id }).then(refresh));
+  lines.push(now);
+  return h('div', { 'data-credential': s.name }, ...lines);
+}
+
+function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement, credentials: Record<string, CredentialStatusView>): Node {
   if (secrets.length === 0) return h('p', { class: 'muted', id: 'no-secrets' }, 'No secrets yet.');
   const rows = secrets.map((s) => {
     const edit = h('button', { type: 'button', 'aria-label': `Edit ${s.name}` }, 'Edit');
@@ -125,6 +174,7 @@ function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement): Node {
         s.rule.pathPrefixes.length ? h('div', { class: 'muted' }, s.rule.pathPrefixes.join(', ')) : null,
       ),
       h('td', {}, h('code', {}, `${s.rule.header}: ${s.rule.template}`)),
+      h('td', {}, credentialCell(s, credentials[s.id])),
       h('td', { class: 'muted' }, formatTime(s.updatedAt)),
       h('td', {}, h('div', { class: 'row' }, edit, reveal, del)),
     );
@@ -142,6 +192,7 @@ function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement): Node {
         h('th', { scope: 'col' }, 'Name'),
         h('th', { scope: 'col' }, 'Hosts'),
         h('th', { scope: 'col' }, 'Header'),
+        h('th', { scope: 'col' }, 'Kind'),
         h('th', { scope: 'col' }, 'Updated'),
         h('th', { scope: 'col' }, 'Actions'),
       ),
@@ -173,6 +224,7 @@ function editor(slot: HTMLElement, existing?: SecretSummary): Node {
   const template = h('input', { id: 'secret-template', required: true, autocomplete: 'off', spellcheck: 'false', value: rule.template });
   const notes = h('textarea', { id: 'secret-notes', autocomplete: 'off' });
   notes.value = existing?.notes ?? '';
+  const minted = mintedFields(existing);
   const methods = HTTP_METHODS.map((m) => {
     const box = h('input', { type: 'checkbox', value: m, id: `m-${m}`, checked: rule.methods.includes(m) });
     return { m, box, el: h('label', { class: 'check', for: box.id }, box, m) };
@@ -200,13 +252,17 @@ function editor(slot: HTMLElement, existing?: SecretSummary): Node {
       { class: 'grid' },
       field('Name', name, 'How agents ask for it, e.g. openai-prod.'),
       field('Preset', preset, 'Fills the rule for a common API.'),
-      field('Value', value, existing ? 'Leave empty to keep the current value.' : 'The API key or token. It is encrypted at once.'),
+      minted.kindField,
+      minted.staticOnly(
+        field('Value', value, existing ? 'Leave empty to keep the current value.' : 'The API key or token. It is encrypted at once.'),
+      ),
       field('Allowed hosts', hosts, 'Exact hosts, comma separated. HTTPS only, except localhost.'),
       field('Header', headerName),
       field('Header value template', template, 'Use {value}, or {value:base64} for Basic auth.'),
       field('Path prefixes (optional)', paths, 'e.g. /v1/ — empty allows any path.'),
       field('Notes (not secret)', notes),
     ),
+    minted.fieldset,
     h('fieldset', {}, h('legend', {}, 'Allowed methods (none checked = all)'), h('div', { class: 'row' }, ...methods.map((x) => x.el))),
     errors,
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', id: 'save-secret' }, 'Save secret'), cancel),
@@ -221,6 +277,7 @@ function editor(slot: HTMLElement, existing?: SecretSummary): Node {
       template: template.value.trim(),
     };
     const v = value.value;
+    const kindInput = minted.read();
     void guarded(errors, async () => {
       if (existing) {
         await call('secrets.update', {
@@ -228,17 +285,129 @@ function editor(slot: HTMLElement, existing?: SecretSummary): Node {
           name: name.value.trim(),
           rule: newRule,
           notes: notes.value,
-          ...(v ? { value: v } : {}),
+          ...(kindInput.kind === 'static'
+            ? v
+              ? { value: v }
+              : {}
+            : { oauth2: kindInput.oauth2, ...(kindInput.material ? { material: kindInput.material } : {}) }),
         });
       } else {
-        await call('secrets.create', { name: name.value.trim(), value: v, rule: newRule, notes: notes.value });
+        await call('secrets.create', {
+          name: name.value.trim(),
+          rule: newRule,
+          notes: notes.value,
+          ...(kindInput.kind === 'static' ? { value: v } : kindInput),
+        } as SecretInput);
       }
       value.value = '';
+      minted.clear();
       await refresh();
     });
   });
   queueMicrotask(() => name.focus());
   return form;
+}
+
+/**
+ * The kind selector and, for a minted kind, its OAuth 2.0 settings and material. Secret fields
+ * are password inputs (Chromium keeps them out of session restore; a pasted PEM loses its line
+ * breaks there, which the key parser does not need). Editing: empty secret fields keep what is stored.
+ */
+function mintedFields(existing?: SecretSummary) {
+  const kind = h(
+    'select',
+    { id: 'secret-kind', disabled: existing !== undefined },
+    ...(Object.keys(KIND_LABELS) as SecretKind[]).map((k) => h('option', { value: k }, KIND_LABELS[k])),
+  );
+  kind.value = existing?.kind ?? 'static';
+  const c = existing?.oauth2;
+  const text = (id: string, value = '') => h('input', { id, autocomplete: 'off', spellcheck: 'false', value });
+  const secret = (id: string) => h('input', { id, type: 'password', autocomplete: 'new-password', spellcheck: 'false' });
+  const endpoint = text('oauth-endpoint', c?.tokenEndpoint);
+  const clientId = text('oauth-client-id', c?.clientId);
+  const auth = h('select', { id: 'oauth-auth' }, ...CLIENT_AUTH_METHODS.map((m) => h('option', { value: m }, m)));
+  auth.value = c?.clientAuth ?? 'client_secret_basic';
+  const scope = text('oauth-scope', c?.scope);
+  const resource = text('oauth-resource', c?.resource);
+  const audience = text('oauth-audience', c?.audience);
+  const clientSecret = secret('oauth-client-secret');
+  const pem = secret('oauth-private-key');
+  const refreshToken = secret('oauth-refresh-token');
+  const keep = existing ? ' Leave empty to keep what is stored.' : '';
+  const secretField = field('Client secret', clientSecret, `For client_secret_basic and client_secret_post.${keep}`);
+  const pemField = field(
+    'Private key (PEM)',
+    pem,
+    `For private_key_jwt: paste the key; it is kept encrypted and signs in Keyhole only.${keep}`,
+  );
+  const rtField = field('Refresh token', refreshToken, `Keyhole stores each rotated one at once and never sends an old one again.${keep}`);
+  const extra = [field('Resource (optional)', resource), field('Audience (optional)', audience)];
+  const fieldset = h(
+    'fieldset',
+    { id: 'oauth2-fields' },
+    h('legend', {}, 'OAuth 2.0: agents get short-lived tokens, never these'),
+    h(
+      'div',
+      { class: 'grid' },
+      field('Token endpoint', endpoint, 'HTTPS (http only on localhost). Keyhole never follows its redirects.'),
+      field('Client id', clientId),
+      field('Client authentication', auth),
+      field('Scope (optional)', scope),
+      ...extra,
+      secretField,
+      pemField,
+      rtField,
+    ),
+  );
+  const staticOnly: HTMLElement[] = [];
+  const sync = () => {
+    const k = kind.value as SecretKind;
+    fieldset.hidden = k === 'static';
+    for (const el of staticOnly) {
+      el.hidden = k !== 'static';
+      // a hidden required field would block the form without a word
+      for (const i of el.querySelectorAll('input')) i.required = k === 'static' && !existing;
+    }
+    rtField.hidden = k !== 'oauth2-refresh-token';
+    for (const el of extra) el.hidden = k !== 'oauth2-client-credentials';
+    secretField.hidden = auth.value !== 'client_secret_basic' && auth.value !== 'client_secret_post';
+    pemField.hidden = auth.value !== 'private_key_jwt';
+  };
+  kind.addEventListener('change', sync);
+  auth.addEventListener('change', sync);
+  queueMicrotask(sync);
+  return {
+    kindField: field('Kind', kind, 'Static: the key itself. OAuth 2.0: Keyhole mints short-lived tokens for agents.'),
+    fieldset,
+    staticOnly: (el: HTMLElement) => {
+      staticOnly.push(el);
+      return el;
+    },
+    read(): { kind: SecretKind; oauth2?: OAuth2Config; material?: OAuth2Material } {
+      const k = kind.value as SecretKind;
+      if (k === 'static') return { kind: k };
+      const oauth2: Record<string, string> = {
+        tokenEndpoint: endpoint.value.trim(),
+        clientId: clientId.value.trim(),
+        clientAuth: auth.value as ClientAuthMethod,
+      };
+      // an emptied optional field clears it (the worker reads '' as absent)
+      for (const [key, input] of [
+        ['scope', scope],
+        ['resource', resource],
+        ['audience', audience],
+      ] as const)
+        oauth2[key] = input.value.trim();
+      const material: Record<string, string> = {};
+      if (clientSecret.value && !secretField.hidden) material.clientSecret = clientSecret.value;
+      if (pem.value && !pemField.hidden) material.privateKeyPem = pem.value;
+      if (refreshToken.value && !rtField.hidden) material.refreshToken = refreshToken.value;
+      return { kind: k, oauth2: oauth2 as OAuth2Config, ...(Object.keys(material).length > 0 || !existing ? { material } : {}) };
+    },
+    clear() {
+      for (const i of [clientSecret, pem, refreshToken]) i.value = '';
+    },
+  };
 }
 
 function revealDialog(s: SecretSummary) {

@@ -37,7 +37,7 @@ function duration(secs: number): string {
 
 /** Match patterns for the hosts Chrome must let the worker reach (ports are not part of a pattern). */
 function originPatterns(req: ConsentRequest): string[] {
-  const hosts = req.secrets.flatMap((s) => s.hosts);
+  const hosts = req.secrets.flatMap((s) => (s.tokenHost ? [...s.hosts, s.tokenHost] : s.hosts));
   if (req.mode === 'transparent') hosts.push(new URL(req.origin).host);
   return [...new Set(hosts.map(hostPermissionPattern))];
 }
@@ -116,7 +116,19 @@ function render(req: ConsentRequest): void {
             'ul',
             { class: 'secrets' },
             ...req.secrets.map((s) =>
-              h('li', { 'data-secret': s.name }, h('strong', {}, s.name), ` — sent as ${s.header} to ${s.hosts.join(', ')}`),
+              h(
+                'li',
+                { 'data-secret': s.name },
+                h('strong', {}, s.name),
+                ` — sent as ${s.header} to ${s.hosts.join(', ')}`,
+                s.tokenHost
+                  ? h(
+                      'div',
+                      { class: 'muted' },
+                      `A short-lived OAuth 2.0 token Keyhole mints at ${s.tokenHost}; the client's own secret stays in Keyhole.`,
+                    )
+                  : null,
+              ),
             ),
           ),
           describeMode(req),

@@ -10,11 +10,20 @@
  * Errors are KeyholeError with the provider's numeric code (DESIGN.md section 3).
  */
 
-import type { FetchResult, Grant, PageApi, PageEvent, RequestGrantParams } from '../core/agents/page-api.ts';
+import type { CredentialInfo, FetchResult, Grant, PageApi, PageEvent, RequestGrantParams } from '../core/agents/page-api.ts';
 import { toBase64 } from '../core/bytes.ts';
 
-export type { Grant, GrantMode, PageEvent, RequestGrantParams } from '../core/agents/page-api.ts';
+export type {
+  CredentialChangedEvent,
+  CredentialInfo,
+  CredentialState,
+  Grant,
+  GrantMode,
+  PageEvent,
+  RequestGrantParams,
+} from '../core/agents/page-api.ts';
 export { PageErrorCode as ErrorCode } from '../core/agents/page-api.ts';
+export type { SecretKind } from '../core/credentials/kinds.ts';
 
 export type ProviderInfo = { readonly uuid: string; readonly name: string; readonly icon: string; readonly rdns: string };
 
@@ -69,6 +78,12 @@ export type KeyholeClient = {
   requestGrant(params: RequestGrantParams): Promise<Grant[]>;
   getGrants(): Promise<Grant[]>;
   revokeGrant(grantId: string): Promise<void>;
+  /**
+   * A fresh credential for a granted secret now (a minted one: a new token; a static one: as it
+   * is). Resolves with its state, never a value. At most one per secret per 10 s (4429); 4402 when
+   * no credential can be had.
+   */
+  refresh(secret: string): Promise<CredentialInfo>;
   /** A brokered request: Keyhole adds the credential; the app gets the response, credential stripped. */
   fetch(secret: string, url: string | URL, init?: FetchInit): Promise<Response>;
   /** The raw buffered form of keyhole_fetch, as the page API defines it. */
@@ -118,6 +133,7 @@ const REFUSAL_STATUS: Readonly<Record<number, number>> = {
   4303: 502,
   4304: 502,
   4400: 401,
+  4402: 503,
   4429: 429,
   4900: 423,
   [-32602]: 400,
@@ -195,6 +211,7 @@ function client(info: ProviderInfo, provider: Provider): KeyholeClient {
     revokeGrant: async (grantId: string) => {
       await call('keyhole_revokeGrant', { grantId });
     },
+    refresh: (secret: string) => call<CredentialInfo>('keyhole_refresh', { secret }),
     fetchBuffered: (secret: string, url: string | URL, init?: FetchInit) =>
       call<FetchResult>('keyhole_fetch', fetchParams(secret, url, init)),
     async fetch(secret: string, url: string | URL, init?: FetchInit): Promise<Response> {

@@ -12,6 +12,7 @@ const TEXT: Record<RpcErrorBody['code'], string> = {
   'bad-input': 'Some input is not valid',
   'not-found': 'That secret no longer exists.',
   'name-taken': 'A secret with this name already exists.',
+  expired: 'This secret has expired: its values are destroyed. Give it a new value or delete it.',
   damaged: 'A stored record is damaged and cannot be opened',
   forbidden: 'Not allowed.',
   'unknown-method': 'The extension does not know that request.',

@@ -267,6 +267,31 @@ describe('minted OAuth 2.0 credentials in the browser', () => {
     expect(r.result.lastError).toBeUndefined();
   }, 60_000);
 
+  it('the person adds a minted credential in the options page and sees its state, never its material', async () => {
+    const page = await h.open(OPTIONS);
+    await page.click('#add-secret');
+    await page.fill('#secret-name', 'from-form');
+    await page.selectOption('#secret-kind', 'oauth2-client-credentials');
+    expect(await page.isVisible('#secret-value')).toBe(false);
+    await page.fill('#secret-hosts', api.host);
+    await page.fill('#secret-header', 'Authorization');
+    await page.fill('#secret-template', 'Bearer {value}');
+    await page.fill('#oauth-endpoint', as.tokenUrl);
+    await page.fill('#oauth-client-id', 'cc-basic');
+    await page.fill('#oauth-resource', RESOURCE);
+    await page.fill('#oauth-client-secret', as.secrets.basic);
+    await page.click('#save-secret');
+    const cell = page.locator('[data-credential="from-form"]');
+    await expect.poll(() => cell.textContent()).toContain('OAuth 2.0 client credentials');
+    await cell.getByRole('button', { name: 'Refresh from-form now' }).click();
+    await expect.poll(() => page.locator('[data-credential="from-form"]').textContent()).toContain('token valid until');
+    await page.screenshot({ path: 'test/.tmp/options-minted.png', fullPage: true });
+    const html = await page.content();
+    expect(html).not.toContain(as.secrets.basic);
+    for (const token of api.tokens) expect(html).not.toContain(token);
+    await page.close();
+  });
+
   async function idOf(name: string): Promise<string> {
     const list = await rpc<{ result: { secrets: { id: string; name: string }[] } }>(options, 'secrets.list');
     return list.result.secrets.find((s) => s.name === name)?.id as string;

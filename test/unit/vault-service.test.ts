@@ -258,3 +258,82 @@ describe('VaultService: minted kinds', () => {
     expect((await vault.takeRefresherRole(s.id)).oauth2?.refresher).toBe(await vault.deviceId());
   });
 });
+
+describe('VaultService: versions, rotation and expiry', () => {
+  const V1 = 'FAKE-value-one-1111';
+  const V2 = 'FAKE-value-two-2222';
+  const states = (s: { values: readonly { n: number; state: string }[] }) => s.values.map((v) => `${v.n}:${v.state}`).join(' ');
+
+  it('rotate stages a value unused until promoted; promotion keeps the old one for the grace, then it is destroyed', async () => {
+    const clock = { t: 1_700_000_000_000 };
+    const { vault, db } = await setup({ clock });
+    const s = await vault.createSecret({ name: 'k', value: V1, rule });
+    const staged = await vault.rotate(s.id, { value: V2 });
+    expect(states(staged)).toBe('1:current 2:staged');
+    expect((await vault.useSecret(s.id)).value).toBe(V1);
+    expect(await vault.stagedValue(s.id)).toBe(V2);
+    const promoted = await vault.promote(s.id, { graceSeconds: 3600 });
+    expect(states(promoted)).toBe('1:previous 2:current');
+    expect((await vault.useSecret(s.id)).value).toBe(V2);
+    const back = await vault.rollBack(s.id);
+    expect(states(back)).toBe('1:current 2:staged');
+    expect((await vault.useSecret(s.id)).value).toBe(V1);
+    await vault.promote(s.id, { graceSeconds: 3600 });
+    // the grace ends: the old value's ciphertext and data key are deleted (no key needed: locked)
+    await vault.lock();
+    clock.t += 3600_000;
+    const done = await vault.destroyDue();
+    expect(done).toEqual([{ id: s.id, expired: false, values: [1] }]);
+    const stored = await db.get('secrets', s.id);
+    expect(stored?.others).toBeUndefined();
+    await vault.unlock(PASS);
+    expect(states((await vault.listSecrets()).secrets[0] as never)).toBe('1:destroyed 2:current');
+    await expect(vault.rollBack(s.id)).rejects.toMatchObject({ code: 'bad-input' });
+  });
+
+  it('a compromised rotation destroys the old value at once: its record is gone', async () => {
+    const { vault, db } = await setup();
+    const s = await vault.createSecret({ name: 'k', value: V1, rule });
+    await vault.rotate(s.id, { value: V2 });
+    const before = await db.get('secrets', s.id);
+    expect(before?.others).toHaveLength(1);
+    const after = await vault.promote(s.id, { compromised: true });
+    expect(after.values.find((v) => v.n === 1)).toMatchObject({ state: 'destroyed', compromised: true });
+    const stored = await db.get('secrets', s.id);
+    expect(stored?.others).toBeUndefined();
+    // the old ciphertext is nowhere in the store: none of its bytes remain
+    const old = before?.value as Uint8Array;
+    const all = JSON.stringify(await db.getAll('secrets'), (_, v) => (v instanceof Uint8Array ? Buffer.from(v).toString('hex') : v));
+    expect(all).not.toContain(Buffer.from(old).toString('hex'));
+    await expect(vault.rollBack(s.id)).rejects.toMatchObject({ code: 'bad-input' });
+  });
+
+  it('at expiry a secret is unusable at once, and its values are destroyed even while locked', async () => {
+    const clock = { t: 1_700_000_000_000 };
+    const { vault, db } = await setup({ clock });
+    const s = await vault.createSecret({ name: 'k', value: V1, rule, expiresAt: clock.t + 60_000 });
+    expect(s.expiresAt).toBe(clock.t + 60_000);
+    expect((await vault.useSecret(s.id)).value).toBe(V1);
+    clock.t += 60_000;
+    await expect(vault.useSecret(s.id)).rejects.toMatchObject({ code: 'expired' }); // cached value or not
+    await vault.lock();
+    expect(await vault.destroyDue()).toEqual([{ id: s.id, expired: true, values: [] }]);
+    const stored = await db.get('secrets', s.id);
+    expect(stored?.value.length).toBe(0);
+    expect(stored?.key.length).toBe(0);
+    await vault.unlock(PASS);
+    const listed = (await vault.listSecrets()).secrets[0];
+    expect(listed).toMatchObject({ name: 'k', expired: true });
+    await expect(vault.reveal(s.id, PASS)).rejects.toMatchObject({ code: 'expired' });
+  });
+
+  it('refuses an expiry in the past and a grace out of bounds, changing nothing', async () => {
+    const clock = { t: 1_700_000_000_000 };
+    const { vault } = await setup({ clock });
+    await expect(vault.createSecret({ name: 'k', value: V1, rule, expiresAt: clock.t - 1 })).rejects.toMatchObject({ code: 'bad-input' });
+    const s = await vault.createSecret({ name: 'k', value: V1, rule });
+    await vault.rotate(s.id, { value: V2 });
+    await expect(vault.promote(s.id, { graceSeconds: -5 })).rejects.toMatchObject({ code: 'bad-input' });
+    expect((await vault.useSecret(s.id)).value).toBe(V1);
+  });
+});

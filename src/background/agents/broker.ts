@@ -61,6 +61,7 @@ async function credentialFor(deps: BrokerDeps, secret: SecretSummary, cause: str
     return await deps.credentials.use(secret, cause);
   } catch (e) {
     if (e instanceof CredentialUnavailable) throw new PageError(PageErrorCode.credentialUnavailable, { reason: e.reason });
+    if (e instanceof CoreError && e.code === 'expired') throw new PageError(PageErrorCode.secretExpired);
     throw e;
   }
 }
@@ -381,4 +382,33 @@ export async function brokeredStream(
   emit.head({ status: res.status, statusText: prepared.redactor.text(res.statusText), headers: redactedHeaders(res, prepared.redactor) });
   const bytes = await pipeRedacted(res, prepared.redactor, MAX_STREAM_BODY, signal, (c) => emit.chunk(c));
   return { outcome: prepared.outcome, status: res.status, bytes };
+}
+
+/**
+ * One GET with `value` on `secret`'s rule to `url` (inside the rule's hosts and paths), for a
+ * person testing a staged value before promoting it. Its status, or 0 when no answer came (or a
+ * redirect, which is not followed). Nothing of the answer is kept.
+ */
+export async function testRequest(fetchFn: typeof fetch, secret: SecretSummary, value: string, url: string): Promise<number> {
+  let target: ReturnType<typeof checkRequestTarget>;
+  try {
+    target = checkRequestTarget(url, 'GET', secret.rule);
+  } catch (e) {
+    if (e instanceof CoreError) throw new CoreError('bad-input', 'the test URL must be an https URL within the secret’s hosts');
+    throw e;
+  }
+  try {
+    const res = await fetchFn(target.url, {
+      headers: { [secret.rule.header]: renderHeaderValue(secret.rule.template, value) },
+      credentials: 'omit',
+      redirect: 'manual',
+      cache: 'no-store',
+      referrerPolicy: 'no-referrer',
+      signal: AbortSignal.timeout(10_000),
+    });
+    void res.body?.cancel().catch(() => {});
+    return res.type === 'opaqueredirect' ? 0 : res.status;
+  } catch {
+    return 0;
+  }
 }

@@ -216,7 +216,9 @@ export class PageApiService {
       if (!s) continue;
       // The grant's hosts: what the page asked for, within the secret's rule; all of them by default.
       const hosts = p.hosts ? p.hosts.filter((h) => s.rule.hosts.includes(h)) : [...s.rule.hosts];
-      if (hosts.length > 0) secrets.push({ name, id: s.id, hosts, header: s.rule.header });
+      if (hosts.length === 0) continue;
+      const minted = s.oauth2 ? { kind: s.kind, tokenHost: new URL(s.oauth2.tokenEndpoint).host } : {};
+      secrets.push({ name, id: s.id, hosts, header: s.rule.header, ...minted });
     }
     const correlationId = crypto.randomUUID();
     const audit = (kind: 'grant.asked' | 'grant.given' | 'grant.denied', secret: string, reason?: string) =>

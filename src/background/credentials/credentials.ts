@@ -17,7 +17,8 @@ import { isMinted, type OAuth2Config, type OAuth2Material } from '../../core/cre
 import { expirySkew } from '../../core/credentials/lifetime.ts';
 import { type ClientAuth, type TokenGrant, type TokenSet, tokenRequest } from '../../core/credentials/oauth2.ts';
 import { importSigningKeyPem, type SigningKey } from '../../core/credentials/pem.ts';
-import type { InUse, VaultService } from '../vault/vault-service.ts';
+import { CoreError } from '../../core/errors.ts';
+import { type InUse, isExpired, type VaultService } from '../vault/vault-service.ts';
 import type { CredentialCache } from './cache.ts';
 import { type CredentialStatus, CredentialUnavailable, Refresher } from './refresher.ts';
 import { requestToken, type TokenFetch } from './token-client.ts';
@@ -78,7 +79,11 @@ export class Credentials {
    * can be had now.
    */
   async use(secret: SecretSummary, cause?: string): Promise<Handed> {
-    if (!isMinted(secret.kind)) return this.deps.vault.useSecret(secret.id);
+    if (!isMinted(secret.kind)) {
+      const use = await this.deps.vault.useSecret(secret.id);
+      return secret.expiresAt === undefined ? use : { ...use, usableUntil: secret.expiresAt };
+    }
+    if (isExpired(secret, this.deps.now())) throw new CoreError('expired', 'the secret has expired', secret.id);
     const attention = this.attention.get(secret.id);
     if (attention) throw new CredentialUnavailable(attention);
     if (cause) this.causes.set(secret.id, cause);
@@ -88,7 +93,7 @@ export class Credentials {
     const use = {
       value: token.accessToken,
       redaction: compileRedaction([token.accessToken]),
-      usableUntil: token.notAfter - expirySkew(token.issuedAt, token.notAfter),
+      usableUntil: Math.min(token.notAfter - expirySkew(token.issuedAt, token.notAfter), secret.expiresAt ?? Number.POSITIVE_INFINITY),
     };
     this.compiled.set(secret.id, use);
     return use;

@@ -31,7 +31,7 @@ import {
   recoveryLookup,
   recoverySealKey,
 } from '../../core/sync/recovery.ts';
-import { openSecretMeta, openSecretValue, type StoredSecret, sealSecret } from '../../core/vault/secrets.ts';
+import { openSecretMeta, resealSecret, type StoredSecret } from '../../core/vault/secrets.ts';
 import type { KeyholeDB, SyncedItem, SyncLink, SyncState } from '../db.ts';
 import { RpcError } from '../errors.ts';
 import type { Keyring, VaultService } from '../vault/vault-service.ts';
@@ -828,8 +828,10 @@ async function reseal(
   as: { id: string; version: number },
   into: { keys: VaultKeys; vaultId: string; epoch: number } = { keys: ring.keysFor(ring.epoch), vaultId: ring.vaultId, epoch: ring.epoch },
 ): Promise<StoredSecret> {
-  const keys = ring.keysFor(s.epoch);
-  const meta = await openSecretMeta(keys, ring.vaultId, s);
-  const value = await openSecretValue(keys, ring.vaultId, s);
-  return sealSecret(into.keys, { vaultId: into.vaultId, id: as.id, version: as.version, epoch: into.epoch }, meta, value);
+  return resealSecret({ keys: ring.keysFor(s.epoch), vaultId: ring.vaultId }, s, into.keys, {
+    vaultId: into.vaultId,
+    id: as.id,
+    version: as.version,
+    epoch: into.epoch,
+  });
 }

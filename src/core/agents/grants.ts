@@ -2,6 +2,7 @@
  * Grants: origin x secret x hosts (x methods), with an expiry and an optional use count.
  * Pure decisions over plain data; the worker stores grants and asks these functions.
  */
+import type { SecretKind } from '../credentials/kinds.ts';
 import type { Grant, GrantMode } from './page-api.ts';
 import { type HttpMethod, isLoopbackHost } from './policy.ts';
 
@@ -109,6 +110,9 @@ export type ConsentSecret = {
   readonly id: string;
   readonly hosts: readonly string[];
   readonly header: string;
+  /** a minted credential: its kind, and the token endpoint's host (Keyhole needs access to it too) */
+  readonly kind?: SecretKind;
+  readonly tokenHost?: string;
 };
 
 export type ConsentRequest = {

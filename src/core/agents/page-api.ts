@@ -54,7 +54,11 @@ export type CredentialInfo = {
 };
 
 /** The `credentialChanged` event's data: which secret, and what happened to it. */
-export type CredentialChangedEvent = { readonly secret: string; readonly change: 'failed' | 'attention' };
+export type CredentialChangedEvent = {
+  readonly secret: string;
+  /** rotated: a new value is current (promotion or roll back); failed: a token request failed; attention: the person must act; expired */
+  readonly change: 'rotated' | 'failed' | 'attention' | 'expired';
+};
 
 export type BodyEncoding = 'utf8' | 'base64';
 

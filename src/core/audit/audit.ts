@@ -17,6 +17,12 @@ export const AUDIT_KINDS = [
   'error',
   /** a token request for a minted credential: its endpoint's host, status, latency; never a token */
   'token.request',
+  /** a secret's values: one staged, promoted, rolled back, destroyed; the secret expired (reason: v<n>, and why) */
+  'secret.rotated',
+  'secret.promoted',
+  'secret.rolledBack',
+  'secret.destroyed',
+  'secret.expired',
 ] as const;
 export type AuditKind = (typeof AUDIT_KINDS)[number];
 export type AuditDecision = 'allowed' | 'denied' | 'failed';
