@@ -8,8 +8,9 @@
  * rotating refresh token is stored as it rotates and never spent twice.
  */
 import type { Page } from 'playwright';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { callContinuously, type Outcome } from '../harness/continuous.ts';
 import { type OAuthServer, RESOURCE, startOAuthServer } from '../harness/oauth2-server.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
 import { appServer } from '../harness/servers.ts';
@@ -17,54 +18,6 @@ import { startTokenApi, type TokenApi } from '../harness/token-api.ts';
 
 const PASSPHRASE = 'lifetimes test passphrase FAKE';
 const TTL_S = 6;
-
-type Outcome = { at: number; mode: 'broker' | 'transparent'; ok: boolean; status?: number; code?: number; reason?: string };
-
-/**
- * Calls the API from `page` for `ms`: one brokered call (keyhole_fetch) and one transparent call
- * (plain fetch, no credential of its own) in flight at a time each, back to back with a short pause.
- */
-function callContinuously(page: Page, apiHost: string, secret: string, ms: number, modes: Outcome['mode'][]): Promise<Outcome[]> {
-  return page.evaluate(
-    async ([host, name, duration, which]) => {
-      const provider = await new Promise<{ request(a: { method: string; params?: unknown }): Promise<unknown> }>((resolve) => {
-        window.addEventListener('keyhole:announceProvider', (e) => resolve((e as CustomEvent).detail.provider), { once: true });
-        window.dispatchEvent(new Event('keyhole:requestProvider'));
-      });
-      const out: { at: number; mode: string; ok: boolean; status?: number; code?: number; reason?: string }[] = [];
-      const end = Date.now() + duration;
-      const broker = async () => {
-        while (Date.now() < end) {
-          try {
-            const r = (await provider.request({
-              method: 'keyhole_fetch',
-              params: { secret: name, url: `http://${host}/v1/ping?via=broker` },
-            })) as { status: number };
-            out.push({ at: Date.now(), mode: 'broker', ok: r.status === 200, status: r.status });
-          } catch (e) {
-            const x = e as { code?: number; data?: { reason?: string } };
-            out.push({ at: Date.now(), mode: 'broker', ok: false, code: x.code, reason: x.data?.reason });
-          }
-          await new Promise((r) => setTimeout(r, 40));
-        }
-      };
-      const transparent = async () => {
-        while (Date.now() < end) {
-          try {
-            const r = await fetch(`http://${host}/v1/ping?via=transparent`);
-            out.push({ at: Date.now(), mode: 'transparent', ok: r.status === 200, status: r.status });
-          } catch {
-            out.push({ at: Date.now(), mode: 'transparent', ok: false });
-          }
-          await new Promise((r) => setTimeout(r, 40));
-        }
-      };
-      await Promise.all([which.includes('broker') ? broker() : null, which.includes('transparent') ? transparent() : null]);
-      return out;
-    },
-    [apiHost, secret, ms, modes] as const,
-  ) as Promise<Outcome[]>;
-}
 
 describe('minted OAuth 2.0 credentials in the browser', () => {
   let h: Harness;
@@ -109,6 +62,9 @@ describe('minted OAuth 2.0 credentials in the browser', () => {
     await h?.close();
     await Promise.all([as?.close(), api?.close(), app?.close()]);
   });
+  beforeEach(() => {
+    delete as.faults.status; // a failed test does not leave the endpoint down for the next
+  });
 
   it('refuses a minted kind without what it needs, with a clear error and nothing stored', async () => {
     const bad = [
@@ -142,8 +98,8 @@ describe('minted OAuth 2.0 credentials in the browser', () => {
       );
     expect(failed).toEqual([]);
     const byMode = (m: Outcome['mode']) => outcomes.filter((o) => o.mode === m).length;
-    expect(byMode('broker')).toBeGreaterThan(50);
-    expect(byMode('transparent')).toBeGreaterThan(50);
+    expect(byMode('broker')).toBeGreaterThan(40);
+    expect(byMode('transparent')).toBeGreaterThan(40);
     // one token for both modes, replaced at 75-90% of its life: lifetimes / 0.9 to lifetimes / 0.75, plus the first
     const made = ccRequests() - before;
     const lifetimes = elapsed / (TTL_S * 1000);
@@ -210,7 +166,11 @@ describe('minted OAuth 2.0 credentials in the browser', () => {
     const validUntil = status.result[await idOf('svc')]?.validUntil as number;
     expect(validUntil).toBeGreaterThan(Date.now());
     as.faults.status = 503;
-    const outcomes = await callContinuously(agent, api.host, 'svc', validUntil - Date.now() + 2000, ['broker', 'transparent']);
+    const outcomes = await callContinuously(agent, api.host, 'svc', validUntil - Date.now() + 2000, ['broker', 'transparent']).finally(
+      () => {
+        delete as.faults.status; // back for the next test whatever happens here
+      },
+    );
     const broker = outcomes.filter((o) => o.mode === 'broker');
     const lastOk = Math.max(...broker.filter((o) => o.ok).map((o) => o.at));
     const firstFail = Math.min(...broker.filter((o) => !o.ok).map((o) => o.at));
