@@ -4,6 +4,7 @@
  */
 
 import {
+  type CredentialChangedEvent,
   LANE_PAGE,
   type LaneOffer,
   PAGE_PORT,
@@ -243,12 +244,10 @@ const ready = (async () => {
       for (const n of d.values) audit({ kind: 'secret.destroyed', ...base, reason: `v${n}.grace-ended` });
       if (d.expired) {
         audit({ kind: 'secret.expired', ...base });
-        const mine = (await grants.all()).filter((g) => g.secretId === d.id);
-        const origins = new Set(mine.map((g) => g.origin));
-        if (name) void emit('credentialChanged', (o) => origins.has(o), { secret: name, change: 'expired' });
+        void tellGranted(d.id, 'expired');
       }
     }
-    await rules.refresh();
+    // the rules of what was destroyed were rebuilt by the vault's change notice (onSecretChanged)
     await scheduleDestruction();
   };
   /** a minted credential changed: transparent rules carry the new token (one atomic swap); granted pages hear of a failure */
@@ -257,9 +256,13 @@ const ready = (async () => {
     if (mine.some((g) => g.mode === 'transparent')) void rules.refresh();
     const next = credentials.nextRefresh();
     if (next !== undefined) void chrome.alarms.create(CREDENTIAL_ALARM, { when: Math.max(next, Date.now() + 1000) });
-    if (what === 'refreshed') return;
+    if (what !== 'refreshed') void tellGranted(secretId, what);
+  };
+  /** the origins holding a grant for a secret hear that its credential changed (a routine refresh is not announced) */
+  const tellGranted = async (secretId: string, change: CredentialChangedEvent['change']) => {
+    const mine = (await grants.all()).filter((g) => g.secretId === secretId);
     const origins = new Set(mine.map((g) => g.origin));
-    void emit('credentialChanged', (o) => origins.has(o), { secret: mine[0]?.secret ?? '', change: what });
+    if (mine[0]) await emit('credentialChanged', (o) => origins.has(o), { secret: mine[0].secret, change });
   };
   /** the alarm that purges and audits expired grants (transparent rules have their own timer) */
   const scheduleGrantAlarm = async () => {
@@ -332,9 +335,7 @@ const ready = (async () => {
     testValue: (secret, value, url) => testRequest((r, i) => fetch(r, i), secret, value, url),
     valuesChanged: async (secretId, change) => {
       await rules.refresh(); // the new current value is on the rules when the person hears back
-      const mine = (await grants.all()).filter((g) => g.secretId === secretId);
-      const origins = new Set(mine.map((g) => g.origin));
-      if (mine[0]) void emit('credentialChanged', (o) => origins.has(o), { secret: mine[0].secret, change });
+      void tellGranted(secretId, change);
     },
   });
   const pageApi = new PageApiService(
