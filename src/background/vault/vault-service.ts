@@ -103,6 +103,8 @@ export class VaultService {
   /** values opened for injection, by secret id (memory only, this worker's lifetime, while unlocked) */
   private readonly inUse = new Map<string, InUse>();
   private queue: Promise<unknown> = Promise.resolve();
+  /** a lock is under way: the session still exists in storage but must not be resumed */
+  private locking = false;
   /** called after every lock, e.g. to apply a deferred extension update */
   /**
    * Called first at lock, once nothing can be opened any more, and awaited: takes back what was
@@ -186,10 +188,16 @@ export class VaultService {
     return this.serial(async () => {
       this.open = null;
       this.forget();
-      await this.onLocking().catch((e: unknown) =>
-        console.error('keyhole: withdrawing at lock failed', e instanceof Error ? e.name : typeof e),
-      );
-      await endSession(this.db, this.session);
+      // until the session is ended below, nothing may resume it (a rules rebuild asking "unlocked?" meanwhile)
+      this.locking = true;
+      try {
+        await this.onLocking().catch((e: unknown) =>
+          console.error('keyhole: withdrawing at lock failed', e instanceof Error ? e.name : typeof e),
+        );
+        await endSession(this.db, this.session);
+      } finally {
+        this.locking = false;
+      }
       this.onLocked(reason);
       return this.status();
     });
@@ -667,6 +675,7 @@ export class VaultService {
 
   private async resume(header: VaultHeader): Promise<Open | null> {
     if (this.open) return this.open;
+    if (this.locking) return null;
     const root = await resumeSession(this.db, this.session, header.vaultId);
     if (!root) return null;
     try {
