@@ -17,6 +17,7 @@ import type { SyncStatus } from '../core/api.ts';
 import { toBase64 } from '../core/bytes.ts';
 import { isCoreError } from '../core/errors.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
+import { expiryWarning } from '../core/vault/versions.ts';
 import { testRequest } from './agents/broker.ts';
 import { ConsentQueue, type PromptTimes } from './agents/consent.ts';
 import { GrantStore } from './agents/grant-store.ts';
@@ -66,8 +67,6 @@ const CREDENTIAL_ALARM = 'keyhole.credentials';
 const DESTROY_ALARM = 'keyhole.destroy';
 /** re-reads expiries hourly, so the toolbar badge warns 7 days and 1 day ahead */
 const EXPIRY_WARNING_ALARM = 'keyhole.expiryWarning';
-const WARN_AHEAD_MS = 7 * 24 * 3600 * 1000;
-const URGENT_AHEAD_MS = 24 * 3600 * 1000;
 
 /**
  * The toolbar badge: how many secrets expire within 7 days (red within 1 day). Read from the
@@ -75,10 +74,11 @@ const URGENT_AHEAD_MS = 24 * 3600 * 1000;
  */
 async function updateBadge(db: Awaited<ReturnType<typeof openKeyholeDB>>): Promise<void> {
   const now = Date.now();
-  const soon = (await db.getAll('secrets')).flatMap((s) =>
-    s.expiresAt !== undefined && s.expiresAt > now && s.expiresAt - now <= WARN_AHEAD_MS ? [s.expiresAt] : [],
+  const warnings = (await db.getAll('secrets')).map((s) =>
+    s.expiresAt === undefined ? null : expiryWarning({ expiresAt: s.expiresAt }, now),
   );
-  const urgent = soon.some((t) => t - now <= URGENT_AHEAD_MS);
+  const soon = warnings.filter((w) => w === 'soon' || w === 'urgent');
+  const urgent = soon.includes('urgent');
   await chrome.action.setBadgeText({ text: soon.length > 0 ? String(soon.length) : '' });
   if (soon.length > 0) await chrome.action.setBadgeBackgroundColor({ color: urgent ? '#b3261e' : '#a15c00' });
   await chrome.action.setTitle({
@@ -94,6 +94,8 @@ const syncWatchers = new Set<chrome.runtime.Port>();
 let watching: AbortController | undefined;
 /** transparent grants over their rate: their rules are withdrawn until the alarm */
 const suspended = new Set<string>();
+/** The audit log could not commit its last write: transparent rules are withheld until it can. */
+let auditFailing = false;
 /** brokered calls in flight: lock and revoke end them; streams are capped per origin and grant */
 const inflight = new InFlight();
 let ruleExpiry: ReturnType<typeof setTimeout> | undefined;
@@ -121,6 +123,7 @@ const rules = new TransparentRules({
   },
   grants: { all: async () => (await ready).grants.all() },
   suspended: () => suspended,
+  halted: () => auditFailing,
   now: Date.now,
   scheduleExpiry: (at) => {
     clearTimeout(ruleExpiry);
@@ -204,6 +207,11 @@ const ready = (async () => {
   const vault = new VaultService(db, chromeSessionStore(), version);
   const grants = new GrantStore(db);
   const auditLog = new AuditLog(db, () => vault.auditKey());
+  auditLog.onHealth((healthy) => {
+    auditFailing = !healthy;
+    console.error(healthy ? 'keyhole: the audit writes again' : 'keyhole: the audit cannot write; requests are refused until it can');
+    void rules.refresh();
+  });
   const audit = (r: Parameters<AuditLog['append']>[0]) => {
     void auditLog.append(r).catch((e: unknown) => console.error('keyhole: audit append failed', e instanceof Error ? e.name : typeof e));
   };
@@ -339,7 +347,20 @@ const ready = (async () => {
     },
   });
   const pageApi = new PageApiService(
-    { vault, grants, credentials, consent, version, grantsChanged, audit, limiter, inflight, fetch: (r) => fetch(r), now: Date.now },
+    {
+      vault,
+      grants,
+      credentials,
+      consent,
+      version,
+      grantsChanged,
+      audit,
+      commitAudit: (r) => auditLog.commit(r),
+      limiter,
+      inflight,
+      fetch: (r) => fetch(r),
+      now: Date.now,
+    },
     vault,
     grants,
   );

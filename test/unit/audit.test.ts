@@ -125,6 +125,68 @@ describe('audit chain', () => {
     expect(await audit.verify()).toEqual({ ok: true, checked: 6, pending: 0 });
   });
 
+  it('commit resolves once its record is in the store, alone or with what waits', async () => {
+    const { db, audit } = await log();
+    void audit.append(rec(1)); // waiting for company
+    await audit.commit({ ...rec(2), kind: 'request.sent' });
+    expect((await db.getAll('audit')).map((e) => e.record.correlationId)).toEqual(['c1', 'c2']);
+    const together = await Promise.all([3, 4, 5].map((i) => audit.commit({ ...rec(i), kind: 'request.sent' })));
+    expect(together).toHaveLength(3);
+    expect(await db.count('audit')).toBe(5);
+    expect(await audit.verify()).toEqual({ ok: true, checked: 5, pending: 0 });
+  });
+
+  it('fails closed: a commit whose write fails rejects, every caller in its batch hears it, and the log says so until a write commits', async () => {
+    const { db, audit } = await log();
+    const told: boolean[] = [];
+    audit.onHealth((h) => told.push(h));
+    await audit.commit({ ...rec(1), kind: 'request.sent' });
+    // another writer takes the next place in the store: this log's next write cannot commit
+    await db.put('audit', { seq: 2, record: auditRecord({ time: 1, kind: 'error', correlationId: 'other', reason: 'x' }), mac: null });
+    const batch = [2, 3].map((i) => audit.commit({ ...rec(i), kind: 'request.sent' }));
+    const queued = audit.append(rec(4));
+    for (const p of batch) await expect(p).rejects.toThrow();
+    await expect(queued).rejects.toThrow(); // written in the same failed batch
+    expect(audit.healthy).toBe(false);
+    expect(told).toEqual([false]);
+    expect((await db.getAll('audit')).map((e) => e.record.correlationId)).toEqual(['c1', 'other']);
+
+    // the next write reads the store again and commits; the records lost are counted in one more
+    await audit.commit({ ...rec(5), kind: 'request.sent' });
+    expect(audit.healthy).toBe(true);
+    expect(told).toEqual([false, true]);
+    await audit.flush();
+    const after = (await db.getAll('audit')).map((e) => e.record);
+    expect(after.map((r) => r.correlationId).slice(0, 3)).toEqual(['c1', 'other', 'c5']);
+    expect(after.at(-1)).toMatchObject({ kind: 'error', reason: 'audit-unavailable', count: 3 });
+  });
+
+  it('while failing, tries a write again on its own, and counts what was lost in it', async () => {
+    const db = await openKeyholeDB(`audit-${++n}`);
+    const key = await hmacKey();
+    const audit = new AuditLog(db, async () => key, Date.now, 20);
+    const told: boolean[] = [];
+    audit.onHealth((h) => told.push(h));
+    await audit.append({ kind: 'lock', correlationId: 'l1' });
+    await db.put('audit', { seq: 2, record: auditRecord({ time: 1, kind: 'error', correlationId: 'other', reason: 'x' }), mac: null });
+    await expect(audit.append({ kind: 'lock', correlationId: 'l2' })).rejects.toThrow();
+    await expect.poll(() => told).toEqual([false, true]);
+    const last = (await db.getAll('audit')).at(-1)?.record;
+    expect(last).toMatchObject({ kind: 'error', reason: 'audit-unavailable' });
+    expect(last?.count).toBeUndefined(); // one record lost: a record without count stands for one
+  });
+
+  it('a log whose store is gone refuses every commit, and keeps trying', async () => {
+    const db = await openKeyholeDB(`audit-${++n}`);
+    const key = await hmacKey();
+    const audit = new AuditLog(db, async () => key, Date.now, 20);
+    db.close(); // as when the browser clears the site's storage under a running worker
+    await expect(audit.commit({ ...rec(1), kind: 'request.sent' })).rejects.toThrow();
+    await new Promise((r) => setTimeout(r, 100)); // several retries, all failing
+    expect(audit.healthy).toBe(false);
+    await expect(audit.commit({ ...rec(2), kind: 'request.sent' })).rejects.toThrow();
+  });
+
   it('filters', async () => {
     const { audit } = await log();
     await audit.append(rec(1));

@@ -50,6 +50,7 @@ function setup(opts: { tabs?: Tab[]; grants?: StoredGrant[]; rule?: InjectionRul
   let plans = 0;
   const state = {
     unlocked: true,
+    halted: false,
     grants: opts.grants ?? [grant('g1')],
     tabs: opts.tabs ?? [{ id: 7, url: `${ORIGIN}/app`, incognito: false }],
     hold: null as ReturnType<typeof gate> | null,
@@ -62,6 +63,7 @@ function setup(opts: { tabs?: Tab[]; grants?: StoredGrant[]; rule?: InjectionRul
     credential: async () => ({ value: 'FAKE-value' }),
     grants: { all: async () => state.grants },
     suspended: () => new Set(),
+    halted: () => state.halted,
     dnr: {
       getSessionRules: async () => installed,
       updateSessionRules: async ({ removeRuleIds = [], addRules = [] }) => {
@@ -90,6 +92,18 @@ describe('transparent rules', () => {
     await t.rules.refresh();
     expect(tabsOf(t.installed())).toEqual([7]);
     expect(t.installed()[0]?.action.requestHeaders?.[0]).toMatchObject({ header: 'Authorization', operation: 'set' });
+  });
+
+  it('installs no rule while the audit cannot write, and puts them back once it can', async () => {
+    const t = setup();
+    await t.rules.refresh();
+    expect(tabsOf(t.installed())).toEqual([7]);
+    t.state.halted = true;
+    await t.rules.refresh();
+    expect(t.installed()).toEqual([]);
+    t.state.halted = false;
+    await t.rules.refresh();
+    expect(tabsOf(t.installed())).toEqual([7]);
   });
 
   it('coalesces: 100 refreshes during one rebuild make one more rebuild, and all of them resolve', async () => {

@@ -8,6 +8,7 @@ import { type BodyEncoding, type FetchResult, PageError, PageErrorCode } from '.
 import { checkMethodOverride, checkPageHeaders, checkRequestTarget, renderHeaderValue } from '../../core/agents/policy.ts';
 import { REDACTED, type RedactionSet, Redactor } from '../../core/agents/redact.ts';
 import type { SecretSummary } from '../../core/api.ts';
+import type { AuditRecord } from '../../core/audit/audit.ts';
 import { concat, fromBase64, fromUtf8, toBase64 } from '../../core/bytes.ts';
 import { CoreError } from '../../core/errors.ts';
 import type { RateLimiter } from '../../core/rate-limit.ts';
@@ -30,6 +31,11 @@ export type BrokerDeps = {
   readonly limiter: RateLimiter;
   readonly fetch: typeof fetch;
   readonly now: () => number;
+  /**
+   * Commits the audit record of a request about to be sent; rejects if it cannot be committed,
+   * and then the request is not sent (-32603, fail-closed).
+   */
+  readonly commitAudit: (r: Omit<AuditRecord, 'time'>) => Promise<void>;
 };
 
 /** What the audit learns about a brokered request: never a value, never a query string. */
@@ -49,6 +55,9 @@ type Prepared = {
   readonly request: Request;
   readonly redactor: Redactor;
   readonly outcome: BrokerOutcome;
+  /** the page's origin, and the agent request's correlation id for the audit */
+  readonly origin: string;
+  readonly correlationId: string;
   /** what was put on the request */
   readonly used: InUse;
   /** the same request with the credential as it is now (after a 401 dropped a minted token) */
@@ -111,6 +120,7 @@ export async function prepare(
   if (!(await deps.grants.use(grant.id))) throw new PageError(PageErrorCode.unauthorized);
 
   const outcome = { secret: secret.name, grantId: grant.id, method: target.method, host: target.host, path: target.url.pathname };
+  const correlationId = cause ?? crypto.randomUUID();
   const build = async (): Promise<Prepared> => {
     const used = await credentialFor(deps, secret, cause);
     const headers = new Headers(pageHeaders);
@@ -126,7 +136,7 @@ export async function prepare(
       signal,
     });
     // compiled once per opened secret or minted token (Credentials.use)
-    return { grant, secret, request, redactor: new Redactor(used.redaction), outcome, used, again: build };
+    return { grant, secret, request, redactor: new Redactor(used.redaction), outcome, origin, correlationId, used, again: build };
   };
   return build();
 }
@@ -161,6 +171,12 @@ function failure(signal: AbortSignal, e: unknown): PageError {
  * request sent once more with a fresh one (the body is buffered, so it can be replayed).
  */
 export async function send(deps: BrokerDeps, first: Prepared): Promise<{ res: Response; prepared: Prepared }> {
+  const { origin, correlationId, outcome } = first;
+  try {
+    await deps.commitAudit({ kind: 'request.sent', correlationId, origin, mode: 'broker', ...outcome });
+  } catch {
+    throw new PageError(PageErrorCode.internal, { reason: 'audit' });
+  }
   const res = await sendOnce(deps, first);
   if (res.status !== 401 || first.secret.kind === 'static') return { res, prepared: first };
   void res.body?.cancel().catch(() => {});

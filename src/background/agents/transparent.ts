@@ -71,6 +71,11 @@ export type TransparentDeps = {
   readonly grants: Pick<GrantStore, 'all'>;
   /** grants withheld for now (a transparent rate limit was exceeded) */
   readonly suspended: () => ReadonlySet<string>;
+  /**
+   * The audit cannot commit records: no rule at all until it can (fail-closed; a transparent
+   * request cannot wait for its record the way a brokered one does).
+   */
+  readonly halted: () => boolean;
   readonly dnr: SessionRules;
   readonly tabs: () => Promise<Tab[]>;
   /** where the attribution list is kept for a restarted worker (chrome.storage.session) */
@@ -183,7 +188,7 @@ export class TransparentRules {
   private async plan(): Promise<Plan> {
     const rules: Rule[] = [];
     const installed: Installed[] = [];
-    if (!(await this.deps.vault.isUnlocked())) return { rules, installed };
+    if (this.deps.halted() || !(await this.deps.vault.isUnlocked())) return { rules, installed };
     const suspended = this.deps.suspended();
     const now = this.deps.now();
     const grants = (await this.deps.grants.all()).filter((g) => g.mode === 'transparent' && !suspended.has(g.id) && g.expiresAt > now);

@@ -48,6 +48,8 @@ const PAGE_CHUNK = 1000;
 const MAX_VIEW_SCAN = 50_000;
 const BATCHED: ReadonlySet<AuditKind> = new Set(['request', 'error']);
 const MAX_BATCH = 256;
+/** While writes fail, how often the log tries one again on its own (a brokered request tries at once). */
+export const AUDIT_RETRY_MS = 5000;
 /** Fields a merged refusal keeps only if every merged record agreed on them. */
 const MERGED_FIELDS = ['secret', 'mode', 'method', 'host', 'path', 'reason'] as const;
 
@@ -64,6 +66,17 @@ export type AuditView = {
 type Group = { record: AuditRecord; count: number; differs: Set<string>; written: Promise<void> };
 
 const isRefusal = (r: AuditRecord) => r.kind === 'error' || (r.kind === 'request' && r.decision === 'denied');
+type Deferred = { readonly promise: Promise<void>; resolve(): void; reject(e: unknown): void };
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (e: unknown) => void;
+  const promise = new Promise<void>((res, rej) => {
+    resolve = res;
+    reject = rej;
+  });
+  promise.catch(() => {}); // a batch nobody waits on may fail: its failure is counted, not thrown
+  return { promise, resolve, reject };
+}
 const yieldToWorker = () => new Promise<void>((r) => setTimeout(r, 0));
 
 export class AuditLog {
@@ -74,6 +87,14 @@ export class AuditLog {
   private waiting: AuditRecord[] = [];
   /** the flush the waiting request records are due in */
   private due: Promise<void> | null = null;
+  /** settles when the waiting records are written, or fail to be */
+  private batch: Deferred | null = null;
+  /** a write failed and none committed since; how many records were lost meanwhile */
+  private failing = false;
+  private lost = 0;
+  private retry: ReturnType<typeof setTimeout> | null = null;
+  private probe: AuditRecord | null = null;
+  private readonly listeners: ((healthy: boolean) => void)[] = [];
   /** refusals being merged, by what makes them alike */
   private readonly groups = new Map<string, Group>();
   /** unchained entries in the store (known once counted), and the overflow record's seq if written */
@@ -91,6 +112,7 @@ export class AuditLog {
     /** the audit HMAC key while unlocked, else null */
     private readonly key: () => Promise<CryptoKey | null>,
     private readonly now: () => number = Date.now,
+    private readonly retryMs = AUDIT_RETRY_MS,
   ) {}
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {
@@ -111,14 +133,44 @@ export class AuditLog {
     return this.enqueue(record);
   }
 
-  private enqueue(record: AuditRecord): Promise<void> {
+  /**
+   * Appends one record and writes it at once, with whatever waits (a group commit). Resolves once
+   * the transaction holding it committed; rejects if it could not be: the caller must then not
+   * do what the record describes (fail-closed).
+   */
+  commit(input: Omit<AuditRecord, 'time'> & { time?: number }): Promise<void> {
+    const record = auditRecord({ ...input, time: input.time ?? this.now() } as AuditRecord);
+    const written = this.join(record);
+    void this.flush().catch(() => {});
+    return written;
+  }
+
+  /** Whether the last write committed; false from a failed write until one commits again. */
+  get healthy(): boolean {
+    return !this.failing;
+  }
+
+  /** Told each time the log starts failing to write, and when it writes again. */
+  onHealth(listener: (healthy: boolean) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Adds a record to the waiting batch; the promise settles when that batch is written or fails. */
+  private join(record: AuditRecord): Promise<void> {
     this.waiting.push(record);
-    if (!BATCHED.has(record.kind) || this.waiting.length >= MAX_BATCH) return this.flush();
-    this.due ??= new Promise((r) => setTimeout(r, AUDIT_BATCH_MS)).then(() => {
-      this.due = null;
-      return this.flush();
-    });
-    return this.due;
+    this.batch ??= deferred();
+    return this.batch.promise;
+  }
+
+  private enqueue(record: AuditRecord): Promise<void> {
+    const written = this.join(record);
+    if (!BATCHED.has(record.kind) || this.waiting.length >= MAX_BATCH) void this.flush().catch(() => {});
+    else
+      this.due ??= new Promise((r) => setTimeout(r, AUDIT_BATCH_MS)).then(() => {
+        this.due = null;
+        return this.flush().catch(() => {});
+      });
+    return written;
   }
 
   /** A refusal joins the open group of its kind, or opens one that is written REFUSAL_WINDOW_MS later. */
@@ -146,31 +198,92 @@ export class AuditLog {
     this.groups.delete(key);
     const merged: Record<string, unknown> = { ...g.record, ...(g.count > 1 ? { count: g.count } : {}) };
     for (const f of g.differs) delete merged[f];
-    this.waiting.push(auditRecord(merged as AuditRecord));
+    void this.join(auditRecord(merged as AuditRecord));
   }
 
-  /** Writes every waiting record, chained in order, in one transaction. */
+  /**
+   * Writes every waiting record, chained in order, in one transaction. A failed write loses that
+   * batch (its callers hear of it), marks the log failing and counts what was lost; a record
+   * saying how many is written once a write commits again (tried every AUDIT_RETRY_MS meanwhile).
+   */
   flush(): Promise<void> {
     return this.serial(async () => {
       const records = this.waiting.splice(0);
-      if (records.length === 0) return;
-      const key = await this.key();
-      if (!key) return this.writeUnchained(records);
-      let last = await this.last();
-      if (last && last.mac === null) {
-        await this.chainPendingWith(key); // catch up first
-        last = await this.last();
+      const batch = this.batch;
+      this.batch = null;
+      if (records.length === 0) return batch?.resolve();
+      try {
+        await this.write(records);
+      } catch (e) {
+        this.failed(records);
+        batch?.reject(e);
+        throw e;
       }
-      const entries: AuditEntry[] = [];
-      for (const record of records) {
-        const seq = (last?.seq ?? 0) + 1;
-        last = { seq, record, mac: await chainMac(key, last?.mac ?? null, seq, record) };
-        entries.push(last);
-      }
-      const tx = this.db.transaction('audit', 'readwrite');
-      await Promise.all([...entries.map((e) => tx.store.add(e)), tx.done]);
-      this.head = last;
+      batch?.resolve();
+      if (this.failing) this.recovered(records);
     });
+  }
+
+  private failed(records: readonly AuditRecord[]): void {
+    this.head = undefined; // read again: the write may have failed because the store changed under it
+    this.pending = undefined;
+    this.lost += records.filter((r) => r !== this.probe).reduce((n, r) => n + (r.count ?? 1), 0);
+    if (!this.failing) {
+      this.failing = true;
+      for (const l of this.listeners) l(false);
+    }
+    this.retry ??= setTimeout(() => {
+      this.retry = null;
+      if (!this.failing) return;
+      // the probe: the record of what was lost; if it commits, the log writes again
+      this.probe = auditRecord({
+        time: this.now(),
+        kind: 'error',
+        correlationId: crypto.randomUUID(),
+        reason: 'audit-unavailable',
+        count: this.lost,
+      });
+      void this.join(this.probe).catch(() => {});
+      void this.flush().catch(() => {});
+    }, this.retryMs);
+  }
+
+  private recovered(written: readonly AuditRecord[]): void {
+    this.failing = false;
+    const noted = this.probe !== null && written.includes(this.probe);
+    if (!noted && this.lost > 0) {
+      const note = auditRecord({
+        time: this.now(),
+        kind: 'error',
+        correlationId: crypto.randomUUID(),
+        reason: 'audit-unavailable',
+        count: this.lost,
+      });
+      void this.join(note).catch(() => {});
+      void this.flush().catch(() => {});
+    }
+    this.lost = 0;
+    this.probe = null;
+    for (const l of this.listeners) l(true);
+  }
+
+  private async write(records: AuditRecord[]): Promise<void> {
+    const key = await this.key();
+    if (!key) return this.writeUnchained(records);
+    let last = await this.last();
+    if (last && last.mac === null) {
+      await this.chainPendingWith(key); // catch up first
+      last = await this.last();
+    }
+    const entries: AuditEntry[] = [];
+    for (const record of records) {
+      const seq = (last?.seq ?? 0) + 1;
+      last = { seq, record, mac: await chainMac(key, last?.mac ?? null, seq, record) };
+      entries.push(last);
+    }
+    const tx = this.db.transaction('audit', 'readwrite');
+    await Promise.all([...entries.map((e) => tx.store.add(e)), tx.done]);
+    this.head = last;
   }
 
   /** While locked: kept up to the bound, then counted in one overflow record at the end. */

@@ -13,6 +13,12 @@ export const AUDIT_KINDS = [
   'grant.given',
   'grant.denied',
   'grant.revoked',
+  /**
+   * A brokered request about to be sent, committed before it goes out: a request whose record
+   * cannot be committed is not sent (fail-closed, as Vault's audit devices). Its `request`
+   * record, with the status and latency, follows when it ends.
+   */
+  'request.sent',
   'request',
   'error',
   /** a token request for a minted credential: its endpoint's host, status, latency; never a token */

@@ -9,6 +9,18 @@ import { CoreError } from '../errors.ts';
 import { MAX_VALUES_KEPT, type ValueInfo } from './secrets.ts';
 
 export const DEFAULT_GRACE_SECONDS = 24 * 3600;
+
+/** A secret's expiry is warned of a week ahead (the toolbar badge, the options page) and urgently a day ahead. */
+export const EXPIRY_WARN_MS = 7 * 24 * 3600 * 1000;
+export const EXPIRY_URGENT_MS = 24 * 3600 * 1000;
+export type ExpiryWarning = 'soon' | 'urgent' | 'expired';
+
+/** How near a secret is to its expiry, for the warnings: null when it has none or it is further than a week. */
+export function expiryWarning(s: { readonly expiresAt?: number; readonly expired?: boolean }, now: number): ExpiryWarning | null {
+  if (s.expired || (s.expiresAt !== undefined && s.expiresAt <= now)) return 'expired';
+  if (s.expiresAt === undefined || s.expiresAt - now > EXPIRY_WARN_MS) return null;
+  return s.expiresAt - now <= EXPIRY_URGENT_MS ? 'urgent' : 'soon';
+}
 export const MAX_GRACE_SECONDS = 90 * 24 * 3600;
 
 const next = (values: readonly ValueInfo[]) => Math.max(0, ...values.map((v) => v.n)) + 1;
