@@ -180,7 +180,7 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'credentials.refresh': async (x) => {
       const secret = await vault.secretById(str(obj(x), 'id'));
       if (!secret) throw new RpcError('not-found', 'no such secret');
-      await effects.credentials.refreshNow(secret, crypto.randomUUID()).catch((e: unknown) => {
+      await effects.credentials.refreshNow(secret, crypto.randomUUID(), true).catch((e: unknown) => {
         if (!(e instanceof CredentialUnavailable)) throw e; // the state below says why
       });
       return credentialView(effects.credentials, secret, await vault.deviceId()) ?? { state: 'ok', failures: 0 };

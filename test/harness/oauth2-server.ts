@@ -17,8 +17,10 @@ export type OAuthServer = {
   readonly issuer: string;
   readonly tokenUrl: string;
   readonly jwksUrl: string;
-  /** POSTs to the token endpoint so far, by grant type */
-  readonly tokenRequests: { total: number; byGrant: Record<string, number> };
+  /** POSTs to the token endpoint so far; tokens issued by grant type and by client */
+  readonly tokenRequests: { total: number; byGrant: Record<string, number>; byClient: Record<string, number> };
+  /** every access and refresh token the server handed out (for the canary search) */
+  readonly issued: { readonly accessTokens: Set<string>; readonly refreshTokens: Set<string> };
   /** set to answer token requests with this status (and an OAuth-shaped error body), or slowly */
   readonly faults: { status?: number; delayMs?: number };
   /** a refresh token for `rt-client`, minted without a browser login (a grant saved by hand) */
@@ -92,8 +94,9 @@ export async function startOAuthServer(opts: { accessTokenTtlSeconds?: number; c
     issueRefreshToken: async () => true,
     ttl: { AccessToken: ttl, ClientCredentials: ttl, RefreshToken: 24 * 3600, Grant: 24 * 3600 },
   } as never);
-  const tokenRequests = { total: 0, byGrant: {} as Record<string, number> };
+  const tokenRequests = { total: 0, byGrant: {} as Record<string, number>, byClient: {} as Record<string, number> };
   const faults: { status?: number; delayMs?: number } = {};
+  const issued = { accessTokens: new Set<string>(), refreshTokens: new Set<string>() };
   provider.use(
     async (
       ctx: { path: string; method: string; status: number; body: unknown; req: unknown; request: { body?: Record<string, unknown> } },
@@ -109,12 +112,19 @@ export async function startOAuthServer(opts: { accessTokenTtlSeconds?: number; c
         }
       }
       await next();
+      if (ctx.path === '/token' && ctx.status === 200) {
+        const body = ctx.body as { access_token?: unknown; refresh_token?: unknown } | undefined;
+        if (typeof body?.access_token === 'string') issued.accessTokens.add(body.access_token);
+        if (typeof body?.refresh_token === 'string') issued.refreshTokens.add(body.refresh_token);
+      }
     },
   );
   // count by grant type once oidc-provider has parsed the body
-  provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: string } } }) => {
+  provider.on('grant.success', (ctx: { oidc: { params?: { grant_type?: string }; client?: { clientId: string } } }) => {
     const g = ctx.oidc.params?.grant_type ?? 'unknown';
     tokenRequests.byGrant[g] = (tokenRequests.byGrant[g] ?? 0) + 1;
+    const c = ctx.oidc.client?.clientId ?? 'unknown';
+    tokenRequests.byClient[c] = (tokenRequests.byClient[c] ?? 0) + 1;
   });
   server.on('request', provider.callback());
   return {
@@ -122,6 +132,7 @@ export async function startOAuthServer(opts: { accessTokenTtlSeconds?: number; c
     tokenUrl: `${issuer}/token`,
     jwksUrl: `${issuer}/jwks`,
     tokenRequests,
+    issued,
     faults,
     secrets,
     async mintRefreshToken() {
@@ -147,7 +158,9 @@ export async function startOAuthServer(opts: { accessTokenTtlSeconds?: number; c
         expiresWithSession: false,
         iiat: Math.floor(Date.now() / 1000),
       });
-      return rt.save();
+      const token = await rt.save();
+      issued.refreshTokens.add(token);
+      return token;
     },
     close: () =>
       new Promise<void>((r) => {

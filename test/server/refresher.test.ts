@@ -43,14 +43,17 @@ describe('cached, refreshed, minted once: credentials against a real OAuth 2.0 s
       async () => (state.key ? { key: state.key, vaultId: '00000000-0000-4000-8000-000000000001' } : null),
       clock.now,
     );
-    const mint = async () =>
-      requestToken(
+    const causes: (string | undefined)[] = [];
+    const mint = async (_id: string, cause?: string) => {
+      causes.push(cause);
+      return requestToken(
         (u, i) => fetch(u, i),
         await tokenRequest(ep, { type: 'client_credentials' }, clock.now(), crypto.randomUUID()),
         clock.now,
       );
+    };
     const refresher = new Refresher({ cache, mint, now: clock.now, random });
-    return { db, cache, refresher, clock, state };
+    return { db, cache, refresher, clock, state, causes, mint };
   }
   const requests = () => as.tokenRequests.total;
 
@@ -121,6 +124,46 @@ describe('cached, refreshed, minted once: credentials against a real OAuth 2.0 s
     expect(back.accessToken).not.toBe(good.accessToken);
     expect(refresher.status('svc')).toMatchObject({ state: 'ok', failures: 0 });
     refresher.forgetAll();
+  });
+
+  it('a token request is audited under the call that waited for it; a refresh ahead of expiry under none', async () => {
+    const { refresher, causes } = await setup(() => 0);
+    await Promise.all([refresher.token('svc', 'call-1'), refresher.token('svc', 'call-2')]); // one flight, the first caller's
+    await refresher.token('svc', 'call-3'); // cached: no token request
+    expect(causes).toEqual(['call-1']);
+    await sleep(TTL_S * 1000 * 0.75 + 400); // refreshed by its timer
+    expect(causes).toEqual(['call-1', undefined]);
+    refresher.forgetAll();
+  });
+
+  it('the person’s refresh goes past an open breaker at once; an agent’s does not', async () => {
+    const { refresher } = await setup();
+    const good = await refresher.token('svc');
+    as.faults.status = 503;
+    try {
+      for (let i = 0; i < BREAKER_FAILURES; i++) await refresher.refresh('svc');
+    } finally {
+      delete as.faults.status;
+    }
+    const open = requests();
+    expect(await refresher.refresh('svc')).toEqual(good); // breaker open: served from cache, no request
+    expect(requests()).toBe(open);
+    const fresh = await refresher.refresh('svc', undefined, true);
+    expect(requests()).toBe(open + 1);
+    expect(fresh.accessToken).not.toBe(good.accessToken);
+    expect(refresher.status('svc')).toMatchObject({ state: 'ok', failures: 0 });
+    refresher.forgetAll();
+  });
+
+  it('a restarted worker (a new refresher, the same cache tier) serves the cached token without a request', async () => {
+    const { refresher, cache, clock, mint } = await setup();
+    const token = await refresher.token('svc');
+    refresher.forgetAll(); // the worker stopped: its memory is gone, IndexedDB is not
+    const restarted = new Refresher({ cache, mint, now: clock.now, random: () => 0 });
+    const before = requests();
+    expect(await restarted.token('svc')).toEqual(token);
+    expect(requests()).toBe(before);
+    restarted.forgetAll();
   });
 
   it('a token the API refused (401) is dropped: the next call mints', async () => {

@@ -286,6 +286,9 @@ describe('lifetimes', () => {
     b = afterRequest(b, false, 0);
     expect(b.state).toBe('open');
     expect(mayRequest(b, BREAKER_COOLDOWN_MS - 1).allowed).toBe(false);
+    // the person's "Refresh now" half-opens it before the cool-down ends
+    expect(mayRequest(b, 1, true)).toMatchObject({ allowed: true, breaker: { state: 'half-open' } });
+    expect(mayRequest(CLOSED, 1, true)).toEqual({ allowed: true, breaker: CLOSED });
     const half = mayRequest(b, BREAKER_COOLDOWN_MS);
     expect(half).toMatchObject({ allowed: true, breaker: { state: 'half-open' } });
     // the trial fails: open again, for twice as long

@@ -55,15 +55,13 @@ export class Credentials {
   private readonly compiled = new Map<string, Handed>();
   /** credentials the person must look at before another token request is made */
   private readonly attention = new Map<string, CredentialErrorCode>();
-  /** the agent request that caused the next token request of a credential (its audit correlation id) */
-  private readonly causes = new Map<string, string>();
   /** a rotated refresh token being stored: the vault's change notice for it is ours */
   private readonly storing = new Set<string>();
 
   constructor(private readonly deps: CredentialsDeps) {
     this.refresher = new Refresher({
       cache: deps.cache,
-      mint: (id) => this.mint(id),
+      mint: (id, cause) => this.mint(id, cause),
       now: deps.now,
       random: deps.random,
       onChange: (id) => {
@@ -86,8 +84,7 @@ export class Credentials {
     if (isExpired(secret, this.deps.now())) throw new CoreError('expired', 'the secret has expired', secret.id);
     const attention = this.attention.get(secret.id);
     if (attention) throw new CredentialUnavailable(attention);
-    if (cause) this.causes.set(secret.id, cause);
-    const token = await this.refresher.token(secret.id);
+    const token = await this.refresher.token(secret.id, cause);
     const hit = this.compiled.get(secret.id);
     if (hit?.value === token.accessToken) return hit;
     const use = {
@@ -106,13 +103,15 @@ export class Credentials {
     await this.refresher.invalidate(secret.id);
   }
 
-  /** A fresh token now (keyhole_refresh, the person's "refresh"): resolves when it is cached. */
-  async refreshNow(secret: SecretSummary, cause?: string): Promise<void> {
+  /**
+   * A fresh token now (keyhole_refresh; the person's "Refresh now", `byPerson`, which an open
+   * breaker lets through): resolves when it is cached.
+   */
+  async refreshNow(secret: SecretSummary, cause?: string, byPerson = false): Promise<void> {
     if (!isMinted(secret.kind)) return;
     const attention = this.attention.get(secret.id);
     if (attention) throw new CredentialUnavailable(attention);
-    if (cause) this.causes.set(secret.id, cause);
-    await this.refresher.refresh(secret.id);
+    await this.refresher.refresh(secret.id, cause, byPerson);
   }
 
   /** A transparent request went out with `secret`'s token: it is in use, so it is refreshed ahead of expiry. */
@@ -156,14 +155,11 @@ export class Credentials {
     this.keys.clear();
     this.compiled.clear();
     this.attention.clear();
-    this.causes.clear();
     await this.deps.cache.wipe();
   }
 
   /** One token request for credential `id` (the refresher calls this, one at a time per id). */
-  private async mint(id: string): Promise<TokenSet> {
-    const cause = this.causes.get(id);
-    this.causes.delete(id);
+  private async mint(id: string, cause?: string): Promise<TokenSet> {
     const secret = await this.deps.vault.secretById(id);
     if (!secret?.oauth2 || !isMinted(secret.kind)) throw new CredentialError('bad-endpoint');
     const config = secret.oauth2;

@@ -56,13 +56,18 @@ type Entry = {
   lastUsed: number;
   /** the next attempt after a failure */
   retryAt?: number;
+  /**
+   * The cached token, kept in memory while unlocked as an opened static value is (the worker
+   * holds it whenever it is used anyway); the IndexedDB tier is what a restarted worker reads.
+   */
+  token?: CachedToken;
   timer?: ReturnType<typeof setTimeout>;
 };
 
 export type RefresherDeps = {
   readonly cache: CredentialCache;
-  /** makes one token request for credential `id` */
-  readonly mint: (id: string) => Promise<TokenSet>;
+  /** makes one token request for credential `id`; `cause`: the agent request waiting for it (its audit correlation id) */
+  readonly mint: (id: string, cause?: string) => Promise<TokenSet>;
   readonly now: () => number;
   readonly random: () => number;
   /** the status of `id` changed (the options page, granted pages) */
@@ -84,12 +89,16 @@ export class Refresher {
     return e;
   }
 
-  /** A token to put on a request now: the cached one while usable (refreshed behind it when due), else a fresh one. */
-  async token(id: string): Promise<CachedToken> {
+  /**
+   * A token to put on a request now: the cached one while usable (refreshed behind it when due),
+   * else a fresh one. `cause`: the request asking, named in the audit of a token request it waits for.
+   */
+  async token(id: string, cause?: string): Promise<CachedToken> {
     const e = this.entry(id);
     const now = this.deps.now();
-    const cached = await this.deps.cache.get(id);
+    const cached = await this.cached(e, id);
     if (cached && usable(cached.notAfter, now, expirySkew(cached.issuedAt, cached.notAfter))) {
+      e.token = cached;
       e.notAfter = cached.notAfter;
       e.issuedAt = cached.issuedAt;
       e.refreshAt ??= refreshAt(cached.issuedAt, cached.notAfter, this.deps.random);
@@ -97,16 +106,27 @@ export class Refresher {
       if (now >= e.refreshAt && (e.retryAt === undefined || now >= e.retryAt)) void this.refresh(id).catch(() => {});
       return cached;
     }
-    const fresh = await this.refresh(id);
+    const fresh = await this.refresh(id, cause);
     e.lastUsed = this.deps.now();
     return fresh;
   }
 
-  /** Mints anew; concurrent calls for one id share one token request. */
-  refresh(id: string): Promise<CachedToken> {
+  /** The token in memory while it is not past notAfter, else the cache tier's (a restarted worker). */
+  private async cached(e: Entry, id: string): Promise<CachedToken | null> {
+    if (e.token && e.token.notAfter > this.deps.now()) return e.token;
+    e.token = undefined;
+    return this.deps.cache.get(id);
+  }
+
+  /**
+   * Mints anew; concurrent calls for one id share one token request (audited under the first
+   * caller's cause). `pastBreaker`: the person asked, so an open breaker lets this one through
+   * (as its half-open request; one more failure opens it again, for longer).
+   */
+  refresh(id: string, cause?: string, pastBreaker = false): Promise<CachedToken> {
     const flying = this.flights.get(id);
     if (flying) return flying;
-    const flight = this.mintOnce(id).finally(() => {
+    const flight = this.mintOnce(id, cause, pastBreaker).finally(() => {
       this.flights.delete(id);
       this.deps.onChange?.(id);
     });
@@ -115,14 +135,14 @@ export class Refresher {
     return flight;
   }
 
-  private async mintOnce(id: string): Promise<CachedToken> {
+  private async mintOnce(id: string, cause: string | undefined, pastBreaker = false): Promise<CachedToken> {
     const e = this.entry(id);
-    const gate = mayRequest(e.breaker, this.deps.now());
+    const gate = mayRequest(e.breaker, this.deps.now(), pastBreaker);
     e.breaker = gate.breaker;
     if (!gate.allowed) return this.fallBack(id, 'breaker-open');
     let minted: TokenSet;
     try {
-      minted = await this.deps.mint(id);
+      minted = await this.deps.mint(id, cause);
     } catch (err) {
       const now = this.deps.now();
       e.breaker = afterRequest(e.breaker, false, now);
@@ -144,6 +164,7 @@ export class Refresher {
       ...(minted.scope ? { scope: minted.scope } : {}),
     };
     await this.deps.cache.put(id, token);
+    e.token = token;
     e.issuedAt = now;
     e.notAfter = token.notAfter;
     e.refreshAt = refreshAt(now, token.notAfter, this.deps.random);
@@ -153,7 +174,7 @@ export class Refresher {
 
   /** After a failed (or refused) request: the cached token while it is still usable, else unavailable. */
   private async fallBack(id: string, reason: CredentialErrorCode | 'breaker-open'): Promise<CachedToken> {
-    const cached = await this.deps.cache.get(id);
+    const cached = await this.cached(this.entry(id), id);
     if (cached && usable(cached.notAfter, this.deps.now(), expirySkew(cached.issuedAt, cached.notAfter))) return cached;
     throw new CredentialUnavailable(reason);
   }
@@ -180,6 +201,7 @@ export class Refresher {
     await this.deps.cache.delete(id);
     const e = this.entries.get(id);
     if (e) {
+      e.token = undefined;
       e.refreshAt = undefined;
       e.notAfter = undefined;
     }

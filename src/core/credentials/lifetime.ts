@@ -59,9 +59,12 @@ export type Breaker = {
 };
 export const CLOSED: Breaker = { state: 'closed', failures: 0, until: 0, opened: 0 };
 
-/** Whether a token request may be made now (an open breaker half-opens when its cool-down ends). */
-export function mayRequest(b: Breaker, now: number): { allowed: boolean; breaker: Breaker } {
-  if (b.state === 'open' && now >= b.until) return { allowed: true, breaker: { ...b, state: 'half-open' } };
+/**
+ * Whether a token request may be made now: an open breaker half-opens when its cool-down ends,
+ * or at once when the person asked for it (`asked`).
+ */
+export function mayRequest(b: Breaker, now: number, asked = false): { allowed: boolean; breaker: Breaker } {
+  if (b.state === 'open' && (asked || now >= b.until)) return { allowed: true, breaker: { ...b, state: 'half-open' } };
   return { allowed: b.state !== 'open', breaker: b };
 }
 
