@@ -301,7 +301,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
         if (!blobs.has(body.blob)) throw new HttpError(400, 'missing-blob', 'an item.put without its blob');
         used.add(body.blob);
       }
-      if (body.type === 'item.destroy') deleteBlobs.push(...body.blobs);
+      if (body.type === 'item.destroy' || body.type === 'item.prune') deleteBlobs.push(...body.blobs);
       return { seq: e.seq, hash: entryHash(e), json: canonicalJson(e) };
     });
     if (used.size !== blobs.size) throw new HttpError(400, 'bad-request', 'a blob no entry names');

@@ -132,6 +132,60 @@ describe('sync between two devices of one person', () => {
     expect(await a.value('two')).toBe('FAKE-2');
   });
 
+  it('a destroyed value leaves the server: the versions a put supersedes are pruned, the current one stays readable', async () => {
+    const [a, b] = await pair({ rot: 'FAKE-rot-v1' });
+    const vault = (await a.sync.syncNow()).vault as string;
+    const id = (await a.vault.findSecret('rot'))?.id as string;
+    /** the blobs the log names for the item, and which of them the server still holds */
+    const blobs = async () => {
+      const named = (await srv.store.entries(vault, 0, 10_000))
+        .map((e) => JSON.parse(e.json) as LogEntry)
+        .flatMap((e) => (e.body.type === 'item.put' && e.body.item === id ? [e.body.blob] : []));
+      const held = new Set((await srv.store.blobs(vault, named)).map((x) => x.hash));
+      return named.map((h) => held.has(h));
+    };
+    expect(await blobs()).toEqual([true]);
+    // rotated, then promoted as compromised: v1 is destroyed here, and must not live on in the old blob
+    await a.vault.rotate(id, { value: 'FAKE-rot-v2' });
+    await a.vault.promote(id, { compromised: true });
+    await a.sync.syncNow();
+    expect(await blobs()).toEqual([false, true]);
+    // the log still names the pruned version; the other device reads the current value
+    await b.sync.syncNow();
+    expect(await b.value('rot')).toBe('FAKE-rot-v2');
+    // an edit on the other device prunes the version it replaces too
+    await b.update('rot', 'FAKE-rot-v3');
+    await b.sync.syncNow();
+    expect(await blobs()).toEqual([false, false, true]);
+    await a.sync.syncNow();
+    expect(await a.value('rot')).toBe('FAKE-rot-v3');
+    // a device that joins now reads every live secret, although the old versions are gone
+    const c = await deviceNamed('tablet');
+    const joining = await c.sync.join(srv.origin, 'tablet');
+    await a.sync.approve(joining.device?.pairingCode ?? '');
+    await c.sync.syncNow();
+    await c.sync.syncNow();
+    expect(await c.value('rot')).toBe('FAKE-rot-v3');
+  });
+
+  it('concurrent edits keep both heads: a put never prunes another device’s version it did not replace', async () => {
+    const [a, b] = await pair({ both: 'FAKE-both-0' });
+    a.net.online = false;
+    await a.update('both', 'FAKE-both-a');
+    await b.update('both', 'FAKE-both-b');
+    await b.sync.syncNow();
+    a.net.online = true;
+    await a.sync.syncNow(); // a's put lands beside b's: a conflict, both heads kept
+    const vault = (await a.sync.syncNow()).vault as string;
+    const id = (await a.vault.findSecret('both'))?.id as string;
+    const named = (await srv.store.entries(vault, 0, 10_000))
+      .map((e) => JSON.parse(e.json) as LogEntry)
+      .flatMap((e) => (e.body.type === 'item.put' && e.body.item === id ? [e.body.blob] : []));
+    const held = (await srv.store.blobs(vault, named)).map((x) => x.hash);
+    expect(held.length).toBeGreaterThanOrEqual(2); // both devices' versions
+    expect((await a.sync.syncNow()).conflicts?.length ?? 0).toBeGreaterThan(0);
+  });
+
   it('edits on both while offline converge with nothing lost; the conflict keeps both until the person picks', async () => {
     const [a, b] = await pair({ shared: 'FAKE-base', gone: 'FAKE-gone' });
     a.net.online = false;

@@ -62,6 +62,7 @@ describe("an entry's canonical text", () => {
       { type: 'key.wrap', to: 'ef'.repeat(32), wrapped: 'AAEC+/==' },
       { type: 'item.put', item: 'item_1-x', blob: 'ab'.repeat(32), parents: ['01'.repeat(32), '23'.repeat(32)] },
       { type: 'item.destroy', item: 'gone', blobs: [] },
+      { type: 'item.prune', item: 'item_1-x', blobs: ['cd'.repeat(32)] },
     ];
     for (const [i, body] of bodies.entries()) {
       const e = {

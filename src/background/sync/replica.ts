@@ -91,7 +91,7 @@ export class Replica {
   wrapsFor(device: string): KeyWrap[] {
     return this.#wraps.filter((w) => w.to === device);
   }
-  /** Every blob a live item has named (all its versions), for item.destroy. */
+  /** Every blob a live item has named (all its versions) and not pruned, for item.destroy and item.prune. */
   blobsOf(item: string): readonly string[] {
     return this.#itemBlobs.get(item) ?? [];
   }
@@ -197,6 +197,15 @@ export class Replica {
       this.#items.delete(b.item);
       this.#itemBlobs.delete(b.item);
       this.#destroyed.add(b.item);
+    } else if (b.type === 'item.prune') {
+      // never a version that is still a head (a member's mistake must not lose the current value)
+      const live = new Set((this.#items.get(b.item) ?? []).map((h) => h.blob));
+      const pruned = new Set(b.blobs.filter((h) => !live.has(h)));
+      for (const h of pruned) this.#blobs.delete(h);
+      this.#itemBlobs.set(
+        b.item,
+        (this.#itemBlobs.get(b.item) ?? []).filter((h) => !pruned.has(h)),
+      );
     } else if (b.type === 'key.wrap') {
       this.#wraps.push({ epoch: e.epoch, to: b.to, wrapped: b.wrapped });
     }

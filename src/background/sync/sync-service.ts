@@ -579,7 +579,15 @@ export class SyncService {
         agreed.set(id, { heads: headIds, version: local.version }); // in the log already (its answer was lost)
         continue;
       }
-      out.push({ item: id, version: local.version, pending: { body: put(id, mine, base?.heads ?? []), blob } });
+      const parents = base?.heads ?? [];
+      out.push({ item: id, version: local.version, pending: { body: put(id, mine, parents), blob } });
+      // Every earlier version of the item the put replaces goes from the server too: a value
+      // destroyed here (grace ended, compromised, expired) must not live on in an old blob. A
+      // head of another device's concurrent edit is kept (it is not among the parents).
+      const others = new Set(heads.filter((h) => !parents.includes(h.entry)).map((h) => h.blob));
+      const superseded = replica.blobsOf(id).filter((h) => h !== mine && !others.has(h));
+      for (let i = 0; i < superseded.length; i += LIMITS.blobsPerDestroy)
+        out.push({ item: id, pending: { body: { type: 'item.prune', item: id, blobs: superseded.slice(i, i + LIMITS.blobsPerDestroy) } } });
     }
     await this.#write(replica, agreed, { writes, deletes });
     if (writes.length > 0 || deletes.length > 0) this.vault.reload();

@@ -40,7 +40,12 @@ export type EntryBody =
   /** an item's new version, its ciphertext stored as blob `blob` (hex SHA-256); `parents` are the entry hashes it replaces */
   | { readonly type: 'item.put'; readonly item: string; readonly blob: string; readonly parents: readonly string[] }
   /** an item destroyed: the server deletes these blobs, the log keeps their hashes */
-  | { readonly type: 'item.destroy'; readonly item: string; readonly blobs: readonly string[] };
+  | { readonly type: 'item.destroy'; readonly item: string; readonly blobs: readonly string[] }
+  /**
+   * a live item's superseded versions (values destroyed since may be in them): the server deletes
+   * these blobs, the log keeps their hashes; a version that is still a head is never pruned
+   */
+  | { readonly type: 'item.prune'; readonly item: string; readonly blobs: readonly string[] };
 
 export type EntryType = EntryBody['type'];
 
@@ -180,14 +185,15 @@ function checkBody(x: unknown, seq?: number): EntryBody {
       }
       return { type: 'item.put', item, blob, parents: parents as string[] };
     }
-    case 'item.destroy': {
+    case 'item.destroy':
+    case 'item.prune': {
       keys('item', 'blobs');
       const { item, blobs } = x;
       if (typeof item !== 'string' || !ITEM.test(item)) fail('item id malformed', seq);
       if (!Array.isArray(blobs) || blobs.length > LIMITS.blobsPerDestroy || !blobs.every((b) => typeof b === 'string' && HEX64.test(b))) {
         fail('blob list malformed', seq);
       }
-      return { type: 'item.destroy', item, blobs: blobs as string[] };
+      return { type: x.type, item, blobs: blobs as string[] };
     }
     default:
       return fail('unknown entry type', seq);
@@ -355,6 +361,7 @@ function applyRules(state: Membership | undefined, e: LogEntry): [Membership, De
       break;
     case 'item.put':
     case 'item.destroy':
+    case 'item.prune':
       break;
   }
   return [{ vault: state.vault, seq, head: entryHash(e), epoch, creator: state.creator, members }, author];
