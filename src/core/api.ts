@@ -143,7 +143,8 @@ export type Api = {
   'secrets.delete': { params: { id: string }; result: true };
   'secrets.reveal': { params: { id: string; passphrase: string }; result: { value: string } };
   /** a new value for a secret, staged: not used until promoted */
-  'secrets.rotate': { params: { id: string; value?: string; material?: OAuth2Material }; result: SecretSummary };
+  /** a minted kind's `material` is merged over the current one: name only what changes */
+  'secrets.rotate': { params: { id: string; value?: string; material?: Partial<OAuth2Material> }; result: SecretSummary };
   /** one request with the staged value to `url` (within the secret's rule); the answer's status */
   'secrets.testStaged': { params: { id: string; url: string }; result: { status: number; ok: boolean } };
   /** the staged value becomes current; the old one stays `graceSeconds` (default 24 h) for roll back, or is destroyed at once if compromised */

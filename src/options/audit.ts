@@ -80,7 +80,15 @@ export function auditSection(): Node {
     void load();
   });
   void load();
-  return h('section', { 'aria-labelledby': 'audit-h', id: 'audit' }, h('h2', { id: 'audit-h' }, 'Audit'), status, form, table, older);
+  return h(
+    'section',
+    { 'aria-labelledby': 'section-h', id: 'audit' },
+    h('h2', { id: 'section-h', tabindex: -1 }, 'Audit'),
+    status,
+    form,
+    table,
+    older,
+  );
 }
 
 function renderStatus(check: Result<'audit.view'>['check'], flags: Result<'audit.view'>['anomalies'], status: HTMLElement): void {

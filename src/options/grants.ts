@@ -13,11 +13,12 @@ import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 
 export async function grantsSection(secrets: SecretSummary[]): Promise<Node> {
-  const section = h('section', { 'aria-labelledby': 'grants-h', id: 'grants' });
+  const section = h('section', { 'aria-labelledby': 'section-h', id: 'grants' });
   const render = async () => {
     const grants = await call('grants.list');
     section.replaceChildren(
-      h('h2', { id: 'grants-h' }, `Grants (${grants.length})`),
+      h('h2', { id: 'section-h', tabindex: -1 }, 'Sites and grants'),
+      h('h3', {}, `Grants (${grants.length})`),
       grantsTable(grants, render),
       siteForm(secrets, render),
     );

@@ -1,52 +1,102 @@
 /**
- * The options page: secrets (names and rules; values only when the person asks), the injection
- * rule editor with presets, auto-lock settings and passphrase change. A thin RPC client.
+ * The options page: a header with the lock button, navigation between its sections (Secrets,
+ * Sites and grants, Sync and team, Audit, Settings) and a secret's own view. The location hash is
+ * the route, so the browser's back button and bookmarks work; after a navigation the focus moves
+ * to the new view's heading, as a screen reader user expects. A thin RPC client.
  */
 
-import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../core/agents/policy.ts';
-import type { CredentialStatusView, SecretInput, SecretSummary, Settings, Status } from '../core/api.ts';
-import {
-  CLIENT_AUTH_METHODS,
-  type ClientAuthMethod,
-  type OAuth2Config,
-  type OAuth2Material,
-  type SecretKind,
-} from '../core/credentials/kinds.ts';
-import { field, formatTime, h, message, replace } from '../ui/dom.ts';
+import type { Status } from '../core/api.ts';
+import { field, h, message, replace } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 import { auditSection } from './audit.ts';
 import { grantsSection } from './grants.ts';
-import { syncSection } from './sync.ts';
+import { guarded, redraw, setRedraw } from './page.ts';
+import { secretView } from './secret-view.ts';
+import { secretsSection } from './secrets.ts';
+import { settingsSection } from './settings.ts';
+import { syncSection, watchSync } from './sync.ts';
 
 const app = document.getElementById('app') as HTMLElement;
-const splitList = (s: string) => s.split(/[\s,]+/).filter(Boolean);
 
-async function guarded(slot: HTMLElement, work: () => Promise<void>) {
-  slot.replaceChildren();
-  try {
-    await work();
-  } catch (e) {
-    slot.replaceChildren(message('error', describeError(e)));
-  }
+const SECTIONS = [
+  ['secrets', 'Secrets'],
+  ['sites', 'Sites and grants'],
+  ['sync', 'Sync and team'],
+  ['audit', 'Audit'],
+  ['settings', 'Settings'],
+] as const;
+type Section = (typeof SECTIONS)[number][0];
+type Route = { readonly section: Section } | { readonly section: 'secret'; readonly id: string };
+
+function route(): Route {
+  const hash = decodeURIComponent(location.hash.slice(1));
+  if (hash.startsWith('secret/')) return { section: 'secret', id: hash.slice('secret/'.length) };
+  return { section: SECTIONS.find(([s]) => s === hash)?.[0] ?? 'secrets' };
 }
 
-async function refresh() {
+/** The editor of the secrets view, kept across redraws so a sync does not wipe what the person is typing. */
+const editorSlot = h('div', { id: 'editor' });
+
+async function render() {
   const status = await call('status');
   app.dataset.state = status.state;
   if (status.state !== 'unlocked') return replace(app, ...lockedView(status));
-  const [{ secrets, damaged }, settings, credentials] = await Promise.all([
-    call('secrets.list'),
-    call('settings.get'),
-    call('credentials.status'),
-  ]);
-  const grants = await grantsSection(secrets);
-  replace(app, ...unlockedView(secrets, damaged, settings, grants, credentials));
+  const r = route();
+  app.dataset.section = r.section;
+  const view = await sectionView(r);
+  replace(app, header('unlocked'), nav(r), h('div', { id: 'view' }, ...view));
+  watchSync(() => {
+    // secrets changed underneath: redraw the views that show them, unless the person is editing one
+    if ((r.section === 'secrets' || r.section === 'secret') && !editorSlot.hasChildNodes() && !app.querySelector('#editor form'))
+      void redraw();
+  });
+}
+
+async function sectionView(r: Route): Promise<Node[]> {
+  switch (r.section) {
+    case 'secrets': {
+      const [{ secrets, damaged }, credentials] = await Promise.all([call('secrets.list'), call('credentials.status')]);
+      return [secretsSection(secrets, damaged, credentials, editorSlot)];
+    }
+    case 'secret': {
+      const [{ secrets }, credentials] = await Promise.all([call('secrets.list'), call('credentials.status')]);
+      const s = secrets.find((x) => x.id === r.id);
+      if (!s)
+        return [h('h2', { id: 'section-h', tabindex: -1 }, 'No such secret'), h('p', {}, h('a', { href: '#secrets' }, '← All secrets'))];
+      return [secretView(s, credentials[s.id])];
+    }
+    case 'sites': {
+      const { secrets } = await call('secrets.list');
+      return [await grantsSection(secrets)];
+    }
+    case 'sync':
+      return [syncSection()];
+    case 'audit':
+      return [auditSection()];
+    case 'settings':
+      return settingsSection(await call('settings.get'));
+  }
+}
+
+function nav(r: Route): Node {
+  const current = r.section === 'secret' ? 'secrets' : r.section;
+  return h(
+    'nav',
+    { 'aria-label': 'Sections', id: 'sections' },
+    h(
+      'ul',
+      {},
+      ...SECTIONS.map(([id, label]) =>
+        h('li', {}, h('a', { href: `#${id}`, id: `nav-${id}`, ...(id === current ? { 'aria-current': 'page' } : {}) }, label)),
+      ),
+    ),
+  );
 }
 
 function header(status: Status['state']) {
   const lock = h('button', { type: 'button', id: 'lock' }, 'Lock now');
-  lock.addEventListener('click', () => void call('vault.lock').then(refresh));
+  lock.addEventListener('click', () => void call('vault.lock').then(redraw));
   return h(
     'header',
     {},
@@ -68,457 +118,15 @@ function lockedView(status: Status): Node[] {
     pass.value = '';
     void guarded(errors, async () => {
       await call('vault.unlock', { passphrase: p });
-      await refresh();
+      await redraw();
     });
   });
   return [header('locked'), h('p', {}, 'The vault is locked.'), form];
 }
 
-function unlockedView(
-  secrets: SecretSummary[],
-  damaged: { id: string; reason: string }[],
-  settings: Settings,
-  grants: Node,
-  credentials: Record<string, CredentialStatusView>,
-): Node[] {
-  const editorSlot = h('div', { id: 'editor' });
-  const add = h('button', { type: 'button', class: 'primary', id: 'add-secret' }, 'Add secret');
-  add.addEventListener('click', () => replace(editorSlot, editor(editorSlot)));
-  const nodes: (Node | null)[] = [
-    header('unlocked'),
-    h(
-      'section',
-      { 'aria-labelledby': 'secrets-h' },
-      h('h2', { id: 'secrets-h' }, `Secrets (${secrets.length})`),
-      secretsTable(secrets, editorSlot, credentials),
-    ),
-    damaged.length
-      ? h(
-          'div',
-          { role: 'alert', class: 'msg error', id: 'damaged' },
-          h('strong', {}, 'Damaged records: '),
-          `${damaged.length} stored item(s) failed integrity checks and cannot be opened: `,
-          damaged.map((d) => `${d.id} (${d.reason})`).join(', '),
-          '. Every other secret is unaffected.',
-        )
-      : null,
-    h('div', { class: 'row' }, add),
-    editorSlot,
-    grants,
-    syncSection(() => {
-      // secrets changed underneath: redraw, unless the person is editing one
-      if (!editorSlot.hasChildNodes()) void refresh();
-    }),
-    auditSection(),
-    settingsForm(settings),
-    passphraseForm(),
-  ];
-  return nodes.filter((n): n is Node => n !== null);
-}
-
-const KIND_LABELS: Record<SecretKind, string> = {
-  static: 'Static key',
-  'oauth2-client-credentials': 'OAuth 2.0 client credentials',
-  'oauth2-refresh-token': 'OAuth 2.0 refresh token',
-};
-
-/** A minted credential's state, in words: valid until, next refresh, last error, what the person must do. */
-function credentialCell(s: SecretSummary, c: CredentialStatusView | undefined): Node {
-  if (s.kind === 'static' || !c) return h('span', { class: 'muted' }, KIND_LABELS[s.kind]);
-  const lines: Node[] = [h('div', {}, KIND_LABELS[s.kind]), h('div', { class: `badge cred-${c.state}` }, c.state)];
-  if (c.validUntil) lines.push(h('div', { class: 'muted' }, `token valid until ${formatTime(c.validUntil)}`));
-  if (c.nextRefresh) lines.push(h('div', { class: 'muted' }, `next refresh ${formatTime(c.nextRefresh)}`));
-  if (c.lastError) lines.push(h('div', { class: 'msg error' }, `last token request: ${c.lastError}`));
-  if (c.attention) lines.push(h('div', { role: 'alert', class: 'msg error' }, `needs attention: ${c.attention}`));
-  if (c.refresherHere !== undefined) {
-    const role = h('div', { class: 'muted' }, c.refresherHere ? 'refreshed by this device' : 'refreshed by another device ');
-    if (!c.refresherHere) {
-      const take = h('button', { type: 'button', 'aria-label': `Refresh ${s.name} from this device` }, 'Take over');
-      take.addEventListener('click', () => {
-        if (!confirm('Only one device may spend a rotating refresh token. Make this device the one that refreshes it?')) return;
-        void call('secrets.takeRefresher', { id: s.id }).then(refresh);
-      });
-      role.append(take);
-    }
-    lines.push(role);
-  }
-  const now = h('button', { type: 'button', 'aria-label': `Refresh ${s.name} now` }, 'Refresh now');
-  now.addEventListener('click', () => void call('credentials.refresh', { id: s.id }).then(refresh));
-  lines.push(now);
-  return h('div', { 'data-credential': s.name }, ...lines);
-}
-
-function secretsTable(secrets: SecretSummary[], editorSlot: HTMLElement, credentials: Record<string, CredentialStatusView>): Node {
-  if (secrets.length === 0) return h('p', { class: 'muted', id: 'no-secrets' }, 'No secrets yet.');
-  const rows = secrets.map((s) => {
-    const edit = h('button', { type: 'button', 'aria-label': `Edit ${s.name}` }, 'Edit');
-    edit.addEventListener('click', () => {
-      replace(editorSlot, editor(editorSlot, s));
-      editorSlot.scrollIntoView();
-    });
-    const reveal = h('button', { type: 'button', 'aria-label': `Reveal ${s.name}`, class: 'reveal' }, 'Reveal');
-    reveal.addEventListener('click', () => revealDialog(s));
-    const del = h('button', { type: 'button', class: 'danger', 'aria-label': `Delete ${s.name}` }, 'Delete');
-    del.addEventListener('click', () => {
-      if (!confirm(`Delete "${s.name}"? Its value is destroyed and cannot be recovered.`)) return;
-      void call('secrets.delete', { id: s.id }).then(refresh);
-    });
-    return h(
-      'tr',
-      { 'data-secret': s.name },
-      h('td', {}, h('strong', {}, s.name), s.notes ? h('div', { class: 'muted' }, s.notes) : null),
-      h(
-        'td',
-        {},
-        h('code', {}, s.rule.hosts.join(', ')),
-        s.rule.pathPrefixes.length ? h('div', { class: 'muted' }, s.rule.pathPrefixes.join(', ')) : null,
-      ),
-      h('td', {}, h('code', {}, `${s.rule.header}: ${s.rule.template}`)),
-      h('td', {}, credentialCell(s, credentials[s.id])),
-      h('td', { class: 'muted' }, formatTime(s.updatedAt)),
-      h('td', {}, h('div', { class: 'row' }, edit, reveal, del)),
-    );
-  });
-  return h(
-    'table',
-    { id: 'secrets' },
-    h('caption', { class: 'sr-only' }, 'Stored secrets'),
-    h(
-      'thead',
-      {},
-      h(
-        'tr',
-        {},
-        h('th', { scope: 'col' }, 'Name'),
-        h('th', { scope: 'col' }, 'Hosts'),
-        h('th', { scope: 'col' }, 'Header'),
-        h('th', { scope: 'col' }, 'Kind'),
-        h('th', { scope: 'col' }, 'Updated'),
-        h('th', { scope: 'col' }, 'Actions'),
-      ),
-    ),
-    h('tbody', {}, ...rows),
-  );
-}
-
-function editor(slot: HTMLElement, existing?: SecretSummary): Node {
-  const rule: InjectionRule = existing?.rule ?? (PRESETS[0] as (typeof PRESETS)[number]).rule;
-  const preset = h(
-    'select',
-    { id: 'preset' },
-    h('option', { value: '' }, 'Custom'),
-    ...PRESETS.map((p) => h('option', { value: p.id }, p.label)),
-  );
-  const name = h('input', { id: 'secret-name', required: true, autocomplete: 'off', spellcheck: 'false', value: existing?.name ?? '' });
-  // type=password: Chromium keeps password fields out of session-restore form state and autofill.
-  const value = h('input', {
-    id: 'secret-value',
-    type: 'password',
-    autocomplete: 'new-password',
-    spellcheck: 'false',
-    required: !existing,
-  });
-  const hosts = h('input', { id: 'secret-hosts', required: true, autocomplete: 'off', spellcheck: 'false', value: rule.hosts.join(', ') });
-  const paths = h('input', { id: 'secret-paths', autocomplete: 'off', spellcheck: 'false', value: rule.pathPrefixes.join(', ') });
-  const headerName = h('input', { id: 'secret-header', required: true, autocomplete: 'off', spellcheck: 'false', value: rule.header });
-  const template = h('input', { id: 'secret-template', required: true, autocomplete: 'off', spellcheck: 'false', value: rule.template });
-  const notes = h('textarea', { id: 'secret-notes', autocomplete: 'off' });
-  notes.value = existing?.notes ?? '';
-  const minted = mintedFields(existing);
-  const methods = HTTP_METHODS.map((m) => {
-    const box = h('input', { type: 'checkbox', value: m, id: `m-${m}`, checked: rule.methods.includes(m) });
-    return { m, box, el: h('label', { class: 'check', for: box.id }, box, m) };
-  });
-  if (!existing) preset.value = PRESETS[0]?.id ?? '';
-  else preset.value = PRESETS.find((p) => p.rule.hosts.join() === rule.hosts.join() && p.rule.header === rule.header)?.id ?? '';
-  preset.addEventListener('change', () => {
-    const p = PRESETS.find((x) => x.id === preset.value);
-    if (!p) return;
-    hosts.value = p.rule.hosts.join(', ');
-    headerName.value = p.rule.header;
-    template.value = p.rule.template;
-    paths.value = '';
-    for (const x of methods) x.box.checked = false;
-  });
-  const errors = h('div', {});
-  const cancel = h('button', { type: 'button' }, 'Cancel');
-  cancel.addEventListener('click', () => slot.replaceChildren());
-  const form = h(
-    'form',
-    { id: 'secret-form', class: 'card', 'aria-labelledby': 'editor-h' },
-    h('h2', { id: 'editor-h' }, existing ? `Edit ${existing.name}` : 'Add a secret'),
-    h(
-      'div',
-      { class: 'grid' },
-      field('Name', name, 'How agents ask for it, e.g. openai-prod.'),
-      field('Preset', preset, 'Fills the rule for a common API.'),
-      minted.kindField,
-      minted.staticOnly(
-        field('Value', value, existing ? 'Leave empty to keep the current value.' : 'The API key or token. It is encrypted at once.'),
-      ),
-      field('Allowed hosts', hosts, 'Exact hosts, comma separated. HTTPS only, except localhost.'),
-      field('Header', headerName),
-      field('Header value template', template, 'Use {value}, or {value:base64} for Basic auth.'),
-      field('Path prefixes (optional)', paths, 'e.g. /v1/ — empty allows any path.'),
-      field('Notes (not secret)', notes),
-    ),
-    minted.fieldset,
-    h('fieldset', {}, h('legend', {}, 'Allowed methods (none checked = all)'), h('div', { class: 'row' }, ...methods.map((x) => x.el))),
-    errors,
-    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', id: 'save-secret' }, 'Save secret'), cancel),
-  );
-  form.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    const newRule: InjectionRule = {
-      hosts: splitList(hosts.value),
-      pathPrefixes: splitList(paths.value),
-      methods: methods.filter((x) => x.box.checked).map((x) => x.m as HttpMethod),
-      header: headerName.value.trim(),
-      template: template.value.trim(),
-    };
-    const v = value.value;
-    const kindInput = minted.read();
-    void guarded(errors, async () => {
-      if (existing) {
-        await call('secrets.update', {
-          id: existing.id,
-          name: name.value.trim(),
-          rule: newRule,
-          notes: notes.value,
-          ...(kindInput.kind === 'static'
-            ? v
-              ? { value: v }
-              : {}
-            : { oauth2: kindInput.oauth2, ...(kindInput.material ? { material: kindInput.material } : {}) }),
-        });
-      } else {
-        await call('secrets.create', {
-          name: name.value.trim(),
-          rule: newRule,
-          notes: notes.value,
-          ...(kindInput.kind === 'static' ? { value: v } : kindInput),
-        } as SecretInput);
-      }
-      value.value = '';
-      minted.clear();
-      await refresh();
-    });
-  });
-  queueMicrotask(() => name.focus());
-  return form;
-}
-
-/**
- * The kind selector and, for a minted kind, its OAuth 2.0 settings and material. Secret fields
- * are password inputs (Chromium keeps them out of session restore; a pasted PEM loses its line
- * breaks there, which the key parser does not need). Editing: empty secret fields keep what is stored.
- */
-function mintedFields(existing?: SecretSummary) {
-  const kind = h(
-    'select',
-    { id: 'secret-kind', disabled: existing !== undefined },
-    ...(Object.keys(KIND_LABELS) as SecretKind[]).map((k) => h('option', { value: k }, KIND_LABELS[k])),
-  );
-  kind.value = existing?.kind ?? 'static';
-  const c = existing?.oauth2;
-  const text = (id: string, value = '') => h('input', { id, autocomplete: 'off', spellcheck: 'false', value });
-  const secret = (id: string) => h('input', { id, type: 'password', autocomplete: 'new-password', spellcheck: 'false' });
-  const endpoint = text('oauth-endpoint', c?.tokenEndpoint);
-  const clientId = text('oauth-client-id', c?.clientId);
-  const auth = h('select', { id: 'oauth-auth' }, ...CLIENT_AUTH_METHODS.map((m) => h('option', { value: m }, m)));
-  auth.value = c?.clientAuth ?? 'client_secret_basic';
-  const scope = text('oauth-scope', c?.scope);
-  const resource = text('oauth-resource', c?.resource);
-  const audience = text('oauth-audience', c?.audience);
-  const clientSecret = secret('oauth-client-secret');
-  const pem = secret('oauth-private-key');
-  const refreshToken = secret('oauth-refresh-token');
-  const keep = existing ? ' Leave empty to keep what is stored.' : '';
-  const secretField = field('Client secret', clientSecret, `For client_secret_basic and client_secret_post.${keep}`);
-  const pemField = field(
-    'Private key (PEM)',
-    pem,
-    `For private_key_jwt: paste the key; it is kept encrypted and signs in Keyhole only.${keep}`,
-  );
-  const rtField = field('Refresh token', refreshToken, `Keyhole stores each rotated one at once and never sends an old one again.${keep}`);
-  const extra = [field('Resource (optional)', resource), field('Audience (optional)', audience)];
-  const fieldset = h(
-    'fieldset',
-    { id: 'oauth2-fields' },
-    h('legend', {}, 'OAuth 2.0: agents get short-lived tokens, never these'),
-    h(
-      'div',
-      { class: 'grid' },
-      field('Token endpoint', endpoint, 'HTTPS (http only on localhost). Keyhole never follows its redirects.'),
-      field('Client id', clientId),
-      field('Client authentication', auth),
-      field('Scope (optional)', scope),
-      ...extra,
-      secretField,
-      pemField,
-      rtField,
-    ),
-  );
-  const staticOnly: HTMLElement[] = [];
-  const sync = () => {
-    const k = kind.value as SecretKind;
-    fieldset.hidden = k === 'static';
-    for (const el of staticOnly) {
-      el.hidden = k !== 'static';
-      // a hidden required field would block the form without a word
-      for (const i of el.querySelectorAll('input')) i.required = k === 'static' && !existing;
-    }
-    rtField.hidden = k !== 'oauth2-refresh-token';
-    for (const el of extra) el.hidden = k !== 'oauth2-client-credentials';
-    secretField.hidden = auth.value !== 'client_secret_basic' && auth.value !== 'client_secret_post';
-    pemField.hidden = auth.value !== 'private_key_jwt';
-  };
-  kind.addEventListener('change', sync);
-  auth.addEventListener('change', sync);
-  queueMicrotask(sync);
-  return {
-    kindField: field('Kind', kind, 'Static: the key itself. OAuth 2.0: Keyhole mints short-lived tokens for agents.'),
-    fieldset,
-    staticOnly: (el: HTMLElement) => {
-      staticOnly.push(el);
-      return el;
-    },
-    read(): { kind: SecretKind; oauth2?: OAuth2Config; material?: OAuth2Material } {
-      const k = kind.value as SecretKind;
-      if (k === 'static') return { kind: k };
-      const oauth2: Record<string, string> = {
-        tokenEndpoint: endpoint.value.trim(),
-        clientId: clientId.value.trim(),
-        clientAuth: auth.value as ClientAuthMethod,
-      };
-      // an emptied optional field clears it (the worker reads '' as absent)
-      for (const [key, input] of [
-        ['scope', scope],
-        ['resource', resource],
-        ['audience', audience],
-      ] as const)
-        oauth2[key] = input.value.trim();
-      const material: Record<string, string> = {};
-      if (clientSecret.value && !secretField.hidden) material.clientSecret = clientSecret.value;
-      if (pem.value && !pemField.hidden) material.privateKeyPem = pem.value;
-      if (refreshToken.value && !rtField.hidden) material.refreshToken = refreshToken.value;
-      return { kind: k, oauth2: oauth2 as OAuth2Config, ...(Object.keys(material).length > 0 || !existing ? { material } : {}) };
-    },
-    clear() {
-      for (const i of [clientSecret, pem, refreshToken]) i.value = '';
-    },
-  };
-}
-
-function revealDialog(s: SecretSummary) {
-  const pass = h('input', { type: 'password', autocomplete: 'current-password', required: true });
-  const errors = h('div', {});
-  const out = h('div', { id: 'revealed' });
-  const close = h('button', { type: 'button' }, 'Close');
-  const form = h(
-    'form',
-    { id: 'reveal-form' },
-    h('h2', {}, `Reveal ${s.name}`),
-    h('p', {}, 'Type your passphrase again to see this value.'),
-    field('Passphrase', pass),
-    errors,
-    out,
-    h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary' }, 'Reveal'), close),
-  );
-  const dialog = h('dialog', { 'aria-label': `Reveal ${s.name}` }, form);
-  const hide = () => {
-    out.replaceChildren();
-    dialog.close();
-    dialog.remove();
-  };
-  close.addEventListener('click', hide);
-  dialog.addEventListener('cancel', hide);
-  form.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    const p = pass.value;
-    pass.value = '';
-    void guarded(errors, async () => {
-      const { value } = await call('secrets.reveal', { id: s.id, passphrase: p });
-      // Text in an <output>, not an <input>: Chromium saves form controls' values to the
-      // session-restore file on disk, and a revealed value must never reach disk.
-      const shown = h('output', { id: 'revealed-value', 'aria-label': `Value of ${s.name}`, class: 'revealed' }, value);
-      const copy = h('button', { type: 'button', id: 'copy-value' }, 'Copy');
-      const status = h('p', { class: 'muted', role: 'status' });
-      copy.addEventListener('click', () => {
-        // The worker clears it later (an offscreen document), even if this page is closed.
-        void guarded(errors, async () => {
-          await navigator.clipboard.writeText(value);
-          const { clearsInSeconds } = await call('clipboard.scheduleClear');
-          status.textContent = `Copied. The clipboard is cleared in ${clearsInSeconds} s.`;
-        });
-      });
-      out.replaceChildren(h('div', { class: 'field' }, h('code', {}, shown)), h('div', { class: 'row' }, copy), status);
-      setTimeout(hide, 60_000); // a revealed value does not stay on screen
-    });
-  });
-  document.body.append(dialog);
-  dialog.showModal();
-  pass.focus();
-}
-
-function settingsForm(s: Settings): Node {
-  const minutes = h('input', { id: 'autolock-minutes', type: 'number', min: 1, max: 1440, value: s.autoLockMinutes, required: true });
-  const sys = h('input', { id: 'lock-system', type: 'checkbox', checked: s.lockOnSystemLock });
-  const win = h('input', { id: 'lock-windows', type: 'checkbox', checked: s.lockOnLastWindowClosed });
-  const clip = h('input', { id: 'clipboard-seconds', type: 'number', min: 5, max: 300, value: s.clipboardClearSeconds, required: true });
-  const rate = h('input', { id: 'requests-per-minute', type: 'number', min: 1, max: 100000, value: s.requestsPerMinute, required: true });
-  const errors = h('div', {});
-  const form = h(
-    'form',
-    { id: 'settings-form', 'aria-labelledby': 'settings-h' },
-    h('h2', { id: 'settings-h' }, 'Auto-lock'),
-    h('div', { class: 'grid' }, field('Lock after minutes without input', minutes), field('Clear copied values after seconds', clip)),
-    field('Requests per minute for each grant', rate, 'Above this, brokered calls are refused and transparent access pauses for a minute.'),
-    h('label', { class: 'check', for: sys.id }, sys, 'Lock when the computer locks'),
-    h('label', { class: 'check', for: win.id }, win, 'Lock when the last browser window closes'),
-    errors,
-    h('button', { type: 'submit', id: 'save-settings' }, 'Save settings'),
-  );
-  form.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    void guarded(errors, async () => {
-      await call('settings.set', {
-        autoLockMinutes: Number(minutes.value),
-        clipboardClearSeconds: Number(clip.value),
-        requestsPerMinute: Number(rate.value),
-        lockOnSystemLock: sys.checked,
-        lockOnLastWindowClosed: win.checked,
-      });
-      errors.replaceChildren(message('info', 'Settings saved.'));
-    });
-  });
-  return form;
-}
-
-function passphraseForm(): Node {
-  const current = h('input', { type: 'password', autocomplete: 'current-password', required: true });
-  const next = h('input', { type: 'password', autocomplete: 'new-password', required: true });
-  const again = h('input', { type: 'password', autocomplete: 'new-password', required: true });
-  const errors = h('div', {});
-  const form = h(
-    'form',
-    { id: 'passphrase-form', 'aria-labelledby': 'pass-h' },
-    h('h2', { id: 'pass-h' }, 'Change passphrase'),
-    h('div', { class: 'grid' }, field('Current passphrase', current), field('New passphrase', next), field('Repeat new passphrase', again)),
-    errors,
-    h('button', { type: 'submit' }, 'Change passphrase'),
-  );
-  form.addEventListener('submit', (ev) => {
-    ev.preventDefault();
-    if (next.value !== again.value) return errors.replaceChildren(message('error', 'The new passphrases do not match.'));
-    const [c, n] = [current.value, next.value];
-    for (const i of [current, next, again]) i.value = '';
-    void guarded(errors, async () => {
-      await call('vault.changePassphrase', { current: c, next: n });
-      errors.replaceChildren(message('info', 'Passphrase changed.'));
-    });
-  });
-  return form;
-}
-
-refresh().catch((e) => replace(app, message('error', describeError(e))));
+setRedraw(render);
+window.addEventListener('hashchange', () => {
+  editorSlot.replaceChildren();
+  void render().then(() => (app.querySelector('#section-h') as HTMLElement | null)?.focus());
+});
+render().catch((e) => replace(app, message('error', describeError(e))));

@@ -18,25 +18,36 @@ let seenSeq: number | undefined;
 /** the recovery key from `sync.enable`: shown until the person says it is written down, kept nowhere */
 let recoveryKey: string | undefined;
 
-/** `onLogChanged` runs when the accepted head moves (secrets may have changed underneath). */
-export function syncSection(onLogChanged: () => void): Node {
-  const section = h('section', { 'aria-labelledby': 'sync-h', id: 'sync' }, h('h2', { id: 'sync-h' }, 'Sync'));
+let onLogChanged: () => void = () => {};
+
+/**
+ * Follows the worker's sync status over a port while this page is open (once per page), drawing
+ * the sync section when it is shown; `changed` runs when the accepted head moves (secrets may
+ * have changed underneath), whichever section is shown.
+ */
+export function watchSync(changed: () => void): void {
+  onLogChanged = changed;
+  if (port) return;
+  port = chrome.runtime.connect({ name: SYNC_PORT });
+  port.onMessage.addListener((s: SyncStatus) => {
+    render?.(s);
+    if (s.progress !== undefined) return;
+    const seq = s.head?.seq ?? 0; // 0: not syncing yet, or waiting to be added
+    const moved = seenSeq !== undefined && seq !== seenSeq;
+    seenSeq = seq;
+    if (moved) onLogChanged();
+  });
+}
+
+export function syncSection(): Node {
+  const section = h('section', { 'aria-labelledby': 'section-h', id: 'sync' }, h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'));
   const draw = (s: SyncStatus) => {
     section.dataset.syncState = s.enabled ? (s.joining ? 'joining' : 'enabled') : 'off';
-    section.replaceChildren(h('h2', { id: 'sync-h' }, 'Sync'), ...view(s, draw));
+    const focused = document.activeElement === section.firstElementChild;
+    section.replaceChildren(h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'), ...view(s, draw));
+    if (focused) (section.firstElementChild as HTMLElement).focus();
   };
   render = draw;
-  if (!port) {
-    port = chrome.runtime.connect({ name: SYNC_PORT });
-    port.onMessage.addListener((s: SyncStatus) => {
-      render?.(s);
-      if (s.progress !== undefined) return;
-      const seq = s.head?.seq ?? 0; // 0: not syncing yet, or waiting to be added
-      const moved = seenSeq !== undefined && seq !== seenSeq;
-      seenSeq = seq;
-      if (moved) onLogChanged();
-    });
-  }
   void call('sync.status').then(draw, (e) => section.append(message('error', describeError(e))));
   return section;
 }

@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpc, showSection } from '../harness/browser.ts';
 import { type Answer, grantForPeriod, request, stream } from '../harness/provider.ts';
 import { findAnyForm } from '../harness/scan.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
@@ -276,6 +276,7 @@ describe('canary: brokered mode shows the page nothing', () => {
       expect([CANARY, ODD].flatMap((v) => findAnyForm(out.result.text, v))).toEqual([]);
     }
     // the viewer shows the records and the intact chain
+    await showSection(options, 'audit');
     await expect.poll(() => options.locator('#audit-table tbody tr').count()).toBeGreaterThan(10);
     expect(await options.locator('#audit-status').textContent()).toContain('chain intact');
     await options.close();

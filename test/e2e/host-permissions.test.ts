@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpc, showSection } from '../harness/browser.ts';
 import { approve, openConsent, request } from '../harness/provider.ts';
 import { startXvfb } from '../harness/xvfb.ts';
 
@@ -160,6 +160,7 @@ describe('host permissions asked by the Allow click (headed, Xvfb)', () => {
     const byokPattern = 'https://byok.keyhole.test/*';
     expect(await holds(byokPattern)).toBe(false);
     await options.reload();
+    await showSection(options, 'sites');
     await options.getByLabel('Site', { exact: true }).fill(`https://byok.keyhole.test:${port}`);
     await options.getByLabel('Secret', { exact: true }).selectOption({ label: `remote (api.keyhole.test:${port})` });
     await options.getByRole('button', { name: 'Allow this site' }).click();

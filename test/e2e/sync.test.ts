@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
 import { newDevice } from '../../src/core/crypto/device.ts';
 import { signLogin } from '../../src/core/sync/login.ts';
-import { type Harness, launch, newProfileDir, OPTIONS, POPUP, rpc } from '../harness/browser.ts';
+import { type Harness, launch, newProfileDir, OPTIONS, POPUP, rpc, showSection } from '../harness/browser.ts';
 import { freePort } from '../harness/servers.ts';
 import { post } from '../harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts';
@@ -43,7 +43,7 @@ const dirFor = (prefix: string) => {
 
 async function device(name: string, profile = dirFor(`sync-${name}-`)): Promise<Device> {
   const h = await launch({ profile });
-  const page = await h.open(OPTIONS);
+  const page = await h.open(`${OPTIONS}#sync`);
   const d = { h, page, name };
   devices.push(d);
   return d;
@@ -105,7 +105,9 @@ describe('sync between two Chromium profiles', () => {
     await expect.poll(() => a.locator('#members tbody tr').count(), { timeout: 15_000 }).toBe(2);
 
     await b.locator('#sync-now').click();
+    await showSection(b, 'secrets');
     await expect.poll(() => b.locator('tr[data-secret="openai"]').count(), { timeout: 15_000 }).toBe(1);
+    await showSection(b, 'sync');
     expect(await value(desktop, 'openai')).toBe('sk-FAKE-first');
     // both show the same head fingerprint, and each member's fingerprint matches the device's own
     const [sa, sb] = [await syncNow(laptop), await syncNow(desktop)];
@@ -119,6 +121,7 @@ describe('sync between two Chromium profiles', () => {
   });
 
   it('a secret added on one appears on the other by itself (event stream to the open options page)', async () => {
+    await showSection(desktop.page, 'secrets'); // the sync status is followed from every section
     await call(laptop, 'secrets.create', { name: 'anthropic', value: 'sk-FAKE-second', rule });
     await expect.poll(() => desktop.page.locator('tr[data-secret="anthropic"]').count(), { timeout: 20_000 }).toBe(1);
     expect(await value(desktop, 'anthropic')).toBe('sk-FAKE-second');
@@ -147,7 +150,7 @@ describe('sync between two Chromium profiles', () => {
     const alarm = await desktop.page.evaluate(() => chrome.alarms.get('keyhole.sync'));
     expect(alarm?.periodInMinutes).toBe(1);
     await desktop.page.close();
-    desktop.page = await desktop.h.open(OPTIONS);
+    desktop.page = await desktop.h.open(`${OPTIONS}#sync`);
   });
 
   it('edits on both while the server is down converge with nothing lost', async () => {
@@ -188,6 +191,7 @@ describe('sync between two Chromium profiles', () => {
     await form.getByLabel('Recovery key').fill(recoveryKey);
     await form.getByLabel('Device name').fill('rescued');
     await form.getByRole('button', { name: 'Recover' }).click();
+    await showSection(rescued.page, 'secrets');
     await expect.poll(() => rescued.page.locator('tr[data-secret="openai"]').count(), { timeout: 20_000 }).toBe(1);
     expect(await value(rescued, 'openai')).toBe('sk-FAKE-from-laptop');
     expect((await syncNow(laptop)).members.map((m) => m.name).sort()).toEqual(['desktop', 'laptop', 'recovery key', 'rescued']);

@@ -6,7 +6,7 @@
  */
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpc, showSection } from '../harness/browser.ts';
 import { approve, request } from '../harness/provider.ts';
 import { openaiApp, openaiServer } from '../harness/servers.ts';
 
@@ -159,6 +159,7 @@ describe('transparent mode', () => {
     const byo = await openApp(`http://byo.localhost:${app.port}/`);
     expect(await ask(byo)).toBe(PLACEHOLDER);
     await options.reload();
+    await showSection(options, 'sites');
     await options.getByLabel('Site', { exact: true }).fill(`http://byo.localhost:${app.port}`);
     await options.getByLabel('Secret', { exact: true }).selectOption({ label: `openai-local (${api.host})` });
     await options.getByRole('button', { name: 'Allow this site' }).click();

@@ -140,5 +140,11 @@ export async function rpc<T = unknown>(page: Page, method: string, params?: unkn
   return page.evaluate(([m, p]) => chrome.runtime.sendMessage({ kh: 1, method: m, params: p }), [method, params] as const) as Promise<T>;
 }
 
+/** Opens a section of the options page from its navigation, as a person would, and waits for it to be drawn. */
+export async function showSection(page: Page, section: 'secrets' | 'sites' | 'sync' | 'audit' | 'settings'): Promise<void> {
+  await page.locator(`#nav-${section}`).click();
+  await page.waitForFunction((s) => document.getElementById('app')?.dataset.section === s, section);
+}
+
 export const POPUP = 'src/popup/index.html';
 export const OPTIONS = 'src/options/index.html';

@@ -342,13 +342,18 @@ export class VaultService {
 
   // --- rotation ---------------------------------------------------------------------------
 
-  /** Adds `value` (a static secret) or `material` (a minted one) as the staged value: not used until promoted. */
-  rotate(id: string, input: { value?: string; material?: OAuth2Material }): Promise<SecretSummary> {
+  /**
+   * Stages a new value (a minted kind: new material, merged over the current one) beside the
+   * current one; it is not used until promoted.
+   */
+  rotate(id: string, input: { value?: string; material?: Partial<OAuth2Material> }): Promise<SecretSummary> {
     return this.serial(() =>
       this.transform(id, async (o) => {
         const kind = o.meta.kind ?? 'static';
-        const value =
-          isMinted(kind) && o.meta.oauth2 ? await checkedMaterial(kind, o.meta.oauth2, input.material) : checkValue(input.value);
+        // new material replaces what it names (a new refresh token keeps the client secret)
+        const m = input.material as unknown;
+        const merged = typeof m === 'object' && m !== null && !Array.isArray(m) ? { ...decodeMaterial(o.current), ...m } : m;
+        const value = isMinted(kind) && o.meta.oauth2 ? await checkedMaterial(kind, o.meta.oauth2, merged) : checkValue(input.value);
         const staged = versions.stage(o.values, this.now());
         const others = new Map(o.others);
         if (staged.dropped !== undefined) others.delete(staged.dropped);
