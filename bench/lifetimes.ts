@@ -27,7 +27,7 @@ import type { Page } from 'playwright';
 import { launch, OPTIONS, rpc } from '../test/harness/browser.ts';
 import { RESOURCE, startOAuthServer } from '../test/harness/oauth2-server.ts';
 import { grantForPeriod } from '../test/harness/provider.ts';
-import { appServer, listen } from '../test/harness/servers.ts';
+import { appServer, close, listen } from '../test/harness/servers.ts';
 import type { Suite } from './run.ts';
 import { percentile, round } from './stats.ts';
 
@@ -59,11 +59,7 @@ async function recordingApi() {
   return {
     host: `127.0.0.1:${port}`,
     seen,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
+    close: () => close(server),
   };
 }
 

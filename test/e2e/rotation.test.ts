@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
-import { appServer, cors, listen } from '../harness/servers.ts';
+import { appServer, close, cors, listen } from '../harness/servers.ts';
 
 const PASSPHRASE = 'rotation test passphrase FAKE';
 const V1 = 'sk-FAKE-rotation-v1-aaaa';
@@ -33,11 +33,7 @@ async function keyedApi(valid: Set<string>) {
   return {
     host: `127.0.0.1:${port}`,
     seen,
-    close: () =>
-      new Promise<void>((r) => {
-        server.closeAllConnections();
-        server.close(() => r());
-      }),
+    close: () => close(server),
   };
 }
 

@@ -41,7 +41,8 @@ export async function freePort(): Promise<number> {
   await new Promise((r) => s.close(r));
   return port;
 }
-const close = (s: Server) =>
+/** Closes a server and every connection it holds (keep-alive ones too). */
+export const close = (s: Server) =>
   new Promise<void>((r) => {
     s.closeAllConnections();
     s.close(() => r());
