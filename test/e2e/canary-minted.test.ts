@@ -154,7 +154,11 @@ describe('canary: minted credentials show the page nothing', () => {
     }
     // the person's "Refresh now" goes past the open breaker; the agent's calls work again
     const ids = (await ok<{ secrets: { id: string; name: string }[] }>('secrets.list')).secrets;
-    for (const s of ids) expect(await ok<{ state: string }>('credentials.refresh', { id: s.id })).toMatchObject({ state: 'ok' });
+    for (const s of ids)
+      expect({ name: s.name, view: await ok<{ state: string }>('credentials.refresh', { id: s.id }) }).toMatchObject({
+        name: s.name,
+        view: { state: 'ok' },
+      });
     for (const secret of ['m-basic', 'm-jwt'])
       expect((await see('keyhole_fetch', { secret, url: `http://${api.host}/v1/echo` })).ok).toBe(true);
     expect((await see('keyhole_fetch', { secret: 'm-rt', url: `http://${api.host}/v1/echo-encoded` })).ok).toBe(true);

@@ -155,6 +155,28 @@ describe('cached, refreshed, minted once: credentials against a real OAuth 2.0 s
     refresher.forgetAll();
   });
 
+  it('the person’s refresh that joins a request already failing makes one of its own after it', async () => {
+    const { refresher } = await setup();
+    await refresher.token('svc');
+    as.faults.status = 503;
+    as.faults.delayMs = 300;
+    try {
+      const agents = refresher.refresh('svc'); // on its way to a failing endpoint
+      await sleep(50);
+      const person = refresher.refresh('svc', undefined, true); // joins it
+      await sleep(320); // the first request has failed; the endpoint is fixed while the person's waits
+      delete as.faults.status;
+      const before = await agents;
+      const fresh = await person;
+      expect(fresh.accessToken).not.toBe(before.accessToken);
+      expect(refresher.status('svc')).toMatchObject({ state: 'ok', failures: 0 });
+    } finally {
+      delete as.faults.status;
+      delete as.faults.delayMs;
+    }
+    refresher.forgetAll();
+  });
+
   it('a restarted worker (a new refresher, the same cache tier) serves the cached token without a request', async () => {
     const { refresher, cache, clock, mint } = await setup();
     const token = await refresher.token('svc');

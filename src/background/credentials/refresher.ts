@@ -121,11 +121,20 @@ export class Refresher {
   /**
    * Mints anew; concurrent calls for one id share one token request (audited under the first
    * caller's cause). `pastBreaker`: the person asked, so an open breaker lets this one through
-   * (as its half-open request; one more failure opens it again, for longer).
+   * (as its half-open request; one more failure opens it again, for longer), and a request
+   * already under way that fails (it may have left before the endpoint was fixed) is followed by
+   * one of the person's own.
    */
   refresh(id: string, cause?: string, pastBreaker = false): Promise<CachedToken> {
     const flying = this.flights.get(id);
-    if (flying) return flying;
+    if (flying && pastBreaker) {
+      const again = () => this.flights.get(id) ?? this.start(id, cause, true);
+      return flying.then((t) => (this.entry(id).lastError ? again() : t), again);
+    }
+    return flying ?? this.start(id, cause, pastBreaker);
+  }
+
+  private start(id: string, cause: string | undefined, pastBreaker: boolean): Promise<CachedToken> {
     const flight = this.mintOnce(id, cause, pastBreaker).finally(() => {
       this.flights.delete(id);
       this.deps.onChange?.(id);
