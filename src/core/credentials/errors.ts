@@ -20,10 +20,12 @@ export type CredentialErrorCode =
   | 'bad-token' // a token (access or refresh) that cannot go in a header
   | 'bad-token-type' // not a bearer token
   | 'bad-expires-in' // not a positive number of seconds within bounds
-  | 'not-refresher'; // another device holds the refresher role: this one never spends the refresh token
+  | 'not-refresher' // another device holds the refresher role: this one never spends the refresh token
+  | 'bad-key-file'; // not a Google service account key file (type, client_email, private_key, token_uri)
 
 const MESSAGES: Record<CredentialErrorCode, string> = {
   'bad-endpoint': 'the token endpoint must be an https URL (http only on a loopback host), without credentials or fragment',
+  'bad-key-file': 'not a service account key file: it needs type "service_account", client_email, private_key and an https token_uri',
   'bad-key': 'not a private key Keyhole can sign with (PKCS#8, PKCS#1 RSA or SEC1 P-256, in PEM)',
   'encrypted-key': 'the private key is encrypted: export it without a passphrase',
   'weak-key': 'RSA keys must have at least 2048 bits',

@@ -9,12 +9,13 @@ import type { SigningKey } from './pem.ts';
 export const b64url = (bytes: Uint8Array) => toBase64(bytes).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
 
 /** Signs `claims` with `key`; the header is `{ alg, typ: 'JWT' }` plus `extraHeader` (e.g. kid), in that order. */
-export async function signJwt(
-  claims: Record<string, unknown>,
-  key: SigningKey,
-  extraHeader: Record<string, unknown> = {},
-): Promise<string> {
-  const header = { alg: key.alg, typ: 'JWT', ...extraHeader };
+export function signJwt(claims: Record<string, unknown>, key: SigningKey, extraHeader: Record<string, unknown> = {}): Promise<string> {
+  return signJws({ alg: key.alg, typ: 'JWT', ...extraHeader }, claims, key);
+}
+
+/** Signs `claims` under exactly `header` (its `alg` must be the key's), for issuers whose clients send a header of their own shape. */
+export async function signJws(header: Record<string, unknown>, claims: Record<string, unknown>, key: SigningKey): Promise<string> {
+  if (header.alg !== key.alg) throw new TypeError('the header names another algorithm than the key');
   const input = `${b64url(utf8(JSON.stringify(header)))}.${b64url(utf8(JSON.stringify(claims)))}`;
   const algorithm = key.alg === 'RS256' ? { name: 'RSASSA-PKCS1-v1_5' } : { name: 'ECDSA', hash: 'SHA-256' };
   const sig = new Uint8Array(await crypto.subtle.sign(algorithm, key.key, utf8(input)));
