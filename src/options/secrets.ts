@@ -6,6 +6,8 @@
 
 import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../core/agents/policy.ts';
 import type { CredentialStatusView, SecretInput, SecretSummary } from '../core/api.ts';
+import { CredentialError } from '../core/credentials/errors.ts';
+import { parseServiceAccountKey } from '../core/credentials/google.ts';
 import {
   CLIENT_AUTH_METHODS,
   type ClientAuthMethod,
@@ -16,6 +18,7 @@ import {
 import { type ExpiryWarning, expiryWarning } from '../core/vault/versions.ts';
 import { field, formatTime, h } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
+import { describeError } from '../ui/strings.ts';
 import { guarded, redraw } from './page.ts';
 
 const splitList = (s: string) => s.split(/[\s,]+/).filter(Boolean);
@@ -85,6 +88,7 @@ export const KIND_LABELS: Record<SecretKind, string> = {
   static: 'Static key',
   'oauth2-client-credentials': 'OAuth 2.0 client credentials',
   'oauth2-refresh-token': 'OAuth 2.0 refresh token',
+  'google-service-account': 'Google service account',
 };
 
 /** A minted credential's state, in words: valid until, next refresh, last error, what the person must do. */
@@ -337,6 +341,46 @@ function mintedFields(existing?: SecretSummary) {
   );
   const rtField = field('Refresh token', refreshToken, `Keyhole stores each rotated one at once and never sends an old one again.${keep}`);
   const extra = [field('Resource (optional)', resource), field('Audience (optional)', audience)];
+  const authField = field('Client authentication', auth);
+  // a Google service account: its key file is read here and its private key kept in memory until saved (never in an input)
+  const keyFile = h('input', { id: 'google-key-file', type: 'file', accept: '.json,application/json' });
+  const keyStatus = h('p', { id: 'google-key-status', role: 'status', class: 'muted' });
+  let importedPem: string | undefined;
+  keyFile.addEventListener('change', () => {
+    const file = keyFile.files?.[0];
+    importedPem = undefined;
+    if (!file) return;
+    void file.text().then(
+      (text) => {
+        try {
+          const sa = parseServiceAccountKey(text);
+          endpoint.value = sa.tokenUri;
+          clientId.value = sa.clientEmail;
+          importedPem = sa.privateKeyPem;
+          keyStatus.className = 'msg info';
+          keyStatus.textContent = `Key of ${sa.clientEmail} read. It is encrypted when you save, and signs in Keyhole only.`;
+        } catch (e) {
+          keyStatus.className = 'msg error';
+          // a CredentialError's message is a fixed sentence that holds nothing of the file
+          keyStatus.textContent = e instanceof CredentialError ? `This file is ${e.message}.` : describeError(e);
+        } finally {
+          keyFile.value = ''; // the file's text is not kept by the page
+        }
+      },
+      () => {
+        keyStatus.className = 'msg error';
+        keyStatus.textContent = 'The file could not be read.';
+      },
+    );
+  });
+  const keyFileField = h(
+    'div',
+    {},
+    field('Service account key file (JSON)', keyFile, `From Google Cloud console, IAM, Service accounts, Keys.${keep}`),
+    keyStatus,
+  );
+  const subject = text('oauth-subject', c?.subject);
+  const subjectField = field('Act for user (optional)', subject, 'Domain-wide delegation: the email of the user the account acts for.');
   const fieldset = h(
     'fieldset',
     { id: 'oauth2-fields' },
@@ -346,9 +390,15 @@ function mintedFields(existing?: SecretSummary) {
       { class: 'grid' },
       field('Token endpoint', endpoint, 'HTTPS (http only on localhost). Keyhole never follows its redirects.'),
       field('Client id', clientId),
-      field('Client authentication', auth),
-      field('Scope (optional)', scope),
+      authField,
+      field(
+        'Scope (optional)',
+        scope,
+        'Space separated. Required for a service account, e.g. https://www.googleapis.com/auth/bigquery.readonly',
+      ),
       ...extra,
+      keyFileField,
+      subjectField,
       secretField,
       pemField,
       rtField,
@@ -363,10 +413,14 @@ function mintedFields(existing?: SecretSummary) {
       // a hidden required field would block the form without a word
       for (const i of el.querySelectorAll('input')) i.required = k === 'static' && !existing;
     }
+    const google = k === 'google-service-account';
     rtField.hidden = k !== 'oauth2-refresh-token';
     for (const el of extra) el.hidden = k !== 'oauth2-client-credentials';
-    secretField.hidden = auth.value !== 'client_secret_basic' && auth.value !== 'client_secret_post';
-    pemField.hidden = auth.value !== 'private_key_jwt';
+    authField.hidden = google;
+    secretField.hidden = google || (auth.value !== 'client_secret_basic' && auth.value !== 'client_secret_post');
+    pemField.hidden = google || auth.value !== 'private_key_jwt';
+    keyFileField.hidden = !google;
+    subjectField.hidden = !google;
   };
   kind.addEventListener('change', sync);
   auth.addEventListener('change', sync);
@@ -381,6 +435,20 @@ function mintedFields(existing?: SecretSummary) {
     read(): { kind: SecretKind; oauth2?: OAuth2Config; material?: OAuth2Material } {
       const k = kind.value as SecretKind;
       if (k === 'static') return { kind: k };
+      if (k === 'google-service-account') {
+        const config = {
+          tokenEndpoint: endpoint.value.trim(),
+          clientId: clientId.value.trim(),
+          clientAuth: 'none',
+          scope: scope.value.trim(),
+          subject: subject.value.trim(),
+        } as OAuth2Config;
+        return {
+          kind: k,
+          oauth2: config,
+          ...(importedPem ? { material: { privateKeyPem: importedPem } } : existing ? {} : { material: {} }),
+        };
+      }
       const oauth2: Record<string, string> = {
         tokenEndpoint: endpoint.value.trim(),
         clientId: clientId.value.trim(),
@@ -401,6 +469,7 @@ function mintedFields(existing?: SecretSummary) {
     },
     clear() {
       for (const i of [clientSecret, pem, refreshToken]) i.value = '';
+      importedPem = undefined;
     },
   };
 }

@@ -125,7 +125,9 @@ function render(req: ConsentRequest): void {
                   ? h(
                       'div',
                       { class: 'muted' },
-                      `A short-lived OAuth 2.0 token Keyhole mints at ${s.tokenHost}; the client's own secret stays in Keyhole.`,
+                      s.kind === 'google-service-account'
+                        ? `A Google service account: Keyhole signs with its key and mints short-lived tokens at ${s.tokenHost}; the key stays in Keyhole.`
+                        : `A short-lived OAuth 2.0 token Keyhole mints at ${s.tokenHost}; the client's own secret stays in Keyhole.`,
                     )
                   : null,
               ),

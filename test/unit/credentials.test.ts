@@ -164,6 +164,12 @@ describe('token requests', () => {
     expect(form(r.body)).toEqual({ grant_type: 'refresh_token', refresh_token: 'FAKE-rt', client_id: 'client:1' });
   });
 
+  it('a JWT-bearer grant (Google service accounts) sends the assertion alone, as Google’s client does', async () => {
+    const r = await tokenRequest(ep({ method: 'none' }), { type: 'jwt-bearer', assertion: 'FAKE.assertion.sig' }, 0, 'j');
+    expect(form(r.body)).toEqual({ grant_type: 'urn:ietf:params:oauth:grant-type:jwt-bearer', assertion: 'FAKE.assertion.sig' });
+    expect(r.headers.authorization).toBeUndefined();
+  });
+
   it('takes only an https token endpoint, or http on loopback', async () => {
     expect(checkTokenEndpoint('http://127.0.0.1:9000/token').port).toBe('9000');
     expect(checkTokenEndpoint('http://auth.localhost/token').hostname).toBe('auth.localhost');

@@ -36,7 +36,7 @@ describe('hosts', () => {
 describe('rules', () => {
   it('every preset is a valid rule', () => {
     for (const p of PRESETS) expect(checkRule(p.rule)).toEqual(p.rule);
-    expect(PRESETS.map((p) => p.id)).toEqual(['openai', 'anthropic', 'github', 'google-ai', 'stripe']);
+    expect(PRESETS.map((p) => p.id)).toEqual(['openai', 'anthropic', 'github', 'google-ai', 'stripe', 'google-cloud']);
   });
 
   const base = { hosts: ['api.x.test'], header: 'Authorization', template: 'Bearer {value}' };

@@ -13,6 +13,7 @@ import { compileRedaction } from '../../core/agents/redact.ts';
 import type { SecretSummary } from '../../core/api.ts';
 import type { AuditRecord } from '../../core/audit/audit.ts';
 import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
+import { googleAssertion, googleAssertionClaims } from '../../core/credentials/google.ts';
 import { isMinted, type OAuth2Config, type OAuth2Material } from '../../core/credentials/kinds.ts';
 import { expirySkew } from '../../core/credentials/lifetime.ts';
 import { type ClientAuth, type TokenGrant, type TokenSet, tokenRequest } from '../../core/credentials/oauth2.ts';
@@ -173,15 +174,7 @@ export class Credentials {
     const record = { kind: 'token.request' as const, correlationId: cause ?? crypto.randomUUID(), secret: secret.name, host };
     try {
       const auth = await this.clientAuth(secret, config, material);
-      const grant: TokenGrant =
-        secret.kind === 'oauth2-refresh-token'
-          ? { type: 'refresh_token', refreshToken: material.refreshToken ?? '', ...(config.scope ? { scope: config.scope } : {}) }
-          : {
-              type: 'client_credentials',
-              ...(config.scope ? { scope: config.scope } : {}),
-              ...(config.resource ? { resource: config.resource } : {}),
-              ...(config.audience ? { audience: config.audience } : {}),
-            };
+      const grant = await this.grant(secret, config, material);
       const endpoint = { url: config.tokenEndpoint, clientId: config.clientId, auth, ...(config.issuer ? { issuer: config.issuer } : {}) };
       const req = await tokenRequest(endpoint, grant, this.deps.now(), crypto.randomUUID());
       await this.deps.beforeTokenRequest?.(req.url);
@@ -201,6 +194,43 @@ export class Credentials {
       if (code === 'invalid-grant' || code === 'bad-key') this.flag(id, code);
       throw e;
     }
+  }
+
+  /** What the token request asks for, by kind. */
+  private async grant(secret: SecretSummary, config: OAuth2Config, m: OAuth2Material): Promise<TokenGrant> {
+    switch (secret.kind) {
+      case 'oauth2-refresh-token':
+        return { type: 'refresh_token', refreshToken: m.refreshToken ?? '', ...(config.scope ? { scope: config.scope } : {}) };
+      case 'google-service-account': {
+        const claims = googleAssertionClaims({
+          clientEmail: config.clientId,
+          scopes: (config.scope ?? '').split(' ').filter(Boolean),
+          tokenUri: config.tokenEndpoint,
+          now: this.deps.now(),
+          ...(config.subject ? { subject: config.subject } : {}),
+        });
+        return { type: 'jwt-bearer', assertion: await googleAssertion(await this.signingKey(secret, m), claims) };
+      }
+      default:
+        return {
+          type: 'client_credentials',
+          ...(config.scope ? { scope: config.scope } : {}),
+          ...(config.resource ? { resource: config.resource } : {}),
+          ...(config.audience ? { audience: config.audience } : {}),
+        };
+    }
+  }
+
+  /** A secret's private key, imported once per version and unlock as a non-extractable key. */
+  private async signingKey(secret: SecretSummary, m: OAuth2Material): Promise<SigningKey> {
+    const slot = `${secret.id}/${secret.version}`;
+    let key = this.keys.get(slot);
+    if (!key) {
+      key = importSigningKeyPem(m.privateKeyPem ?? '');
+      this.keys.set(slot, key);
+      key.catch(() => this.keys.delete(slot));
+    }
+    return key;
   }
 
   /** Stored before the access token is used: the old refresh token is gone from the vault once this resolves. */
@@ -223,16 +253,8 @@ export class Credentials {
       case 'client_secret_basic':
       case 'client_secret_post':
         return { method: config.clientAuth, secret: m.clientSecret ?? '' };
-      case 'private_key_jwt': {
-        const slot = `${secret.id}/${secret.version}`;
-        let key = this.keys.get(slot);
-        if (!key) {
-          key = importSigningKeyPem(m.privateKeyPem ?? '');
-          this.keys.set(slot, key);
-          key.catch(() => this.keys.delete(slot));
-        }
-        return { method: 'private_key_jwt', key: await key };
-      }
+      case 'private_key_jwt':
+        return { method: 'private_key_jwt', key: await this.signingKey(secret, m) };
       case 'none':
         return { method: 'none' };
     }

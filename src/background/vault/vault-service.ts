@@ -775,11 +775,13 @@ function summary(s: StoredSecret, m: SecretMeta, now: number): SecretSummary {
 async function checkedMaterial(kind: MintedKind, config: OAuth2Config, raw: unknown): Promise<string> {
   const material = checkOAuth2Material(kind, config, raw);
   if (material.privateKeyPem) {
+    let alg: string;
     try {
-      await importSigningKeyPem(material.privateKeyPem);
+      alg = (await importSigningKeyPem(material.privateKeyPem)).alg;
     } catch (e) {
       throw new RpcError('bad-input', e instanceof Error ? e.message : 'the private key does not import');
     }
+    if (kind === 'google-service-account' && alg !== 'RS256') throw new RpcError('bad-input', 'a service account key is an RSA key');
   }
   return checkValue(encodeMaterial(material));
 }

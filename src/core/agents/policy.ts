@@ -54,6 +54,15 @@ export const PRESETS: readonly Preset[] = [
     rule: rule('generativelanguage.googleapis.com', 'x-goog-api-key', '{value}', ['Authorization']),
   },
   { id: 'stripe', label: 'Stripe', rule: rule('api.stripe.com', 'Authorization', 'Bearer {value}') },
+  {
+    // for a Google service account: explicit hosts (never *.googleapis.com); the person keeps the ones they use
+    id: 'google-cloud',
+    label: 'Google Cloud APIs (service account)',
+    rule: {
+      ...rule('bigquery.googleapis.com', 'Authorization', 'Bearer {value}'),
+      hosts: ['bigquery.googleapis.com', 'storage.googleapis.com', 'sheets.googleapis.com', 'www.googleapis.com'],
+    },
+  },
 ];
 
 const bad = (message: string): never => {

@@ -11,7 +11,6 @@ import { checkTokenEndpoint } from './oauth2.ts';
 import type { SigningKey } from './pem.ts';
 
 export const GOOGLE_TOKEN_URL = 'https://oauth2.googleapis.com/token';
-export const JWT_BEARER_GRANT = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 /** Google accepts assertions of at most an hour. */
 export const GOOGLE_ASSERTION_LIFETIME_S = 3600;
 
@@ -24,7 +23,8 @@ export type ServiceAccountKey = {
   readonly tokenUri: string;
 };
 
-const EMAIL = /^[^\s@]{1,128}@[a-z0-9.-]{1,128}$/i;
+/** An email as a service account's client_email or a delegation subject is written. */
+export const EMAIL = /^[^\s@]{1,128}@[A-Za-z0-9.-]{1,128}$/;
 
 /**
  * Checks a key file as Google's console hands it out (JSON, `type: "service_account"`), without

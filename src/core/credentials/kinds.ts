@@ -5,15 +5,19 @@
  * - `oauth2-client-credentials` and `oauth2-refresh-token`: the value is the material the worker
  *   mints access tokens with (a client secret, a private key PEM, a refresh token), as one JSON
  *   object sealed like any value; only the minted access token goes on a request.
+ * - `google-service-account`: a service account's private key (the material) signs a JWT-bearer
+ *   assertion (RFC 7523 §2.1) for its token endpoint; `clientId` is the account's email, `scope`
+ *   the scopes, `subject` the user it acts for (domain-wide delegation), if any.
  *
  * The configuration (token endpoint, client id, how the client authenticates, scope) is not
  * secret: it lives in the secret's metadata, so the options page and the consent window can show
  * it without opening a value. Pure: parsing and checking only.
  */
 import { CoreError } from '../errors.ts';
+import { EMAIL } from './google.ts';
 import { checkTokenEndpoint } from './oauth2.ts';
 
-export const SECRET_KINDS = ['static', 'oauth2-client-credentials', 'oauth2-refresh-token'] as const;
+export const SECRET_KINDS = ['static', 'oauth2-client-credentials', 'oauth2-refresh-token', 'google-service-account'] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
 export type MintedKind = Exclude<SecretKind, 'static'>;
 
@@ -35,6 +39,8 @@ export type OAuth2Config = {
    * A rotated refresh token spent twice revokes its whole family, so synced devices never both do.
    */
   readonly refresher?: string;
+  /** google-service-account only: the user the account acts for (domain-wide delegation) */
+  readonly subject?: string;
 };
 
 /** The secret half, sealed as the secret's value. Never leaves the worker. */
@@ -73,6 +79,7 @@ export function checkOAuth2Config(kind: MintedKind, v: unknown): OAuth2Config {
   }
   const clientId = optionalText(c.clientId, 'client id', 256);
   if (!clientId) throw bad('client id is required');
+  if (kind === 'google-service-account') return checkGoogleConfig(tokenEndpoint, clientId, c);
   const clientAuth = c.clientAuth ?? (kind === 'oauth2-refresh-token' ? 'none' : undefined);
   if (typeof clientAuth !== 'string' || !(CLIENT_AUTH_METHODS as readonly string[]).includes(clientAuth))
     throw bad(`client authentication must be one of ${CLIENT_AUTH_METHODS.join(', ')}`);
@@ -97,11 +104,27 @@ export function checkOAuth2Config(kind: MintedKind, v: unknown): OAuth2Config {
   return out as OAuth2Config;
 }
 
+/** A service account: its email as the client id, scopes (space separated), an optional subject; no client authentication. */
+function checkGoogleConfig(tokenEndpoint: string, clientId: string, c: Record<string, unknown>): OAuth2Config {
+  if (!EMAIL.test(clientId)) throw bad('the client id of a service account is its email (client_email)');
+  const scope = optionalText(c.scope, 'scope', 1024);
+  if (!scope) throw bad('a service account needs at least one scope');
+  const subject = optionalText(c.subject, 'subject', 256);
+  if (subject !== undefined && !EMAIL.test(subject)) throw bad('the subject is the email of the user the account acts for');
+  return { tokenEndpoint, clientId, clientAuth: 'none', scope, ...(subject ? { subject } : {}) };
+}
+
 /** The material for a configuration, checked: exactly what its client authentication and kind need. */
 export function checkOAuth2Material(kind: MintedKind, config: OAuth2Config, v: unknown): OAuth2Material {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('the credential material is required');
   const m = v as Record<string, unknown>;
   const out: { clientSecret?: string; privateKeyPem?: string; refreshToken?: string } = {};
+  if (kind === 'google-service-account') {
+    const pem = m.privateKeyPem;
+    if (typeof pem !== 'string' || pem.length === 0 || pem.length > 12_000 || !pem.includes('-----BEGIN '))
+      throw bad('the service account private key (private_key, in PEM) is required');
+    return { privateKeyPem: pem.replace(/\r\n?/g, '\n').trim() };
+  }
   if (config.clientAuth === 'client_secret_basic' || config.clientAuth === 'client_secret_post') {
     const s = optionalText(m.clientSecret, 'client secret', 4096);
     if (!s) throw bad('a client secret is required for this client authentication');

@@ -27,7 +27,11 @@ export type TokenEndpoint = {
 
 export type TokenGrant =
   | { readonly type: 'client_credentials'; readonly scope?: string; readonly resource?: string; readonly audience?: string }
-  | { readonly type: 'refresh_token'; readonly refreshToken: string; readonly scope?: string };
+  | { readonly type: 'refresh_token'; readonly refreshToken: string; readonly scope?: string }
+  /** RFC 7523 §2.1: a signed assertion is the grant (Google service accounts); no client authentication */
+  | { readonly type: 'jwt-bearer'; readonly assertion: string };
+
+export const JWT_BEARER_GRANT_TYPE = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
 
 /** What a token endpoint may answer at most; a token answer is a few kilobytes. */
 export const MAX_TOKEN_RESPONSE_BYTES = 64 * 1024;
@@ -60,6 +64,11 @@ export type TokenRequest = { readonly url: string; readonly headers: Record<stri
 /** The request to make. `jti` is a fresh random id (used once, for an assertion). */
 export async function tokenRequest(ep: TokenEndpoint, grant: TokenGrant, now: number, jti: string): Promise<TokenRequest> {
   const url = checkTokenEndpoint(ep.url).href;
+  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
+  if (grant.type === 'jwt-bearer') {
+    // as Google's own client sends it: the assertion says who the client is
+    return { url, headers, body: new URLSearchParams({ grant_type: JWT_BEARER_GRANT_TYPE, assertion: grant.assertion }).toString() };
+  }
   const form = new URLSearchParams({ grant_type: grant.type });
   if (grant.type === 'refresh_token') form.set('refresh_token', grant.refreshToken);
   if (grant.scope) form.set('scope', grant.scope);
@@ -67,7 +76,6 @@ export async function tokenRequest(ep: TokenEndpoint, grant: TokenGrant, now: nu
     if (grant.resource) form.set('resource', grant.resource);
     if (grant.audience) form.set('audience', grant.audience);
   }
-  const headers: Record<string, string> = { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' };
   switch (ep.auth.method) {
     case 'client_secret_basic':
       headers.authorization = `Basic ${toBase64(utf8(`${formEncode(ep.clientId)}:${formEncode(ep.auth.secret)}`))}`;
