@@ -89,6 +89,7 @@ export const KIND_LABELS: Record<SecretKind, string> = {
   'oauth2-client-credentials': 'OAuth 2.0 client credentials',
   'oauth2-refresh-token': 'OAuth 2.0 refresh token',
   'google-service-account': 'Google service account',
+  'github-app': 'GitHub App',
 };
 
 /** A minted credential's state, in words: valid until, next refresh, last error, what the person must do. */
@@ -342,6 +343,11 @@ function mintedFields(existing?: SecretSummary) {
   const rtField = field('Refresh token', refreshToken, `Keyhole stores each rotated one at once and never sends an old one again.${keep}`);
   const extra = [field('Resource (optional)', resource), field('Audience (optional)', audience)];
   const authField = field('Client authentication', auth);
+  const scopeField = field(
+    'Scope (optional)',
+    scope,
+    'Space separated. Required for a service account, e.g. https://www.googleapis.com/auth/bigquery.readonly',
+  );
   // a Google service account: its key file is read here and its private key kept in memory until saved (never in an input)
   const keyFile = h('input', { id: 'google-key-file', type: 'file', accept: '.json,application/json' });
   const keyStatus = h('p', { id: 'google-key-status', role: 'status', class: 'muted' });
@@ -388,14 +394,14 @@ function mintedFields(existing?: SecretSummary) {
     h(
       'div',
       { class: 'grid' },
-      field('Token endpoint', endpoint, 'HTTPS (http only on localhost). Keyhole never follows its redirects.'),
-      field('Client id', clientId),
-      authField,
       field(
-        'Scope (optional)',
-        scope,
-        'Space separated. Required for a service account, e.g. https://www.googleapis.com/auth/bigquery.readonly',
+        'Token endpoint',
+        endpoint,
+        'HTTPS (http only on localhost); its redirects are never followed. A GitHub App: https://api.github.com/app/installations/{installation id}/access_tokens',
       ),
+      field('Client id', clientId, 'A GitHub App: its app id (a number) or its client id (Iv…).'),
+      authField,
+      scopeField,
       ...extra,
       keyFileField,
       subjectField,
@@ -414,11 +420,13 @@ function mintedFields(existing?: SecretSummary) {
       for (const i of el.querySelectorAll('input')) i.required = k === 'static' && !existing;
     }
     const google = k === 'google-service-account';
+    const github = k === 'github-app';
     rtField.hidden = k !== 'oauth2-refresh-token';
     for (const el of extra) el.hidden = k !== 'oauth2-client-credentials';
-    authField.hidden = google;
-    secretField.hidden = google || (auth.value !== 'client_secret_basic' && auth.value !== 'client_secret_post');
-    pemField.hidden = google || auth.value !== 'private_key_jwt';
+    authField.hidden = google || github;
+    scopeField.hidden = github;
+    secretField.hidden = google || github || (auth.value !== 'client_secret_basic' && auth.value !== 'client_secret_post');
+    pemField.hidden = google || (!github && auth.value !== 'private_key_jwt');
     keyFileField.hidden = !google;
     subjectField.hidden = !google;
   };
@@ -435,6 +443,10 @@ function mintedFields(existing?: SecretSummary) {
     read(): { kind: SecretKind; oauth2?: OAuth2Config; material?: OAuth2Material } {
       const k = kind.value as SecretKind;
       if (k === 'static') return { kind: k };
+      if (k === 'github-app') {
+        const config = { tokenEndpoint: endpoint.value.trim(), clientId: clientId.value.trim(), clientAuth: 'none' } as OAuth2Config;
+        return { kind: k, oauth2: config, ...(pem.value ? { material: { privateKeyPem: pem.value } } : existing ? {} : { material: {} }) };
+      }
       if (k === 'google-service-account') {
         const config = {
           tokenEndpoint: endpoint.value.trim(),

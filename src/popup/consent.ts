@@ -127,7 +127,9 @@ function render(req: ConsentRequest): void {
                       { class: 'muted' },
                       s.kind === 'google-service-account'
                         ? `A Google service account: Keyhole signs with its key and mints short-lived tokens at ${s.tokenHost}; the key stays in Keyhole.`
-                        : `A short-lived OAuth 2.0 token Keyhole mints at ${s.tokenHost}; the client's own secret stays in Keyhole.`,
+                        : s.kind === 'github-app'
+                          ? `A GitHub App: Keyhole signs with the app's key and mints hour-long installation tokens at ${s.tokenHost}; the key stays in Keyhole.`
+                          : `A short-lived OAuth 2.0 token Keyhole mints at ${s.tokenHost}; the client's own secret stays in Keyhole.`,
                     )
                   : null,
               ),

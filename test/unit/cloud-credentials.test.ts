@@ -9,7 +9,13 @@ import { JWT } from 'google-auth-library';
 import githubAppJwt from 'universal-github-app-jwt';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { CredentialError } from '../../src/core/credentials/errors.ts';
-import { appJwt, appJwtClaims } from '../../src/core/credentials/github.ts';
+import {
+  appJwt,
+  appJwtClaims,
+  installationTokenRequest,
+  installationTokenUrl,
+  parseInstallationToken,
+} from '../../src/core/credentials/github.ts';
 import { GOOGLE_TOKEN_URL, googleAssertion, googleAssertionClaims, parseServiceAccountKey } from '../../src/core/credentials/google.ts';
 import { importSigningKeyPem } from '../../src/core/credentials/pem.ts';
 
@@ -134,5 +140,88 @@ describe('Google service account assertion', () => {
     // a key file without token_uri uses Google's
     const { token_uri: _, ...noUri } = KEY_FILE;
     expect(parseServiceAccountKey(JSON.stringify(noUri)).tokenUri).toBe(GOOGLE_TOKEN_URL);
+  });
+});
+
+describe('GitHub installation tokens: the request and GitHub’s answer', () => {
+  const now = Date.UTC(2026, 10, 30, 3, 0, 0);
+  const code = (f: () => unknown) => {
+    try {
+      f();
+    } catch (e) {
+      return e instanceof CredentialError ? e.code : 'other';
+    }
+    return 'accepted';
+  };
+
+  it('asks the installation’s endpoint, on github.com or a GitHub Enterprise Server', () => {
+    expect(installationTokenUrl('https://api.github.com', '123')).toBe('https://api.github.com/app/installations/123/access_tokens');
+    expect(installationTokenUrl('https://ghe.example.com/api/v3/', '9')).toBe(
+      'https://ghe.example.com/api/v3/app/installations/9/access_tokens',
+    );
+    expect(installationTokenUrl('http://127.0.0.1:8080', '5')).toBe('http://127.0.0.1:8080/app/installations/5/access_tokens');
+    for (const [base, id] of [
+      ['http://api.github.com', '1'],
+      ['https://api.github.com', '0'],
+      ['https://api.github.com', '12a'],
+      ['https://user:pw@api.github.com', '1'],
+    ] as const)
+      expect(code(() => installationTokenUrl(base, id))).toBe('bad-endpoint');
+  });
+
+  it('signs with the app JWT and narrows only when asked', () => {
+    const plain = installationTokenRequest('https://api.github.com/app/installations/1/access_tokens', 'FAKE.app.jwt');
+    expect(plain.headers).toMatchObject({ authorization: 'Bearer FAKE.app.jwt', accept: 'application/vnd.github+json' });
+    expect(JSON.parse(plain.body)).toEqual({});
+    const narrowed = installationTokenRequest('https://api.github.com/app/installations/1/access_tokens', 'FAKE.app.jwt', {
+      repositories: ['keyhole'],
+      permissions: { contents: 'read' },
+    });
+    expect(JSON.parse(narrowed.body)).toEqual({ repositories: ['keyhole'], permissions: { contents: 'read' } });
+  });
+
+  it('takes GitHub’s 201 answer: the token, its expiry, what it may do', () => {
+    const t = parseInstallationToken(
+      201,
+      JSON.stringify({
+        token: 'ghs_FAKEinstallationtoken000000000000000',
+        expires_at: '2026-11-30T04:00:00Z',
+        permissions: { contents: 'read', metadata: 'read' },
+        repository_selection: 'selected',
+        repositories: [{ id: 1, name: 'keyhole', full_name: 'fake/keyhole' }],
+      }),
+      now,
+    );
+    expect(t).toMatchObject({ tokenType: 'Bearer', expiresIn: 3600, notAfter: Date.UTC(2026, 10, 30, 4), repositories: ['keyhole'] });
+    expect(t.permissions).toEqual({ contents: 'read', metadata: 'read' });
+  });
+
+  it('refuses hostile or broken answers with a typed error that holds no token', () => {
+    const good = { token: 'ghs_FAKE0000', expires_at: '2026-11-30T04:00:00Z' };
+    const cases: [number, string, string][] = [
+      [401, '{"message":"A JSON web token could not be decoded"}', 'invalid-grant'],
+      [404, '{"message":"Not Found"}', 'invalid-grant'],
+      [422, '{"message":"The permissions requested are not granted to this installation."}', 'oauth-error'],
+      [500, 'oops', 'http-status'],
+      [201, '<html>ghs_FAKE-in-html</html>', 'not-json'],
+      [201, '[]', 'not-json'],
+      [201, JSON.stringify({ expires_at: good.expires_at }), 'no-access-token'],
+      [201, JSON.stringify({ ...good, token: 'ghs FAKE with space' }), 'bad-token'],
+      [201, JSON.stringify({ ...good, token: 42 }), 'bad-token'],
+      [201, JSON.stringify({ ...good, expires_at: '2026-11-30T02:00:00Z' }), 'bad-expires-in'],
+      [201, JSON.stringify({ ...good, expires_at: '2026-11-30T09:00:00Z' }), 'bad-expires-in'],
+      [201, JSON.stringify({ ...good, expires_at: 'soon' }), 'bad-expires-in'],
+      [201, JSON.stringify({ token: good.token }), 'bad-expires-in'],
+    ];
+    for (const [status, body, expected] of cases) {
+      let caught: unknown;
+      try {
+        parseInstallationToken(status, body, now);
+      } catch (e) {
+        caught = e;
+      }
+      expect({ body, code: (caught as CredentialError)?.code }).toEqual({ body, code: expected });
+      expect((caught as Error).message).not.toContain('ghs_');
+    }
   });
 });

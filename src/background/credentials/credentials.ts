@@ -13,6 +13,7 @@ import { compileRedaction } from '../../core/agents/redact.ts';
 import type { SecretSummary } from '../../core/api.ts';
 import type { AuditRecord } from '../../core/audit/audit.ts';
 import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
+import { appJwt, installationTokenRequest, parseInstallationToken } from '../../core/credentials/github.ts';
 import { googleAssertion, googleAssertionClaims } from '../../core/credentials/google.ts';
 import { isMinted, type OAuth2Config, type OAuth2Material } from '../../core/credentials/kinds.ts';
 import { expirySkew } from '../../core/credentials/lifetime.ts';
@@ -173,6 +174,14 @@ export class Credentials {
     const host = new URL(config.tokenEndpoint).host;
     const record = { kind: 'token.request' as const, correlationId: cause ?? crypto.randomUUID(), secret: secret.name, host };
     try {
+      if (secret.kind === 'github-app') {
+        const jwt = await appJwt(await this.signingKey(secret, material), config.clientId, this.deps.now());
+        const req = installationTokenRequest(config.tokenEndpoint, jwt);
+        await this.deps.beforeTokenRequest?.(req.url);
+        const minted = await requestToken(this.deps.fetch, req, this.deps.now, undefined, parseInstallationToken);
+        this.deps.audit({ ...record, decision: 'allowed', status: 201, latencyMs: this.deps.now() - started });
+        return minted;
+      }
       const auth = await this.clientAuth(secret, config, material);
       const grant = await this.grant(secret, config, material);
       const endpoint = { url: config.tokenEndpoint, clientId: config.clientId, auth, ...(config.issuer ? { issuer: config.issuer } : {}) };

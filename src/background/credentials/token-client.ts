@@ -22,6 +22,8 @@ export async function requestToken(
   req: TokenRequest,
   now: () => number,
   timeoutMs = TOKEN_TIMEOUT_MS,
+  /** what the answer means: an OAuth 2.0 token answer, unless the issuer has its own shape (GitHub) */
+  parse: (status: number, body: string, now: number) => TokenSet = parseTokenResponse,
 ): Promise<TokenSet> {
   const signal = AbortSignal.timeout(timeoutMs);
   let res: Response;
@@ -44,7 +46,7 @@ export async function requestToken(
     throw new CredentialError('redirect', { status: res.status });
   }
   const body = await readBounded(res, signal);
-  return parseTokenResponse(res.status, body, now());
+  return parse(res.status, body, now());
 }
 
 async function readBounded(res: Response, signal: AbortSignal): Promise<string> {

@@ -781,7 +781,8 @@ async function checkedMaterial(kind: MintedKind, config: OAuth2Config, raw: unkn
     } catch (e) {
       throw new RpcError('bad-input', e instanceof Error ? e.message : 'the private key does not import');
     }
-    if (kind === 'google-service-account' && alg !== 'RS256') throw new RpcError('bad-input', 'a service account key is an RSA key');
+    if ((kind === 'google-service-account' || kind === 'github-app') && alg !== 'RS256')
+      throw new RpcError('bad-input', kind === 'github-app' ? 'a GitHub App key is an RSA key' : 'a service account key is an RSA key');
   }
   return checkValue(encodeMaterial(material));
 }

@@ -8,6 +8,9 @@
  * - `google-service-account`: a service account's private key (the material) signs a JWT-bearer
  *   assertion (RFC 7523 §2.1) for its token endpoint; `clientId` is the account's email, `scope`
  *   the scopes, `subject` the user it acts for (domain-wide delegation), if any.
+ * - `github-app`: a GitHub App's private key (the material) signs the app JWT that asks for an
+ *   installation token; `tokenEndpoint` is the installation's access_tokens URL, `clientId` the
+ *   app id (or the app's client id).
  *
  * The configuration (token endpoint, client id, how the client authenticates, scope) is not
  * secret: it lives in the secret's metadata, so the options page and the consent window can show
@@ -17,7 +20,13 @@ import { CoreError } from '../errors.ts';
 import { EMAIL } from './google.ts';
 import { checkTokenEndpoint } from './oauth2.ts';
 
-export const SECRET_KINDS = ['static', 'oauth2-client-credentials', 'oauth2-refresh-token', 'google-service-account'] as const;
+export const SECRET_KINDS = [
+  'static',
+  'oauth2-client-credentials',
+  'oauth2-refresh-token',
+  'google-service-account',
+  'github-app',
+] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
 export type MintedKind = Exclude<SecretKind, 'static'>;
 
@@ -80,6 +89,12 @@ export function checkOAuth2Config(kind: MintedKind, v: unknown): OAuth2Config {
   const clientId = optionalText(c.clientId, 'client id', 256);
   if (!clientId) throw bad('client id is required');
   if (kind === 'google-service-account') return checkGoogleConfig(tokenEndpoint, clientId, c);
+  if (kind === 'github-app') {
+    if (!/\/app\/installations\/[1-9]\d{0,15}\/access_tokens$/.test(new URL(tokenEndpoint).pathname))
+      throw bad('the token endpoint of a GitHub App is its installation’s /app/installations/{id}/access_tokens URL');
+    if (!/^([1-9]\d{0,15}|Iv[0-9A-Za-z.]{1,64})$/.test(clientId)) throw bad('the app id is a number, or the app’s client id (Iv…)');
+    return { tokenEndpoint, clientId, clientAuth: 'none' };
+  }
   const clientAuth = c.clientAuth ?? (kind === 'oauth2-refresh-token' ? 'none' : undefined);
   if (typeof clientAuth !== 'string' || !(CLIENT_AUTH_METHODS as readonly string[]).includes(clientAuth))
     throw bad(`client authentication must be one of ${CLIENT_AUTH_METHODS.join(', ')}`);
@@ -119,10 +134,14 @@ export function checkOAuth2Material(kind: MintedKind, config: OAuth2Config, v: u
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('the credential material is required');
   const m = v as Record<string, unknown>;
   const out: { clientSecret?: string; privateKeyPem?: string; refreshToken?: string } = {};
-  if (kind === 'google-service-account') {
+  if (kind === 'google-service-account' || kind === 'github-app') {
     const pem = m.privateKeyPem;
     if (typeof pem !== 'string' || pem.length === 0 || pem.length > 12_000 || !pem.includes('-----BEGIN '))
-      throw bad('the service account private key (private_key, in PEM) is required');
+      throw bad(
+        kind === 'github-app'
+          ? 'the app’s private key (PEM) is required'
+          : 'the service account private key (private_key, in PEM) is required',
+      );
     return { privateKeyPem: pem.replace(/\r\n?/g, '\n').trim() };
   }
   if (config.clientAuth === 'client_secret_basic' || config.clientAuth === 'client_secret_post') {

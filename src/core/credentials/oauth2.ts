@@ -110,7 +110,7 @@ export type TokenSet = {
 };
 
 /** A token that can be put in a header: printable ASCII, bounded. */
-function headerSafe(v: unknown): v is string {
+export function headerSafe(v: unknown): v is string {
   return typeof v === 'string' && v.length > 0 && v.length <= MAX_TOKEN_LENGTH && /^[\x21-\x7e]+$/.test(v);
 }
 

@@ -1,0 +1,123 @@
+/**
+ * A GitHub App in Chromium (issue 14): the person pastes the app's private key as GitHub hands it
+ * out (PKCS#1); the worker signs the app JWT and mints installation tokens at a local GitHub-shaped
+ * API that verifies every JWT with jose; an agent page calls the API brokered and transparent for
+ * over two token lifetimes: no failed call, about one mint per lifetime, concurrent first calls
+ * coalesced into one.
+ */
+import { generateKeyPairSync } from 'node:crypto';
+import type { Page } from 'playwright';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { callContinuously } from '../harness/continuous.ts';
+import { type GithubServer, startGithubServer } from '../harness/github-server.ts';
+import { grantForPeriod, request } from '../harness/provider.ts';
+import { appServer } from '../harness/servers.ts';
+
+const TTL_S = 5;
+const APP_ID = 4242;
+
+describe('GitHub App credentials in the browser', () => {
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pkcs1 = rsa.privateKey.export({ type: 'pkcs1', format: 'pem' }) as string;
+  let h: Harness;
+  let gh: GithubServer;
+  let app: Awaited<ReturnType<typeof appServer>>;
+  let options: Page;
+  let agent: Page;
+
+  async function ok<T>(method: string, params?: unknown): Promise<T> {
+    const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(options, method, params);
+    if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
+    return r.result;
+  }
+  const githubApp = (name: string, extra: { tokenEndpoint?: string; clientId?: string; pem?: string } = {}) => ({
+    name,
+    kind: 'github-app',
+    rule: { hosts: [gh.apiHost], header: 'Authorization', template: 'Bearer {value}' },
+    oauth2: {
+      tokenEndpoint: extra.tokenEndpoint ?? `${gh.apiBase}/app/installations/${gh.installationId}/access_tokens`,
+      clientId: extra.clientId ?? String(APP_ID),
+    },
+    material: { privateKeyPem: extra.pem ?? pkcs1 },
+  });
+
+  beforeAll(async () => {
+    [gh, app] = await Promise.all([
+      startGithubServer({
+        publicKey: rsa.publicKey,
+        appId: APP_ID,
+        ttlSeconds: TTL_S,
+        repositories: ['keyhole', 'other'],
+        permissions: { contents: 'write', metadata: 'read' },
+      }),
+      appServer(),
+    ]);
+    h = await launch();
+    options = await h.open(OPTIONS);
+    await ok('vault.create', { passphrase: 'github test passphrase FAKE', kdf: 'pbkdf2-sha256' });
+    await ok('settings.set', { requestsPerMinute: 100_000 });
+    agent = await h.context.newPage();
+    await agent.goto(`http://127.0.0.1:${app.port}/`);
+  });
+  afterAll(async () => {
+    await h?.close();
+    await Promise.all([gh?.close(), app?.close()]);
+  });
+
+  it('refuses an app without what it needs, with a clear error and nothing stored', async () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    const weak = generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs1', format: 'pem' }) as string;
+    const bad = [
+      githubApp('bad-1', { tokenEndpoint: `${gh.apiBase}/login/oauth/access_token` }),
+      githubApp('bad-2', { clientId: 'not an id' }),
+      githubApp('bad-3', { pem: ec }),
+      githubApp('bad-4', { pem: weak }),
+      githubApp('bad-5', { pem: 'FAKE not a key' }),
+    ];
+    for (const input of bad) {
+      const r = await rpc<{ ok: boolean; error?: { code: string; message: string } }>(options, 'secrets.create', input);
+      expect({ name: input.name, ok: r.ok, code: r.error?.code }).toEqual({ name: input.name, ok: false, code: 'bad-input' });
+      expect(r.error?.message).not.toContain('PRIVATE KEY');
+    }
+    expect((await ok<{ secrets: unknown[] }>('secrets.list')).secrets).toHaveLength(0);
+  });
+
+  it('an agent calls the API brokered and transparent for over two lifetimes: no failure, a mint per lifetime', async () => {
+    await ok('secrets.create', githubApp('gh'));
+    for (const mode of ['broker', 'transparent'] as const)
+      expect((await grantForPeriod(h.context, agent, { secrets: ['gh'], mode })).ok).toBe(true);
+    const before = gh.tokenRequests.total;
+    const started = Date.now();
+    const outcomes = await callContinuously(agent, gh.apiHost, 'gh', 2.3 * TTL_S * 1000, ['broker', 'transparent']);
+    const lifetimes = (Date.now() - started) / (TTL_S * 1000);
+    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    expect(outcomes.filter((o) => o.mode === 'transparent').length).toBeGreaterThan(20);
+    const mints = gh.tokenRequests.total - before;
+    expect(mints).toBeGreaterThanOrEqual(Math.floor(lifetimes / 0.9));
+    expect(mints).toBeLessThanOrEqual(Math.ceil(lifetimes / 0.75) + 1);
+    expect(gh.tokenRequests.refused).toBe(0); // every app JWT verified against the app's public key
+    expect(gh.apiRequests.filter((r) => r.at >= started && !r.ok)).toEqual([]);
+  });
+
+  it('concurrent first calls make one installation-token request; the page learns the kind, never a token or the key', async () => {
+    await ok('secrets.create', githubApp('gh-cold'));
+    expect((await grantForPeriod(h.context, agent, { secrets: ['gh-cold'], mode: 'broker' })).ok).toBe(true);
+    const before = gh.tokenRequests.total;
+    const answers = await Promise.all(
+      Array.from({ length: 30 }, () =>
+        request<{ status: number; body: string }>(agent, 'keyhole_fetch', {
+          secret: 'gh-cold',
+          url: `http://${gh.apiHost}/repos/fake-org/keyhole`,
+        }),
+      ),
+    );
+    expect(answers.map((a) => (a.ok ? a.result.status : a.error.code))).toEqual(Array(30).fill(200));
+    expect(gh.tokenRequests.total - before).toBe(1);
+    const grants = await request<{ secret: string; credential?: { kind: string } }[]>(agent, 'keyhole_getGrants');
+    expect(grants.ok && grants.result.find((g) => g.secret === 'gh-cold')?.credential?.kind).toBe('github-app');
+    const seen = JSON.stringify([answers, grants]);
+    for (const token of gh.issued.keys()) expect(seen).not.toContain(token);
+    expect(seen).not.toContain('PRIVATE KEY');
+  });
+});
