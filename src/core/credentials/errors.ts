@@ -21,11 +21,17 @@ export type CredentialErrorCode =
   | 'bad-token-type' // not a bearer token
   | 'bad-expires-in' // not a positive number of seconds within bounds
   | 'not-refresher' // another device holds the refresher role: this one never spends the refresh token
-  | 'bad-key-file'; // not a Google service account key file (type, client_email, private_key, token_uri)
+  | 'bad-key-file' // not a Google service account key file (type, client_email, private_key, token_uri)
+  | 'bad-aws-key' // not an AWS access key id and secret access key of the documented shapes
+  | 'aws-error' // AWS refused the request (its error code word is in the detail)
+  | 'clock-skew'; // AWS says the request's time is too far from its own (retried once with the server's date)
 
 const MESSAGES: Record<CredentialErrorCode, string> = {
   'bad-endpoint': 'the token endpoint must be an https URL (http only on a loopback host), without credentials or fragment',
   'bad-key-file': 'not a service account key file: it needs type "service_account", client_email, private_key and an https token_uri',
+  'bad-aws-key': 'not an AWS access key: an access key id (AKIA… or ASIA…) and a 40-character secret access key',
+  'aws-error': 'AWS refused the request',
+  'clock-skew': 'AWS says this computer’s clock is too far from its own',
   'bad-key': 'not a private key Keyhole can sign with (PKCS#8, PKCS#1 RSA or SEC1 P-256, in PEM)',
   'encrypted-key': 'the private key is encrypted: export it without a passphrase',
   'weak-key': 'RSA keys must have at least 2048 bits',
@@ -48,7 +54,14 @@ export class CredentialError extends Error {
   override readonly name = 'CredentialError';
   constructor(
     readonly code: CredentialErrorCode,
-    readonly detail: { readonly status?: number; readonly oauthError?: string } = {},
+    readonly detail: {
+      readonly status?: number;
+      readonly oauthError?: string;
+      /** an AWS error code word (AccessDenied, ExpiredToken, …), never its message */
+      readonly awsError?: string;
+      /** clock-skew: the server's own time (ms), to sign again with */
+      readonly serverTime?: number;
+    } = {},
   ) {
     super(MESSAGES[code]);
   }
