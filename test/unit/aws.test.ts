@@ -2,15 +2,16 @@
  * AWS keys and STS AssumeRole (core/credentials/aws.ts): keys checked by shape; the AssumeRole
  * request signed exactly as the AWS SDK v3's signer signs it; STS's XML answer read without a
  * DOM, and every broken or hostile answer refused with a typed error that holds no key. Keys are
- * AWS's published example fakes.
+ * obvious fakes (test/harness/aws.ts).
  */
-import { createHash, createHmac } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { describe, expect, it } from 'vitest';
 import { assumeRoleRequest, checkAwsKeys, parseAssumeRoleResponse } from '../../src/core/credentials/aws.ts';
 import { CredentialError } from '../../src/core/credentials/errors.ts';
+import { FAKE_SECRET, FAKE_SESSION_SECRET, FAKE_SESSION_TOKEN, fakeKeyId, NodeSha256 } from '../harness/aws.ts';
 
-const KEYS = { accessKeyId: 'AKIAIOSFODNN7EXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY' };
+const KEYS = { accessKeyId: fakeKeyId('AKIA'), secretAccessKey: FAKE_SECRET };
+const SESSION_ID = fakeKeyId('ASIA');
 const NOW = Date.UTC(2026, 10, 30, 3, 0, 0);
 const codeOf = (f: () => unknown): { code: string; awsError?: string; serverTime?: number; message: string } => {
   try {
@@ -22,22 +23,6 @@ const codeOf = (f: () => unknown): { code: string; awsError?: string; serverTime
   return { code: 'accepted', message: '' };
 };
 
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-const bytes = (d: SourceData) =>
-  typeof d === 'string' ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-class NodeSha256 {
-  private readonly h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-  constructor(secret?: SourceData) {
-    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
-  }
-  update(data: SourceData): void {
-    this.h.update(bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.h.digest());
-  }
-}
-
 const answer = (x: { id?: string; secret?: string; token?: string; expiration?: string; extra?: string } = {}) => `<?xml version="1.0"?>
 <AssumeRoleResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <AssumeRoleResult>
@@ -47,9 +32,9 @@ const answer = (x: { id?: string; secret?: string; token?: string; expiration?: 
       <AssumedRoleId>ARO123EXAMPLE123:keyhole</AssumedRoleId>
     </AssumedRoleUser>
     <Credentials>
-      <AccessKeyId>${x.id ?? 'ASIAIOSFODNN7EXAMPLE'}</AccessKeyId>
-      <SecretAccessKey>${x.secret ?? 'wJalrXUtnFEMI/K7MDENG/bPxRfiCzEXAMPLEKEY'}</SecretAccessKey>
-      <SessionToken>${x.token ?? 'AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=='}</SessionToken>
+      <AccessKeyId>${x.id ?? SESSION_ID}</AccessKeyId>
+      <SecretAccessKey>${x.secret ?? FAKE_SESSION_SECRET}</SecretAccessKey>
+      <SessionToken>${x.token ?? FAKE_SESSION_TOKEN}</SessionToken>
       <Expiration>${x.expiration ?? '2026-11-30T04:00:00Z'}</Expiration>
     </Credentials>${x.extra ?? ''}
     <PackedPolicySize>6</PackedPolicySize>
@@ -62,21 +47,19 @@ const error = (code: string) =>
 describe('AWS access keys', () => {
   it('takes keys of the documented shapes, and refuses others saying nothing of them', () => {
     expect(checkAwsKeys(KEYS)).toEqual(KEYS);
-    expect(checkAwsKeys({ ...KEYS, accessKeyId: 'ASIAIOSFODNN7EXAMPLE', sessionToken: 'FwoGZXIvYXdzEFAKEtoken0000==' }).sessionToken).toBe(
-      'FwoGZXIvYXdzEFAKEtoken0000==',
-    );
+    expect(checkAwsKeys({ ...KEYS, accessKeyId: SESSION_ID, sessionToken: FAKE_SESSION_TOKEN }).sessionToken).toBe(FAKE_SESSION_TOKEN);
     for (const bad of [
-      { ...KEYS, accessKeyId: 'akiaiosfodnn7example' },
+      { ...KEYS, accessKeyId: fakeKeyId('AKIA').toLowerCase() },
       { ...KEYS, accessKeyId: 'AKIA123' },
       { ...KEYS, secretAccessKey: `${KEYS.secretAccessKey}X` },
-      { ...KEYS, secretAccessKey: 'wJalrXUtnFEMI K7MDENG/bPxRfiCYEXAMPLEKEY' },
+      { ...KEYS, secretAccessKey: `${FAKE_SECRET.slice(0, 20)} ${FAKE_SECRET.slice(21)}` },
       { ...KEYS, sessionToken: 'has a space in it, FAKE' },
       { accessKeyId: KEYS.accessKeyId },
       {},
     ]) {
       const r = codeOf(() => checkAwsKeys(bad));
       expect(r.code).toBe('bad-aws-key');
-      expect(r.message).not.toContain('EXAMPLE');
+      expect(r.message).not.toContain('FAKE');
     }
   });
 });
@@ -122,9 +105,12 @@ describe('STS AssumeRole', () => {
 
   it('reads STS’s answer: the session credentials and their expiry', () => {
     const c = parseAssumeRoleResponse(200, answer(), NOW);
-    expect(c).toMatchObject({ accessKeyId: 'ASIAIOSFODNN7EXAMPLE', notAfter: Date.UTC(2026, 10, 30, 4) });
-    expect(c.secretAccessKey).toHaveLength(40);
-    expect(c.sessionToken.startsWith('AQoDYXdzEPT')).toBe(true);
+    expect(c).toEqual({
+      accessKeyId: SESSION_ID,
+      secretAccessKey: FAKE_SESSION_SECRET,
+      sessionToken: FAKE_SESSION_TOKEN,
+      notAfter: Date.UTC(2026, 10, 30, 4),
+    });
   });
 
   it('refuses broken and hostile answers with a typed error holding no key', () => {
@@ -137,7 +123,12 @@ describe('STS AssumeRole', () => {
       [403, error('SignatureDoesNotMatch'), 'Mon, 30 Nov 2026 03:01:00 GMT', { code: 'aws-error', awsError: 'SignatureDoesNotMatch' }],
       [500, '<html>oops</html>', null, { code: 'http-status' }],
       [200, '<html>ASIA in html</html>', null, { code: 'not-json' }],
-      [200, answer({ extra: '<Credentials><AccessKeyId>ASIAEVILEVILEVIL0000</AccessKeyId></Credentials>' }), null, { code: 'not-json' }],
+      [
+        200,
+        answer({ extra: `<Credentials><AccessKeyId>${fakeKeyId('ASIA', 'EVIL')}</AccessKeyId></Credentials>` }),
+        null,
+        { code: 'not-json' },
+      ],
       [200, answer().replace(/<SessionToken>[^<]*<\/SessionToken>/, ''), null, { code: 'no-access-token' }],
       [200, answer({ secret: 'short' }), null, { code: 'bad-token' }],
       [200, answer({ id: 'not-a-key-id' }), null, { code: 'bad-token' }],
@@ -149,7 +140,7 @@ describe('STS AssumeRole', () => {
     for (const [status, body, date, expected] of cases) {
       const r = codeOf(() => parseAssumeRoleResponse(status, body, NOW, date));
       expect({ body: body.slice(0, 80), ...r }).toMatchObject({ body: body.slice(0, 80), ...expected });
-      expect(r.message).not.toContain('EXAMPLE');
+      expect(r.message).not.toContain('FAKE');
     }
   });
 });

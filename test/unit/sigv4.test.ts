@@ -4,12 +4,12 @@
  * (@smithy/signature-v4) and with aws4 on requests of many shapes. Example keys are AWS's own
  * published fakes.
  */
-import { createHash, createHmac } from 'node:crypto';
 import { SignatureV4 } from '@smithy/signature-v4';
 import aws4 from 'aws4';
 import { describe, expect, it } from 'vitest';
 import { toHex } from '../../src/core/bytes.ts';
 import { amzDate, escapeUri, signingKey, signV4 } from '../../src/core/credentials/sigv4.ts';
+import { NodeSha256 } from '../harness/aws.ts';
 
 // AWS's documented example ("Create a signed AWS API request", IAM ListUsers, 2015-08-30)
 const EXAMPLE = {
@@ -56,23 +56,6 @@ describe('SigV4: AWS’s documented example', () => {
     expect(amzDate(EXAMPLE.now)).toBe('20150830T123600Z');
   });
 });
-
-/** The AWS SDK v3's hash interface over node:crypto (what @smithy/hash-node does). */
-type SourceData = string | ArrayBuffer | ArrayBufferView;
-const bytes = (d: SourceData) =>
-  typeof d === 'string' ? d : d instanceof ArrayBuffer ? new Uint8Array(d) : new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-class NodeSha256 {
-  private readonly h: ReturnType<typeof createHash> | ReturnType<typeof createHmac>;
-  constructor(secret?: SourceData) {
-    this.h = secret === undefined ? createHash('sha256') : createHmac('sha256', bytes(secret));
-  }
-  update(data: SourceData): void {
-    this.h.update(bytes(data));
-  }
-  async digest(): Promise<Uint8Array> {
-    return new Uint8Array(this.h.digest());
-  }
-}
 
 type Case = {
   method: string;
@@ -124,7 +107,8 @@ const CASES: Case[] = [
   },
 ];
 
-const CREDS = { accessKeyId: 'AKIAFAKEKEYHOLE00001', secretAccessKey: 'FAKE/secret+key/for+tests/only/000000000' };
+// the signers check no shapes: an id in the style of AWS's documented AKIDEXAMPLE
+const CREDS = { accessKeyId: 'AKIDFAKEKEYHOLE00001', secretAccessKey: 'FAKE/secret+key/for+tests/only/000000000' };
 const SESSION = 'FAKE-session-token//+==';
 
 describe('SigV4 against the reference signers, byte for byte', () => {
