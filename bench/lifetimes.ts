@@ -27,9 +27,9 @@
  */
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import type { Page } from 'playwright';
-import { launch, OPTIONS, rpc } from '../test/harness/browser.ts';
+import { launch, OPTIONS, rpcOk } from '../test/harness/browser.ts';
 import { RESOURCE, startOAuthServer } from '../test/harness/oauth2-server.ts';
-import { grantForPeriod } from '../test/harness/provider.ts';
+import { grantForPeriod, request } from '../test/harness/provider.ts';
 import { appServer, close, listen } from '../test/harness/servers.ts';
 import type { Suite } from './run.ts';
 import { percentile, round } from './stats.ts';
@@ -127,11 +127,7 @@ export const lifetimesSuite: Suite = {
     const h = await launch();
     try {
       const options = await h.open(OPTIONS);
-      const ok = async <T>(method: string, params?: unknown): Promise<T> => {
-        const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(options, method, params);
-        if (!r.ok) throw new Error(`bench: ${method}: ${JSON.stringify(r.error)}`);
-        return r.result;
-      };
+      const ok = <T>(method: string, params?: unknown) => rpcOk<T>(options, method, params);
       await ok('vault.create', { passphrase: 'bench passphrase, not a secret (FAKE)', kdf: 'pbkdf2-sha256' });
       await ok('settings.set', { requestsPerMinute: 100_000 });
       const minted = (name: string, prefix: string, clientId: 'cc-basic' | 'cc-post') => ({
@@ -185,13 +181,8 @@ export const lifetimesSuite: Suite = {
       if (cold.some((s) => s !== 200)) throw new Error(`bench: cold calls failed: ${JSON.stringify(cold.filter((s) => s !== 200))}`);
 
       // the first minted call mints; the rounds start warm (a transparent rule waits for its first token too)
-      await page.evaluate(async (host) => {
-        const provider = await new Promise<{ request(a: unknown): Promise<unknown> }>((resolve) => {
-          window.addEventListener('keyhole:announceProvider', (e) => resolve((e as CustomEvent).detail.provider), { once: true });
-          window.dispatchEvent(new Event('keyhole:requestProvider'));
-        });
-        await provider.request({ method: 'keyhole_fetch', params: { secret: 'minted', url: `http://${host}/minted/warm` } });
-      }, api.host);
+      if (!(await request(page, 'keyhole_fetch', { secret: 'minted', url: `http://${api.host}/minted/warm` })).ok)
+        throw new Error('bench: the first minted call failed');
       await new Promise((r) => setTimeout(r, 1000)); // the transparent rule is rebuilt with the token
 
       const durationMs = LIFETIMES * TTL_S * 1000;

@@ -48,8 +48,7 @@ async function render() {
   replace(app, header('unlocked'), nav(r), h('div', { id: 'view' }, ...view));
   watchSync(() => {
     // secrets changed underneath: redraw the views that show them, unless the person is editing one
-    if ((r.section === 'secrets' || r.section === 'secret') && !editorSlot.hasChildNodes() && !app.querySelector('#editor form'))
-      void redraw();
+    if ((r.section === 'secrets' || r.section === 'secret') && !app.querySelector('#editor form')) void redraw();
   });
 }
 

@@ -9,7 +9,7 @@
  */
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpcOk } from '../harness/browser.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
 import { type ApiServer, apiServer, appServer } from '../harness/servers.ts';
 
@@ -23,11 +23,7 @@ describe('audit fails closed', () => {
   let options: Page;
   let agent: Page;
 
-  async function ok<T>(method: string, params?: unknown): Promise<T> {
-    const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(options, method, params);
-    if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
-    return r.result;
-  }
+  const ok = <T>(method: string, params?: unknown) => rpcOk<T>(options, method, params);
 
   /** Takes the audit store's next place from another connection, as a second writer would. */
   async function breakAudit(): Promise<void> {

@@ -12,7 +12,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { exportJWK } from 'jose';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpcOk } from '../harness/browser.ts';
 import { type OAuthServer, RESOURCE, startOAuthServer } from '../harness/oauth2-server.ts';
 import { grantForPeriod, request, stream } from '../harness/provider.ts';
 import { findAnyForm } from '../harness/scan.ts';
@@ -47,11 +47,7 @@ describe('canary: minted credentials show the page nothing', () => {
   const pageRequests: string[] = [];
   const rule = () => ({ hosts: [api.host], header: 'Authorization', template: 'Bearer {value}' });
 
-  async function ok<T>(method: string, params?: unknown): Promise<T> {
-    const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(options, method, params);
-    if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
-    return r.result;
-  }
+  const ok = <T>(method: string, params?: unknown) => rpcOk<T>(options, method, params);
   async function see(method: string, params?: unknown) {
     const answer = await request(page, method, params);
     observed.push(JSON.stringify(answer));

@@ -8,7 +8,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { type GithubServer, startGithubServer } from '../harness/github-server.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
@@ -26,11 +26,7 @@ describe('GitHub App credentials in the browser', () => {
   let options: Page;
   let agent: Page;
 
-  async function ok<T>(method: string, params?: unknown): Promise<T> {
-    const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(options, method, params);
-    if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
-    return r.result;
-  }
+  const ok = <T>(method: string, params?: unknown) => rpcOk<T>(options, method, params);
   const githubApp = (name: string, extra: { tokenEndpoint?: string; clientId?: string; pem?: string } = {}) => ({
     name,
     kind: 'github-app',

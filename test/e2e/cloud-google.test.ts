@@ -8,7 +8,7 @@
 import { generateKeyPairSync } from 'node:crypto';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { type GoogleServer, startGoogleServer } from '../harness/google-server.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
@@ -27,11 +27,7 @@ describe('Google service account credentials in the browser', () => {
   let options: Page;
   let agent: Page;
 
-  async function ok<T>(method: string, params?: unknown): Promise<T> {
-    const r = await rpc<{ ok: boolean; result: T; error?: { code: string; message: string } }>(options, method, params);
-    if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
-    return r.result;
-  }
+  const ok = <T>(method: string, params?: unknown) => rpcOk<T>(options, method, params);
   const account = (name: string, extra: Record<string, unknown> = {}) => ({
     name,
     kind: 'google-service-account',

@@ -9,7 +9,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc, showSection, TMP } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpcOk, showSection, TMP } from '../harness/browser.ts';
 
 const PASSPHRASE = 'options page passphrase FAKE';
 const SCREENS = join(TMP, 'screens');
@@ -21,11 +21,7 @@ describe('the options page', () => {
   let h: Harness;
   let page: Page;
 
-  async function ok<T>(method: string, params?: unknown): Promise<T> {
-    const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(page, method, params);
-    if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
-    return r.result;
-  }
+  const ok = <T>(method: string, params?: unknown) => rpcOk<T>(page, method, params);
   const secret = async (name: string) => (await ok<{ secrets: Summary[] }>('secrets.list')).secrets.find((s) => s.name === name) as Summary;
   const rule = (host: string) => ({ hosts: [host], header: 'Authorization', template: 'Bearer {value}' });
 

@@ -7,7 +7,7 @@
  */
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
+import { type Harness, launch, OPTIONS, rpcOk } from '../harness/browser.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
 import { appServer, close, cors, listen } from '../harness/servers.ts';
@@ -45,11 +45,7 @@ describe('rotation and expiry under continuous calls', () => {
   let agent: Page;
   const valid = new Set([V1, V2, V3]);
 
-  async function ok<T>(method: string, params?: unknown): Promise<T> {
-    const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(options, method, params);
-    if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
-    return r.result;
-  }
+  const ok = <T>(method: string, params?: unknown) => rpcOk<T>(options, method, params);
 
   /** What the worker's IndexedDB holds for secret `id`: the value numbers with ciphertext, and the current ciphertext's size. */
   async function stored(id: string): Promise<{ others: number[]; value: number; hex: string[] }> {

@@ -140,6 +140,13 @@ export async function rpc<T = unknown>(page: Page, method: string, params?: unkn
   return page.evaluate(([m, p]) => chrome.runtime.sendMessage({ kh: 1, method: m, params: p }), [method, params] as const) as Promise<T>;
 }
 
+/** The worker's RPC result, or an Error naming the method and the typed error the worker sent. */
+export async function rpcOk<T>(page: Page, method: string, params?: unknown): Promise<T> {
+  const r = await rpc<{ ok: boolean; result: T; error?: unknown }>(page, method, params);
+  if (!r.ok) throw new Error(`${method}: ${JSON.stringify(r.error)}`);
+  return r.result;
+}
+
 /** Opens a section of the options page from its navigation, as a person would, and waits for it to be drawn. */
 export async function showSection(page: Page, section: 'secrets' | 'sites' | 'sync' | 'audit' | 'settings'): Promise<void> {
   await page.locator(`#nav-${section}`).click();

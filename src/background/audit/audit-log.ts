@@ -236,32 +236,28 @@ export class AuditLog {
       this.retry = null;
       if (!this.failing) return;
       // the probe: the record of what was lost; if it commits, the log writes again
-      this.probe = auditRecord({
-        time: this.now(),
-        kind: 'error',
-        correlationId: crypto.randomUUID(),
-        reason: 'audit-unavailable',
-        count: this.lost,
-      });
-      void this.join(this.probe).catch(() => {});
-      void this.flush().catch(() => {});
+      this.probe = this.writeLost();
     }, this.retryMs);
+  }
+
+  /** Writes (now, with what waits) the record of how many records were lost, and returns it. */
+  private writeLost(): AuditRecord {
+    const record = auditRecord({
+      time: this.now(),
+      kind: 'error',
+      correlationId: crypto.randomUUID(),
+      reason: 'audit-unavailable',
+      count: this.lost,
+    });
+    void this.join(record).catch(() => {});
+    void this.flush().catch(() => {});
+    return record;
   }
 
   private recovered(written: readonly AuditRecord[]): void {
     this.failing = false;
     const noted = this.probe !== null && written.includes(this.probe);
-    if (!noted && this.lost > 0) {
-      const note = auditRecord({
-        time: this.now(),
-        kind: 'error',
-        correlationId: crypto.randomUUID(),
-        reason: 'audit-unavailable',
-        count: this.lost,
-      });
-      void this.join(note).catch(() => {});
-      void this.flush().catch(() => {});
-    }
+    if (!noted && this.lost > 0) this.writeLost();
     this.lost = 0;
     this.probe = null;
     for (const l of this.listeners) l(true);

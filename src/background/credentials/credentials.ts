@@ -17,7 +17,7 @@ import { appJwt, installationTokenRequest, parseInstallationToken } from '../../
 import { googleAssertion, googleAssertionClaims } from '../../core/credentials/google.ts';
 import { isMinted, type OAuth2Config, type OAuth2Material } from '../../core/credentials/kinds.ts';
 import { expirySkew } from '../../core/credentials/lifetime.ts';
-import { type ClientAuth, type TokenGrant, type TokenSet, tokenRequest } from '../../core/credentials/oauth2.ts';
+import { type ClientAuth, type TokenGrant, type TokenRequest, type TokenSet, tokenRequest } from '../../core/credentials/oauth2.ts';
 import { importSigningKeyPem, type SigningKey } from '../../core/credentials/pem.ts';
 import { CoreError } from '../../core/errors.ts';
 import { type InUse, isExpired, type VaultService } from '../vault/vault-service.ts';
@@ -174,22 +174,11 @@ export class Credentials {
     const host = new URL(config.tokenEndpoint).host;
     const record = { kind: 'token.request' as const, correlationId: cause ?? crypto.randomUUID(), secret: secret.name, host };
     try {
-      if (secret.kind === 'github-app') {
-        const jwt = await appJwt(await this.signingKey(secret, material), config.clientId, this.deps.now());
-        const req = installationTokenRequest(config.tokenEndpoint, jwt);
-        await this.deps.beforeTokenRequest?.(req.url);
-        const minted = await requestToken(this.deps.fetch, req, this.deps.now, undefined, parseInstallationToken);
-        this.deps.audit({ ...record, decision: 'allowed', status: 201, latencyMs: this.deps.now() - started });
-        return minted;
-      }
-      const auth = await this.clientAuth(secret, config, material);
-      const grant = await this.grant(secret, config, material);
-      const endpoint = { url: config.tokenEndpoint, clientId: config.clientId, auth, ...(config.issuer ? { issuer: config.issuer } : {}) };
-      const req = await tokenRequest(endpoint, grant, this.deps.now(), crypto.randomUUID());
+      const { req, parse, status } = await this.tokenRequestFor(secret, config, material);
       await this.deps.beforeTokenRequest?.(req.url);
-      const minted = await requestToken(this.deps.fetch, req, this.deps.now);
+      const minted = await requestToken(this.deps.fetch, req, this.deps.now, undefined, parse);
       if (minted.refreshToken && secret.kind === 'oauth2-refresh-token') await this.storeRefreshToken(id, minted.refreshToken);
-      this.deps.audit({ ...record, decision: 'allowed', status: 200, latencyMs: this.deps.now() - started });
+      this.deps.audit({ ...record, decision: 'allowed', status, latencyMs: this.deps.now() - started });
       return minted;
     } catch (e) {
       const code = e instanceof CredentialError ? e.code : 'network';
@@ -203,6 +192,25 @@ export class Credentials {
       if (code === 'invalid-grant' || code === 'bad-key') this.flag(id, code);
       throw e;
     }
+  }
+
+  /**
+   * The token request for a secret, and how to read its answer: a GitHub App asks GitHub's own
+   * endpoint (201, its own answer shape); every other kind makes an OAuth 2.0 token request (200).
+   */
+  private async tokenRequestFor(
+    secret: SecretSummary,
+    config: OAuth2Config,
+    m: OAuth2Material,
+  ): Promise<{ req: TokenRequest; parse?: typeof parseInstallationToken; status: number }> {
+    if (secret.kind === 'github-app') {
+      const jwt = await appJwt(await this.signingKey(secret, m), config.clientId, this.deps.now());
+      return { req: installationTokenRequest(config.tokenEndpoint, jwt), parse: parseInstallationToken, status: 201 };
+    }
+    const auth = await this.clientAuth(secret, config, m);
+    const grant = await this.grant(secret, config, m);
+    const endpoint = { url: config.tokenEndpoint, clientId: config.clientId, auth, ...(config.issuer ? { issuer: config.issuer } : {}) };
+    return { req: await tokenRequest(endpoint, grant, this.deps.now(), crypto.randomUUID()), status: 200 };
   }
 
   /** What the token request asks for, by kind. */

@@ -129,32 +129,27 @@ function checkGoogleConfig(tokenEndpoint: string, clientId: string, c: Record<st
   return { tokenEndpoint, clientId, clientAuth: 'none', scope, ...(subject ? { subject } : {}) };
 }
 
+/** A pasted PEM, bounded, with its line breaks made plain (`missing`: the error if it is not one). */
+function checkPem(pem: unknown, missing: string): string {
+  if (typeof pem !== 'string' || pem.length === 0 || pem.length > 12_000 || !pem.includes('-----BEGIN ')) throw bad(missing);
+  return pem.replace(/\r\n?/g, '\n').trim();
+}
+
 /** The material for a configuration, checked: exactly what its client authentication and kind need. */
 export function checkOAuth2Material(kind: MintedKind, config: OAuth2Config, v: unknown): OAuth2Material {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('the credential material is required');
   const m = v as Record<string, unknown>;
   const out: { clientSecret?: string; privateKeyPem?: string; refreshToken?: string } = {};
-  if (kind === 'google-service-account' || kind === 'github-app') {
-    const pem = m.privateKeyPem;
-    if (typeof pem !== 'string' || pem.length === 0 || pem.length > 12_000 || !pem.includes('-----BEGIN '))
-      throw bad(
-        kind === 'github-app'
-          ? 'the app’s private key (PEM) is required'
-          : 'the service account private key (private_key, in PEM) is required',
-      );
-    return { privateKeyPem: pem.replace(/\r\n?/g, '\n').trim() };
-  }
+  if (kind === 'github-app') return { privateKeyPem: checkPem(m.privateKeyPem, 'the app’s private key (PEM) is required') };
+  if (kind === 'google-service-account')
+    return { privateKeyPem: checkPem(m.privateKeyPem, 'the service account private key (private_key, in PEM) is required') };
   if (config.clientAuth === 'client_secret_basic' || config.clientAuth === 'client_secret_post') {
     const s = optionalText(m.clientSecret, 'client secret', 4096);
     if (!s) throw bad('a client secret is required for this client authentication');
     out.clientSecret = s;
   }
-  if (config.clientAuth === 'private_key_jwt') {
-    const pem = m.privateKeyPem;
-    if (typeof pem !== 'string' || pem.length === 0 || pem.length > 12_000 || !pem.includes('-----BEGIN '))
-      throw bad('a private key in PEM is required for private_key_jwt');
-    out.privateKeyPem = pem.replace(/\r\n?/g, '\n').trim();
-  }
+  if (config.clientAuth === 'private_key_jwt')
+    out.privateKeyPem = checkPem(m.privateKeyPem, 'a private key in PEM is required for private_key_jwt');
   if (kind === 'oauth2-refresh-token') {
     const rt = optionalText(m.refreshToken, 'refresh token', 8192);
     if (!rt || /\s/.test(rt)) throw bad('a refresh token is required');
