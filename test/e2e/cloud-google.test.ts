@@ -93,15 +93,15 @@ describe('Google service account credentials in the browser', () => {
   it('concurrent first calls make one token request; a delegation subject goes in the assertion', async () => {
     await ok('secrets.create', account('drive', { subject: 'person@keyhole-fake.example' }));
     expect((await grantForPeriod(h.context, agent, { secrets: ['drive'], mode: 'broker' })).ok).toBe(true);
-    const before = google.tokenRequests.total;
     const answers = await Promise.all(
       Array.from({ length: 30 }, () =>
         request<{ status: number }>(agent, 'keyhole_fetch', { secret: 'drive', url: `http://${google.apiHost}/drive?via=cold` }),
       ),
     );
     expect(answers.map((a) => (a.ok ? a.result.status : a.error.code))).toEqual(Array(30).fill(200));
-    expect(google.tokenRequests.total - before).toBe(1);
-    expect([...google.issued.values()].at(-1)).toMatchObject({ sub: 'person@keyhole-fake.example' });
+    // counted by subject: 'bq' may refresh meanwhile
+    const delegated = [...google.issued.values()].filter((t) => t.sub === 'person@keyhole-fake.example');
+    expect(delegated).toHaveLength(1);
   });
 
   it('the person imports the key file in the options page: checked, its key sealed, never shown', async () => {

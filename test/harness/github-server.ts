@@ -16,8 +16,10 @@ import { close, cors, listen } from './servers.ts';
 export type GithubServer = {
   readonly apiBase: string;
   readonly apiHost: string;
+  /** the installation a test uses; `otherInstallationId` is a second one of the same app, same rights */
   readonly installationId: string;
-  readonly tokenRequests: { total: number; refused: number };
+  readonly otherInstallationId: string;
+  readonly tokenRequests: { total: number; refused: number; byInstallation: Record<string, number> };
   readonly issued: Map<string, { exp: number; repositories: string[]; permissions: Record<string, string> }>;
   readonly apiRequests: { at: number; ok: boolean; via: string; status: number }[];
   readonly close: () => Promise<void>;
@@ -38,7 +40,8 @@ export async function startGithubServer(opts: {
   permissions: Record<string, string>;
 }): Promise<GithubServer> {
   const installationId = '77';
-  const tokenRequests = { total: 0, refused: 0 };
+  const otherInstallationId = '78';
+  const tokenRequests = { total: 0, refused: 0, byInstallation: {} as Record<string, number> };
   const issued = new Map<string, { exp: number; repositories: string[]; permissions: Record<string, string> }>();
   const apiRequests: { at: number; ok: boolean; via: string; status: number }[] = [];
   const json = (res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -50,6 +53,7 @@ export async function startGithubServer(opts: {
     const install = /^\/app\/installations\/(\d+)\/access_tokens$/.exec(url.pathname);
     if (install && req.method === 'POST') {
       tokenRequests.total++;
+      tokenRequests.byInstallation[install[1] ?? ''] = (tokenRequests.byInstallation[install[1] ?? ''] ?? 0) + 1;
       const refuse = (status: number, message: string) => {
         tokenRequests.refused++;
         json(res, status, { message, documentation_url: 'https://docs.github.com/rest' });
@@ -65,7 +69,7 @@ export async function startGithubServer(opts: {
       if (payload.iss !== opts.appId) return refuse(401, "'Issuer' claim ('iss') must be an Integer");
       if (Number(payload.exp) - Number(payload.iat) > 660 || Number(payload.iat) > now + 60)
         return refuse(401, "'Expiration time' claim ('exp') is too far in the future");
-      if (install[1] !== installationId) return refuse(404, 'Not Found');
+      if (install[1] !== installationId && install[1] !== otherInstallationId) return refuse(404, 'Not Found');
       const body = JSON.parse((await read(req)) || '{}') as { repositories?: string[]; permissions?: Record<string, string> };
       const repositories = body.repositories ?? opts.repositories;
       const permissions = body.permissions ?? opts.permissions;
@@ -109,6 +113,7 @@ export async function startGithubServer(opts: {
     apiBase: `http://127.0.0.1:${port}`,
     apiHost: `localhost:${port}`,
     installationId,
+    otherInstallationId,
     tokenRequests,
     issued,
     apiRequests,

@@ -92,8 +92,14 @@ export async function launchRaw(profile: string): Promise<RawBrowser> {
       if (r.exceptionDetails) throw new Error(`raw-cdp: ${r.exceptionDetails.exception?.description ?? r.exceptionDetails.text}`);
       return r.result.value as T;
     };
-    for (let i = 0; i < 200; i++) {
-      if ((await evaluate<string>('document.readyState').catch(() => '')) === 'complete') break;
+    // The new target starts on about:blank, already 'complete': wait for the document of `url`
+    // itself. An extension page asked for before Chrome has loaded the extension is an error
+    // page: navigate again.
+    const want = JSON.stringify(new URL(url).href);
+    for (let i = 1; i <= 400; i++) {
+      const here = await evaluate<boolean>(`location.href === ${want} && document.readyState === 'complete'`).catch(() => false);
+      if (here) break;
+      if (i % 100 === 0) await send('Page.navigate', { url }, sessionId).catch(() => {});
       await new Promise((r) => setTimeout(r, 50));
     }
     return { evaluate, close: async () => void (await send('Target.closeTarget', { targetId })) };
