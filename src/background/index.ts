@@ -111,10 +111,10 @@ const rules = new TransparentRules({
     isUnlocked: async () => (await ready).vault.isUnlocked(),
     secretById: async (id) => (await ready).vault.secretById(id),
   },
-  credential: async (secret) => {
+  credential: async (secret, grant) => {
     const { credentials } = await ready;
     try {
-      return await credentials.use(secret);
+      return await credentials.use(secret, undefined, grant.narrow);
     } catch (e) {
       // no rule until a token can be had (or ever, once expired); the other grants keep theirs
       if (e instanceof CredentialUnavailable || isCoreError(e, 'expired')) return null;
@@ -164,10 +164,9 @@ async function expireGrants(): Promise<void> {
 async function wakeCredentials({ vault, grants, credentials }: Awaited<typeof ready>): Promise<void> {
   if (!(await vault.isUnlocked())) return;
   // brokered grants' credentials are minted on their next use; a transparent rule holds its token now
-  const ids = new Set((await grants.all()).filter((g) => g.mode === 'transparent').map((g) => g.secretId));
-  for (const id of ids) {
-    const secret = await vault.secretById(id);
-    if (secret && secret.kind !== 'static') await credentials.use(secret).catch(() => {});
+  for (const g of (await grants.all()).filter((g) => g.mode === 'transparent')) {
+    const secret = await vault.secretById(g.secretId);
+    if (secret && secret.kind !== 'static') await credentials.use(secret, undefined, g.narrow).catch(() => {});
   }
   await rules.refresh();
   const next = credentials.nextRefresh();
@@ -620,7 +619,8 @@ async function transparentUse(details: ObservedRequest, hit: Attribution): Promi
   transparentSweep ??= setInterval(sweepTransparent, TRANSPARENT_RECORD_MS / 4);
   const { grants, limiter, vault, credentials } = await ready;
   const secret = await vault.findSecret(hit.installed.secret);
-  if (secret) credentials.touched(secret); // a minted token in use is refreshed ahead of its expiry
+  const narrow = (await grants.all()).find((g) => g.id === grantId)?.narrow;
+  if (secret) await credentials.touched(secret, narrow); // a minted token in use is refreshed ahead of its expiry
   const live = await grants.use(grantId);
   if (!limiter.take(grantId, Date.now())) {
     suspended.add(grantId);

@@ -7,6 +7,7 @@ import type { ConsentDecision, ConsentRequest } from './agents/grants.ts';
 import type { Grant } from './agents/page-api.ts';
 import type { InjectionRule } from './agents/policy.ts';
 import type { Anomaly, AuditFilter, AuditRecord, ChainCheck } from './audit/audit.ts';
+import type { AwsConfig } from './credentials/aws.ts';
 import type { OAuth2Config, OAuth2Material, SecretKind } from './credentials/kinds.ts';
 import type { KdfAlg } from './crypto/kdf.ts';
 import type { ValueInfo } from './vault/secrets.ts';
@@ -46,6 +47,8 @@ export type SecretSummary = {
   readonly kind: SecretKind;
   /** a minted kind's configuration (no secret in it) */
   readonly oauth2?: OAuth2Config;
+  /** an `aws` secret's configuration (no secret in it) */
+  readonly aws?: AwsConfig;
   /** its values over time: current, staged, previous (until its grace ends), destroyed */
   readonly values: readonly ValueInfo[];
   readonly expiresAt?: number;
@@ -79,6 +82,7 @@ export type SecretInput = {
   readonly notes?: string;
   readonly kind?: SecretKind;
   readonly oauth2?: OAuth2Config;
+  readonly aws?: AwsConfig;
   readonly material?: OAuth2Material;
   /** when it expires (ms since the epoch) */
   readonly expiresAt?: number;
@@ -90,6 +94,7 @@ export type SecretPatch = {
   readonly rule?: InjectionRule;
   readonly notes?: string;
   readonly oauth2?: OAuth2Config;
+  readonly aws?: AwsConfig;
   readonly material?: OAuth2Material;
   /** a new expiry, or null to remove it */
   readonly expiresAt?: number | null;

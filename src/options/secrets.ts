@@ -90,6 +90,7 @@ export const KIND_LABELS: Record<SecretKind, string> = {
   'oauth2-refresh-token': 'OAuth 2.0 refresh token',
   'google-service-account': 'Google service account',
   'github-app': 'GitHub App',
+  aws: 'AWS (signed requests)',
 };
 
 /** A minted credential's state, in words: valid until, next refresh, last error, what the person must do. */

@@ -16,6 +16,7 @@
  */
 import { type ConsentDecision, type ConsentRequest, PRESELECTED_TTL_SECONDS } from '../core/agents/grants.ts';
 import { hostPermissionPattern } from '../core/agents/policy.ts';
+import { describeNarrowing } from '../core/credentials/narrowing.ts';
 import { field, h, message } from '../ui/dom.ts';
 import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';
@@ -120,21 +121,12 @@ function render(req: ConsentRequest): void {
                 'li',
                 { 'data-secret': s.name },
                 h('strong', {}, s.name),
-                ` — sent as ${s.header} to ${s.hosts.join(', ')}`,
-                s.tokenHost
-                  ? h(
-                      'div',
-                      { class: 'muted' },
-                      s.kind === 'google-service-account'
-                        ? `A Google service account: Keyhole signs with its key and mints short-lived tokens at ${s.tokenHost}; the key stays in Keyhole.`
-                        : s.kind === 'github-app'
-                          ? `A GitHub App: Keyhole signs with the app's key and mints hour-long installation tokens at ${s.tokenHost}; the key stays in Keyhole.`
-                          : `A short-lived OAuth 2.0 token Keyhole mints at ${s.tokenHost}; the client's own secret stays in Keyhole.`,
-                    )
-                  : null,
+                s.kind === 'aws' ? ` — requests signed for ${s.hosts.join(', ')}` : ` — sent as ${s.header} to ${s.hosts.join(', ')}`,
+                kindNote(s),
               ),
             ),
           ),
+          narrowing(req),
           describeMode(req),
         )
       : h(
@@ -142,6 +134,13 @@ function render(req: ConsentRequest): void {
           { id: 'nothing' },
           'It asked for secrets that are not in your vault, or not for the hosts it named. Nothing can be allowed; Deny tells the site no, as any refusal would.',
         ),
+    req.brokeredOnly?.length
+      ? h(
+          'p',
+          { id: 'brokered-only', class: 'msg warn-soft' },
+          `${req.brokeredOnly.join(', ')}: AWS credentials, whose requests Keyhole signs itself, so a site can use them only through Keyhole (brokered), not in transparent mode. Not offered here.`,
+        )
+      : '',
     req.reason
       ? h(
           'div',
@@ -160,6 +159,41 @@ function render(req: ConsentRequest): void {
   );
   deny.focus();
   armWhenSteady(allowButtons);
+}
+
+/** What a minted or signing kind means for the person: where tokens come from; the key stays in Keyhole. */
+function kindNote(s: ConsentRequest['secrets'][number]): Node | null {
+  const at = s.tokenHost ? ` at ${s.tokenHost}` : '';
+  switch (s.kind) {
+    case undefined:
+    case 'static':
+      return null;
+    case 'google-service-account':
+      return note(`A Google service account: Keyhole signs with its key and mints short-lived tokens${at}; the key stays in Keyhole.`);
+    case 'github-app':
+      return note(`A GitHub App: Keyhole signs with the app's key and mints hour-long installation tokens${at}; the key stays in Keyhole.`);
+    case 'aws':
+      return note(
+        `AWS: Keyhole signs each request itself (SigV4), brokered only${s.tokenHost ? `, with short-lived session credentials from${at}` : ''}; the access key stays in Keyhole.`,
+      );
+    default:
+      return note(`A short-lived OAuth 2.0 token Keyhole mints${at}; the client's own secret stays in Keyhole.`);
+  }
+}
+
+const note = (text: string) => h('div', { class: 'muted' }, text);
+
+/** A narrowed grant: what it is narrowed to, as the site asked it (checked, never interpreted as markup). */
+function narrowing(req: ConsentRequest): Node | string {
+  const lines = describeNarrowing(req.narrow);
+  if (lines.length === 0) return '';
+  return h(
+    'div',
+    { id: 'narrowing' },
+    h('p', {}, 'Narrowed for this site to:'),
+    h('ul', {}, ...lines.map((l) => h('li', {}, h('code', {}, l)))),
+    h('p', { class: 'muted' }, 'The issuer enforces this: tokens minted for this grant can do no more.'),
+  );
 }
 
 /** Arms `buttons` once the window has been visible and focused for ARM_AFTER_MS in one stretch; disarms on any break. */

@@ -11,8 +11,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { type GithubServer, startGithubServer } from '../harness/github-server.ts';
-import { grantForPeriod, request } from '../harness/provider.ts';
+import { approve, grantForPeriod, openConsent, request } from '../harness/provider.ts';
 import { appServer } from '../harness/servers.ts';
+import { vendorApp } from '../harness/vendors.ts';
 
 const TTL_S = 5;
 const APP_ID = 4242;
@@ -23,6 +24,7 @@ describe('GitHub App credentials in the browser', () => {
   let h: Harness;
   let gh: GithubServer;
   let app: Awaited<ReturnType<typeof appServer>>;
+  let sdkApp: Awaited<ReturnType<typeof vendorApp>>;
   let options: Page;
   let agent: Page;
 
@@ -49,6 +51,7 @@ describe('GitHub App credentials in the browser', () => {
       }),
       appServer(),
     ]);
+    sdkApp = await vendorApp('cloud');
     h = await launch();
     options = await h.open(OPTIONS);
     await ok('vault.create', { passphrase: 'github test passphrase FAKE', kdf: 'pbkdf2-sha256' });
@@ -58,7 +61,7 @@ describe('GitHub App credentials in the browser', () => {
   });
   afterAll(async () => {
     await h?.close();
-    await Promise.all([gh?.close(), app?.close()]);
+    await Promise.all([gh?.close(), app?.close(), sdkApp?.close()]);
   });
 
   it('refuses an app without what it needs, with a clear error and nothing stored', async () => {
@@ -117,5 +120,76 @@ describe('GitHub App credentials in the browser', () => {
     const seen = JSON.stringify([answers, grants]);
     for (const token of gh.issued.keys()) expect(seen).not.toContain(token);
     expect(seen).not.toContain('PRIVATE KEY');
+  });
+
+  it('a grant narrowed to one repository and contents: read gets exactly that token; outside it, GitHub says no', async () => {
+    await ok('secrets.create', githubApp('gh-narrow'));
+    const narrow = { repositories: ['keyhole'], permissions: { contents: 'read' } };
+    const { consent, answer } = await openConsent(h.context, agent, { secrets: ['gh-narrow'], mode: 'broker', narrow });
+    const shown = await consent.locator('#narrowing').textContent();
+    expect(shown).toContain('repositories: keyhole');
+    expect(shown).toContain('permissions: contents: read');
+    await approve(consent, '#allow-period');
+    const granted = await answer;
+    expect(granted.ok && granted.result.grants[0]).toMatchObject({ narrow });
+    const issuedBefore = new Set(gh.issued.keys());
+    const call = (path: string, method = 'GET') =>
+      request<{ status: number }>(agent, 'keyhole_fetch', {
+        secret: 'gh-narrow',
+        url: `http://${gh.apiHost}${path}`,
+        method,
+        ...(method === 'PUT' ? { body: '{"message":"FAKE","content":"RkFLRQ=="}' } : {}),
+      });
+    const statuses = [];
+    for (const [path, method] of [
+      ['/repos/fake-org/keyhole', 'GET'],
+      ['/repos/fake-org/keyhole/contents/README.md', 'GET'],
+      ['/repos/fake-org/other', 'GET'],
+      ['/repos/fake-org/keyhole/contents/README.md', 'PUT'],
+    ] as const) {
+      const r = await call(path, method);
+      statuses.push(r.ok ? r.result.status : r.error.code);
+    }
+    // inside the narrowing: 200; another repository: 404 and a write: 403, both from the API
+    expect(statuses).toEqual([200, 200, 404, 403]);
+    const minted = [...gh.issued.entries()].filter(([t]) => !issuedBefore.has(t)).map(([, e]) => e);
+    expect(minted.map((e) => ({ repositories: e.repositories, permissions: e.permissions }))).toEqual([narrow]);
+    // the unnarrowed grant of the same app still reaches the other repository
+    const wide = await request<{ status: number }>(agent, 'keyhole_fetch', {
+      secret: 'gh',
+      url: `http://${gh.apiHost}/repos/fake-org/other`,
+    });
+    expect(wide.ok && wide.result.status).toBe(200);
+  });
+
+  it('asking to narrow beyond the installation: GitHub refuses the mint, the call fails with the reason, nothing wider is used', async () => {
+    await ok('secrets.create', githubApp('gh-too-wide'));
+    const narrow = { repositories: ['not-installed'] };
+    expect((await grantForPeriod(h.context, agent, { secrets: ['gh-too-wide'], mode: 'broker', narrow })).ok).toBe(true);
+    const r = await request(agent, 'keyhole_fetch', { secret: 'gh-too-wide', url: `http://${gh.apiHost}/repos/fake-org/keyhole` });
+    expect(r.ok === false && [r.error.code, r.error.data]).toEqual([4402, { reason: 'oauth-error' }]);
+  });
+
+  it('the real @octokit/rest in a page, with a transparent grant: Keyhole adds the installation token', async () => {
+    const page = await h.context.newPage();
+    await page.goto(`http://127.0.0.1:${sdkApp.port}/`);
+    await page.waitForFunction(() => (window as unknown as { vendorsReady?: boolean }).vendorsReady === true);
+    expect((await grantForPeriod(h.context, page, { secrets: ['gh'], mode: 'transparent' })).ok).toBe(true);
+    const before = gh.apiRequests.length;
+    const result = await page.evaluate(
+      async (baseUrl) => {
+        type Octokit = {
+          rest: { repos: { get(p: { owner: string; repo: string }): Promise<{ status: number; data: { full_name: string } }> } };
+        };
+        const { Octokit } = (window as unknown as { vendors: { Octokit: new (o: unknown) => Octokit } }).vendors;
+        const octokit = new Octokit({ baseUrl });
+        const r = await octokit.rest.repos.get({ owner: 'fake-org', repo: 'keyhole' });
+        return { status: r.status, fullName: r.data.full_name };
+      },
+      gh.apiBase.replace('127.0.0.1', 'localhost'),
+    );
+    expect(result).toEqual({ status: 200, fullName: 'fake-org/keyhole' });
+    expect(gh.apiRequests.slice(before).map((r) => r.status)).toEqual([200]);
+    await page.close();
   });
 });

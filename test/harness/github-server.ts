@@ -4,7 +4,8 @@
  * app id, at most ten minutes between `iat` and `exp`, `iat` not in the future), knows one
  * installation with its repositories and permissions, refuses a narrowing outside them (422), and
  * answers 201 `{token: "ghs_…", expires_at, permissions, repositories}`. The rest of the API takes
- * only the installation tokens it issued, until they expire, within their repositories.
+ * only the installation tokens it issued, until they expire, within their repositories (404
+ * outside), and writes contents only with `contents: write` (403 otherwise).
  */
 import type { KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
@@ -93,18 +94,24 @@ export async function startGithubServer(opts: {
         repositories: repositories.map((name, i) => ({ id: i + 1, name, full_name: `fake-org/${name}` })),
       });
     }
-    const { headers, answered } = cors(req, res, 'GET, POST, OPTIONS');
+    const { headers, answered } = cors(req, res, 'GET, POST, PUT, OPTIONS');
     if (answered) return;
     req.resume();
     const token = /^(?:Bearer|token) (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1];
     const entry = token ? issued.get(token) : undefined;
     const repo = /^\/repos\/[^/]+\/([^/]+)/.exec(url.pathname)?.[1];
-    const status = !entry || entry.exp <= Date.now() ? 401 : repo && !entry.repositories.includes(repo) ? 404 : 200;
+    // writing contents takes contents: write (or admin), as GitHub's permission model says
+    const writes = req.method !== 'GET' && req.method !== 'HEAD' && /\/contents(\/|$)/.test(url.pathname);
+    const mayWrite = entry?.permissions.contents === 'write' || entry?.permissions.contents === 'admin';
+    const status =
+      !entry || entry.exp <= Date.now() ? 401 : repo && !entry.repositories.includes(repo) ? 404 : writes && !mayWrite ? 403 : 200;
     apiRequests.push({ at: Date.now(), ok: status === 200, via: url.searchParams.get('via') ?? '', status });
     json(
       res,
       status,
-      status === 200 ? { full_name: repo ? `fake-org/${repo}` : undefined } : { message: status === 401 ? 'Bad credentials' : 'Not Found' },
+      status === 200
+        ? { full_name: repo ? `fake-org/${repo}` : undefined }
+        : { message: status === 401 ? 'Bad credentials' : status === 403 ? 'Resource not accessible by integration' : 'Not Found' },
       headers,
     );
   });

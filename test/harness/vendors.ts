@@ -108,30 +108,40 @@ export async function vendorApis(
   };
 }
 
-let bundle: Promise<string> | undefined;
+const bundles = new Map<string, Promise<string>>();
 
-/** The three SDKs as one browser module that puts them on window.vendors (built once per run). */
-function vendorBundle(): Promise<string> {
-  bundle ??= build({
-    stdin: {
-      contents: `import Anthropic from '@anthropic-ai/sdk';
+/** SDKs as one browser module that puts them on window.vendors (built once per run). */
+const SOURCES = {
+  /** the three LLM vendors' SDKs */
+  llm: `import Anthropic from '@anthropic-ai/sdk';
 import { GoogleGenAI } from '@google/genai';
 import OpenAI from 'openai';
 window.vendors = { Anthropic, GoogleGenAI, OpenAI };`,
-      resolveDir: ROOT,
-    },
-    bundle: true,
-    format: 'esm',
-    platform: 'browser',
-    write: false,
-    logLevel: 'error',
-  }).then((r) => r.outputFiles[0]?.text ?? '');
+  /** the AWS SDK v3's S3 client and Octokit (issue 14) */
+  cloud: `import { S3Client, PutObjectCommand, GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { Octokit } from '@octokit/rest';
+window.vendors = { S3Client, PutObjectCommand, GetObjectCommand, ListObjectsV2Command, Octokit };`,
+} as const;
+
+function vendorBundle(which: keyof typeof SOURCES): Promise<string> {
+  let bundle = bundles.get(which);
+  if (!bundle) {
+    bundle = build({
+      stdin: { contents: SOURCES[which], resolveDir: ROOT },
+      bundle: true,
+      format: 'esm',
+      platform: 'browser',
+      write: false,
+      logLevel: 'error',
+    }).then((r) => r.outputFiles[0]?.text ?? '');
+    bundles.set(which, bundle);
+  }
   return bundle;
 }
 
-/** An agent app page with the vendors' SDKs (window.vendors) and the Keyhole SDK (window.keyhole). */
-export async function vendorApp(): Promise<{ port: number; close: () => Promise<void> }> {
-  const js = await vendorBundle();
+/** An agent app page with vendors' SDKs (window.vendors) and the Keyhole SDK (window.keyhole). */
+export async function vendorApp(which: keyof typeof SOURCES = 'llm'): Promise<{ port: number; close: () => Promise<void> }> {
+  const js = await vendorBundle(which);
   const page = `<!doctype html><title>vendor agent</title><h1>vendor agent</h1>
 <script type="module">
   import './vendors.js';

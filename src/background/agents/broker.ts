@@ -10,9 +10,11 @@ import { REDACTED, type RedactionSet, Redactor } from '../../core/agents/redact.
 import type { SecretSummary } from '../../core/api.ts';
 import type { AuditRecord } from '../../core/audit/audit.ts';
 import { concat, fromBase64, fromUtf8, toBase64 } from '../../core/bytes.ts';
+import { signingPlan } from '../../core/credentials/aws.ts';
+import { signV4 } from '../../core/credentials/sigv4.ts';
 import { CoreError } from '../../core/errors.ts';
 import type { RateLimiter } from '../../core/rate-limit.ts';
-import { type Credentials, CredentialUnavailable } from '../credentials/credentials.ts';
+import { type Credentials, CredentialUnavailable, type Handed } from '../credentials/credentials.ts';
 import type { InUse, VaultService } from '../vault/vault-service.ts';
 import type { GrantStore } from './grant-store.ts';
 import type { Call } from './inflight.ts';
@@ -27,7 +29,7 @@ export const MAX_STREAM_BODY = 64 * 1024 * 1024;
 export type BrokerDeps = {
   readonly vault: VaultService;
   readonly grants: GrantStore;
-  readonly credentials: Pick<Credentials, 'use' | 'rejected'>;
+  readonly credentials: Pick<Credentials, 'use' | 'rejected' | 'awsNow'>;
   readonly limiter: RateLimiter;
   readonly fetch: typeof fetch;
   readonly now: () => number;
@@ -65,9 +67,9 @@ type Prepared = {
 };
 
 /** The credential for one request; a minted one that cannot be had now is 4402 (with why, never a value). */
-async function credentialFor(deps: BrokerDeps, secret: SecretSummary, cause: string | undefined): Promise<InUse> {
+async function credentialFor(deps: BrokerDeps, grant: StoredGrant, secret: SecretSummary, cause: string | undefined): Promise<Handed> {
   try {
-    return await deps.credentials.use(secret, cause);
+    return await deps.credentials.use(secret, cause, grant.narrow);
   } catch (e) {
     if (e instanceof CredentialUnavailable) throw new PageError(PageErrorCode.credentialUnavailable, { reason: e.reason });
     if (e instanceof CoreError && e.code === 'expired') throw new PageError(PageErrorCode.secretExpired);
@@ -108,6 +110,15 @@ export async function prepare(
   const grant = candidates.find((g) => grantCovers(g, target.host, target.method));
   if (!grant) throw new PageError(PageErrorCode.hostNotAllowed);
   const body = requestBody(p, target.method);
+  const aws = secret.aws;
+  let plan: ReturnType<typeof signingPlan> | undefined;
+  try {
+    // an AWS request is signed in full by the worker: the page's own signature headers go
+    plan = aws ? signingPlan(aws.service, pageHeaders, body?.length ?? 0) : undefined;
+  } catch (e) {
+    if (e instanceof CoreError) throw new PageError(PageErrorCode.invalidParams, { reason: e.message });
+    throw e;
+  }
   const contentType = Object.entries(pageHeaders).find(([k]) => k.toLowerCase() === 'content-type')?.[1];
   try {
     checkMethodOverride(target, body, contentType, secret.rule);
@@ -122,9 +133,26 @@ export async function prepare(
   const outcome = { secret: secret.name, grantId: grant.id, method: target.method, host: target.host, path: target.url.pathname };
   const correlationId = cause ?? crypto.randomUUID();
   const build = async (): Promise<Prepared> => {
-    const used = await credentialFor(deps, secret, cause);
-    const headers = new Headers(pageHeaders);
-    headers.set(secret.rule.header, renderHeaderValue(secret.rule.template, used.value));
+    const used = await credentialFor(deps, grant, secret, cause);
+    let headers: Headers;
+    if (aws && plan && used.aws) {
+      const signed = await signV4(
+        { method: target.method, url: target.url.href, headers: plan.headers, ...(body ? { body } : {}) },
+        used.aws,
+        {
+          region: aws.region,
+          service: aws.service,
+          now: deps.credentials.awsNow(),
+          unsignedPayload: plan.unsignedPayload,
+          contentSha256Header: plan.contentSha256Header,
+        },
+      );
+      headers = new Headers(signed.headers);
+      headers.delete('host'); // signed as the browser will send it; the browser sets it
+    } else {
+      headers = new Headers(pageHeaders);
+      headers.set(secret.rule.header, renderHeaderValue(secret.rule.template, used.value));
+    }
     const request = new Request(target.url, {
       method: target.method,
       headers,
@@ -178,7 +206,9 @@ export async function send(deps: BrokerDeps, first: Prepared): Promise<{ res: Re
     throw new PageError(PageErrorCode.internal, { reason: 'audit' });
   }
   const res = await sendOnce(deps, first);
-  if (res.status !== 401 || first.secret.kind === 'static') return { res, prepared: first };
+  // a minted token refused is minted again once; a static value or an AWS access key would be the same
+  if (res.status !== 401 || first.secret.kind === 'static' || (first.secret.kind === 'aws' && !first.secret.aws?.assumeRole))
+    return { res, prepared: first };
   void res.body?.cancel().catch(() => {});
   await deps.credentials.rejected(first.secret, first.used.value);
   const prepared = await first.again();

@@ -26,6 +26,8 @@ import {
 import { normalizeHost } from '../../core/agents/policy.ts';
 import type { SecretSummary } from '../../core/api.ts';
 import type { AuditRecord } from '../../core/audit/audit.ts';
+import { checkNarrowing, type Narrowing, narrowingFits } from '../../core/credentials/narrowing.ts';
+import { CoreError } from '../../core/errors.ts';
 import { type Credentials, CredentialUnavailable } from '../credentials/credentials.ts';
 import type { VaultService } from '../vault/vault-service.ts';
 import { type BrokerDeps, type BrokerOutcome, brokeredFetch, brokeredStream, type StreamHead } from './broker.ts';
@@ -211,13 +213,22 @@ export class PageApiService {
     // not bound to the hosts asked for, is left out without a word, and with nothing left the
     // window offers only Deny: the page hears the same 4001, after a person's answer, either way.
     const secrets: ConsentSecret[] = [];
+    const brokeredOnly: string[] = [];
     for (const name of p.secrets) {
       const s = await this.vault.findSecret(name);
       if (!s) continue;
+      // a narrowing the credential cannot take: not offered (GitHub's, AWS's session policy)
+      if (p.narrow && !narrowingFits(s.kind, s.aws?.assumeRole !== undefined, p.narrow)) continue;
       // The grant's hosts: what the page asked for, within the secret's rule; all of them by default.
       const hosts = p.hosts ? p.hosts.filter((h) => s.rule.hosts.includes(h)) : [...s.rule.hosts];
       if (hosts.length === 0) continue;
-      const minted = s.oauth2 ? { kind: s.kind, tokenHost: new URL(s.oauth2.tokenEndpoint).host } : {};
+      // an AWS request is signed by the worker as a whole: no header rule can carry it
+      if (s.kind === 'aws' && p.mode === 'transparent') {
+        brokeredOnly.push(name);
+        continue;
+      }
+      const tokenEndpoint = s.oauth2?.tokenEndpoint ?? s.aws?.assumeRole?.endpoint;
+      const minted = s.kind !== 'static' ? { kind: s.kind, ...(tokenEndpoint ? { tokenHost: new URL(tokenEndpoint).host } : {}) } : {};
       secrets.push({ name, id: s.id, hosts, header: s.rule.header, ...minted });
     }
     const correlationId = crypto.randomUUID();
@@ -244,6 +255,8 @@ export class PageApiService {
         ttlAsked: p.ttlAsked,
         reason: p.reason,
         secrets,
+        ...(p.narrow ? { narrow: p.narrow } : {}),
+        ...(brokeredOnly.length > 0 ? { brokeredOnly } : {}),
         createdAt: this.deps.now(),
       });
     } catch (e) {
@@ -254,12 +267,23 @@ export class PageApiService {
     if (decision.kind === 'deny' || secrets.length === 0) {
       for (const name of p.secrets) audit('grant.denied', name, 'person');
       await this.grants.deny(p.secrets.map((secret) => ({ origin: caller.origin, secret, until: now + DENIAL_MEMORY_MS })));
+      // the person saw why (the window named them): the agent hears it too, to ask again brokered
+      if (secrets.length === 0 && brokeredOnly.length > 0) throw new PageError(PageErrorCode.rejected, { reason: 'brokered-only' });
       throw new PageError(PageErrorCode.rejected);
     }
     const ttlMs = decision.kind === 'once' ? ALLOW_ONCE_MS : Math.min(decision.ttlSeconds, MAX_GRANT_TTL_SECONDS) * 1000;
     const uses = decision.kind === 'once' ? 1 : null;
     const made: StoredGrant[] = secrets.map((s) =>
-      newGrant({ origin: caller.origin, secret: { id: s.id, name: s.name }, mode: p.mode, hosts: s.hosts, now, ttlMs, uses }),
+      newGrant({
+        origin: caller.origin,
+        secret: { id: s.id, name: s.name },
+        mode: p.mode,
+        hosts: s.hosts,
+        now,
+        ttlMs,
+        uses,
+        ...(p.narrow ? { narrow: p.narrow } : {}),
+      }),
     );
     await this.grants.add(made);
     for (const g of made) audit('grant.given', g.secret, decision.kind);
@@ -273,7 +297,15 @@ export function publicGrant(g: StoredGrant): Grant {
   return pub;
 }
 
-type GrantRequest = { secrets: string[]; mode: GrantMode; hosts: string[] | null; ttlSeconds: number; ttlAsked: boolean; reason: string };
+type GrantRequest = {
+  secrets: string[];
+  mode: GrantMode;
+  hosts: string[] | null;
+  ttlSeconds: number;
+  ttlAsked: boolean;
+  reason: string;
+  narrow: Narrowing | undefined;
+};
 
 function parseGrantRequest(raw: unknown): GrantRequest {
   const bad = (field: string) => new PageError(PageErrorCode.invalidParams, { field });
@@ -296,7 +328,15 @@ function parseGrantRequest(raw: unknown): GrantRequest {
   const ttl = p.ttlSeconds ?? DEFAULT_GRANT_TTL_SECONDS;
   if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 60 || ttl > MAX_GRANT_TTL_SECONDS) throw bad('ttlSeconds');
   if (p.reason !== undefined && typeof p.reason !== 'string') throw bad('reason');
+  let narrow: Narrowing | undefined;
+  try {
+    narrow = checkNarrowing(p.narrow);
+  } catch (e) {
+    if (e instanceof CoreError) throw new PageError(PageErrorCode.invalidParams, { field: 'narrow', reason: e.message });
+    throw e;
+  }
   return {
+    narrow,
     secrets: [...new Set(secrets as string[])],
     mode,
     hosts,

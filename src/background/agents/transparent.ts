@@ -67,7 +67,10 @@ export type TransparentDeps = {
    * and the grant gets no rule until one can. `usableUntil`: the rule is withdrawn then, as at
    * its grant's expiry, unless a refresh replaced it first.
    */
-  readonly credential: (secret: SecretSummary) => Promise<{ readonly value: string; readonly usableUntil?: number } | null>;
+  readonly credential: (
+    secret: SecretSummary,
+    grant: StoredGrant,
+  ) => Promise<{ readonly value: string; readonly usableUntil?: number } | null>;
   readonly grants: Pick<GrantStore, 'all'>;
   /** grants withheld for now (a transparent rate limit was exceeded) */
   readonly suspended: () => ReadonlySet<string>;
@@ -211,12 +214,13 @@ export class TransparentRules {
     );
     if (tabIds.length === 0) return null;
     const secret = await this.deps.vault.secretById(g.secretId);
-    if (!secret) return null;
+    // an AWS request is signed as a whole by the worker: no header rule can carry it (brokered only)
+    if (!secret || secret.kind === 'aws') return null;
     const hosts = g.hosts.filter((h) => secret.rule.hosts.includes(h));
     const restricted = g.methods.length > 0 ? g.methods : secret.rule.methods;
     const methods = (restricted.length > 0 ? restricted.map((m) => m.toLowerCase()) : ALL_METHODS) as RuleMethod[];
     const prefixes = hosts.flatMap((h) => urlPrefixes(h, secret.rule.pathPrefixes));
-    const credential = await this.deps.credential(secret);
+    const credential = await this.deps.credential(secret, g);
     if (credential === null) return null;
     const value = renderHeaderValue(secret.rule.template, credential.value);
     const initiatorHost = new URL(g.origin).hostname;

@@ -12,13 +12,16 @@
 import { compileRedaction } from '../../core/agents/redact.ts';
 import type { SecretSummary } from '../../core/api.ts';
 import type { AuditRecord } from '../../core/audit/audit.ts';
+import { assumeRoleRequest, checkAwsKeys, parseAssumeRoleResponse } from '../../core/credentials/aws.ts';
 import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
 import { appJwt, installationTokenRequest, parseInstallationToken } from '../../core/credentials/github.ts';
 import { googleAssertion, googleAssertionClaims } from '../../core/credentials/google.ts';
 import { isMinted, type OAuth2Config, type OAuth2Material } from '../../core/credentials/kinds.ts';
 import { expirySkew } from '../../core/credentials/lifetime.ts';
+import { type Narrowing, slotId, slotSecret } from '../../core/credentials/narrowing.ts';
 import { type ClientAuth, type TokenGrant, type TokenRequest, type TokenSet, tokenRequest } from '../../core/credentials/oauth2.ts';
 import { importSigningKeyPem, type SigningKey } from '../../core/credentials/pem.ts';
+import type { AwsCredentials } from '../../core/credentials/sigv4.ts';
 import { CoreError } from '../../core/errors.ts';
 import { type InUse, isExpired, type VaultService } from '../vault/vault-service.ts';
 import type { CredentialCache } from './cache.ts';
@@ -40,8 +43,12 @@ export type CredentialsDeps = {
 
 export type CredentialChange = 'refreshed' | 'failed' | 'attention';
 
-/** What goes on a request; a minted token also says until when it may (notAfter minus the skew). */
-export type Handed = InUse & { readonly usableUntil?: number };
+/**
+ * What goes on a request; a minted token also says until when it may (notAfter minus the skew).
+ * An `aws` secret hands the keys the worker signs the request with (its `value` never goes on a
+ * request; the redaction covers each key).
+ */
+export type Handed = InUse & { readonly usableUntil?: number; readonly aws?: AwsCredentials };
 
 /** A credential's state as the person and the agent see it (never a value). */
 export type CredentialView = CredentialStatus & {
@@ -53,8 +60,12 @@ export class Credentials {
   private readonly refresher: Refresher;
   /** imported private keys (non-extractable), by secret id and version */
   private readonly keys = new Map<string, Promise<SigningKey>>();
-  /** the compiled redaction of the token last handed out, by secret id */
+  /** the compiled redaction of the token last handed out, by slot (secret id, and narrowing) */
   private readonly compiled = new Map<string, Handed>();
+  /** the narrowed slots in use: what each mints for */
+  private readonly slots = new Map<string, Narrowing>();
+  /** how far AWS's clock is from ours, learned from a clock-skew answer (ms to add to ours) */
+  private awsClockOffset = 0;
   /** credentials the person must look at before another token request is made */
   private readonly attention = new Map<string, CredentialErrorCode>();
   /** a rotated refresh token being stored: the vault's change notice for it is ours */
@@ -74,11 +85,11 @@ export class Credentials {
   }
 
   /**
-   * The value to put on one request for `secret`. `cause` is the request's correlation id, which
-   * a token request made for it is audited under. Minted: CredentialUnavailable when no token
-   * can be had now.
+   * The value to put on one request for `secret`, narrowed as its grant says. `cause` is the
+   * request's correlation id, which a token request made for it is audited under. Minted:
+   * CredentialUnavailable when no token can be had now.
    */
-  async use(secret: SecretSummary, cause?: string): Promise<Handed> {
+  async use(secret: SecretSummary, cause?: string, narrowing?: Narrowing): Promise<Handed> {
     if (!isMinted(secret.kind)) {
       const use = await this.deps.vault.useSecret(secret.id);
       return secret.expiresAt === undefined ? use : { ...use, usableUntil: secret.expiresAt };
@@ -86,39 +97,75 @@ export class Credentials {
     if (isExpired(secret, this.deps.now())) throw new CoreError('expired', 'the secret has expired', secret.id);
     const attention = this.attention.get(secret.id);
     if (attention) throw new CredentialUnavailable(attention);
-    const token = await this.refresher.token(secret.id, cause);
-    const hit = this.compiled.get(secret.id);
+    if (secret.kind === 'aws' && !secret.aws?.assumeRole) return this.accessKey(secret);
+    const slot = await this.slot(secret.id, narrowing);
+    const token = await this.refresher.token(slot, cause);
+    const hit = this.compiled.get(slot);
     if (hit?.value === token.accessToken) return hit;
+    const aws = secret.kind === 'aws' ? sessionKeys(token.accessToken) : undefined;
     const use = {
       value: token.accessToken,
-      redaction: compileRedaction([token.accessToken]),
+      redaction: compileRedaction(aws ? awsValues(aws) : [token.accessToken]),
       usableUntil: Math.min(token.notAfter - expirySkew(token.issuedAt, token.notAfter), secret.expiresAt ?? Number.POSITIVE_INFINITY),
+      ...(aws ? { aws } : {}),
     };
-    this.compiled.set(secret.id, use);
+    this.compiled.set(slot, use);
     return use;
+  }
+
+  /** An `aws` secret without a role: its own access key signs (opened once per version and unlock). */
+  private async accessKey(secret: SecretSummary): Promise<Handed> {
+    const slot = `${secret.id}@${secret.version}`;
+    const hit = this.compiled.get(slot);
+    if (hit) return hit;
+    const aws = checkAwsKeys(await this.deps.vault.openMaterial(secret.id));
+    const use = {
+      value: aws.accessKeyId,
+      redaction: compileRedaction(awsValues(aws)),
+      aws,
+      ...(secret.expiresAt !== undefined ? { usableUntil: secret.expiresAt } : {}),
+    };
+    this.compiled.set(slot, use);
+    return use;
+  }
+
+  /** The slot a secret's tokens are cached under for this narrowing (registered: the mint needs it). */
+  private async slot(secretId: string, narrowing: Narrowing | undefined): Promise<string> {
+    const slot = await slotId(secretId, narrowing);
+    if (narrowing) this.slots.set(slot, narrowing);
+    return slot;
+  }
+
+  /** Now, as AWS's clock says (ours, corrected by what a clock-skew answer taught). */
+  awsNow(): number {
+    return this.deps.now() + this.awsClockOffset;
   }
 
   /** The API answered 401 to `token`: it is dropped (unless a newer one replaced it), so the next use mints. */
   async rejected(secret: SecretSummary, token: string): Promise<void> {
-    if (!isMinted(secret.kind) || this.compiled.get(secret.id)?.value !== token) return;
-    this.compiled.delete(secret.id);
-    await this.refresher.invalidate(secret.id);
+    if (!isMinted(secret.kind)) return;
+    for (const [slot, handed] of this.compiled)
+      if (slotSecret(slot) === secret.id && handed.value === token && !slot.includes('@')) {
+        this.compiled.delete(slot);
+        await this.refresher.invalidate(slot);
+      }
   }
 
   /**
    * A fresh token now (keyhole_refresh; the person's "Refresh now", `byPerson`, which an open
-   * breaker lets through): resolves when it is cached.
+   * breaker lets through): resolves when it is cached. Every narrowing of it in use is refreshed.
    */
   async refreshNow(secret: SecretSummary, cause?: string, byPerson = false): Promise<void> {
-    if (!isMinted(secret.kind)) return;
+    if (!isMinted(secret.kind) || (secret.kind === 'aws' && !secret.aws?.assumeRole)) return;
     const attention = this.attention.get(secret.id);
     if (attention) throw new CredentialUnavailable(attention);
-    await this.refresher.refresh(secret.id, cause, byPerson);
+    const narrowed = [...this.slots.keys()].filter((slot) => slotSecret(slot) === secret.id);
+    await Promise.all([secret.id, ...narrowed].map((slot) => this.refresher.refresh(slot, cause, byPerson)));
   }
 
   /** A transparent request went out with `secret`'s token: it is in use, so it is refreshed ahead of expiry. */
-  touched(secret: SecretSummary): void {
-    if (isMinted(secret.kind)) this.refresher.touch(secret.id);
+  async touched(secret: SecretSummary, narrowing?: Narrowing): Promise<void> {
+    if (isMinted(secret.kind)) this.refresher.touch(await slotId(secret.id, narrowing));
   }
 
   /** When the alarm backstop should next wake the worker to refresh (undefined: nothing due). */
@@ -126,16 +173,22 @@ export class Credentials {
     return this.refresher.nextRefresh();
   }
 
+  /** A credential's state: its own slot's, or the narrowing last minted for when it has none. */
   status(secret: SecretSummary): CredentialView | null {
     if (!isMinted(secret.kind)) return null;
+    if (secret.kind === 'aws' && !secret.aws?.assumeRole) return { state: 'ok', failures: 0 };
     const attention = this.attention.get(secret.id);
-    const s = this.refresher.status(secret.id);
+    const all = [secret.id, ...[...this.slots.keys()].filter((slot) => slotSecret(slot) === secret.id)].map((slot) =>
+      this.refresher.status(slot),
+    );
+    const failing = all.find((x) => x.lastError);
+    const s = failing ?? all.reduce((a, b) => ((b.validUntil ?? 0) > (a.validUntil ?? 0) ? b : a));
     return attention ? { ...s, state: 'unavailable', attention } : s;
   }
 
   /**
    * The person changed secret `id` (or sync, any secret: null): what was derived from the old
-   * material goes. A changed secret's cached token goes too (its endpoint or client may differ).
+   * material goes. A changed secret's cached tokens go too (its endpoint or client may differ).
    */
   async changed(id: string | null): Promise<void> {
     if (id === null) {
@@ -146,9 +199,11 @@ export class Credentials {
     }
     if (this.storing.has(id)) return;
     for (const k of this.keys.keys()) if (k.startsWith(`${id}/`)) this.keys.delete(k);
-    this.compiled.delete(id);
+    for (const slot of this.compiled.keys()) if (slotSecret(slot.split('@')[0] ?? slot) === id) this.compiled.delete(slot);
     this.attention.delete(id);
-    await this.refresher.invalidate(id);
+    const narrowed = [...this.slots.keys()].filter((slot) => slotSecret(slot) === id);
+    for (const slot of narrowed) this.slots.delete(slot);
+    await Promise.all([id, ...narrowed].map((slot) => this.refresher.invalidate(slot)));
   }
 
   /** At lock: every token, key and state goes; the cache is wiped. */
@@ -156,27 +211,36 @@ export class Credentials {
     this.refresher.forgetAll();
     this.keys.clear();
     this.compiled.clear();
+    this.slots.clear();
     this.attention.clear();
     await this.deps.cache.wipe();
   }
 
-  /** One token request for credential `id` (the refresher calls this, one at a time per id). */
-  private async mint(id: string, cause?: string): Promise<TokenSet> {
+  /** One token request for the credential of `slot` (the refresher calls this, one at a time per slot). */
+  private async mint(slot: string, cause?: string): Promise<TokenSet> {
+    const id = slotSecret(slot);
+    const narrowing = this.slots.get(slot);
     const secret = await this.deps.vault.secretById(id);
-    if (!secret?.oauth2 || !isMinted(secret.kind)) throw new CredentialError('bad-endpoint');
-    const config = secret.oauth2;
-    if (secret.kind === 'oauth2-refresh-token' && config.refresher !== (await this.deps.vault.deviceId())) {
+    const endpoint = secret?.kind === 'aws' ? secret.aws?.assumeRole?.endpoint : secret?.oauth2?.tokenEndpoint;
+    if (!secret || !endpoint || !isMinted(secret.kind)) throw new CredentialError('bad-endpoint');
+    if (secret.kind === 'oauth2-refresh-token' && secret.oauth2?.refresher !== (await this.deps.vault.deviceId())) {
       this.flag(id, 'not-refresher');
       throw new CredentialError('not-refresher');
     }
     const material = await this.deps.vault.openMaterial(id);
     const started = this.deps.now();
-    const host = new URL(config.tokenEndpoint).host;
+    const host = new URL(endpoint).host;
     const record = { kind: 'token.request' as const, correlationId: cause ?? crypto.randomUUID(), secret: secret.name, host };
     try {
-      const { req, parse, status } = await this.tokenRequestFor(secret, config, material);
-      await this.deps.beforeTokenRequest?.(req.url);
-      const minted = await requestToken(this.deps.fetch, req, this.deps.now, undefined, parse);
+      let minted: TokenSet;
+      let status = 200;
+      if (secret.kind === 'aws') minted = await this.assumeRole(secret, material, narrowing);
+      else {
+        const made = await this.tokenRequestFor(secret, secret.oauth2 as OAuth2Config, material, narrowing);
+        status = made.status;
+        await this.deps.beforeTokenRequest?.(made.req.url);
+        minted = await requestToken(this.deps.fetch, made.req, this.deps.now, undefined, made.parse);
+      }
       if (minted.refreshToken && secret.kind === 'oauth2-refresh-token') await this.storeRefreshToken(id, minted.refreshToken);
       this.deps.audit({ ...record, decision: 'allowed', status, latencyMs: this.deps.now() - started });
       return minted;
@@ -189,23 +253,61 @@ export class Credentials {
         reason: code,
         latencyMs: this.deps.now() - started,
       });
-      if (code === 'invalid-grant' || code === 'bad-key') this.flag(id, code);
+      if (code === 'invalid-grant' || code === 'bad-key' || code === 'bad-aws-key') this.flag(id, code);
       throw e;
     }
   }
 
   /**
+   * STS AssumeRole with the secret's access key: session credentials, cached as one token (their
+   * three parts in JSON). A clock-skew answer teaches AWS's time (its Date), and the request is
+   * signed once more with it; the session's expiry is then read in our own clock.
+   */
+  private async assumeRole(secret: SecretSummary, m: OAuth2Material, narrowing: Narrowing | undefined): Promise<TokenSet> {
+    const aws = secret.aws;
+    const role = aws?.assumeRole;
+    if (!aws || !role) throw new CredentialError('bad-endpoint');
+    const keys = checkAwsKeys(m);
+    const ask = async (): Promise<TokenSet> => {
+      const signedAt = this.awsNow();
+      const offset = this.awsClockOffset;
+      const policy = narrowing?.sessionPolicy ? { policy: narrowing.sessionPolicy } : {};
+      const req = await assumeRoleRequest({ ...role, region: aws.region, ...policy }, keys, signedAt);
+      await this.deps.beforeTokenRequest?.(req.url);
+      return requestToken(this.deps.fetch, req, this.deps.now, undefined, (status, body, _now, date) => {
+        const c = parseAssumeRoleResponse(status, body, signedAt, date);
+        const notAfter = c.notAfter - offset;
+        const token = JSON.stringify({ accessKeyId: c.accessKeyId, secretAccessKey: c.secretAccessKey, sessionToken: c.sessionToken });
+        return { accessToken: token, tokenType: 'Bearer', expiresIn: Math.floor((notAfter - this.deps.now()) / 1000), notAfter };
+      });
+    };
+    try {
+      return await ask();
+    } catch (e) {
+      if (!(e instanceof CredentialError && e.code === 'clock-skew' && e.detail.serverTime !== undefined)) throw e;
+      this.awsClockOffset = e.detail.serverTime - this.deps.now();
+      return ask();
+    }
+  }
+
+  /**
    * The token request for a secret, and how to read its answer: a GitHub App asks GitHub's own
-   * endpoint (201, its own answer shape); every other kind makes an OAuth 2.0 token request (200).
+   * endpoint (201, its own answer shape), narrowed as the grant says; every other kind makes an
+   * OAuth 2.0 token request (200).
    */
   private async tokenRequestFor(
     secret: SecretSummary,
     config: OAuth2Config,
     m: OAuth2Material,
+    narrowing: Narrowing | undefined,
   ): Promise<{ req: TokenRequest; parse?: typeof parseInstallationToken; status: number }> {
     if (secret.kind === 'github-app') {
       const jwt = await appJwt(await this.signingKey(secret, m), config.clientId, this.deps.now());
-      return { req: installationTokenRequest(config.tokenEndpoint, jwt), parse: parseInstallationToken, status: 201 };
+      const narrow = {
+        ...(narrowing?.repositories ? { repositories: narrowing.repositories } : {}),
+        ...(narrowing?.permissions ? { permissions: narrowing.permissions } : {}),
+      };
+      return { req: installationTokenRequest(config.tokenEndpoint, jwt, narrow), parse: parseInstallationToken, status: 201 };
     }
     const auth = await this.clientAuth(secret, config, m);
     const grant = await this.grant(secret, config, m);
@@ -277,5 +379,14 @@ export class Credentials {
     }
   }
 }
+
+/** An AWS session as cached: its three parts, in JSON. */
+function sessionKeys(token: string): AwsCredentials {
+  const k = JSON.parse(token) as AwsCredentials;
+  return { accessKeyId: k.accessKeyId, secretAccessKey: k.secretAccessKey, ...(k.sessionToken ? { sessionToken: k.sessionToken } : {}) };
+}
+
+/** What an answer must never show of AWS keys: each part (the key id too: AWS echoes it in errors). */
+const awsValues = (k: AwsCredentials): string[] => [k.accessKeyId, k.secretAccessKey, ...(k.sessionToken ? [k.sessionToken] : [])];
 
 export { CredentialUnavailable };

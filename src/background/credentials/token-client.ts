@@ -23,7 +23,7 @@ export async function requestToken(
   now: () => number,
   timeoutMs = TOKEN_TIMEOUT_MS,
   /** what the answer means: an OAuth 2.0 token answer, unless the issuer has its own shape (GitHub) */
-  parse: (status: number, body: string, now: number) => TokenSet = parseTokenResponse,
+  parse: (status: number, body: string, now: number, date: string | null) => TokenSet = parseTokenResponse,
 ): Promise<TokenSet> {
   const signal = AbortSignal.timeout(timeoutMs);
   let res: Response;
@@ -46,7 +46,7 @@ export async function requestToken(
     throw new CredentialError('redirect', { status: res.status });
   }
   const body = await readBounded(res, signal);
-  return parse(res.status, body, now());
+  return parse(res.status, body, now(), res.headers.get('date'));
 }
 
 async function readBounded(res: Response, signal: AbortSignal): Promise<string> {

@@ -17,14 +17,14 @@ import {
 } from '../../core/api.ts';
 import { wipe } from '../../core/bytes.ts';
 import {
+  type CredentialConfig,
+  checkCredentialConfig,
   checkKind,
-  checkOAuth2Config,
-  checkOAuth2Material,
+  checkMaterial,
   decodeMaterial,
   encodeMaterial,
   isMinted,
   type MintedKind,
-  type OAuth2Config,
   type OAuth2Material,
   type SecretKind,
 } from '../../core/credentials/kinds.ts';
@@ -245,15 +245,15 @@ export class VaultService {
       const t = this.now();
       const kind = checkKind(input.kind);
       // a refresh token is spent by the device that created it until another takes the role over
-      const config = isMinted(kind) ? checkOAuth2Config(kind, { refresher: open.header.vaultId, ...input.oauth2 }) : undefined;
-      const value = config ? await checkedMaterial(kind as MintedKind, config, input.material) : checkValue(input.value);
+      const config = checkCredentialConfig(kind, { oauth2: { refresher: open.header.vaultId, ...input.oauth2 }, aws: input.aws });
+      const value = isMinted(kind) ? await checkedMaterial(kind, config, input.material) : checkValue(input.value);
       const meta: SecretMeta = {
         name,
         rule: checkRule(input.rule),
         notes: input.notes ?? '',
         createdAt: t,
         updatedAt: t,
-        ...(config ? { kind, oauth2: config } : {}),
+        ...(isMinted(kind) ? { kind, ...config } : {}),
         ...(input.expiresAt ? { expiresAt: checkExpiry(input.expiresAt, t) as number } : {}),
         values: [{ n: 1, state: 'current', createdAt: t }],
       };
@@ -312,13 +312,16 @@ export class VaultService {
       const kind = o.meta.kind ?? 'static';
       const name = patch.name === undefined ? o.meta.name : checkName(patch.name);
       if (name !== o.meta.name) await this.assertNameFree(name);
-      const config = isMinted(kind) ? checkOAuth2Config(kind, { ...o.meta.oauth2, ...patch.oauth2 }) : undefined;
+      const config = checkCredentialConfig(kind, {
+        oauth2: { ...o.meta.oauth2, ...patch.oauth2 },
+        aws: patch.aws === undefined ? o.meta.aws : { ...o.meta.aws, ...patch.aws },
+      });
       let value: string | undefined;
-      if (config) {
+      if (isMinted(kind)) {
         if (patch.value !== undefined) throw new RpcError('bad-input', 'a minted credential has no value of its own: change its material');
         // new material, or the stored one re-checked against a changed configuration
-        if (patch.material !== undefined || patch.oauth2 !== undefined)
-          value = await checkedMaterial(kind as MintedKind, config, patch.material ?? decodeMaterial(o.current));
+        if (patch.material !== undefined || patch.oauth2 !== undefined || patch.aws !== undefined)
+          value = await checkedMaterial(kind, config, patch.material ?? decodeMaterial(o.current));
         if (value === o.current) value = undefined;
       } else if (patch.value !== undefined) value = checkValue(patch.value);
       const meta: SecretMeta = {
@@ -326,7 +329,7 @@ export class VaultService {
         name,
         rule: patch.rule === undefined ? o.meta.rule : checkRule(patch.rule),
         notes: patch.notes ?? o.meta.notes,
-        ...(config ? { oauth2: config } : {}),
+        ...config,
       };
       const expiresAt = patch.expiresAt === undefined ? o.meta.expiresAt : checkExpiry(patch.expiresAt, this.now());
       const withExpiry = { ...meta, expiresAt } as SecretMeta;
@@ -353,7 +356,7 @@ export class VaultService {
         // new material replaces what it names (a new refresh token keeps the client secret)
         const m = input.material as unknown;
         const merged = typeof m === 'object' && m !== null && !Array.isArray(m) ? { ...decodeMaterial(o.current), ...m } : m;
-        const value = isMinted(kind) && o.meta.oauth2 ? await checkedMaterial(kind, o.meta.oauth2, merged) : checkValue(input.value);
+        const value = isMinted(kind) ? await checkedMaterial(kind, o.meta, merged) : checkValue(input.value);
         const staged = versions.stage(o.values, this.now());
         const others = new Map(o.others);
         if (staged.dropped !== undefined) others.delete(staged.dropped);
@@ -768,12 +771,13 @@ function summary(s: StoredSecret, m: SecretMeta, now: number): SecretSummary {
     version: s.version,
     kind,
     ...(m.oauth2 ? { oauth2: m.oauth2 } : {}),
+    ...(m.aws ? { aws: m.aws } : {}),
   };
 }
 
 /** The material of a minted kind, checked and encoded as its stored value; a private key must import. */
-async function checkedMaterial(kind: MintedKind, config: OAuth2Config, raw: unknown): Promise<string> {
-  const material = checkOAuth2Material(kind, config, raw);
+async function checkedMaterial(kind: MintedKind, config: CredentialConfig, raw: unknown): Promise<string> {
+  const material = checkMaterial(kind, config, raw);
   if (material.privateKeyPem) {
     let alg: string;
     try {

@@ -3,6 +3,7 @@
  * Pure decisions over plain data; the worker stores grants and asks these functions.
  */
 import type { SecretKind } from '../credentials/kinds.ts';
+import type { Narrowing } from '../credentials/narrowing.ts';
 import type { Grant, GrantMode } from './page-api.ts';
 import { type HttpMethod, isLoopbackHost } from './policy.ts';
 
@@ -45,6 +46,7 @@ export function newGrant(a: {
   now: number;
   ttlMs: number;
   uses: number | null;
+  narrow?: Narrowing;
 }): StoredGrant {
   return {
     id: crypto.randomUUID(),
@@ -57,6 +59,7 @@ export function newGrant(a: {
     createdAt: a.now,
     expiresAt: a.now + a.ttlMs,
     usesLeft: a.uses,
+    ...(a.narrow ? { narrow: a.narrow } : {}),
   };
 }
 
@@ -127,6 +130,10 @@ export type ConsentRequest = {
   readonly ttlAsked: boolean;
   readonly reason: string;
   readonly secrets: readonly ConsentSecret[];
+  /** what the site asks to narrow the credentials to (shown; the grants carry it) */
+  readonly narrow?: Narrowing;
+  /** AWS secrets asked for in transparent mode: Keyhole signs their requests itself, brokered only */
+  readonly brokeredOnly?: readonly string[];
   readonly createdAt: number;
 };
 

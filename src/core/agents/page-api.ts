@@ -4,6 +4,7 @@
  * fixed error messages; the worker implements it (background/agents/page-api.ts), the SDK wraps it.
  */
 import type { SecretKind } from '../credentials/kinds.ts';
+import type { Narrowing } from '../credentials/narrowing.ts';
 import type { HttpMethod } from './policy.ts';
 
 export const PAGE_METHODS = [
@@ -35,6 +36,8 @@ export type Grant = {
   readonly usesLeft: number | null;
   /** the credential behind the grant, as it stands (never a value); absent if the secret is gone */
   readonly credential?: CredentialInfo;
+  /** what the grant narrows the credential to (GitHub repositories and permissions, an AWS session policy) */
+  readonly narrow?: Narrowing;
 };
 
 /**
@@ -90,6 +93,12 @@ export type RequestGrantParams = {
   readonly hosts?: readonly string[];
   readonly ttlSeconds?: number;
   readonly reason?: string;
+  /**
+   * Least privilege: narrow the credential for this grant. A GitHub App's installation token to
+   * `repositories` and `permissions` (a subset of the installation's); an AWS role's session to
+   * `sessionPolicy` (an IAM policy document). A secret of another kind is not offered.
+   */
+  readonly narrow?: Narrowing;
 };
 
 export type PageApi = {

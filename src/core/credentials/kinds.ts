@@ -11,12 +11,17 @@
  * - `github-app`: a GitHub App's private key (the material) signs the app JWT that asks for an
  *   installation token; `tokenEndpoint` is the installation's access_tokens URL, `clientId` the
  *   app id (or the app's client id).
+ * - `aws`: an access key (the material) signs each request with SigV4 in the worker, brokered
+ *   only; with an AssumeRole configuration it mints session credentials at STS first, and those
+ *   sign. Its configuration is `aws` (region, service, the role), not `oauth2`.
  *
  * The configuration (token endpoint, client id, how the client authenticates, scope) is not
  * secret: it lives in the secret's metadata, so the options page and the consent window can show
  * it without opening a value. Pure: parsing and checking only.
  */
 import { CoreError } from '../errors.ts';
+import { type AwsConfig, checkAwsConfig, checkAwsKeys } from './aws.ts';
+import { CredentialError } from './errors.ts';
 import { EMAIL } from './google.ts';
 import { checkTokenEndpoint } from './oauth2.ts';
 
@@ -26,9 +31,13 @@ export const SECRET_KINDS = [
   'oauth2-refresh-token',
   'google-service-account',
   'github-app',
+  'aws',
 ] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
+/** A kind whose value is material the worker mints or signs with: it never goes on a request as it is. */
 export type MintedKind = Exclude<SecretKind, 'static'>;
+/** The kinds configured by `oauth2` settings: they mint a bearer token at a token endpoint. */
+export type OAuth2Kind = Exclude<MintedKind, 'aws'>;
 
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
@@ -57,9 +66,38 @@ export type OAuth2Material = {
   readonly clientSecret?: string;
   readonly privateKeyPem?: string;
   readonly refreshToken?: string;
+  /** aws: the access key (long-lived, or temporary with its session token) */
+  readonly accessKeyId?: string;
+  readonly secretAccessKey?: string;
+  readonly sessionToken?: string;
 };
 
 export const isMinted = (kind: SecretKind | undefined): kind is MintedKind => kind !== undefined && kind !== 'static';
+
+/** A secret's non-secret configuration, by kind: `oauth2` for the OAuth 2.0 kinds, `aws` for AWS. */
+export type CredentialConfig = { readonly oauth2?: OAuth2Config; readonly aws?: AwsConfig };
+
+/** The configuration `kind` needs from `raw` (a static secret: none), checked. */
+export function checkCredentialConfig(kind: SecretKind, raw: { oauth2?: unknown; aws?: unknown }): CredentialConfig {
+  if (kind === 'static') return {};
+  if (kind === 'aws') return { aws: checkAwsConfig(raw.aws) };
+  return { oauth2: checkOAuth2Config(kind, raw.oauth2) };
+}
+
+/** The material for a configuration, checked: exactly what the kind and its configuration need. */
+export function checkMaterial(kind: MintedKind, config: CredentialConfig, raw: unknown): OAuth2Material {
+  if (kind === 'aws') {
+    if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('the access key id and secret access key are required');
+    try {
+      return checkAwsKeys(raw as Record<string, unknown>);
+    } catch (e) {
+      if (e instanceof CredentialError) throw bad(e.message);
+      throw e;
+    }
+  }
+  if (!config.oauth2) throw bad('oauth2 settings are required for this kind');
+  return checkOAuth2Material(kind, config.oauth2, raw);
+}
 
 const bad = (message: string) => new CoreError('bad-input', message);
 
@@ -77,7 +115,7 @@ export function checkKind(v: unknown): SecretKind {
 }
 
 /** The configuration of a minted kind, checked (the endpoint: https, or http on loopback). */
-export function checkOAuth2Config(kind: MintedKind, v: unknown): OAuth2Config {
+export function checkOAuth2Config(kind: OAuth2Kind, v: unknown): OAuth2Config {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('oauth2 settings are required for this kind');
   const c = v as Record<string, unknown>;
   let tokenEndpoint: string;
@@ -136,7 +174,7 @@ function checkPem(pem: unknown, missing: string): string {
 }
 
 /** The material for a configuration, checked: exactly what its client authentication and kind need. */
-export function checkOAuth2Material(kind: MintedKind, config: OAuth2Config, v: unknown): OAuth2Material {
+export function checkOAuth2Material(kind: OAuth2Kind, config: OAuth2Config, v: unknown): OAuth2Material {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('the credential material is required');
   const m = v as Record<string, unknown>;
   const out: { clientSecret?: string; privateKeyPem?: string; refreshToken?: string } = {};
@@ -173,4 +211,4 @@ export function decodeMaterial(value: string): OAuth2Material {
 
 /** The strings inside the material a response must never echo (redacted like a static value). */
 export const materialValues = (m: OAuth2Material): string[] =>
-  [m.clientSecret, m.refreshToken].filter((x): x is string => typeof x === 'string' && x.length >= 8);
+  [m.clientSecret, m.refreshToken, m.secretAccessKey, m.sessionToken].filter((x): x is string => typeof x === 'string' && x.length >= 8);

@@ -6,7 +6,8 @@
 
 import { checkName, checkRule, checkValue, type InjectionRule } from '../agents/policy.ts';
 import { fromUtf8, utf8 } from '../bytes.ts';
-import { checkKind, checkOAuth2Config, isMinted, type OAuth2Config, type SecretKind } from '../credentials/kinds.ts';
+import type { AwsConfig } from '../credentials/aws.ts';
+import { checkCredentialConfig, checkKind, type OAuth2Config, type SecretKind } from '../credentials/kinds.ts';
 import { newDataKey, type VaultKeys } from '../crypto/keys.ts';
 import { type RecordContext, RecordKind } from '../crypto/record.ts';
 import { openRecord, sealRecord, unwrapKeyRecord, wrapKeyRecord } from '../crypto/seal.ts';
@@ -22,6 +23,8 @@ export type SecretMeta = {
   readonly kind?: SecretKind;
   /** a minted kind's configuration (core/credentials/kinds.ts); its secret half is the value */
   readonly oauth2?: OAuth2Config;
+  /** an `aws` secret's configuration (region, service, the role it assumes) */
+  readonly aws?: AwsConfig;
   /** when the secret expires: its values are destroyed then (absent: never) */
   readonly expiresAt?: number;
   /**
@@ -97,7 +100,7 @@ export function checkMeta(input: unknown): SecretMeta {
     notes,
     createdAt: time('createdAt'),
     updatedAt: time('updatedAt'),
-    ...(isMinted(kind) ? { kind, oauth2: checkOAuth2Config(kind, m.oauth2) } : {}),
+    ...(kind === 'static' ? {} : { kind, ...checkCredentialConfig(kind, m) }),
     ...(m.expiresAt !== undefined ? { expiresAt: time('expiresAt') } : {}),
     ...(m.values !== undefined ? { values: checkValues(m.values) } : {}),
   };
