@@ -6,7 +6,9 @@
 
 import { HTTP_METHODS, type HttpMethod, type InjectionRule, PRESETS } from '../core/agents/policy.ts';
 import type { CredentialStatusView, SecretInput, SecretSummary } from '../core/api.ts';
+import { type AwsConfig, MAX_SESSION_S, MIN_SESSION_S } from '../core/credentials/aws.ts';
 import { CredentialError } from '../core/credentials/errors.ts';
+import { GITHUB_API, installationTokenUrl } from '../core/credentials/github.ts';
 import { parseServiceAccountKey } from '../core/credentials/google.ts';
 import {
   CLIENT_AUTH_METHODS,
@@ -112,6 +114,10 @@ export function credentialCell(s: SecretSummary, c: CredentialStatusView | undef
       role.append(take);
     }
     lines.push(role);
+  }
+  if (s.kind === 'aws' && !s.aws?.assumeRole) {
+    lines.push(h('div', { class: 'muted' }, 'signs with its access key'));
+    return h('div', { 'data-credential': s.name }, ...lines);
   }
   const now = h('button', { type: 'button', 'aria-label': `Refresh ${s.name} now` }, 'Refresh now');
   now.addEventListener('click', () => void call('credentials.refresh', { id: s.id }).then(redraw));
@@ -264,6 +270,7 @@ export function editor(slot: HTMLElement, existing?: SecretSummary): Node {
       field('Notes (not secret)', notes),
     ),
     minted.fieldset,
+    minted.awsFieldset,
     h('fieldset', {}, h('legend', {}, 'Allowed methods (none checked = all)'), h('div', { class: 'row' }, ...methods.map((x) => x.el))),
     errors,
     h('div', { class: 'row' }, h('button', { type: 'submit', class: 'primary', id: 'save-secret' }, 'Save secret'), cancel),
@@ -290,7 +297,11 @@ export function editor(slot: HTMLElement, existing?: SecretSummary): Node {
             ? v
               ? { value: v }
               : {}
-            : { oauth2: kindInput.oauth2, ...(kindInput.material ? { material: kindInput.material } : {}) }),
+            : {
+                ...(kindInput.oauth2 ? { oauth2: kindInput.oauth2 } : {}),
+                ...(kindInput.aws ? { aws: kindInput.aws } : {}),
+                ...(kindInput.material ? { material: kindInput.material } : {}),
+              }),
         });
       } else {
         await call('secrets.create', {
@@ -386,6 +397,28 @@ function mintedFields(existing?: SecretSummary) {
     field('Service account key file (JSON)', keyFile, `From Google Cloud console, IAM, Service accounts, Keys.${keep}`),
     keyStatus,
   );
+  // a GitHub App: the installation's token endpoint, put together from the installation id
+  const ghInstallation = text('github-installation', /\/app\/installations\/(\d+)\//.exec(c?.tokenEndpoint ?? '')?.[1] ?? '');
+  const ghApi = text('github-api', c?.tokenEndpoint ? c.tokenEndpoint.replace(/\/app\/installations\/.*$/, '') : GITHUB_API);
+  const ghStatus = h('p', { id: 'github-status', role: 'status', class: 'muted' });
+  const fillEndpoint = () => {
+    if (!ghInstallation.value.trim()) return;
+    try {
+      endpoint.value = installationTokenUrl(ghApi.value.trim(), ghInstallation.value.trim());
+      ghStatus.textContent = '';
+    } catch {
+      ghStatus.textContent = 'The installation id is a number, the API an https URL (GitHub Enterprise Server: https://HOST/api/v3).';
+    }
+  };
+  ghInstallation.addEventListener('input', fillEndpoint);
+  ghApi.addEventListener('input', fillEndpoint);
+  const githubFields = h(
+    'div',
+    {},
+    field('Installation id', ghInstallation, 'The number at the end of the installation’s settings URL (…/settings/installations/ID).'),
+    field('GitHub API', ghApi, 'https://api.github.com, or https://HOST/api/v3 for GitHub Enterprise Server.'),
+    ghStatus,
+  );
   const subject = text('oauth-subject', c?.subject);
   const subjectField = field('Act for user (optional)', subject, 'Domain-wide delegation: the email of the user the account acts for.');
   const fieldset = h(
@@ -405,6 +438,7 @@ function mintedFields(existing?: SecretSummary) {
       scopeField,
       ...extra,
       keyFileField,
+      githubFields,
       subjectField,
       secretField,
       pemField,
@@ -430,20 +464,26 @@ function mintedFields(existing?: SecretSummary) {
     pemField.hidden = google || (!github && auth.value !== 'private_key_jwt');
     keyFileField.hidden = !google;
     subjectField.hidden = !google;
+    githubFields.hidden = !github;
+    fieldset.hidden = k === 'static' || k === 'aws';
+    aws.fieldset.hidden = k !== 'aws';
   };
+  const aws = awsFields(existing);
   kind.addEventListener('change', sync);
   auth.addEventListener('change', sync);
   queueMicrotask(sync);
   return {
+    awsFieldset: aws.fieldset,
     kindField: field('Kind', kind, 'Static: the key itself. OAuth 2.0: Keyhole mints short-lived tokens for agents.'),
     fieldset,
     staticOnly: (el: HTMLElement) => {
       staticOnly.push(el);
       return el;
     },
-    read(): { kind: SecretKind; oauth2?: OAuth2Config; material?: OAuth2Material } {
+    read(): { kind: SecretKind; oauth2?: OAuth2Config; aws?: AwsConfig; material?: OAuth2Material } {
       const k = kind.value as SecretKind;
       if (k === 'static') return { kind: k };
+      if (k === 'aws') return { kind: k, ...aws.read() };
       if (k === 'github-app') {
         const config = { tokenEndpoint: endpoint.value.trim(), clientId: clientId.value.trim(), clientAuth: 'none' } as OAuth2Config;
         return { kind: k, oauth2: config, ...(pem.value ? { material: { privateKeyPem: pem.value } } : existing ? {} : { material: {} }) };
@@ -483,6 +523,81 @@ function mintedFields(existing?: SecretSummary) {
     clear() {
       for (const i of [clientSecret, pem, refreshToken]) i.value = '';
       importedPem = undefined;
+      aws.clear();
+    },
+  };
+}
+
+/**
+ * An AWS access key and where it signs: region, service, and optionally a role to assume (then
+ * agents' requests are signed with hour-long session credentials, never the key). Brokered only.
+ */
+function awsFields(existing?: SecretSummary) {
+  const c = existing?.aws;
+  const text = (id: string, value = '') => h('input', { id, autocomplete: 'off', spellcheck: 'false', value });
+  const secret = (id: string) => h('input', { id, type: 'password', autocomplete: 'new-password', spellcheck: 'false' });
+  const keyId = secret('aws-key-id');
+  const secretKey = secret('aws-secret-key');
+  const sessionToken = secret('aws-session-token');
+  const region = text('aws-region', c?.region ?? 'us-east-1');
+  const service = text('aws-service', c?.service ?? 's3');
+  const roleArn = text('aws-role-arn', c?.assumeRole?.roleArn);
+  const sessionName = text('aws-session-name', c?.assumeRole?.sessionName ?? 'keyhole');
+  const duration = h('input', {
+    id: 'aws-duration',
+    type: 'number',
+    min: String(MIN_SESSION_S),
+    max: String(MAX_SESSION_S),
+    value: String(c?.assumeRole?.durationSeconds ?? 3600),
+  });
+  const sts = text('aws-sts', c?.assumeRole?.endpoint);
+  const keep = existing ? ' Leave empty to keep what is stored.' : '';
+  const fieldset = h(
+    'fieldset',
+    { id: 'aws-fields', hidden: true },
+    h('legend', {}, 'AWS: Keyhole signs each request itself (brokered only); agents never see these'),
+    h(
+      'div',
+      { class: 'grid' },
+      field('Access key id', keyId, `AKIA… (or ASIA… with a session token).${keep}`),
+      field('Secret access key', secretKey, `Encrypted at once; it signs in Keyhole only.${keep}`),
+      field('Session token (optional)', sessionToken, 'Only for temporary keys (ASIA…).'),
+      field('Region', region, 'e.g. eu-west-1'),
+      field('Service', service, 'The signing name: s3, execute-api, bedrock, dynamodb…'),
+      field('Role to assume (optional)', roleArn, 'arn:aws:iam::ACCOUNT:role/NAME: agents then get short-lived session credentials.'),
+      field('Session name', sessionName),
+      field('Session duration (seconds)', duration, '900 to 43200, within the role’s maximum.'),
+      field('STS endpoint (optional)', sts, 'Default: the region’s own, https://sts.REGION.amazonaws.com/'),
+    ),
+  );
+  return {
+    fieldset,
+    read(): { aws: AwsConfig; material?: OAuth2Material } {
+      const role = roleArn.value.trim();
+      const config = {
+        region: region.value.trim(),
+        service: service.value.trim(),
+        ...(role
+          ? {
+              assumeRole: {
+                roleArn: role,
+                sessionName: sessionName.value.trim(),
+                durationSeconds: Number(duration.value),
+                ...(sts.value.trim() ? { endpoint: sts.value.trim() } : {}),
+              },
+            }
+          : {}),
+      } as AwsConfig;
+      const typed = keyId.value || secretKey.value;
+      const material = {
+        accessKeyId: keyId.value.trim(),
+        secretAccessKey: secretKey.value.trim(),
+        ...(sessionToken.value.trim() ? { sessionToken: sessionToken.value.trim() } : {}),
+      };
+      return { aws: config, ...(typed || !existing ? { material } : {}) };
+    },
+    clear() {
+      for (const i of [keyId, secretKey, sessionToken]) i.value = '';
     },
   };
 }

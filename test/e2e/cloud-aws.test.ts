@@ -262,6 +262,37 @@ describe('AWS credentials in the browser', () => {
     expect(aws.sts.sessionNames.filter((n) => n === 'keyhole-skew')).toHaveLength(1);
   });
 
+  it('the person adds an AWS key with a role in the options page: sealed, never shown, its state there', async () => {
+    const page = await h.open(OPTIONS);
+    await page.click('#add-secret');
+    await page.fill('#secret-name', 'aws-from-options');
+    await page.selectOption('#secret-kind', 'aws');
+    expect(await page.isVisible('#aws-fields')).toBe(true);
+    expect(await page.isVisible('#oauth2-fields')).toBe(false);
+    await page.fill('#aws-key-id', KEY_ID);
+    await page.fill('#aws-secret-key', FAKE_SECRET);
+    await page.fill('#aws-region', REGION);
+    await page.fill('#aws-service', 's3');
+    await page.fill('#aws-role-arn', ROLE_ARN);
+    await page.fill('#aws-session-name', 'from-options');
+    await page.fill('#aws-duration', '900');
+    await page.fill('#aws-sts', aws.stsUrl);
+    await page.fill('#secret-hosts', aws.s3Host);
+    await page.click('#save-secret');
+    const cell = page.locator('[data-credential="aws-from-options"]');
+    await expect.poll(() => cell.count()).toBe(1);
+    await cell.getByRole('button', { name: 'Refresh aws-from-options now' }).click();
+    await expect.poll(() => page.locator('[data-credential="aws-from-options"]').textContent()).toContain('token valid until');
+    expect(aws.sts.sessionNames).toContain('from-options');
+    const listed = JSON.stringify(await ok('secrets.list'));
+    expect(listed).toContain(ROLE_ARN);
+    for (const text of [await page.content(), listed]) {
+      expect(text).not.toContain(FAKE_SECRET);
+      expect(text).not.toContain(KEY_ID);
+    }
+    await page.close();
+  });
+
   it('no access key, secret key or session token is anywhere the page observed, nor in the audit export', async () => {
     const exports = await Promise.all(['jsonl', 'csv'].map((format) => ok<{ text: string }>('audit.export', { format })));
     const haystacks = { page: observed.join('\n'), auditJsonl: exports[0]?.text ?? '', auditCsv: exports[1]?.text ?? '' };

@@ -122,6 +122,19 @@ describe('GitHub App credentials in the browser', () => {
     expect(seen).not.toContain('PRIVATE KEY');
   });
 
+  it('the options page puts the token endpoint together from the installation id', async () => {
+    const page = await h.open(OPTIONS);
+    await page.click('#add-secret');
+    await page.selectOption('#secret-kind', 'github-app');
+    expect(await page.isVisible('#github-installation')).toBe(true);
+    await page.fill('#github-api', gh.apiBase);
+    await page.fill('#github-installation', gh.installationId);
+    expect(await page.inputValue('#oauth-endpoint')).toBe(`${gh.apiBase}/app/installations/${gh.installationId}/access_tokens`);
+    await page.fill('#github-installation', '12x');
+    await expect.poll(() => page.locator('#github-status').textContent()).toContain('installation id is a number');
+    await page.close();
+  });
+
   it('a grant narrowed to one repository and contents: read gets exactly that token; outside it, GitHub says no', async () => {
     await ok('secrets.create', githubApp('gh-narrow'));
     const narrow = { repositories: ['keyhole'], permissions: { contents: 'read' } };
