@@ -21,12 +21,16 @@
  *   minted_over_static_p95        brokered p95 with a minted token over brokered p95 with a static secret
  *   refresh_p95_ms                token request latency as the worker audits it (proactive refreshes
  *                                 in the run, and 30 asked for afterwards)
+ *   sigv4_over_static_p95         brokered p95 of a call the worker signs with SigV4 (an `aws` secret:
+ *                                 access key, execute-api, body hashed) over brokered p95 with a static
+ *                                 secret, interleaved in the same rounds
  *   rs256_mint_p95_ms             signing an RS256 assertion in the worker (a Google service account's,
  *                                 or a GitHub App's JWT) with a non-extractable 2048-bit key, as the
  *                                 worker does before each such token request
  */
 import { createRemoteJWKSet, decodeJwt, jwtVerify } from 'jose';
 import type { Page } from 'playwright';
+import { FAKE_SECRET, fakeKeyId } from '../test/harness/aws.ts';
 import { launch, OPTIONS, rpcOk } from '../test/harness/browser.ts';
 import { RESOURCE, startOAuthServer } from '../test/harness/oauth2-server.ts';
 import { grantForPeriod, request } from '../test/harness/provider.ts';
@@ -41,7 +45,7 @@ const STATIC_V2 = 'sk-FAKE-bench-static-v2-111111';
 const FORCED_REFRESHES = 30;
 /** the refresh policy's own token requests per lifetime: E[1/f] for f uniform on [0.75, 0.9] */
 const POLICY_PER_LIFETIME = Math.log(0.9 / 0.75) / 0.15;
-const KINDS = ['mintedBroker', 'staticBroker', 'mintedTransparent', 'staticTransparent'] as const;
+const KINDS = ['mintedBroker', 'staticBroker', 'mintedTransparent', 'staticTransparent', 'sigv4Broker'] as const;
 type Kind = (typeof KINDS)[number];
 type Call = { kind: Kind; at: number; ms: number; ok: boolean; code?: number };
 type Seen = { at: number; path: string; auth: string };
@@ -96,6 +100,7 @@ function callRounds(page: Page, host: string, ms: number): Promise<Call[]> {
         staticBroker: brokered('static', '/static/b'),
         mintedTransparent: direct('/minted/t'),
         staticTransparent: direct('/static/t'),
+        sigv4Broker: brokered('aws', '/aws/b'),
       };
       const names: string[] = [...kinds];
       const out: { kind: string; at: number; ms: number; ok: boolean; code?: number }[] = [];
@@ -144,6 +149,13 @@ export const lifetimesSuite: Suite = {
       });
       const mintedId = (await ok<{ id: string }>('secrets.create', minted('minted', '/minted/', 'cc-basic'))).id;
       await ok('secrets.create', minted('cold', '/cold/', 'cc-post'));
+      await ok('secrets.create', {
+        name: 'aws',
+        kind: 'aws',
+        rule: { hosts: [api.host], pathPrefixes: ['/aws/'], header: 'Authorization', template: '{value}' },
+        aws: { region: 'us-east-1', service: 'execute-api' },
+        material: { accessKeyId: fakeKeyId('AKIA'), secretAccessKey: FAKE_SECRET },
+      });
       const staticId = (
         await ok<{ id: string }>('secrets.create', {
           name: 'static',
@@ -156,7 +168,7 @@ export const lifetimesSuite: Suite = {
       // tsx compiles with esbuild's keepNames, which wraps named functions in __name(); the page has none
       await page.evaluate('globalThis.__name ??= (f) => f');
       for (const [secrets, mode] of [
-        [['minted', 'static', 'cold'], 'broker'],
+        [['minted', 'static', 'cold', 'aws'], 'broker'],
         [['minted'], 'transparent'],
         [['static'], 'transparent'],
       ] as const)
@@ -256,7 +268,7 @@ export const lifetimesSuite: Suite = {
           if (value === STATIC_V1 && s.at <= promoted) staticBeforePromotion++;
           else if (value === STATIC_V2 && s.at >= promotedAsked) staticAfterPromotion++;
           else invalid++;
-        }
+        } else if (s.path.startsWith('/aws/') && !s.auth.startsWith(`AWS4-HMAC-SHA256 Credential=${fakeKeyId('AKIA')}/`)) invalid++;
       }
 
       // which brokered minted calls waited for a token request: those it was audited under
@@ -293,6 +305,7 @@ export const lifetimesSuite: Suite = {
         'lifetimes.stampede_token_requests': stampede,
         'lifetimes.minted_over_static_p95': round(p95('mintedBroker') / p95('staticBroker'), 3),
         'lifetimes.refresh_p95_ms': round(percentile(refreshLatencies, 95), 1),
+        'lifetimes.sigv4_over_static_p95': round(p95('sigv4Broker') / p95('staticBroker'), 3),
         'lifetimes.rs256_mint_p95_ms': round(percentile(rs256, 95), 2),
       };
       for (const k of KINDS) {
@@ -328,6 +341,7 @@ export const lifetimesSuite: Suite = {
             'token_requests_over_policy <= 1.1': (metrics['lifetimes.token_requests_over_policy'] ?? Infinity) <= 1.1,
             'stampede_token_requests = 1': stampede === 1,
             'minted_over_static_p95 <= 1.05': (metrics['lifetimes.minted_over_static_p95'] ?? Infinity) <= 1.05,
+            'sigv4_over_static_p95 <= 1.05': (metrics['lifetimes.sigv4_over_static_p95'] ?? Infinity) <= 1.05,
           },
         },
       };

@@ -7,6 +7,7 @@
 import type { Grant } from '../core/agents/page-api.ts';
 import { hostPermissionPattern } from '../core/agents/policy.ts';
 import type { SecretSummary } from '../core/api.ts';
+import { describeNarrowing } from '../core/credentials/narrowing.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { GRANT_PERIODS } from '../ui/periods.ts';
 import { call } from '../ui/rpc.ts';
@@ -41,7 +42,7 @@ function grantsTable(grants: Grant[], rerender: () => Promise<void>): Node {
       h('td', {}, h('code', {}, g.origin)),
       h('td', {}, g.secret),
       h('td', {}, g.mode === 'transparent' ? 'transparent' : 'brokered'),
-      h('td', {}, g.hosts.join(', ')),
+      h('td', {}, g.hosts.join(', '), ...describeNarrowing(g.narrow).map((line) => h('div', { class: 'muted narrowing' }, line))),
       h('td', {}, formatTime(g.expiresAt)),
       h('td', {}, g.usesLeft === null ? 'any' : String(g.usesLeft)),
       h('td', {}, revoke),

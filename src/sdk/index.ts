@@ -19,11 +19,13 @@ export type {
   CredentialState,
   Grant,
   GrantMode,
+  NarrowingParams,
   PageEvent,
   RequestGrantParams,
 } from '../core/agents/page-api.ts';
 export { PageErrorCode as ErrorCode } from '../core/agents/page-api.ts';
 export type { SecretKind } from '../core/credentials/kinds.ts';
+export type { Narrowing } from '../core/credentials/narrowing.ts';
 
 export type ProviderInfo = { readonly uuid: string; readonly name: string; readonly icon: string; readonly rdns: string };
 

@@ -12,9 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FAKE_SECRET, fakeKeyId } from '../harness/aws.ts';
 import { type AwsServer, startAwsServer } from '../harness/aws-server.ts';
 import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
+import { pageAndAudit } from '../harness/canary.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { approve, grantForPeriod, openConsent, request } from '../harness/provider.ts';
-import { findAnyForm } from '../harness/scan.ts';
+import { findEverywhere } from '../harness/scan.ts';
 import { appServer } from '../harness/servers.ts';
 import { vendorApp } from '../harness/vendors.ts';
 
@@ -294,13 +295,11 @@ describe('AWS credentials in the browser', () => {
   });
 
   it('no access key, secret key or session token is anywhere the page observed, nor in the audit export', async () => {
-    const exports = await Promise.all(['jsonl', 'csv'].map((format) => ok<{ text: string }>('audit.export', { format })));
-    const haystacks = { page: observed.join('\n'), auditJsonl: exports[0]?.text ?? '', auditCsv: exports[1]?.text ?? '' };
+    const haystacks = await pageAndAudit(agent, options, [['keyhole_getGrants', undefined]], observed);
     expect(haystacks.auditJsonl).toContain('token.request');
     const needles = [FAKE_SECRET, KEY_ID];
     for (const [id, s] of aws.sessions) needles.push(id, s.secretAccessKey, s.sessionToken);
     expect(needles.length).toBeGreaterThan(10);
-    for (const [where, text] of Object.entries(haystacks))
-      for (const needle of needles) expect({ where, hits: findAnyForm(text, needle) }).toEqual({ where, hits: [] });
+    expect(findEverywhere(haystacks, needles)).toEqual([]);
   });
 });

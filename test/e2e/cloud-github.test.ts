@@ -9,9 +9,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
+import { pageAndAudit } from '../harness/canary.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { type GithubServer, startGithubServer } from '../harness/github-server.ts';
 import { approve, grantForPeriod, openConsent, request } from '../harness/provider.ts';
+import { findEverywhere } from '../harness/scan.ts';
 import { appServer } from '../harness/servers.ts';
 import { vendorApp } from '../harness/vendors.ts';
 
@@ -204,5 +206,20 @@ describe('GitHub App credentials in the browser', () => {
     expect(result).toEqual({ status: 200, fullName: 'fake-org/keyhole' });
     expect(gh.apiRequests.slice(before).map((r) => r.status)).toEqual([200]);
     await page.close();
+  });
+
+  it('canary: no installation token nor the private key anywhere the page observed, nor in the audit export', async () => {
+    const url = `http://${gh.apiHost}/repos/fake-org/keyhole`;
+    const haystacks = await pageAndAudit(agent, options, [
+      ['keyhole_getGrants', undefined],
+      ['keyhole_fetch', { secret: 'gh', url }],
+      ['keyhole_refresh', { secret: 'gh' }],
+      ['keyhole_fetch', { secret: 'gh', url, headers: { accept: 'application/json' } }],
+    ]);
+    expect(haystacks.auditJsonl).toContain('token.request');
+    const keyBody = pkcs1.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+    const needles = [...gh.issued.keys(), keyBody, keyBody.slice(64, 128)];
+    expect(needles.length).toBeGreaterThan(5);
+    expect(findEverywhere(haystacks, needles)).toEqual([]);
   });
 });

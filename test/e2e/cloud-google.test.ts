@@ -9,9 +9,11 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
+import { pageAndAudit } from '../harness/canary.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { type GoogleServer, startGoogleServer } from '../harness/google-server.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
+import { findEverywhere } from '../harness/scan.ts';
 import { appServer } from '../harness/servers.ts';
 
 const TTL_S = 5;
@@ -157,5 +159,20 @@ describe('Google service account credentials in the browser', () => {
     const listed = JSON.stringify(await ok('secrets.list'));
     expect(listed).not.toContain('PRIVATE KEY');
     expect(listed).toContain(EMAIL);
+  });
+
+  it('canary: no Google access token nor the private key anywhere the page observed, nor in the audit export', async () => {
+    const url = `http://${google.apiHost}/bigquery?via=canary`;
+    const haystacks = await pageAndAudit(agent, options, [
+      ['keyhole_getGrants', undefined],
+      ['keyhole_fetch', { secret: 'bq', url }],
+      ['keyhole_refresh', { secret: 'bq' }],
+      ['keyhole_fetch', { secret: 'bq', url, headers: { accept: 'application/json' } }],
+    ]);
+    expect(haystacks.auditJsonl).toContain('token.request');
+    const keyBody = pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+    const needles = [...google.issued.keys(), keyBody, keyBody.slice(64, 128)];
+    expect(needles.length).toBeGreaterThan(5);
+    expect(findEverywhere(haystacks, needles)).toEqual([]);
   });
 });

@@ -158,3 +158,20 @@ export function scanDir(dir: string, needle: string): Hit[] {
   walk(dir);
   return hits;
 }
+
+/**
+ * Every place any needle shows in any form (findAnyForm) across named haystacks: where, which
+ * needle (by index: a needle is a secret and never printed), in which forms. Empty when clean.
+ */
+export function findEverywhere(
+  haystacks: Record<string, string>,
+  needles: readonly string[],
+): { where: string; needle: number; forms: string[] }[] {
+  const hits: { where: string; needle: number; forms: string[] }[] = [];
+  for (const [where, text] of Object.entries(haystacks))
+    needles.forEach((needle, i) => {
+      const forms = findAnyForm(text, needle);
+      if (forms.length > 0) hits.push({ where, needle: i, forms });
+    });
+  return hits;
+}

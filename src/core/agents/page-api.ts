@@ -98,8 +98,11 @@ export type RequestGrantParams = {
    * `repositories` and `permissions` (a subset of the installation's); an AWS role's session to
    * `sessionPolicy` (an IAM policy document). A secret of another kind is not offered.
    */
-  readonly narrow?: Narrowing;
+  readonly narrow?: NarrowingParams;
 };
+
+/** A narrowing as a page asks for it: the session policy as JSON text or as the document itself. */
+export type NarrowingParams = Omit<Narrowing, 'sessionPolicy'> & { readonly sessionPolicy?: string | Readonly<Record<string, unknown>> };
 
 export type PageApi = {
   keyhole_status: { params: undefined; result: { state: 'uninitialized' | 'locked' | 'unlocked'; version: string } };
