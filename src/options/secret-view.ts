@@ -170,17 +170,36 @@ function versionsSection(s: SecretSummary): Node {
   );
 }
 
+/** What a rotation asks for, by kind: the part of the material that is replaced. */
+function rotateInputs(s: SecretSummary, secret: (id: string) => HTMLInputElement): [string, HTMLInputElement, string][] {
+  switch (s.kind) {
+    case 'static':
+      return [['value', secret('rotate-value'), 'New value']];
+    case 'oauth2-refresh-token':
+      return [['refreshToken', secret('rotate-refresh-token'), 'New refresh token']];
+    case 'google-service-account':
+    case 'github-app':
+      return [['privateKeyPem', secret('rotate-private-key'), 'New private key (PEM)']];
+    case 'aws': {
+      const token = secret('rotate-session-token');
+      token.required = false;
+      return [
+        ['accessKeyId', secret('rotate-access-key-id'), 'New access key id'],
+        ['secretAccessKey', secret('rotate-secret-access-key'), 'New secret access key'],
+        ['sessionToken', token, 'Session token (temporary keys only)'],
+      ];
+    }
+    default:
+      return s.oauth2?.clientAuth === 'private_key_jwt'
+        ? [['privateKeyPem', secret('rotate-private-key'), 'New private key (PEM)']]
+        : [['clientSecret', secret('rotate-client-secret'), 'New client secret']];
+  }
+}
+
 /** Stage a new value (or new material for a minted kind): it is not used until promoted. */
 function rotateForm(s: SecretSummary, act: (work: () => Promise<unknown>) => void): Node {
   const secret = (id: string) => h('input', { id, type: 'password', autocomplete: 'new-password', spellcheck: 'false', required: true });
-  const inputs: [string, HTMLInputElement, string][] =
-    s.kind === 'static'
-      ? [['value', secret('rotate-value'), 'New value']]
-      : s.kind === 'oauth2-refresh-token'
-        ? [['refreshToken', secret('rotate-refresh-token'), 'New refresh token']]
-        : s.oauth2?.clientAuth === 'private_key_jwt'
-          ? [['privateKeyPem', secret('rotate-private-key'), 'New private key (PEM)']]
-          : [['clientSecret', secret('rotate-client-secret'), 'New client secret']];
+  const inputs = rotateInputs(s, secret);
   if (s.kind === 'oauth2-refresh-token' && s.oauth2?.clientAuth !== undefined) {
     const cs = secret('rotate-client-secret');
     cs.required = false;

@@ -263,6 +263,26 @@ describe('AWS credentials in the browser', () => {
     expect(aws.sts.sessionNames.filter((n) => n === 'keyhole-skew')).toHaveLength(1);
   });
 
+  it('rotates the access key under continuous calls: staged, promoted, not one call fails', async () => {
+    const next = { accessKeyId: fakeKeyId('AKIA', 'NEXT'), secretAccessKey: FAKE_SECRET.replace(/F/g, 'N') };
+    aws.addKey(next.accessKeyId, next.secretAccessKey);
+    const { secrets } = await ok<{ secrets: { id: string; name: string }[] }>('secrets.list');
+    const id = secrets.find((s) => s.name === 'aws-static')?.id;
+    const before = aws.s3Requests.length;
+    const calls = callContinuously(agent, aws.s3Host, 'aws-static', 4000, ['broker']);
+    await new Promise((r) => setTimeout(r, 1500));
+    await ok('secrets.rotate', { id, material: next });
+    await ok('secrets.promote', { id, graceSeconds: 3600 });
+    const outcomes = await calls;
+    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    const keys = aws.s3Requests.slice(before).map((r) => r.keyId);
+    expect(keys[0]).toBe(KEY_ID);
+    expect(keys.at(-1)).toBe(next.accessKeyId);
+    // one switch, no going back
+    expect(keys.indexOf(next.accessKeyId)).toBe(keys.lastIndexOf(KEY_ID) + 1);
+    observed.push(JSON.stringify(outcomes));
+  });
+
   it('the person adds an AWS key with a role in the options page: sealed, never shown, its state there', async () => {
     const page = await h.open(OPTIONS);
     await page.click('#add-secret');

@@ -100,7 +100,7 @@ describe('the options page', () => {
     await showSection(page, 'secrets');
     const visible = () =>
       page.locator('#secrets tbody tr:not([hidden])').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-secret')));
-    expect(await visible()).toHaveLength(4);
+    await expect.poll(visible).toHaveLength(4); // the section is shown before its list arrives
     await page.getByLabel('Search secrets').fill('stripe');
     expect(await visible()).toEqual(['stripe-test']);
     expect(await page.locator('#secret-count').textContent()).toBe('1 of 4 secrets match');

@@ -36,6 +36,8 @@ export type AwsServer = {
   readonly objects: Map<string, Buffer>;
   /** the server's clock is this far from the test's (ms) */
   skewMs: number;
+  /** another long-lived key the account has (a rotation's new key) */
+  addKey(accessKeyId: string, secretAccessKey: string): void;
   readonly close: () => Promise<void>;
 };
 
@@ -63,6 +65,7 @@ export async function startAwsServer(opts: {
   ttlSeconds: number;
 }): Promise<AwsServer> {
   const sessions = new Map<string, Session>();
+  const longLived = new Map([[opts.accessKeyId, opts.secretAccessKey]]);
   const objects = new Map<string, Buffer>();
   const sts = { total: 0, refused: 0, refusals: [] as string[], policies: [] as (string | undefined)[], sessionNames: [] as string[] };
   const s3Requests: AwsServer['s3Requests'] = [];
@@ -89,7 +92,7 @@ export async function startAwsServer(opts: {
     if (Math.abs(at - serverNow()) > 15 * 60_000)
       return { ok: false, code: service === 's3' ? 'RequestTimeTooSkewed' : 'SignatureDoesNotMatch', status: 403 };
     const session = sessions.get(keyId);
-    const secret = keyId === opts.accessKeyId ? opts.secretAccessKey : session?.secretAccessKey;
+    const secret = longLived.get(keyId) ?? session?.secretAccessKey;
     if (!secret) return { ok: false, code: 'InvalidClientTokenId', status: 403 };
     if (session) {
       if (req.headers['x-amz-security-token'] !== session.sessionToken) return { ok: false, code: 'InvalidToken', status: 403 };
@@ -151,7 +154,7 @@ export async function startAwsServer(opts: {
       sts.refusals.push(v.code);
       return xmlError(res, v.status, v.code, date);
     }
-    if (v.keyId !== opts.accessKeyId) {
+    if (!longLived.has(v.keyId)) {
       sts.refused++;
       return xmlError(res, 403, 'AccessDenied', date);
     }
@@ -263,6 +266,7 @@ export async function startAwsServer(opts: {
     set skewMs(v: number) {
       state.skewMs = v;
     },
+    addKey: (id, secret) => void longLived.set(id, secret),
     close: () => Promise.all([close(stsServer), close(s3Server)]).then(() => {}),
   };
 }

@@ -353,9 +353,11 @@ export class VaultService {
     return this.serial(() =>
       this.transform(id, async (o) => {
         const kind = o.meta.kind ?? 'static';
-        // new material replaces what it names (a new refresh token keeps the client secret)
+        // new material replaces what it names (a new refresh token keeps the client secret); an
+        // AWS access key is replaced whole (an old session token never outlives its key)
         const m = input.material as unknown;
-        const merged = typeof m === 'object' && m !== null && !Array.isArray(m) ? { ...decodeMaterial(o.current), ...m } : m;
+        const mergeable = kind !== 'aws' && typeof m === 'object' && m !== null && !Array.isArray(m);
+        const merged = mergeable ? { ...decodeMaterial(o.current), ...m } : m;
         const value = isMinted(kind) ? await checkedMaterial(kind, o.meta, merged) : checkValue(input.value);
         const staged = versions.stage(o.values, this.now());
         const others = new Map(o.others);
