@@ -10,6 +10,7 @@ import {
   type Blob,
   type CommitInput,
   type CommitResult,
+  type EngineRecordRow,
   type Head,
   type HeadListener,
   membershipFrom,
@@ -238,6 +239,23 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    async putEngineRecord(r) {
+      await pool.query(
+        `INSERT INTO engine_records (vault, engine, record, version, sealed) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (vault, engine, record) DO UPDATE SET version = excluded.version, sealed = excluded.sealed`,
+        [r.vault, r.engine, r.record, r.version, r.sealed],
+      );
+    },
+    async getEngineRecord(vault, engine, record) {
+      return one<EngineRecordRow>(
+        'SELECT vault, engine, record, version, sealed FROM engine_records WHERE vault = $1 AND engine = $2 AND record = $3',
+        [vault, engine, record],
+      );
+    },
+    async engineRecords() {
+      return (await pool.query('SELECT vault, engine, record, version, sealed FROM engine_records ORDER BY vault, engine, record'))
+        .rows as EngineRecordRow[];
     },
   };
 }

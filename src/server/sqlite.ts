@@ -11,6 +11,7 @@ import {
   type Blob,
   type CommitInput,
   type CommitResult,
+  type EngineRecordRow,
   type Head,
   type HeadListener,
   membershipFrom,
@@ -61,6 +62,16 @@ export function openSqlite(dataDir: string): Store {
     putBlob: db.prepare('INSERT INTO blobs (vault, hash, bytes) VALUES (?, ?, ?) ON CONFLICT (vault, hash) DO NOTHING'),
     blob: db.prepare<[string, string], { bytes: Buffer }>('SELECT bytes FROM blobs WHERE vault = ? AND hash = ?'),
     deleteBlob: db.prepare('DELETE FROM blobs WHERE vault = ? AND hash = ?'),
+    putEngineRecord: db.prepare(
+      `INSERT INTO engine_records (vault, engine, record, version, sealed) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (vault, engine, record) DO UPDATE SET version = excluded.version, sealed = excluded.sealed`,
+    ),
+    getEngineRecord: db.prepare<[string, string, string], EngineRecordRow>(
+      'SELECT vault, engine, record, version, sealed FROM engine_records WHERE vault = ? AND engine = ? AND record = ?',
+    ),
+    engineRecords: db.prepare<[], EngineRecordRow>(
+      'SELECT vault, engine, record, version, sealed FROM engine_records ORDER BY vault, engine, record',
+    ),
   };
 
   const setMembers = (m: Membership) => {
@@ -172,6 +183,15 @@ export function openSqlite(dataDir: string): Store {
     subscribe(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    async putEngineRecord(r) {
+      q.putEngineRecord.run(r.vault, r.engine, r.record, r.version, r.sealed);
+    },
+    async getEngineRecord(vault, engine, record) {
+      return q.getEngineRecord.get(vault, engine, record);
+    },
+    async engineRecords() {
+      return q.engineRecords.all();
     },
   };
 }

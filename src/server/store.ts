@@ -66,7 +66,24 @@ export interface Store {
 
   /** Head changes from any replica (PostgreSQL: LISTEN/NOTIFY; SQLite: this process). */
   subscribe(listener: HeadListener): () => void;
+
+  /**
+   * Engine records (issue 15): an engine's configuration and root credential, sealed by the key
+   * provider (kms/envelope.ts); opaque here. `put` replaces the record's row.
+   */
+  putEngineRecord(r: EngineRecordRow): Promise<void>;
+  getEngineRecord(vault: string, engine: string, record: string): Promise<EngineRecordRow | undefined>;
+  engineRecords(): Promise<EngineRecordRow[]>;
 }
+
+export type EngineRecordRow = {
+  readonly vault: string;
+  readonly engine: string;
+  readonly record: string;
+  readonly version: number;
+  /** the SealedRecord, JSON */
+  readonly sealed: string;
+};
 
 /** The tables both engines keep, in each one's column types. */
 export function schema(t: { bigint: string; bytes: string; clustered: string }): string {
@@ -82,6 +99,8 @@ CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, h
   PRIMARY KEY (vault, seq))${t.clustered};
 CREATE TABLE IF NOT EXISTS recovery (lookup TEXT PRIMARY KEY, vault TEXT NOT NULL, bytes ${t.bytes} NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes ${t.bytes} NOT NULL, PRIMARY KEY (vault, hash))${t.clustered};
+CREATE TABLE IF NOT EXISTS engine_records (vault TEXT NOT NULL, engine TEXT NOT NULL, record TEXT NOT NULL,
+  version INTEGER NOT NULL, sealed TEXT NOT NULL, PRIMARY KEY (vault, engine, record));
 `;
 }
 

@@ -50,13 +50,21 @@ export async function spawnVaultServer(args: {
   databaseUrl?: string;
   loginsPerMinute?: number;
   requestsPerMinute?: number;
+  /** the key provider's file (default: in the data directory, or a temporary one); replicas share one */
+  keyFile?: string;
+  /** more arguments and environment (a `kms` command, the pkcs11 provider's) */
+  extraArgs?: string[];
+  env?: Record<string, string>;
 }): Promise<ServerProcess> {
-  const argv = ['--import', 'tsx', 'src/server/main.ts', '--port', String(args.port)];
+  const argv = ['--import', 'tsx', 'src/server/main.ts', ...(args.extraArgs ?? []), '--port', String(args.port)];
   if (args.dataDir !== undefined) argv.push('--data-dir', args.dataDir);
+  const keyFile =
+    args.keyFile ?? (args.dataDir === undefined ? join(mkdtempSync(join(tmpdir(), 'keyhole-keys-')), 'keys.json') : undefined);
+  if (keyFile !== undefined) argv.push('--key-file', keyFile);
   if (args.databaseUrl !== undefined) argv.push('--database-url', args.databaseUrl);
   if (args.requestsPerMinute !== undefined) argv.push('--requests-per-minute', String(args.requestsPerMinute));
   if (args.loginsPerMinute !== undefined) argv.push('--logins-per-minute', String(args.loginsPerMinute));
-  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...args.env } });
   let out = '';
   proc.stdout?.on('data', (d) => {
     out += d;

@@ -1,0 +1,171 @@
+/**
+ * The key providers (issue 15) against one contract: the `file` provider on a real key file, and
+ * the `pkcs11` provider on a real SoftHSM2 token. Wrapping binds its associated data; rotation keeps
+ * old wraps readable until re-wrapped and retired; the engine key agrees with a peer as Node's own
+ * ECDH does; signatures verify with jose. On the token, no master or private key can be read out,
+ * and a missing token or a wrong PIN stops the provider saying which.
+ */
+import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { compactVerify, importJWK } from 'jose';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openEngineRecord, rewrapEngineRecord, sealEngineRecord } from '../../src/server/kms/envelope.ts';
+import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
+import { Pkcs11KeyProvider } from '../../src/server/kms/pkcs11-provider.ts';
+import { type KeyProvider, KmsError } from '../../src/server/kms/provider.ts';
+import { softhsmToken, type TestToken } from '../harness/softhsm.ts';
+
+const dir = mkdtempSync(join(tmpdir(), 'keyhole-kms-'));
+const tokens: TestToken[] = [];
+afterAll(() => {
+  rmSync(dir, { recursive: true, force: true });
+  for (const t of tokens) t.remove();
+});
+
+const codeOf = async (f: () => Promise<unknown> | unknown) => {
+  try {
+    await f();
+  } catch (e) {
+    if (e instanceof KmsError) return e.code;
+    throw e;
+  }
+  return 'accepted';
+};
+const b64url = (b: Uint8Array) => Buffer.from(b).toString('base64url');
+const place = { vault: 'v1', engine: 'jwt', record: 'config', version: 3 };
+
+const providers: [string, () => KeyProvider][] = [
+  ['file', () => new FileKeyProvider(join(dir, `keys-${randomBytes(4).toString('hex')}.json`), { create: true })],
+  [
+    'pkcs11',
+    () => {
+      const t = softhsmToken(`kh-${randomBytes(3).toString('hex')}`);
+      tokens.push(t);
+      return new Pkcs11KeyProvider(t);
+    },
+  ],
+];
+
+describe.each(providers)('the %s key provider', (_kind, make) => {
+  it('wraps data keys bound to their associated data, seals records, and rotates without losing one', async () => {
+    const kms = make();
+    try {
+      await kms.init();
+      await kms.init(); // idempotent
+      const first = await kms.status();
+      expect(first.masterKey).toMatch(/^mk-[0-9a-f]{16}$/);
+      expect(first.engineFingerprint).toMatch(/^([0-9a-f]{4} ){9}[0-9a-f]{4}$/);
+
+      const dataKey = randomBytes(32);
+      const aad = Buffer.from('FAKE associated data');
+      const w = await kms.wrapDataKey(dataKey, aad);
+      expect(Buffer.from(await kms.unwrapDataKey(w, aad))).toEqual(dataKey);
+      expect(await codeOf(() => kms.unwrapDataKey(w, Buffer.from('other data')))).toBe('unwrap-failed');
+      const tampered = Buffer.from(w.wrapped, 'base64');
+      tampered[0] = (tampered[0] ?? 0) ^ 1;
+      expect(await codeOf(() => kms.unwrapDataKey({ ...w, wrapped: tampered.toString('base64') }, aad))).toBe('unwrap-failed');
+
+      const sealed = await sealEngineRecord(kms, place, Buffer.from('{"FAKE":"root credential"}'));
+      expect(Buffer.from(await openEngineRecord(kms, place, sealed)).toString()).toBe('{"FAKE":"root credential"}');
+      for (const moved of [
+        { ...place, record: 'other' },
+        { ...place, version: 4 },
+        { ...place, engine: 'postgres' },
+        { ...place, vault: 'v2' },
+      ])
+        expect(await codeOf(() => openEngineRecord(kms, moved, sealed))).toBe('unwrap-failed');
+
+      const next = await kms.rotateMasterKey();
+      const rotated = await kms.status();
+      expect([rotated.masterKey, rotated.previousMasterKeys]).toEqual([next, [first.masterKey]]);
+      expect(rotated.engineFingerprint).toBe(first.engineFingerprint); // the engine key is not the master key
+      expect(Buffer.from(await openEngineRecord(kms, place, sealed)).toString()).toContain('root credential'); // the old wrap still opens
+      const rewrapped = await rewrapEngineRecord(kms, place, sealed);
+      expect([rewrapped.key.keyId, rewrapped.data]).toEqual([next, sealed.data]); // only the data key is re-wrapped
+      await kms.retireMasterKey(first.masterKey);
+      expect(await codeOf(() => openEngineRecord(kms, place, sealed))).toBe('unknown-key');
+      expect(Buffer.from(await openEngineRecord(kms, place, rewrapped)).toString()).toContain('root credential');
+      expect(await codeOf(() => kms.retireMasterKey(next))).toBe('unknown-key'); // never the current one
+    } finally {
+      await kms.close();
+    }
+  });
+
+  it('agrees with a peer as ECDH P-256 does, and signs ES256 that jose verifies', async () => {
+    const kms = make();
+    try {
+      await kms.init();
+      const peer = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      const ours = await kms.engineAgree(new Uint8Array(peer.publicKey.export({ type: 'spki', format: 'der' })));
+      const engine = createPublicKey({ key: Buffer.from(await kms.enginePublicKey()), format: 'der', type: 'spki' });
+      expect(Buffer.from(ours)).toEqual(diffieHellman({ privateKey: peer.privateKey, publicKey: engine }));
+      expect(ours.length).toBe(32);
+      expect(await codeOf(() => kms.engineAgree(new Uint8Array(createECDH('prime256v1').generateKeys())))).toBe('bad-public-key');
+
+      const kid = await kms.createSigningKey();
+      expect((await kms.status()).signingKeys).toContain(kid);
+      const header = b64url(Buffer.from(JSON.stringify({ alg: 'ES256', kid, typ: 'JWT' })));
+      const payload = b64url(Buffer.from(JSON.stringify({ sub: 'FAKE-member', exp: 2_000_000_000 })));
+      const signature = await kms.sign(kid, Buffer.from(`${header}.${payload}`));
+      expect(signature.length).toBe(64);
+      const key = await importJWK({ ...(await kms.signingPublicKey(kid)), alg: 'ES256' }, 'ES256');
+      const verified = await compactVerify(`${header}.${payload}.${b64url(signature)}`, key);
+      expect(JSON.parse(Buffer.from(verified.payload).toString()).sub).toBe('FAKE-member');
+      await kms.deleteSigningKey(kid);
+      expect(await codeOf(() => kms.sign(kid, Buffer.from('x')))).toBe('unknown-key');
+    } finally {
+      await kms.close();
+    }
+  });
+});
+
+describe('the pkcs11 provider on a real token', () => {
+  it('keeps every key on the token: none can be read out; the keys survive a restart', async () => {
+    const t = softhsmToken('kh-restart');
+    tokens.push(t);
+    let kms = new Pkcs11KeyProvider(t);
+    await kms.init();
+    const kid = await kms.createSigningKey();
+    const before = await kms.status();
+    expect([kms.readableValue('master'), kms.readableValue('engine'), kms.readableValue('signing', kid)]).toEqual([false, false, false]);
+    const sealed = await sealEngineRecord(kms, place, Buffer.from('FAKE'));
+    await kms.close();
+    kms = new Pkcs11KeyProvider(t); // the server restarts
+    try {
+      const after = await kms.status();
+      expect(after).toEqual(before);
+      expect(Buffer.from(await openEngineRecord(kms, place, sealed)).toString()).toBe('FAKE');
+      expect((await kms.sign(kid, Buffer.from('x'))).length).toBe(64);
+    } finally {
+      await kms.close();
+    }
+  });
+
+  it('refuses to start without its token, with a wrong PIN, or without its library, saying which', async () => {
+    const t = softhsmToken('kh-pin');
+    tokens.push(t);
+    expect(await codeOf(() => new Pkcs11KeyProvider({ ...t, tokenLabel: 'no-such-token' }))).toBe('token-missing');
+    expect(await codeOf(() => new Pkcs11KeyProvider({ ...t, pin: 'FAKE-wrong' }))).toBe('wrong-pin');
+    expect(await codeOf(() => new Pkcs11KeyProvider({ ...t, library: '/nonexistent/libpkcs11.so' }))).toBe('no-library');
+    const kms = new Pkcs11KeyProvider(t); // and then it starts
+    expect(await codeOf(() => kms.status())).toBe('not-initialised');
+    await kms.close();
+  });
+});
+
+describe('the file provider', () => {
+  it('creates its key file with mode 0600, refuses one others may read, and one that is missing', async () => {
+    const path = join(dir, 'mode.json');
+    const kms = new FileKeyProvider(path, { create: true });
+    await kms.init();
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+    chmodSync(path, 0o644);
+    expect(await codeOf(() => new FileKeyProvider(path).status())).toBe('bad-key-file');
+    expect(await codeOf(() => new FileKeyProvider(join(dir, 'missing.json')).status())).toBe('no-key-file');
+    const junk = join(dir, 'junk.json');
+    writeFileSync(junk, '{"v":1}', { mode: 0o600 });
+    expect(await codeOf(() => new FileKeyProvider(junk).status())).toBe('bad-key-file');
+  });
+});
