@@ -153,10 +153,7 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
         [vault],
       );
       if (r === undefined) return undefined;
-      return membershipFrom(
-        { vault, seq: r.seq, head: r.head, epoch: r.epoch, creator: r.creator },
-        JSON.parse(r.members) as DevicePublic[],
-      );
+      return membershipFrom({ vault, seq: r.seq, head: r.head, epoch: r.epoch, creator: r.creator }, r.members);
     },
     async head(vault) {
       return one<Head>('SELECT seq, head AS hash FROM vaults WHERE id = $1', [vault]);

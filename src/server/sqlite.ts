@@ -150,10 +150,7 @@ export function openSqlite(dataDir: string): Store {
     async membership(vault) {
       const r = q.vault.get(vault);
       if (r === undefined) return undefined;
-      return membershipFrom(
-        { vault, seq: r.seq, head: r.head, epoch: r.epoch, creator: r.creator },
-        JSON.parse(r.members) as DevicePublic[],
-      );
+      return membershipFrom({ vault, seq: r.seq, head: r.head, epoch: r.epoch, creator: r.creator }, r.members);
     },
     async head(vault) {
       return q.head.get(vault);

@@ -3,7 +3,7 @@
  * Everything stored is public or ciphertext: device public keys, signed log entries, sealed
  * blobs, and hashes of short-lived session tokens. No engine can decrypt anything.
  */
-import type { DevicePublic, Head, Membership } from '../core/sync/log.ts';
+import type { DevicePublic, Governance, Head, Membership } from '../core/sync/log.ts';
 
 export type { Head };
 
@@ -104,13 +104,19 @@ CREATE TABLE IF NOT EXISTS engine_records (vault TEXT NOT NULL, engine TEXT NOT 
 `;
 }
 
+/**
+ * A state's members and governance as the vaults row keeps them: `{devices, gov}` (a bare array
+ * of devices in rows written before roles).
+ */
 export function membersJson(m: Membership): string {
-  return JSON.stringify([...m.members.values()]);
+  return JSON.stringify(m.gov ? { devices: [...m.members.values()], gov: m.gov } : [...m.members.values()]);
 }
 
 export function membershipFrom(
   row: { vault: string; seq: number; head: string; epoch: number; creator: string },
-  members: readonly DevicePublic[],
+  membersColumn: string,
 ): Membership {
-  return { ...row, members: new Map(members.map((d) => [d.id, d])) };
+  const parsed = JSON.parse(membersColumn) as DevicePublic[] | { devices: DevicePublic[]; gov: Governance };
+  const devices = Array.isArray(parsed) ? parsed : parsed.devices;
+  return { ...row, members: new Map(devices.map((d) => [d.id, d])), ...(Array.isArray(parsed) ? {} : { gov: parsed.gov }) };
 }

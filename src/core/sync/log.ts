@@ -21,7 +21,18 @@ const DEVICE_DOMAIN = utf8('keyhole/v1/device\n');
 const ECDSA: EcKeyImportParams = { name: 'ECDSA', namedCurve: 'P-256' };
 const ECDSA_SIGN: EcdsaParams = { name: 'ECDSA', hash: 'SHA-256' };
 
-export const LIMITS = { name: 64, spki: 200, wrapped: 4096, itemId: 128, blobsPerDestroy: 64, parents: 16 } as const;
+export const LIMITS = {
+  name: 64,
+  spki: 200,
+  wrapped: 4096,
+  itemId: 128,
+  blobsPerDestroy: 64,
+  parents: 16,
+  engineConfig: 16 * 1024,
+  sealedRoot: 16 * 1024,
+  policyMembers: 256,
+  maxTtlSeconds: 30 * 24 * 3600,
+} as const;
 
 /** A device as the log knows it: public keys only, base64 SPKI. */
 export type DevicePublic = {
@@ -45,7 +56,56 @@ export type EntryBody =
    * a live item's superseded versions (values destroyed since may be in them): the server deletes
    * these blobs, the log keeps their hashes; a version that is still a head is never pruned
    */
-  | { readonly type: 'item.prune'; readonly item: string; readonly blobs: readonly string[] };
+  | { readonly type: 'item.prune'; readonly item: string; readonly blobs: readonly string[] }
+  /** a role given to a member, or taken back (admins only; the creator is admin from genesis) */
+  | { readonly type: 'role.grant' | 'role.revoke'; readonly device: string; readonly role: Role }
+  /** the distant vault's engine public key (SPKI, base64), pinned by an admin after comparing its fingerprint */
+  | { readonly type: 'engine.key'; readonly spki: string }
+  /**
+   * an engine of the distant vault: its kind, its public configuration, and its root credential
+   * sealed to the pinned engine key (core/crypto/share.ts's sealing; opaque here)
+   */
+  | {
+      readonly type: 'engine.config';
+      readonly engine: string;
+      readonly kind: EngineKind;
+      readonly config: JsonObject;
+      readonly sealed?: string;
+    }
+  /** who may ask an engine for a role, for how long at most */
+  | { readonly type: 'engine.policy'; readonly engine: string; readonly policy: EnginePolicy }
+  | { readonly type: 'engine.remove'; readonly engine: string };
+
+/** Roles in a vault, granted in the log: `admin` configures engines and roles; `audit` reads the team's audit. */
+export const ROLES = ['admin', 'audit'] as const;
+export type Role = (typeof ROLES)[number];
+export const ENGINE_KINDS = ['jwt', 'postgres', 'llm-keys'] as const;
+export type EngineKind = (typeof ENGINE_KINDS)[number];
+export type JsonObject = { readonly [k: string]: unknown };
+
+/** Which members (ids, or '*' for all) may ask engine `engine` for `role`, for at most `maxTtlSeconds`. */
+export type EnginePolicy = {
+  readonly role: string;
+  readonly members: readonly string[];
+  readonly maxTtlSeconds: number;
+  /** live leases one device may hold for this role (absent: the server's default) */
+  readonly maxLeasesPerDevice?: number;
+};
+
+/** What the log says of roles and engines (plain JSON: it is stored as it is). */
+export type Governance = {
+  readonly roles: Readonly<Record<string, readonly Role[]>>;
+  readonly engineKey?: string;
+  readonly engines: Readonly<Record<string, EngineDef>>;
+};
+export type EngineDef = {
+  readonly kind: EngineKind;
+  readonly config: JsonObject;
+  readonly sealed?: string;
+  /** the entry that configured it (a new configuration is a new seq) */
+  readonly seq: number;
+  readonly policies: Readonly<Record<string, EnginePolicy>>;
+};
 
 export type EntryType = EntryBody['type'];
 
@@ -195,9 +255,68 @@ function checkBody(x: unknown, seq?: number): EntryBody {
       }
       return { type: x.type, item, blobs: blobs as string[] };
     }
+    case 'role.grant':
+    case 'role.revoke':
+      keys('device', 'role');
+      if (typeof x.device !== 'string' || !HEX64.test(x.device)) fail('device id malformed', seq);
+      if (!(ROLES as readonly unknown[]).includes(x.role)) fail('unknown role', seq);
+      return { type: x.type, device: x.device, role: x.role as Role };
+    case 'engine.key':
+      keys('spki');
+      if (!b64(x.spki, LIMITS.spki)) fail('engine key malformed', seq);
+      return { type: 'engine.key', spki: x.spki };
+    case 'engine.config': {
+      keys('engine', 'kind', 'config', 'sealed');
+      if (typeof x.engine !== 'string' || !ENGINE_NAME.test(x.engine)) fail('engine name malformed', seq);
+      if (!(ENGINE_KINDS as readonly unknown[]).includes(x.kind)) fail('unknown engine kind', seq);
+      if (!isObject(x.config) || canonicalJson(x.config).length > LIMITS.engineConfig) fail('engine config malformed', seq);
+      if (x.sealed !== undefined && !b64(x.sealed, LIMITS.sealedRoot)) fail('sealed root credential malformed', seq);
+      return {
+        type: 'engine.config',
+        engine: x.engine,
+        kind: x.kind as EngineKind,
+        config: x.config,
+        ...(x.sealed !== undefined ? { sealed: x.sealed as string } : {}),
+      };
+    }
+    case 'engine.policy': {
+      keys('engine', 'policy');
+      if (typeof x.engine !== 'string' || !ENGINE_NAME.test(x.engine)) fail('engine name malformed', seq);
+      return { type: 'engine.policy', engine: x.engine, policy: checkPolicy(x.policy, seq) };
+    }
+    case 'engine.remove':
+      keys('engine');
+      if (typeof x.engine !== 'string' || !ENGINE_NAME.test(x.engine)) fail('engine name malformed', seq);
+      return { type: 'engine.remove', engine: x.engine };
     default:
       return fail('unknown entry type', seq);
   }
+}
+
+/** an engine's or a role's name */
+const ENGINE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+function checkPolicy(x: unknown, seq?: number): EnginePolicy {
+  if (!isObject(x) || !onlyKeys(x, ['role', 'members', 'maxTtlSeconds', 'maxLeasesPerDevice'])) fail('policy malformed', seq);
+  const { role, members, maxTtlSeconds, maxLeasesPerDevice } = x;
+  if (typeof role !== 'string' || !ENGINE_NAME.test(role)) fail('policy role malformed', seq);
+  const all = Array.isArray(members) && members.length === 1 && members[0] === '*';
+  if (
+    !Array.isArray(members) ||
+    members.length === 0 ||
+    members.length > LIMITS.policyMembers ||
+    (!all && !members.every((m) => typeof m === 'string' && HEX64.test(m)))
+  )
+    fail('policy members malformed', seq);
+  if (!uint(maxTtlSeconds) || maxTtlSeconds < 1 || maxTtlSeconds > LIMITS.maxTtlSeconds) fail('policy max TTL malformed', seq);
+  if (maxLeasesPerDevice !== undefined && (!uint(maxLeasesPerDevice) || maxLeasesPerDevice < 1 || maxLeasesPerDevice > 10_000))
+    fail('policy lease cap malformed', seq);
+  return {
+    role,
+    members: members as string[],
+    maxTtlSeconds,
+    ...(maxLeasesPerDevice !== undefined ? { maxLeasesPerDevice: maxLeasesPerDevice as number } : {}),
+  };
 }
 
 /** Parse untrusted JSON into an entry, or LogError 'bad-entry'. Extra fields are refused. */
@@ -267,7 +386,24 @@ export type Membership = {
   readonly epoch: number;
   readonly creator: string;
   readonly members: ReadonlyMap<string, DevicePublic>;
+  /** roles and engines (absent in states stored before them: the creator is the admin, no engines) */
+  readonly gov?: Governance;
 };
+
+/** A state's governance: what the log says, or for a state stored before roles, the creator as admin. */
+export function governance(m: Pick<Membership, 'creator' | 'gov'>): Governance {
+  return m.gov ?? { roles: { [m.creator]: ['admin'] }, engines: {} };
+}
+
+export const hasRole = (m: Pick<Membership, 'creator' | 'gov'>, device: string, role: Role): boolean =>
+  governance(m).roles[device]?.includes(role) ?? false;
+
+/** Whether member `device` may ask engine `engine` for `role`, and the policy that says so. */
+export function policyFor(m: Membership, engine: string, role: string, device: string): EnginePolicy | undefined {
+  const p = governance(m).engines[engine]?.policies[role];
+  if (!p || !m.members.has(device)) return undefined;
+  return p.members[0] === '*' || p.members.includes(device) ? p : undefined;
+}
 
 /** Cached public keys by device id; ids bind the keys, so a cache hit is never stale. */
 export class KeyCache {
@@ -326,7 +462,15 @@ function applyRules(state: Membership | undefined, e: LogEntry): [Membership, De
     if (creator.id !== e.author || !checkDeviceId(creator)) throw new LogError('bad-membership', 'genesis does not name its author', seq);
     if (e.epoch !== 1) throw new LogError('bad-membership', 'the log starts at epoch 1', seq);
     return [
-      { vault: e.vault, seq: 1, head: entryHash(e), epoch: 1, creator: creator.id, members: new Map([[creator.id, creator]]) },
+      {
+        vault: e.vault,
+        seq: 1,
+        head: entryHash(e),
+        epoch: 1,
+        creator: creator.id,
+        members: new Map([[creator.id, creator]]),
+        gov: { roles: { [creator.id]: ['admin'] }, engines: {} },
+      },
       creator,
     ];
   }
@@ -338,7 +482,11 @@ function applyRules(state: Membership | undefined, e: LogEntry): [Membership, De
   if (e.epoch !== state.epoch) throw new LogError('bad-membership', 'entry written in the wrong key epoch', seq);
 
   let { members, epoch } = state;
+  let gov = governance(state);
   const body = e.body;
+  const admin = () => {
+    if (!gov.roles[e.author]?.includes('admin')) throw new LogError('bad-membership', `${body.type} needs an admin`, seq);
+  };
   switch (body.type) {
     case 'genesis':
       throw new LogError('bad-membership', 'a second genesis', seq);
@@ -350,10 +498,71 @@ function applyRules(state: Membership | undefined, e: LogEntry): [Membership, De
     case 'member.remove': {
       if (!members.has(body.device)) throw new LogError('not-member', 'removing a device that is not a member', seq);
       if (members.size === 1) throw new LogError('bad-membership', 'the last member cannot be removed', seq);
+      if (isLastAdmin(gov, body.device)) throw new LogError('bad-membership', 'the last admin cannot be removed', seq);
       const next = new Map(members);
       next.delete(body.device);
       members = next;
       epoch += 1;
+      const { [body.device]: _, ...roles } = gov.roles;
+      gov = { ...gov, roles };
+      break;
+    }
+    case 'role.grant': {
+      admin();
+      if (!members.has(body.device)) throw new LogError('not-member', 'a role for a device that is not a member', seq);
+      const had = gov.roles[body.device] ?? [];
+      if (had.includes(body.role)) throw new LogError('bad-membership', 'the device already has this role', seq);
+      gov = { ...gov, roles: { ...gov.roles, [body.device]: [...had, body.role] } };
+      break;
+    }
+    case 'role.revoke': {
+      admin();
+      const had = gov.roles[body.device] ?? [];
+      if (!had.includes(body.role)) throw new LogError('bad-membership', 'the device does not have this role', seq);
+      if (body.role === 'admin' && isLastAdmin(gov, body.device))
+        throw new LogError('bad-membership', 'the last admin cannot step down', seq);
+      gov = { ...gov, roles: { ...gov.roles, [body.device]: had.filter((r) => r !== body.role) } };
+      break;
+    }
+    case 'engine.key':
+      admin();
+      gov = { ...gov, engineKey: body.spki };
+      break;
+    case 'engine.config':
+      admin();
+      if (body.sealed !== undefined && gov.engineKey === undefined)
+        throw new LogError('bad-membership', 'a root credential sealed before the engine key is pinned', seq);
+      gov = {
+        ...gov,
+        engines: {
+          ...gov.engines,
+          [body.engine]: {
+            kind: body.kind,
+            config: body.config,
+            ...(body.sealed !== undefined ? { sealed: body.sealed } : {}),
+            seq,
+            policies: gov.engines[body.engine]?.kind === body.kind ? (gov.engines[body.engine]?.policies ?? {}) : {},
+          },
+        },
+      };
+      break;
+    case 'engine.policy': {
+      admin();
+      const engine = gov.engines[body.engine];
+      if (!engine) throw new LogError('bad-membership', 'a policy for an engine that is not configured', seq);
+      if (body.policy.members[0] !== '*' && !body.policy.members.every((m) => members.has(m)))
+        throw new LogError('not-member', 'a policy naming a device that is not a member', seq);
+      gov = {
+        ...gov,
+        engines: { ...gov.engines, [body.engine]: { ...engine, policies: { ...engine.policies, [body.policy.role]: body.policy } } },
+      };
+      break;
+    }
+    case 'engine.remove': {
+      admin();
+      if (!gov.engines[body.engine]) throw new LogError('bad-membership', 'removing an engine that is not configured', seq);
+      const { [body.engine]: _, ...engines } = gov.engines;
+      gov = { ...gov, engines };
       break;
     }
     case 'key.wrap':
@@ -364,7 +573,12 @@ function applyRules(state: Membership | undefined, e: LogEntry): [Membership, De
     case 'item.prune':
       break;
   }
-  return [{ vault: state.vault, seq, head: entryHash(e), epoch, creator: state.creator, members }, author];
+  return [{ vault: state.vault, seq, head: entryHash(e), epoch, creator: state.creator, members, gov }, author];
+}
+
+function isLastAdmin(gov: Governance, device: string): boolean {
+  if (!gov.roles[device]?.includes('admin')) return false;
+  return Object.entries(gov.roles).filter(([, r]) => r.includes('admin')).length === 1;
 }
 
 /** Build the next unsigned entry after `state`. */
