@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compactVerify, importJWK } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
+import { openFromEngine, sealToEngine } from '../../src/core/sync/engine-seal.ts';
 import { openEngineRecord, rewrapEngineRecord, sealEngineRecord } from '../../src/server/kms/envelope.ts';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import { Pkcs11KeyProvider } from '../../src/server/kms/pkcs11-provider.ts';
@@ -103,6 +104,27 @@ describe.each(providers)('the %s key provider', (_kind, make) => {
       expect(Buffer.from(ours)).toEqual(diffieHellman({ privateKey: peer.privateKey, publicKey: engine }));
       expect(ours.length).toBe(32);
       expect(await codeOf(() => kms.engineAgree(new Uint8Array(createECDH('prime256v1').generateKeys())))).toBe('bad-public-key');
+
+      // a root credential an admin's device seals to the engine key opens through the provider's ECDH, for that engine only
+      const engineKey = (await kms.status()).engineKey;
+      const rootPlace = { vault: 'v1', engine: 'db', kind: 'postgres' };
+      const sealed = await sealToEngine(engineKey, Buffer.from('{"password":"FAKE-root"}'), rootPlace);
+      const agree = (p: Uint8Array) => kms.engineAgree(p);
+      expect(Buffer.from(await openFromEngine(sealed, engineKey, agree, rootPlace)).toString()).toContain('FAKE-root');
+      for (const other of [
+        { ...rootPlace, engine: 'db2' },
+        { ...rootPlace, kind: 'jwt' },
+        { ...rootPlace, vault: 'v2' },
+      ])
+        await expect(openFromEngine(sealed, engineKey, agree, other)).rejects.toMatchObject({ code: 'decrypt-failed' });
+      const stranger = generateKeyPairSync('ec', { namedCurve: 'P-256' })
+        .publicKey.export({ type: 'spki', format: 'der' })
+        .toString('base64');
+      await expect(
+        openFromEngine(await sealToEngine(stranger, Buffer.from('x'), rootPlace), engineKey, agree, rootPlace),
+      ).rejects.toMatchObject({
+        code: 'decrypt-failed',
+      });
 
       const kid = await kms.createSigningKey();
       expect((await kms.status()).signingKeys).toContain(kid);
