@@ -25,6 +25,9 @@ import {
   UUID,
 } from '../core/sync/log.ts';
 import { verifyLogin } from '../core/sync/login.ts';
+import { EngineRoutes } from './engines/routes.ts';
+import { HttpError } from './http.ts';
+import type { KeyProvider } from './kms/provider.ts';
 import type { Blob, Store, StoredEntry } from './store.ts';
 
 export type Logger = (record: Readonly<Record<string, string | number | boolean>>) => void;
@@ -36,6 +39,8 @@ export type ServerOptions = {
   readonly log?: Logger;
   readonly now?: () => number;
   readonly limits?: Partial<Limits>;
+  /** the key provider the engines use; without one, no engine route answers */
+  readonly kms?: KeyProvider;
 };
 
 export type Limits = {
@@ -66,15 +71,7 @@ export const DEFAULT_LIMITS: Limits = {
 
 export const jsonLog: Logger = (r) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...r })}\n`);
 
-export class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+export { HttpError };
 
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('hex');
 
@@ -146,6 +143,10 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     if (!(await store.isMember(vault, d))) throw new HttpError(404, 'not-found', 'no such vault');
     return d;
   }
+
+  const engines = opts.kms
+    ? new EngineRoutes({ store, kms: opts.kms, origin, now, device, readJson, send: (res, status, body) => send(res, status, body) })
+    : undefined;
 
   /** A page of entries after `after`, with the blobs they name, as one JSON text (no re-parsing). */
   async function page(vault: string, after: number, limit: number): Promise<string> {
@@ -396,6 +397,8 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       }
       if (m === 'GET' && p === '/v1/vaults')
         return ['vaults', async () => send(res, 200, { vaults: await store.vaultsOf(await device(req)) })];
+      const engineRoute = engines?.pick(m, p, req, res);
+      if (engineRoute) return engineRoute;
       const v = /^\/v1\/vaults\/([^/]+)\/(entries|commits|events|head)$/.exec(p);
       const vault = v?.[1];
       if (vault === undefined || !UUID.test(vault)) return undefined;
@@ -471,6 +474,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     async close() {
       closing = true;
       clearInterval(sweep);
+      engines?.close();
       for (const s of streams) s.end();
       await new Promise<void>((r) => {
         server.close(() => r());

@@ -80,7 +80,7 @@ const origin = values.origin ?? `http://${values.host}:${port}`;
 const rpm = values['requests-per-minute'];
 const lpm = values['logins-per-minute'];
 const limits: Partial<Limits> = { ...(rpm ? { requestsPerMinute: Number(rpm) } : {}), ...(lpm ? { loginsPerMinute: Number(lpm) } : {}) };
-const vault = createVaultServer({ store, origin, limits });
+const vault = createVaultServer({ store, origin, limits, kms });
 const bound = await vault.listen(port, values.host);
 jsonLog({ level: 'info', msg: 'listening', engine: store.engine, origin, port: bound });
 

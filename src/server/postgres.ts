@@ -250,6 +250,19 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
         [vault, engine, record],
       );
     },
+    async casEngineRecord(r, expected) {
+      const done =
+        expected === 0
+          ? await pool.query(
+              'INSERT INTO engine_records (vault, engine, record, version, sealed) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (vault, engine, record) DO NOTHING',
+              [r.vault, r.engine, r.record, r.version, r.sealed],
+            )
+          : await pool.query(
+              'UPDATE engine_records SET version = $1, sealed = $2 WHERE vault = $3 AND engine = $4 AND record = $5 AND version = $6',
+              [r.version, r.sealed, r.vault, r.engine, r.record, expected],
+            );
+      return done.rowCount === 1;
+    },
     async engineRecords() {
       return (await pool.query('SELECT vault, engine, record, version, sealed FROM engine_records ORDER BY vault, engine, record'))
         .rows as EngineRecordRow[];

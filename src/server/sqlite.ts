@@ -69,6 +69,12 @@ export function openSqlite(dataDir: string): Store {
     getEngineRecord: db.prepare<[string, string, string], EngineRecordRow>(
       'SELECT vault, engine, record, version, sealed FROM engine_records WHERE vault = ? AND engine = ? AND record = ?',
     ),
+    insertEngineRecord: db.prepare(
+      'INSERT INTO engine_records (vault, engine, record, version, sealed) VALUES (?, ?, ?, ?, ?) ON CONFLICT (vault, engine, record) DO NOTHING',
+    ),
+    updateEngineRecord: db.prepare(
+      'UPDATE engine_records SET version = ?, sealed = ? WHERE vault = ? AND engine = ? AND record = ? AND version = ?',
+    ),
     engineRecords: db.prepare<[], EngineRecordRow>(
       'SELECT vault, engine, record, version, sealed FROM engine_records ORDER BY vault, engine, record',
     ),
@@ -189,6 +195,13 @@ export function openSqlite(dataDir: string): Store {
     },
     async engineRecords() {
       return q.engineRecords.all();
+    },
+    async casEngineRecord(r, expected) {
+      const done =
+        expected === 0
+          ? q.insertEngineRecord.run(r.vault, r.engine, r.record, r.version, r.sealed)
+          : q.updateEngineRecord.run(r.version, r.sealed, r.vault, r.engine, r.record, expected);
+      return done.changes === 1;
     },
   };
 }

@@ -72,6 +72,11 @@ export interface Store {
    * provider (kms/envelope.ts); opaque here. `put` replaces the record's row.
    */
   putEngineRecord(r: EngineRecordRow): Promise<void>;
+  /**
+   * Writes `r` only if the stored row's version is `expected` (0: there is no row yet): one
+   * replica wins a race, the others read again. True if written.
+   */
+  casEngineRecord(r: EngineRecordRow, expected: number): Promise<boolean>;
   getEngineRecord(vault: string, engine: string, record: string): Promise<EngineRecordRow | undefined>;
   engineRecords(): Promise<EngineRecordRow[]>;
 }

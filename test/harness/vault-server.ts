@@ -7,6 +7,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVaultServer, type Limits } from '../../src/server/app.ts';
+import type { KeyProvider } from '../../src/server/kms/provider.ts';
 import { openPostgres } from '../../src/server/postgres.ts';
 import { openSqlite } from '../../src/server/sqlite.ts';
 import type { Store } from '../../src/server/store.ts';
@@ -27,11 +28,15 @@ export async function openStore(engine: Engine, pgUrl?: string): Promise<Store> 
   return openPostgres(pgUrl);
 }
 
-export async function startVaultServer(store: Store, limits: Partial<Limits> = {}): Promise<RunningServer> {
+export async function startVaultServer(
+  store: Store,
+  limits: Partial<Limits> = {},
+  extra: { kms?: KeyProvider; now?: () => number } = {},
+): Promise<RunningServer> {
   const logs: string[] = [];
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
-  const app = createVaultServer({ store, origin, log: (r) => logs.push(JSON.stringify(r)), limits });
+  const app = createVaultServer({ store, origin, log: (r) => logs.push(JSON.stringify(r)), limits, ...extra });
   await app.listen(port);
   return { origin, store, logs, close: () => app.close() };
 }
