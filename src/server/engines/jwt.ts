@@ -45,7 +45,8 @@ const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
 export function checkJwtConfig(c: Readonly<Record<string, unknown>>): JwtConfig {
   const bad = (what: string) => new EngineError('bad-config', `jwt engine: ${what}`);
   if (typeof c.audience !== 'string' || !TEXT.test(c.audience)) throw bad('audience is required');
-  if (c.issuer !== undefined && (typeof c.issuer !== 'string' || !/^https?:\/\/[\x21-\x7e]{1,500}$/.test(c.issuer))) throw bad('issuer is a URL');
+  if (c.issuer !== undefined && (typeof c.issuer !== 'string' || !/^https?:\/\/[\x21-\x7e]{1,500}$/.test(c.issuer)))
+    throw bad('issuer is a URL');
   const num = (v: unknown, dflt: number, min: number, max: number, what: string) => {
     if (v === undefined) return dflt;
     if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(`${what} is ${min} to ${max}`);
@@ -56,7 +57,8 @@ export function checkJwtConfig(c: Readonly<Record<string, unknown>>): JwtConfig 
     if (typeof c.roles !== 'object' || c.roles === null || Array.isArray(c.roles)) throw bad('roles is an object');
     for (const [name, r] of Object.entries(c.roles as Record<string, unknown>)) {
       const x = (r ?? {}) as Record<string, unknown>;
-      if (x.scope !== undefined && (typeof x.scope !== 'string' || x.scope.length > 1024 || !SCOPE.test(x.scope))) throw bad(`role ${name}: scope`);
+      if (x.scope !== undefined && (typeof x.scope !== 'string' || x.scope.length > 1024 || !SCOPE.test(x.scope)))
+        throw bad(`role ${name}: scope`);
       if (x.audience !== undefined && (typeof x.audience !== 'string' || !TEXT.test(x.audience))) throw bad(`role ${name}: audience`);
       roles[name] = { ...(x.scope ? { scope: x.scope as string } : {}), ...(x.audience ? { audience: x.audience as string } : {}) };
     }

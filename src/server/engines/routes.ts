@@ -108,7 +108,11 @@ export class EngineRoutes {
     try {
       const body = JSON.stringify(await this.jwtEngine(vault, engine).jwks(def));
       // verifiers may cache it briefly: the next key is published a rotation ahead
-      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'public, max-age=60', 'content-length': Buffer.byteLength(body) });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'cache-control': 'public, max-age=60',
+        'content-length': Buffer.byteLength(body),
+      });
       res.end(body);
     } catch (e) {
       throw engineFailure(e);
