@@ -30,9 +30,11 @@ import { type Attribution, chromeTransparentDeps, TransparentRules } from './age
 import { AuditLog } from './audit/audit-log.ts';
 import { CredentialCache } from './credentials/cache.ts';
 import { type CredentialChange, Credentials, CredentialUnavailable } from './credentials/credentials.ts';
+import { distantToken } from './credentials/distant.ts';
 import { TokenRequestRules } from './credentials/token-origin.ts';
 import { openKeyholeDB } from './db.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
+import { TeamAdmin } from './sync/admin.ts';
 import { SyncService } from './sync/sync-service.ts';
 import {
   AUTOLOCK_ALARM,
@@ -225,6 +227,11 @@ const ready = (async () => {
     audit,
     beforeTokenRequest: (url) => tokenRules.ensure(url),
     onChange: (id, what) => void credentialChanged(id, what),
+    // `sync` is made below; these run only once a distant credential is used
+    distant: {
+      origin: () => sync.server(),
+      token: (c) => distantToken(() => sync.engineToken(c.engine, c.role, c.ttlSeconds)),
+    },
   });
   vault.onSecretChanged = (id) => {
     void credentials.changed(id);
@@ -337,6 +344,7 @@ const ready = (async () => {
     auditLog,
     audit,
     sync,
+    admin: new TeamAdmin(sync),
     credentials,
     secretsChanged,
     testValue: (secret, value, url) => testRequest((r, i) => fetch(r, i), secret, value, url),

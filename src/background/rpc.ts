@@ -7,12 +7,14 @@ import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS, newGrant } f
 import type { CredentialStatusView, Method, RpcRequest, RpcResponse, SecretSummary } from '../core/api.ts';
 import { type AuditFilter, toCsv, toJsonl } from '../core/audit/audit.ts';
 import { CoreError } from '../core/errors.ts';
+import type { EnginePolicy } from '../core/sync/log.ts';
 import type { ConsentQueue } from './agents/consent.ts';
 import type { GrantStore } from './agents/grant-store.ts';
 import { publicGrant } from './agents/page-api.ts';
 import type { AuditLog } from './audit/audit-log.ts';
 import { type Credentials, CredentialUnavailable } from './credentials/credentials.ts';
 import { RpcError, toErrorBody } from './errors.ts';
+import type { TeamAdmin } from './sync/admin.ts';
 import type { SyncService } from './sync/sync-service.ts';
 import type { VaultService } from './vault/vault-service.ts';
 
@@ -50,6 +52,7 @@ export type Effects = {
   readonly auditLog: AuditLog;
   readonly audit: (r: Parameters<AuditLog['append']>[0]) => void;
   readonly sync: SyncService;
+  readonly admin: TeamAdmin;
   readonly credentials: Pick<Credentials, 'status' | 'refreshNow'>;
   /** a secret's current value changed (promotion, roll back): rules swapped, granted pages told */
   readonly valuesChanged: (secretId: string, change: 'rotated') => Promise<void>;
@@ -106,6 +109,12 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       if (what !== 'warning' && what !== 'rotation') throw new RpcError('bad-input', 'what must be warning or rotation');
       return sync.dismiss(what);
     },
+    'team.view': () => effects.admin.view(),
+    'team.setRole': (x) => effects.admin.setRole(str(obj(x), 'device'), str(obj(x), 'role'), obj(x).granted === true),
+    'engines.pinKey': (x) => effects.admin.pinEngineKey(str(obj(x), 'fingerprint')),
+    'engines.configure': (x) => effects.admin.configure(str(obj(x), 'engine'), str(obj(x), 'kind'), obj(x).config, obj(x).rootCredential),
+    'engines.setPolicy': (x) => effects.admin.setPolicy(str(obj(x), 'engine'), obj(x).policy as EnginePolicy),
+    'engines.remove': (x) => effects.admin.remove(str(obj(x), 'engine')),
     status: () => vault.status(),
     'vault.create': (x) => vault.create(str(obj(x), 'passphrase'), kdfOf(obj(x))),
     'vault.unlock': (x) => vault.unlock(str(obj(x), 'passphrase')),

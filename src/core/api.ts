@@ -8,8 +8,9 @@ import type { Grant } from './agents/page-api.ts';
 import type { InjectionRule } from './agents/policy.ts';
 import type { Anomaly, AuditFilter, AuditRecord, ChainCheck } from './audit/audit.ts';
 import type { AwsConfig } from './credentials/aws.ts';
-import type { OAuth2Config, OAuth2Material, SecretKind } from './credentials/kinds.ts';
+import type { DistantConfig, OAuth2Config, OAuth2Material, SecretKind } from './credentials/kinds.ts';
 import type { KdfAlg } from './crypto/kdf.ts';
+import type { EngineKind, EnginePolicy, Role } from './sync/log.ts';
 import type { ValueInfo } from './vault/secrets.ts';
 
 export type VaultState = 'uninitialized' | 'locked' | 'unlocked';
@@ -49,6 +50,8 @@ export type SecretSummary = {
   readonly oauth2?: OAuth2Config;
   /** an `aws` secret's configuration (no secret in it) */
   readonly aws?: AwsConfig;
+  /** a `distant` secret's engine and role at the synced vault's distant vault */
+  readonly distant?: DistantConfig;
   /** its values over time: current, staged, previous (until its grace ends), destroyed */
   readonly values: readonly ValueInfo[];
   readonly expiresAt?: number;
@@ -83,6 +86,7 @@ export type SecretInput = {
   readonly kind?: SecretKind;
   readonly oauth2?: OAuth2Config;
   readonly aws?: AwsConfig;
+  readonly distant?: DistantConfig;
   readonly material?: OAuth2Material;
   /** when it expires (ms since the epoch) */
   readonly expiresAt?: number;
@@ -95,6 +99,7 @@ export type SecretPatch = {
   readonly notes?: string;
   readonly oauth2?: OAuth2Config;
   readonly aws?: AwsConfig;
+  readonly distant?: DistantConfig;
   readonly material?: OAuth2Material;
   /** a new expiry, or null to remove it */
   readonly expiresAt?: number | null;
@@ -201,6 +206,33 @@ export type Api = {
   /** compare the head fingerprint another member device shows (fork check by hand) */
   'sync.compareHead': { params: { fingerprint: string }; result: { result: 'same' | 'fork' | 'withheld'; seq: number } };
   'audit.export': { params: { filter?: AuditFilter; format: 'jsonl' | 'csv' }; result: { text: string; mime: string } };
+  /** the synced vault's members, their roles, and the distant vault's engines (issue 15) */
+  'team.view': { params: undefined; result: TeamView };
+  /** an admin gives or takes back a role */
+  'team.setRole': { params: { device: string; role: Role; granted: boolean }; result: TeamView };
+  /** an admin pins the distant vault's engine key, if its fingerprint is the one given (from the operator) */
+  'engines.pinKey': { params: { fingerprint: string }; result: TeamView };
+  /** an admin configures an engine; a root credential is sealed on this device to the pinned key */
+  'engines.configure': {
+    params: { engine: string; kind: EngineKind; config: Record<string, unknown>; rootCredential?: unknown };
+    result: TeamView;
+  };
+  'engines.setPolicy': { params: { engine: string; policy: EnginePolicy }; result: TeamView };
+  'engines.remove': { params: { engine: string }; result: TeamView };
+};
+
+/** What the options page shows of the team and its engines (never a root credential). */
+export type TeamView = {
+  readonly me: string;
+  readonly members: readonly { readonly id: string; readonly name: string; readonly roles: readonly Role[] }[];
+  readonly engineKeyFingerprint?: string;
+  readonly engines: readonly {
+    readonly name: string;
+    readonly kind: EngineKind;
+    readonly config: Readonly<Record<string, unknown>>;
+    readonly hasRootCredential: boolean;
+    readonly policies: readonly EnginePolicy[];
+  }[];
 };
 
 export type Method = keyof Api;

@@ -93,6 +93,7 @@ export const KIND_LABELS: Record<SecretKind, string> = {
   'google-service-account': 'Google service account',
   'github-app': 'GitHub App',
   aws: 'AWS (signed requests)',
+  distant: 'Distant vault engine',
 };
 
 /** A minted credential's state, in words: valid until, next refresh, last error, what the person must do. */

@@ -172,6 +172,8 @@ function kindNote(s: ConsentRequest['secrets'][number]): Node | null {
       return note(`A Google service account: Keyhole signs with its key and mints short-lived tokens${at}; the key stays in Keyhole.`);
     case 'github-app':
       return note(`A GitHub App: Keyhole signs with the app's key and mints hour-long installation tokens${at}; the key stays in Keyhole.`);
+    case 'distant':
+      return note('A short-lived credential your team’s distant vault issues to this device; nothing long-lived is in it.');
     case 'aws':
       return note(
         `AWS: Keyhole signs each request itself (SigV4), brokered only${s.tokenHost ? `, with short-lived session credentials from${at}` : ''}; the access key stays in Keyhole.`,

@@ -16,10 +16,17 @@ import { assumeRoleRequest, checkAwsKeys, parseAssumeRoleResponse } from '../../
 import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
 import { appJwt, installationTokenRequest, parseInstallationToken } from '../../core/credentials/github.ts';
 import { googleAssertion, googleAssertionClaims } from '../../core/credentials/google.ts';
-import { isMinted, type OAuth2Config, type OAuth2Material } from '../../core/credentials/kinds.ts';
+import { type DistantConfig, isMinted, type OAuth2Config, type OAuth2Material } from '../../core/credentials/kinds.ts';
 import { expirySkew } from '../../core/credentials/lifetime.ts';
 import { type Narrowing, slotId, slotSecret } from '../../core/credentials/narrowing.ts';
-import { type ClientAuth, type TokenGrant, type TokenRequest, type TokenSet, tokenRequest } from '../../core/credentials/oauth2.ts';
+import {
+  type ClientAuth,
+  headerSafe,
+  type TokenGrant,
+  type TokenRequest,
+  type TokenSet,
+  tokenRequest,
+} from '../../core/credentials/oauth2.ts';
 import { importSigningKeyPem, type SigningKey } from '../../core/credentials/pem.ts';
 import type { AwsCredentials } from '../../core/credentials/sigv4.ts';
 import { CoreError } from '../../core/errors.ts';
@@ -39,6 +46,12 @@ export type CredentialsDeps = {
   readonly beforeTokenRequest?: (url: string) => Promise<void>;
   /** a minted credential's token or state changed (refreshed, failed, needs attention) */
   readonly onChange?: (secretId: string, what: CredentialChange) => void;
+  /** the synced vault's distant vault, for the `distant` kind (absent or origin undefined: not synced) */
+  readonly distant?: {
+    origin(): Promise<string | undefined>;
+    /** a credential of `config`'s engine and role, or CredentialError */
+    token(config: DistantConfig): Promise<{ readonly token: string; readonly expiresAt: number }>;
+  };
 };
 
 export type CredentialChange = 'refreshed' | 'failed' | 'attention';
@@ -221,7 +234,13 @@ export class Credentials {
     const id = slotSecret(slot);
     const narrowing = this.slots.get(slot);
     const secret = await this.deps.vault.secretById(id);
-    const endpoint = secret?.kind === 'aws' ? secret.aws?.assumeRole?.endpoint : secret?.oauth2?.tokenEndpoint;
+    const endpoint =
+      secret?.kind === 'aws'
+        ? secret.aws?.assumeRole?.endpoint
+        : secret?.kind === 'distant'
+          ? await this.deps.distant?.origin()
+          : secret?.oauth2?.tokenEndpoint;
+    if (secret?.kind === 'distant' && !endpoint) throw new CredentialError('not-synced');
     if (!secret || !endpoint || !isMinted(secret.kind)) throw new CredentialError('bad-endpoint');
     if (secret.kind === 'oauth2-refresh-token' && secret.oauth2?.refresher !== (await this.deps.vault.deviceId())) {
       this.flag(id, 'not-refresher');
@@ -235,6 +254,7 @@ export class Credentials {
       let minted: TokenSet;
       let status = 200;
       if (secret.kind === 'aws') minted = await this.assumeRole(secret, material, narrowing);
+      else if (secret.kind === 'distant') minted = await this.fromDistant(secret);
       else {
         const made = await this.tokenRequestFor(secret, secret.oauth2 as OAuth2Config, material, narrowing);
         status = made.status;
@@ -256,6 +276,16 @@ export class Credentials {
       if (code === 'invalid-grant' || code === 'bad-key' || code === 'bad-aws-key') this.flag(id, code);
       throw e;
     }
+  }
+
+  /** A credential from an engine of the distant vault, asked for with this device's own login. */
+  private async fromDistant(secret: SecretSummary): Promise<TokenSet> {
+    if (!secret.distant || !this.deps.distant) throw new CredentialError('not-synced');
+    const t = await this.deps.distant.token(secret.distant);
+    const now = this.deps.now();
+    if (!headerSafe(t.token)) throw new CredentialError('bad-token');
+    if (!(t.expiresAt > now)) throw new CredentialError('bad-expires-in');
+    return { accessToken: t.token, tokenType: 'Bearer', expiresIn: Math.floor((t.expiresAt - now) / 1000), notAfter: t.expiresAt };
   }
 
   /**

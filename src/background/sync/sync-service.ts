@@ -21,7 +21,7 @@ import { deriveItemsKey, type VaultKeys } from '../../core/crypto/keys.ts';
 import { openRecord, sealRecord } from '../../core/crypto/seal.ts';
 import { newVaultKey, unwrapVaultKey, vaultKeyPlace, wrapVaultKey } from '../../core/crypto/share.ts';
 import { decodeItemBlob, encodeItemBlob } from '../../core/sync/item-blob.ts';
-import { blobHash, type EntryBody, isLogError, LIMITS } from '../../core/sync/log.ts';
+import { blobHash, type EntryBody, isLogError, LIMITS, type Membership } from '../../core/sync/log.ts';
 import {
   decodeSealedDevice,
   encodeSealedDevice,
@@ -771,6 +771,48 @@ export class SyncService {
     const client = new VaultClient(link.server, device, this.#clientOptions());
     this.#client = { key, client };
     return client;
+  }
+
+  /**
+   * Entries of this device's own that are not items (roles, engines: background/sync/admin.ts),
+   * signed and pushed after a pull; the state after them. The log's rules refuse what this device
+   * may not write before anything is sent.
+   */
+  async commitEntries(bodies: readonly EntryBody[]): Promise<{ state: Membership; me: string }> {
+    await this.syncNow();
+    return this.#net(() =>
+      this.#guard(async () => {
+        const { client, replica } = await this.#ready();
+        await client.push(
+          replica,
+          bodies.map((body) => ({ body })),
+        );
+        await this.#saveReplica(replica);
+        this.onChange();
+        return { state: replica.membership as Membership, me: client.device.public.id };
+      }),
+    );
+  }
+
+  /** The synced vault's verified state and this device's id in it (after a pull), for the team's views. */
+  async team(): Promise<{ state: Membership; me: string; server: string }> {
+    await this.syncNow();
+    const { link, client, replica } = await this.#ready();
+    if (!replica.membership) throw new RpcError('not-found', 'the vault is not synced yet');
+    return { state: replica.membership, me: client.device.public.id, server: link.server };
+  }
+
+  /** The distant vault this device syncs with (undefined: it does not). */
+  async server(): Promise<string | undefined> {
+    const link = await this.db.get('syncLink', 'link');
+    return link?.vault ? link.server : undefined;
+  }
+
+  /** A credential from an engine of the synced vault, asked for with this device's login. */
+  async engineToken(engine: string, role: string, ttlSeconds?: number): Promise<{ token: string; expiresAt: number }> {
+    const link = await this.db.get('syncLink', 'link');
+    if (!link?.vault) throw new RpcError('not-found', 'this device is not a member of a synced vault');
+    return (await this.#clientFor(link)).engineToken(link.vault, engine, role, ttlSeconds);
   }
 
   async #ready(): Promise<{ link: SyncLink; client: VaultClient; replica: Replica }> {

@@ -134,6 +134,19 @@ export class VaultClient {
     await this.#call('POST', '/v1/recovery', { vault, lookup, blob: toBase64(sealed) });
   }
 
+  /**
+   * A credential of `role` from engine `engine` of `vault` (issue 15): what the signed log's policy
+   * gives this device. A refusal is SyncError 'refused' (403: no such policy) or 'not-found'.
+   */
+  async engineToken(vault: string, engine: string, role: string, ttlSeconds?: number): Promise<{ token: string; expiresAt: number }> {
+    const { json } = await this.#call('POST', `/v1/vaults/${vault}/engines/${engine}/token`, {
+      role,
+      ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+    });
+    if (typeof json.token !== 'string' || typeof json.expiresAt !== 'number') throw new SyncError('server', 'engine answer malformed');
+    return { token: json.token, expiresAt: json.expiresAt };
+  }
+
   async vaults(): Promise<string[]> {
     return (await this.#call('GET', '/v1/vaults')).json.vaults as string[];
   }

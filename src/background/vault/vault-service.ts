@@ -245,7 +245,11 @@ export class VaultService {
       const t = this.now();
       const kind = checkKind(input.kind);
       // a refresh token is spent by the device that created it until another takes the role over
-      const config = checkCredentialConfig(kind, { oauth2: { refresher: open.header.vaultId, ...input.oauth2 }, aws: input.aws });
+      const config = checkCredentialConfig(kind, {
+        oauth2: { refresher: open.header.vaultId, ...input.oauth2 },
+        aws: input.aws,
+        distant: input.distant,
+      });
       const value = isMinted(kind) ? await checkedMaterial(kind, config, input.material) : checkValue(input.value);
       const meta: SecretMeta = {
         name,
@@ -315,12 +319,13 @@ export class VaultService {
       const config = checkCredentialConfig(kind, {
         oauth2: { ...o.meta.oauth2, ...patch.oauth2 },
         aws: patch.aws === undefined ? o.meta.aws : { ...o.meta.aws, ...patch.aws },
+        distant: patch.distant === undefined ? o.meta.distant : { ...o.meta.distant, ...patch.distant },
       });
       let value: string | undefined;
       if (isMinted(kind)) {
         if (patch.value !== undefined) throw new RpcError('bad-input', 'a minted credential has no value of its own: change its material');
         // new material, or the stored one re-checked against a changed configuration
-        if (patch.material !== undefined || patch.oauth2 !== undefined || patch.aws !== undefined)
+        if (patch.material !== undefined || patch.oauth2 !== undefined || patch.aws !== undefined || patch.distant !== undefined)
           value = await checkedMaterial(kind, config, patch.material ?? decodeMaterial(o.current));
         if (value === o.current) value = undefined;
       } else if (patch.value !== undefined) value = checkValue(patch.value);
@@ -774,6 +779,7 @@ function summary(s: StoredSecret, m: SecretMeta, now: number): SecretSummary {
     kind,
     ...(m.oauth2 ? { oauth2: m.oauth2 } : {}),
     ...(m.aws ? { aws: m.aws } : {}),
+    ...(m.distant ? { distant: m.distant } : {}),
   };
 }
 

@@ -24,7 +24,9 @@ export type CredentialErrorCode =
   | 'bad-key-file' // not a Google service account key file (type, client_email, private_key, token_uri)
   | 'bad-aws-key' // not an AWS access key id and secret access key of the documented shapes
   | 'aws-error' // AWS refused the request (its error code word is in the detail)
-  | 'clock-skew'; // AWS says the request's time is too far from its own (retried once with the server's date)
+  | 'clock-skew' // AWS says the request's time is too far from its own (retried once with the server's date)
+  | 'not-synced' // a distant kind in a vault this device does not sync to a distant vault
+  | 'distant-refused'; // the distant vault refused: no policy of that engine gives this device that role
 
 const MESSAGES: Record<CredentialErrorCode, string> = {
   'bad-endpoint': 'the token endpoint must be an https URL (http only on a loopback host), without credentials or fragment',
@@ -48,6 +50,8 @@ const MESSAGES: Record<CredentialErrorCode, string> = {
   'bad-token-type': 'the token endpoint answer is not a bearer token',
   'bad-expires-in': 'the token endpoint answer has no usable expires_in',
   'not-refresher': 'another device holds the refresher role for this credential',
+  'not-synced': 'this vault is not synced to a distant vault, whose engine would mint this credential',
+  'distant-refused': 'the distant vault refused: no policy of that engine gives this device that role',
 };
 
 export class CredentialError extends Error {

@@ -14,6 +14,9 @@
  * - `aws`: an access key (the material) signs each request with SigV4 in the worker, brokered
  *   only; with an AssumeRole configuration it mints session credentials at STS first, and those
  *   sign. Its configuration is `aws` (region, service, the role), not `oauth2`.
+ * - `distant`: a role of an engine of the synced vault's distant vault (issue 15); the device
+ *   logs in with its own key and asks for a credential there. No material: its configuration
+ *   `distant` (engine, role, TTL) is all.
  *
  * The configuration (token endpoint, client id, how the client authenticates, scope) is not
  * secret: it lives in the secret's metadata, so the options page and the consent window can show
@@ -32,12 +35,29 @@ export const SECRET_KINDS = [
   'google-service-account',
   'github-app',
   'aws',
+  'distant',
 ] as const;
 export type SecretKind = (typeof SECRET_KINDS)[number];
 /** A kind whose value is material the worker mints or signs with: it never goes on a request as it is. */
 export type MintedKind = Exclude<SecretKind, 'static'>;
 /** The kinds configured by `oauth2` settings: they mint a bearer token at a token endpoint. */
-export type OAuth2Kind = Exclude<MintedKind, 'aws'>;
+export type OAuth2Kind = Exclude<MintedKind, 'aws' | 'distant'>;
+
+/** A role of an engine of the distant vault, and the TTL to ask for (the policy caps it). */
+export type DistantConfig = { readonly engine: string; readonly role: string; readonly ttlSeconds?: number };
+
+const ENGINE_NAME = /^[a-z][a-z0-9-]{0,31}$/;
+
+export function checkDistantConfig(v: unknown): DistantConfig {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw bad('distant settings (engine, role) are required for this kind');
+  const c = v as Record<string, unknown>;
+  if (typeof c.engine !== 'string' || !ENGINE_NAME.test(c.engine)) throw bad('the engine is the name an admin gave it (a-z, 0-9, -)');
+  if (typeof c.role !== 'string' || !ENGINE_NAME.test(c.role)) throw bad('the role is a name of the engine’s policy (a-z, 0-9, -)');
+  const ttl = c.ttlSeconds;
+  if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 10 || ttl > 30 * 86_400))
+    throw bad('the TTL is 10 seconds to 30 days');
+  return { engine: c.engine, role: c.role, ...(typeof ttl === 'number' ? { ttlSeconds: ttl } : {}) };
+}
 
 export const CLIENT_AUTH_METHODS = ['client_secret_basic', 'client_secret_post', 'private_key_jwt', 'none'] as const;
 export type ClientAuthMethod = (typeof CLIENT_AUTH_METHODS)[number];
@@ -75,17 +95,19 @@ export type OAuth2Material = {
 export const isMinted = (kind: SecretKind | undefined): kind is MintedKind => kind !== undefined && kind !== 'static';
 
 /** A secret's non-secret configuration, by kind: `oauth2` for the OAuth 2.0 kinds, `aws` for AWS. */
-export type CredentialConfig = { readonly oauth2?: OAuth2Config; readonly aws?: AwsConfig };
+export type CredentialConfig = { readonly oauth2?: OAuth2Config; readonly aws?: AwsConfig; readonly distant?: DistantConfig };
 
 /** The configuration `kind` needs from `raw` (a static secret: none), checked. */
-export function checkCredentialConfig(kind: SecretKind, raw: { oauth2?: unknown; aws?: unknown }): CredentialConfig {
+export function checkCredentialConfig(kind: SecretKind, raw: { oauth2?: unknown; aws?: unknown; distant?: unknown }): CredentialConfig {
   if (kind === 'static') return {};
   if (kind === 'aws') return { aws: checkAwsConfig(raw.aws) };
+  if (kind === 'distant') return { distant: checkDistantConfig(raw.distant) };
   return { oauth2: checkOAuth2Config(kind, raw.oauth2) };
 }
 
 /** The material for a configuration, checked: exactly what the kind and its configuration need. */
 export function checkMaterial(kind: MintedKind, config: CredentialConfig, raw: unknown): OAuth2Material {
+  if (kind === 'distant') return {}; // the device's own login is its credential at the distant vault
   if (kind === 'aws') {
     if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad('the access key id and secret access key are required');
     try {

@@ -7,7 +7,7 @@
 import { checkName, checkRule, checkValue, type InjectionRule } from '../agents/policy.ts';
 import { fromUtf8, utf8 } from '../bytes.ts';
 import type { AwsConfig } from '../credentials/aws.ts';
-import { checkCredentialConfig, checkKind, type OAuth2Config, type SecretKind } from '../credentials/kinds.ts';
+import { checkCredentialConfig, checkKind, type DistantConfig, type OAuth2Config, type SecretKind } from '../credentials/kinds.ts';
 import { newDataKey, type VaultKeys } from '../crypto/keys.ts';
 import { type RecordContext, RecordKind } from '../crypto/record.ts';
 import { openRecord, sealRecord, unwrapKeyRecord, wrapKeyRecord } from '../crypto/seal.ts';
@@ -25,6 +25,8 @@ export type SecretMeta = {
   readonly oauth2?: OAuth2Config;
   /** an `aws` secret's configuration (region, service, the role it assumes) */
   readonly aws?: AwsConfig;
+  /** a `distant` secret's engine and role */
+  readonly distant?: DistantConfig;
   /** when the secret expires: its values are destroyed then (absent: never) */
   readonly expiresAt?: number;
   /**

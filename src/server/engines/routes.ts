@@ -1,5 +1,6 @@
 /**
- * The engines' HTTP routes (issue 15), under `/v1/vaults/{vault}/engines/{engine}/`:
+ * The engines' HTTP routes (issue 15). `GET /v1/engine-key` (public): the engine key admins pin
+ * after comparing its fingerprint. Under `/v1/vaults/{vault}/engines/{engine}/`:
  *
  *   POST token                              a member device asks for a credential of a role (session login)
  *   GET  jwks.json                          the jwt engine's public keys (public)
@@ -46,6 +47,15 @@ export class EngineRoutes {
 
   /** The handler for this request, or undefined if it is not an engine route. */
   pick(method: string, path: string, req: IncomingMessage, res: ServerResponse): [string, () => Promise<void>] | undefined {
+    if (path === '/v1/engine-key' && method === 'GET')
+      return [
+        'engine.key',
+        async () => {
+          // public: an admin pins it only after comparing its fingerprint with the operator's
+          const { engineKey, engineFingerprint } = await this.d.kms.status();
+          this.d.send(res, 200, { spki: engineKey, fingerprint: engineFingerprint });
+        },
+      ];
     const m = PATH.exec(path);
     if (!m) return undefined;
     const [, vault = '', engine = '', what] = m;

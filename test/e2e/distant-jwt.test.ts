@@ -1,0 +1,128 @@
+/**
+ * The distant vault's jwt engine used by the extension (issue 15): this browser's device creates
+ * the vault (admin from genesis), syncs it to a real distant vault with a key provider, pins the
+ * engine key after comparing its fingerprint, configures a jwt engine and a policy for itself, and
+ * adds a `distant` secret naming the engine's role. An agent page then calls an API that verifies
+ * every JWT through the distant vault's JWKS (jose), brokered and transparent, for more than two
+ * token lifetimes and through a signing-key rotation: zero failures.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import type { Page } from 'playwright';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
+import { openSqlite } from '../../src/server/sqlite.ts';
+import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
+import { callContinuously } from '../harness/continuous.ts';
+import { grantForPeriod } from '../harness/provider.ts';
+import { appServer, close, cors, listen } from '../harness/servers.ts';
+import { type RunningServer, startVaultServer } from '../harness/vault-server.ts';
+
+const AUDIENCE = 'https://orders.fake.example';
+const TOKEN_S = 5;
+const ROTATION_S = 10;
+
+describe('a jwt engine of the distant vault, used by an agent page', () => {
+  let srv: RunningServer;
+  let kms: FileKeyProvider;
+  let h: Harness;
+  let options: Page;
+  let agent: Page;
+  let app: Awaited<ReturnType<typeof appServer>>;
+  let base = '';
+  const seen: { at: number; ok: boolean; kid?: string; via: string }[] = [];
+  let api: Awaited<ReturnType<typeof listen>>;
+  let apiHost = '';
+
+  const ok = <T>(method: string, params?: unknown) => rpcOk<T>(options, method, params);
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keyhole-distant-'));
+    kms = new FileKeyProvider(join(dir, 'keys.json'), { create: true });
+    await kms.init();
+    srv = await startVaultServer(openSqlite(dir), { requestsPerMinute: 1_000_000, loginsPerMinute: 100_000 }, { kms });
+    app = await appServer();
+    // an API that takes only tokens it can verify through the distant vault's JWKS
+    let jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+    api = await listen(async (req, res) => {
+      const { headers, answered } = cors(req, res, 'GET, OPTIONS');
+      if (answered) return;
+      const url = new URL(req.url ?? '/', 'http://x');
+      const token = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1] ?? '';
+      let good = false;
+      let kid: string | undefined;
+      try {
+        jwks ??= createRemoteJWKSet(new URL(`${base}/jwks.json`));
+        await jwtVerify(token, jwks, { issuer: base, audience: AUDIENCE, algorithms: ['ES256'] });
+        kid = decodeProtectedHeader(token).kid;
+        good = true;
+      } catch {
+        good = false;
+      }
+      seen.push({ at: Date.now(), ok: good, ...(kid ? { kid } : {}), via: url.searchParams.get('via') ?? '' });
+      res.writeHead(good ? 200 : 401, { ...headers, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: good }));
+    });
+    apiHost = `localhost:${(api.address() as { port: number }).port}`;
+
+    h = await launch();
+    options = await h.open(OPTIONS);
+    await ok('vault.create', { passphrase: 'distant test passphrase FAKE', kdf: 'pbkdf2-sha256' });
+    await ok('settings.set', { requestsPerMinute: 100_000 });
+    await ok('sync.enable', { server: srv.origin, deviceName: 'agent browser' });
+    agent = await h.context.newPage();
+    await agent.goto(`http://127.0.0.1:${app.port}/`);
+  });
+  afterAll(async () => {
+    await h?.close();
+    await Promise.all([srv?.close(), app?.close(), api ? close(api) : undefined]);
+  });
+
+  it('an admin pins the engine key only with the operator’s fingerprint, then configures the engine and a policy', async () => {
+    const wrong = await rpc<{ ok: boolean; error?: { code: string; message: string } }>(options, 'engines.pinKey', {
+      fingerprint: '0000 1111 2222 3333',
+    });
+    expect(wrong.ok).toBe(false);
+    expect(wrong.error?.message).toContain('nothing was pinned');
+    const { engineFingerprint } = await kms.status();
+    let team = await ok<{ me: string; engineKeyFingerprint?: string; members: { id: string; roles: string[] }[] }>('engines.pinKey', {
+      fingerprint: engineFingerprint,
+    });
+    expect(team.engineKeyFingerprint).toBe(engineFingerprint);
+    expect(team.members.find((m) => m.id === team.me)?.roles).toEqual(['admin']);
+    await ok('engines.configure', {
+      engine: 'orders-api',
+      kind: 'jwt',
+      config: { audience: AUDIENCE, tokenMaxSeconds: 10, rotationSeconds: ROTATION_S, roles: { caller: { scope: 'orders:read' } } },
+    });
+    team = await ok('engines.setPolicy', {
+      engine: 'orders-api',
+      policy: { role: 'caller', members: [team.me], maxTtlSeconds: TOKEN_S },
+    });
+    const vault = (await ok<{ vault?: string }>('sync.status')).vault;
+    base = `${srv.origin}/v1/vaults/${vault}/engines/orders-api`;
+    expect((await (await fetch(`${base}/.well-known/openid-configuration`)).json()).issuer).toBe(base);
+  });
+
+  it('an agent page calls the API with the engine’s tokens, brokered and transparent, over two lifetimes and a key rotation: zero failures', async () => {
+    await ok('secrets.create', {
+      name: 'orders',
+      kind: 'distant',
+      distant: { engine: 'orders-api', role: 'caller' },
+      rule: { hosts: [apiHost], header: 'Authorization', template: 'Bearer {value}' },
+      material: {},
+    });
+    for (const mode of ['broker', 'transparent'] as const)
+      expect((await grantForPeriod(h.context, agent, { secrets: ['orders'], mode })).ok).toBe(true);
+    const started = Date.now();
+    const outcomes = await callContinuously(agent, apiHost, 'orders', (ROTATION_S + 4) * 1000, ['broker', 'transparent']);
+    expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+    expect(outcomes.filter((o) => o.mode === 'transparent').length).toBeGreaterThan(20);
+    const during = seen.filter((s) => s.at >= started);
+    expect(during.filter((s) => !s.ok)).toEqual([]);
+    expect(new Set(during.map((s) => s.kid)).size).toBeGreaterThanOrEqual(2); // signed by two keys: a rotation happened
+    expect((Date.now() - started) / 1000 / TOKEN_S).toBeGreaterThan(2);
+  });
+});
