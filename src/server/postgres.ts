@@ -6,6 +6,7 @@
  */
 import pg from 'pg';
 import type { DevicePublic } from '../core/sync/log.ts';
+import { postgresLeases } from './leases/sql-leases.ts';
 import {
   type Blob,
   type CommitInput,
@@ -237,6 +238,7 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
+    leases: postgresLeases(pool),
     async putEngineRecord(r) {
       await pool.query(
         `INSERT INTO engine_records (vault, engine, record, version, sealed) VALUES ($1, $2, $3, $4, $5)

@@ -7,6 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { DevicePublic, Membership } from '../core/sync/log.ts';
+import { sqliteLeases } from './leases/sql-leases.ts';
 import {
   type Blob,
   type CommitInput,
@@ -187,6 +188,7 @@ export function openSqlite(dataDir: string): Store {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
+    leases: sqliteLeases(db),
     async putEngineRecord(r) {
       q.putEngineRecord.run(r.vault, r.engine, r.record, r.version, r.sealed);
     },

@@ -4,6 +4,7 @@
  * blobs, and hashes of short-lived session tokens. No engine can decrypt anything.
  */
 import type { DevicePublic, Governance, Head, Membership } from '../core/sync/log.ts';
+import { LEASE_SCHEMA, type LeaseStore } from './leases/lease-store.ts';
 
 export type { Head };
 
@@ -71,6 +72,8 @@ export interface Store {
    * Engine records (issue 15): an engine's configuration and root credential, sealed by the key
    * provider (kms/envelope.ts); opaque here. `put` replaces the record's row.
    */
+  readonly leases: LeaseStore;
+
   putEngineRecord(r: EngineRecordRow): Promise<void>;
   /**
    * Writes `r` only if the stored row's version is `expected` (0: there is no row yet): one
@@ -104,6 +107,7 @@ CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, h
   PRIMARY KEY (vault, seq))${t.clustered};
 CREATE TABLE IF NOT EXISTS recovery (lookup TEXT PRIMARY KEY, vault TEXT NOT NULL, bytes ${t.bytes} NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes ${t.bytes} NOT NULL, PRIMARY KEY (vault, hash))${t.clustered};
+${LEASE_SCHEMA(t)}
 CREATE TABLE IF NOT EXISTS engine_records (vault TEXT NOT NULL, engine TEXT NOT NULL, record TEXT NOT NULL,
   version INTEGER NOT NULL, sealed TEXT NOT NULL, PRIMARY KEY (vault, engine, record));
 `;
