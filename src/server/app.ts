@@ -41,6 +41,8 @@ export type ServerOptions = {
   readonly limits?: Partial<Limits>;
   /** the key provider the engines use; without one, no engine route answers */
   readonly kms?: KeyProvider;
+  /** how often the lease sweeper runs (default 5 s; 0: never, tests sweep by hand) */
+  readonly sweepIntervalMs?: number;
 };
 
 export type Limits = {
@@ -76,6 +78,8 @@ export { HttpError };
 const tokenHash = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 export type VaultServer = {
+  /** the engine routes (with a key provider): their lease sweeper, for tests and operators' tools */
+  readonly engines: EngineRoutes | undefined;
   readonly server: Server;
   readonly listen: (port: number, host?: string) => Promise<number>;
   /** Stop taking requests, end event streams, let requests in flight finish, close the store. */
@@ -145,7 +149,16 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
   }
 
   const engines = opts.kms
-    ? new EngineRoutes({ store, kms: opts.kms, origin, now, device, readJson, send: (res, status, body) => send(res, status, body) })
+    ? new EngineRoutes({
+        store,
+        kms: opts.kms,
+        origin,
+        now,
+        device,
+        readJson,
+        send: (res, status, body) => send(res, status, body),
+        ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
+      })
     : undefined;
 
   /** A page of entries after `after`, with the blobs they name, as one JSON text (no re-parsing). */
@@ -463,6 +476,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
 
   return {
     server,
+    engines,
     listen: (port, host = '127.0.0.1') =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -474,7 +488,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     async close() {
       closing = true;
       clearInterval(sweep);
-      engines?.close();
+      await engines?.close();
       for (const s of streams) s.end();
       await new Promise<void>((r) => {
         server.close(() => r());

@@ -4,13 +4,20 @@
  * (initdb refuses root). Nothing outside the temporary directory is touched.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePort } from './servers.ts';
 
-export type Postgres = { readonly url: string; readonly stop: () => Promise<void> };
+export type Postgres = {
+  readonly url: string;
+  readonly port: number;
+  readonly stop: () => Promise<void>;
+  /** stops the server and keeps its data (a target database that is down), and starts it again */
+  readonly halt: () => Promise<void>;
+  readonly resume: () => Promise<void>;
+};
 
 function binDir(): string {
   const root = '/usr/lib/postgresql';
@@ -19,7 +26,11 @@ function binDir(): string {
   throw new Error('PostgreSQL server binaries not found under /usr/lib/postgresql (apt-get install postgresql)');
 }
 
-export async function startPostgres(): Promise<Postgres> {
+/**
+ * `password`: TCP logins need it (scram-sha-256), as a real target database's would; without it,
+ * every login is trusted (the server's own store in tests).
+ */
+export async function startPostgres(opts: { password?: string } = {}): Promise<Postgres> {
   const bin = binDir();
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-pg-'));
   const data = join(dir, 'data');
@@ -28,14 +39,46 @@ export async function startPostgres(): Promise<Postgres> {
     ? { uid: Number(execFileSync('id', ['-u', 'postgres']).toString()), gid: Number(execFileSync('id', ['-g', 'postgres']).toString()) }
     : {};
   if (asRoot) chownSync(dir, ids.uid as number, ids.gid as number);
-  execFileSync(join(bin, 'initdb'), ['-D', data, '-A', 'trust', '-U', 'keyhole', '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore' });
+  const auth = ['-A', 'trust'];
+  if (opts.password !== undefined) {
+    const pwfile = join(dir, 'pw');
+    writeFileSync(pwfile, `${opts.password}\n`, { mode: 0o600 });
+    if (asRoot) chownSync(pwfile, ids.uid as number, ids.gid as number);
+    auth.splice(0, 2, '--auth-host=scram-sha-256', '--auth-local=trust', `--pwfile=${pwfile}`);
+  }
+  execFileSync(join(bin, 'initdb'), ['-D', data, ...auth, '-U', 'keyhole', '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore' });
   const port = await freePort();
-  const proc: ChildProcess = spawn(
-    join(bin, 'postgres'),
-    ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
-    { ...ids, stdio: 'ignore' },
-  );
-  const url = `postgresql://keyhole@127.0.0.1:${port}/postgres`;
+  const run = () =>
+    spawn(
+      join(bin, 'postgres'),
+      ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
+      { ...ids, stdio: 'ignore' },
+    );
+  let proc: ChildProcess = run();
+  const url = `postgresql://keyhole${opts.password !== undefined ? `:${encodeURIComponent(opts.password)}` : ''}@127.0.0.1:${port}/postgres`;
+  await ready(url, () => proc);
+  const halt = async () => {
+    if (proc.exitCode !== null || proc.signalCode !== null) return;
+    const exited = new Promise((r) => proc.once('exit', r));
+    proc.kill('SIGINT'); // fast shutdown
+    await exited;
+  };
+  return {
+    url,
+    port,
+    halt,
+    async resume() {
+      proc = run();
+      await ready(url, () => proc);
+    },
+    async stop() {
+      await halt();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function ready(url: string, proc: () => ChildProcess): Promise<void> {
   const deadline = Date.now() + 30_000;
   for (;;) {
     const c = new pg.Client({ connectionString: url });
@@ -45,17 +88,8 @@ export async function startPostgres(): Promise<Postgres> {
       break;
     } catch (e) {
       await c.end().catch(() => {});
-      if (Date.now() > deadline || proc.exitCode !== null) throw new Error(`postgres did not start: ${(e as Error).message}`);
+      if (Date.now() > deadline || proc().exitCode !== null) throw new Error(`postgres did not start: ${(e as Error).message}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   }
-  return {
-    url,
-    async stop() {
-      const exited = new Promise((r) => proc.once('exit', r));
-      proc.kill('SIGINT'); // fast shutdown
-      await exited;
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }

@@ -18,6 +18,8 @@ export type Engine = 'sqlite' | 'postgres';
 export type RunningServer = {
   readonly origin: string;
   readonly store: Store;
+  /** the engine routes, when the server has a key provider (tests sweep leases by hand) */
+  readonly engines?: unknown;
   readonly logs: string[];
   readonly close: () => Promise<void>;
 };
@@ -31,14 +33,14 @@ export async function openStore(engine: Engine, pgUrl?: string): Promise<Store> 
 export async function startVaultServer(
   store: Store,
   limits: Partial<Limits> = {},
-  extra: { kms?: KeyProvider; now?: () => number } = {},
+  extra: { kms?: KeyProvider; now?: () => number; sweepIntervalMs?: number } = {},
 ): Promise<RunningServer> {
   const logs: string[] = [];
   const port = await freePort();
   const origin = `http://127.0.0.1:${port}`;
   const app = createVaultServer({ store, origin, log: (r) => logs.push(JSON.stringify(r)), limits, ...extra });
   await app.listen(port);
-  return { origin, store, logs, close: () => app.close() };
+  return { origin, store, logs, engines: app.engines, close: () => app.close() };
 }
 
 export type ServerProcess = {

@@ -11,11 +11,13 @@
  * "No such vault", "not a member" and "no such engine" answer alike (404).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { type EngineDef, governance, type Membership, policyFor, UUID } from '../../core/sync/log.ts';
+import { type EngineDef, governance, hasRole, type Membership, policyFor, UUID } from '../../core/sync/log.ts';
 import { HttpError } from '../http.ts';
 import type { KeyProvider } from '../kms/provider.ts';
+import { LeaseSweeper } from '../leases/sweeper.ts';
 import type { Store } from '../store.ts';
 import { EngineError, JwtEngine } from './jwt.ts';
+import { LeasedEngines } from './leased.ts';
 
 export type EngineRouteDeps = {
   readonly store: Store;
@@ -26,6 +28,9 @@ export type EngineRouteDeps = {
   readonly device: (req: IncomingMessage) => Promise<string>;
   readonly readJson: (req: IncomingMessage) => Promise<Record<string, unknown>>;
   readonly send: (res: ServerResponse, status: number, body: unknown) => void;
+  /** how often the lease sweeper runs (0: not started; tests sweep by hand) */
+  readonly sweepIntervalMs?: number;
+  readonly maxLeasesPerVault?: number;
 };
 
 const PATH = /^\/v1\/vaults\/([^/]+)\/engines\/([a-z][a-z0-9-]{0,31})\/(token|jwks\.json|\.well-known\/openid-configuration)$/;
@@ -33,16 +38,27 @@ const notFound = () => new HttpError(404, 'not-found', 'no such engine');
 
 export class EngineRoutes {
   private readonly jwt = new Map<string, JwtEngine>();
+  readonly leased: LeasedEngines;
+  readonly sweeper: LeaseSweeper;
   /** verified states by vault, dropped when its head moves (any replica: the store's subscription) */
   private readonly states = new Map<string, Promise<Membership | undefined>>();
   private readonly unsubscribe: () => void;
 
   constructor(private readonly d: EngineRouteDeps) {
     this.unsubscribe = d.store.subscribe((vault) => this.states.delete(vault));
+    this.leased = new LeasedEngines({
+      kms: d.kms,
+      store: d.store,
+      now: d.now,
+      ...(d.maxLeasesPerVault ? { maxLeasesPerVault: d.maxLeasesPerVault } : {}),
+    });
+    this.sweeper = new LeaseSweeper({ leases: d.store.leases, revoke: this.leased.revoke, now: d.now });
+    if (d.sweepIntervalMs !== 0) this.sweeper.start(d.sweepIntervalMs ?? 5000);
   }
 
-  close(): void {
+  async close(): Promise<void> {
     this.unsubscribe();
+    await this.sweeper.stop();
   }
 
   /** The handler for this request, or undefined if it is not an engine route. */
@@ -56,6 +72,13 @@ export class EngineRoutes {
           this.d.send(res, 200, { spki: engineKey, fingerprint: engineFingerprint });
         },
       ];
+    const lease = /^\/v1\/leases\/([0-9a-f-]{36})\/(renew|revoke)$/.exec(path);
+    if (lease && method === 'POST') {
+      const [, id = '', what] = lease;
+      return what === 'renew' ? ['lease.renew', () => this.renew(req, res, id)] : ['lease.revoke', () => this.revoke(req, res, id)];
+    }
+    const listed = /^\/v1\/vaults\/([^/]+)\/leases$/.exec(path)?.[1];
+    if (listed !== undefined && UUID.test(listed) && method === 'GET') return ['lease.list', () => this.list(req, res, listed)];
     const m = PATH.exec(path);
     if (!m) return undefined;
     const [, vault = '', engine = '', what] = m;
@@ -102,15 +125,73 @@ export class EngineRoutes {
       throw new HttpError(400, 'bad-request', 'ttlSeconds must be a positive integer');
     const state = await this.state(vault);
     if (!state?.members.has(device)) throw notFound();
-    const { def } = await this.engineOf(vault, engine, 'jwt');
+    const def = governance(state).engines[engine];
+    if (!def) throw notFound();
     const policy = policyFor(state, engine, role, device);
     if (!policy) throw new HttpError(403, 'not-allowed', 'no policy of this engine gives this device that role');
     try {
-      const t = await this.jwtEngine(vault, engine).issue(def, policy, device, role, ttlSeconds as number | undefined);
-      this.d.send(res, 200, { token: t.token, expiresAt: t.expiresAt, ttlSeconds: t.ttlSeconds });
+      if (def.kind === 'jwt') {
+        const t = await this.jwtEngine(vault, engine).issue(def, policy, device, role, ttlSeconds as number | undefined);
+        this.d.send(res, 200, { token: t.token, expiresAt: t.expiresAt, ttlSeconds: t.ttlSeconds });
+        return;
+      }
+      const issued = await this.leased.issue(state, engine, def, policy, device, role, ttlSeconds as number | undefined);
+      this.d.send(res, 200, issued);
     } catch (e) {
       throw engineFailure(e);
     }
+  }
+
+  /** A lease of the caller's own (another device's answers as if there were none). */
+  private async ownLease(device: string, id: string) {
+    const l = await this.d.store.leases.get(id);
+    if (!l || l.device !== device || !(await this.state(l.vault))?.members.has(device))
+      throw new HttpError(404, 'not-found', 'no such lease');
+    return l;
+  }
+
+  private async renew(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const device = await this.d.device(req);
+    const { ttlSeconds } = await this.d.readJson(req);
+    if (ttlSeconds !== undefined && (typeof ttlSeconds !== 'number' || !Number.isInteger(ttlSeconds) || ttlSeconds < 1))
+      throw new HttpError(400, 'bad-request', 'ttlSeconds must be a positive integer');
+    const l = await this.ownLease(device, id);
+    const now = this.d.now();
+    if (l.state !== 'active' || l.expires <= now) throw new HttpError(409, 'not-active', 'the lease is not active');
+    const wanted = now + ((ttlSeconds as number | undefined) ?? Math.round((l.expires - l.issued) / 1000)) * 1000;
+    const expires = Math.min(wanted, l.maxExpires);
+    if (expires <= l.expires) throw new HttpError(409, 'max-ttl', 'the lease is at its maximum TTL: ask for a new one');
+    try {
+      await this.leased.renew(l, expires);
+    } catch (e) {
+      throw engineFailure(e);
+    }
+    if (!(await this.d.store.leases.renew(id, device, expires, now))) throw new HttpError(409, 'not-active', 'the lease is not active');
+    this.d.send(res, 200, { leaseId: id, expiresAt: expires, maxExpiresAt: l.maxExpires, capped: expires < wanted });
+  }
+
+  /** Revoked by its device or by an admin of its vault, at once (200); if the target cannot be reached now, the sweeper retries (202). */
+  private async revoke(req: IncomingMessage, res: ServerResponse, id: string): Promise<void> {
+    const device = await this.d.device(req);
+    const l = await this.d.store.leases.get(id);
+    const state = l ? await this.state(l.vault) : undefined;
+    const mayRevoke = l && state?.members.has(device) && (l.device === device || hasRole(state, device, 'admin'));
+    if (!l || !mayRevoke) throw new HttpError(404, 'not-found', 'no such lease');
+    await this.d.store.leases.markRevoking(id, this.d.now());
+    await this.sweeper.sweepOnce().catch(() => {}); // now, bounded by the per-call timeout; else the sweeper retries
+    const now = (await this.d.store.leases.get(id))?.state ?? 'revoking';
+    this.d.send(res, now === 'revoked' ? 200 : 202, { leaseId: id, state: now });
+  }
+
+  /** A member's own leases; an admin sees the vault's. Never a credential. */
+  private async list(req: IncomingMessage, res: ServerResponse, vault: string): Promise<void> {
+    const device = await this.d.device(req);
+    const state = await this.state(vault);
+    if (!state?.members.has(device)) throw notFound();
+    const all = await this.d.store.leases.list(vault, hasRole(state, device, 'admin') ? undefined : device);
+    this.d.send(res, 200, {
+      leases: all.map(({ revokeData: _, ...l }) => l),
+    });
   }
 
   private async jwks(res: ServerResponse, vault: string, engine: string): Promise<void> {

@@ -1,0 +1,181 @@
+/**
+ * Engines whose credentials live under a lease (issue 15): issue within the policy and the caps,
+ * renew up to the lease's maximum, revoke (by the sweeper, at expiry or when asked). Today: the
+ * `postgres` engine; `llm-keys` plugs in the same way.
+ *
+ * The root credential comes from the signed log, sealed to the engine key; the first use opens it
+ * through the key provider and keeps it as an engine record (`root@<seq>`, enveloped under the
+ * master key), so a lease outlives a later change of the engine's configuration: each lease's own
+ * sealed revocation data names the target and the root record it was made with.
+ */
+import { randomUUID } from 'node:crypto';
+import { openFromEngine } from '../../core/sync/engine-seal.ts';
+import type { EngineDef, EnginePolicy, Membership } from '../../core/sync/log.ts';
+import { governance } from '../../core/sync/log.ts';
+import { openEngineRecord, type SealedRecord, sealEngineRecord } from '../kms/envelope.ts';
+import type { KeyProvider } from '../kms/provider.ts';
+import type { Lease } from '../leases/lease-store.ts';
+import type { Store } from '../store.ts';
+import { EngineError } from './jwt.ts';
+import { checkPostgresConfig, checkPostgresRoot, createRole, dropRole, type PostgresConfig, renewRole, type Target } from './postgres.ts';
+
+/** What a lease's sealed revocation data holds: the engine kind, the target, and the root record to reach it. */
+type RevokeData = { kind: 'postgres'; name: string; target: Omit<PostgresConfig, 'roles'>; root: string };
+
+export type LeasedDeps = {
+  readonly kms: KeyProvider;
+  readonly store: Store;
+  readonly now: () => number;
+  /** live leases at most per vault (each device's cap is its policy's, default 10) */
+  readonly maxLeasesPerVault?: number;
+  readonly callTimeoutMs?: number;
+};
+
+export const DEFAULT_LEASES_PER_DEVICE = 10;
+export const DEFAULT_LEASES_PER_VAULT = 1000;
+
+export type Issued = {
+  readonly leaseId: string;
+  readonly expiresAt: number;
+  readonly maxExpiresAt: number;
+  readonly renewable: boolean;
+  readonly credential: Readonly<Record<string, string | number>>;
+};
+
+export class LeasedEngines {
+  private readonly roots = new Map<string, Promise<unknown>>();
+
+  constructor(private readonly d: LeasedDeps) {}
+
+  private timeout(): number {
+    return this.d.callTimeoutMs ?? 10_000;
+  }
+
+  /** The engine's root credential (JSON), opened once and kept as an engine record. */
+  private root(state: Membership, engine: string, def: EngineDef): Promise<unknown> {
+    const record = `root@${def.seq}`;
+    const key = `${state.vault}/${engine}/${record}`;
+    let r = this.roots.get(key);
+    if (!r) {
+      r = this.openRoot(state, engine, def, record);
+      this.roots.set(key, r);
+      r.catch(() => this.roots.delete(key));
+    }
+    return r;
+  }
+
+  private async openRoot(state: Membership, engine: string, def: EngineDef, record: string): Promise<unknown> {
+    const place = { vault: state.vault, engine, record, version: 1 };
+    const row = await this.d.store.getEngineRecord(state.vault, engine, record);
+    if (row) return JSON.parse(Buffer.from(await openEngineRecord(this.d.kms, place, JSON.parse(row.sealed) as SealedRecord)).toString());
+    const engineKey = governance(state).engineKey;
+    if (!def.sealed || !engineKey) throw new EngineError('bad-config', 'the engine has no root credential sealed to the pinned engine key');
+    let plain: Uint8Array;
+    try {
+      plain = await openFromEngine(def.sealed, engineKey, (p) => this.d.kms.engineAgree(p), { vault: state.vault, engine, kind: def.kind });
+    } catch {
+      throw new EngineError('bad-config', 'the root credential is not sealed to this server’s engine key');
+    }
+    const sealed = await sealEngineRecord(this.d.kms, place, plain);
+    await this.d.store.casEngineRecord({ ...place, sealed: JSON.stringify(sealed) }, 0);
+    return JSON.parse(Buffer.from(plain).toString());
+  }
+
+  private async rootByRecord(vault: string, engine: string, record: string): Promise<unknown> {
+    const row = await this.d.store.getEngineRecord(vault, engine, record);
+    if (!row) throw new EngineError('unavailable', 'the root credential this lease was made with is gone');
+    const place = { vault, engine, record, version: 1 };
+    return JSON.parse(Buffer.from(await openEngineRecord(this.d.kms, place, JSON.parse(row.sealed) as SealedRecord)).toString());
+  }
+
+  /** A new credential under a lease, within the policy and the caps. */
+  async issue(
+    state: Membership,
+    engine: string,
+    def: EngineDef,
+    policy: EnginePolicy,
+    device: string,
+    role: string,
+    ttlAsked?: number,
+  ): Promise<Issued> {
+    if (def.kind !== 'postgres') throw new EngineError('bad-config', `engine kind ${def.kind} does not issue leases here`);
+    const config = checkPostgresConfig(def.config);
+    const perDevice = policy.maxLeasesPerDevice ?? DEFAULT_LEASES_PER_DEVICE;
+    if ((await this.d.store.leases.countLive(state.vault, device)) >= perDevice)
+      throw new EngineError('not-allowed', `this device holds its ${perDevice} live leases: revoke one first`);
+    if ((await this.d.store.leases.countLive(state.vault)) >= (this.d.maxLeasesPerVault ?? DEFAULT_LEASES_PER_VAULT))
+      throw new EngineError('not-allowed', 'the vault holds as many live leases as this server allows');
+    const root = checkPostgresRoot(await this.root(state, engine, def));
+    const now = this.d.now();
+    const ttl = Math.min(ttlAsked ?? config.defaultTtlSeconds, policy.maxTtlSeconds);
+    const expires = now + ttl * 1000;
+    const maxExpires = now + policy.maxTtlSeconds * 1000;
+    const target: Target = { config, root };
+    const made = await createRole(target, role, expires, this.timeout());
+    const id = randomUUID();
+    const data: RevokeData = {
+      kind: 'postgres',
+      name: made.username,
+      target: { host: config.host, port: config.port, database: config.database, defaultTtlSeconds: config.defaultTtlSeconds },
+      root: `root@${def.seq}`,
+    };
+    try {
+      const revokeData = JSON.stringify(
+        await sealEngineRecord(
+          this.d.kms,
+          { vault: state.vault, engine, record: `lease:${id}`, version: 1 },
+          Buffer.from(JSON.stringify(data)),
+        ),
+      );
+      await this.d.store.leases.insert({
+        id,
+        vault: state.vault,
+        engine,
+        role,
+        device,
+        issued: now,
+        expires,
+        maxExpires,
+        renewable: true,
+        state: 'active',
+        attempts: 0,
+        nextAttempt: expires,
+        revokeData,
+      });
+    } catch (e) {
+      await dropRole(target, made.username, this.timeout()).catch(() => {}); // no role without its lease
+      throw e;
+    }
+    return {
+      leaseId: id,
+      expiresAt: expires,
+      maxExpiresAt: maxExpires,
+      renewable: true,
+      credential: { username: made.username, password: made.password, host: config.host, port: config.port, database: config.database },
+    };
+  }
+
+  private async revokeData(l: Lease): Promise<RevokeData> {
+    const place = { vault: l.vault, engine: l.engine, record: `lease:${l.id}`, version: 1 };
+    return JSON.parse(
+      Buffer.from(await openEngineRecord(this.d.kms, place, JSON.parse(l.revokeData) as SealedRecord)).toString(),
+    ) as RevokeData;
+  }
+
+  private async target(l: Lease, data: RevokeData): Promise<Target> {
+    const root = checkPostgresRoot(await this.rootByRecord(l.vault, l.engine, data.root));
+    return { config: { ...data.target, roles: {} }, root };
+  }
+
+  /** Extends the lease at the target, then in the store; the new expiry. */
+  async renew(l: Lease, expires: number): Promise<void> {
+    const data = await this.revokeData(l);
+    await renewRole(await this.target(l, data), data.name, expires, this.timeout());
+  }
+
+  /** The sweeper's revocation: idempotent (a role already gone is revoked). */
+  readonly revoke = async (l: Lease): Promise<void> => {
+    const data = await this.revokeData(l);
+    await dropRole(await this.target(l, data), data.name, this.timeout());
+  };
+}
