@@ -17,10 +17,13 @@ import type { KeyProvider } from '../kms/provider.ts';
 import type { Lease } from '../leases/lease-store.ts';
 import type { Store } from '../store.ts';
 import { EngineError } from './jwt.ts';
+import { ADAPTERS, checkLlmKeysConfig, checkLlmKeysRoot, type LlmKeysConfig } from './llm-keys.ts';
 import { checkPostgresConfig, checkPostgresRoot, createRole, dropRole, type PostgresConfig, renewRole, type Target } from './postgres.ts';
 
 /** What a lease's sealed revocation data holds: the engine kind, the target, and the root record to reach it. */
-type RevokeData = { kind: 'postgres'; name: string; target: Omit<PostgresConfig, 'roles'>; root: string };
+type RevokeData =
+  | { kind: 'postgres'; name: string; target: Omit<PostgresConfig, 'roles'>; root: string }
+  | { kind: 'llm-keys'; keyId: string; target: LlmKeysConfig; root: string };
 
 export type LeasedDeps = {
   readonly kms: KeyProvider;
@@ -98,35 +101,45 @@ export class LeasedEngines {
     role: string,
     ttlAsked?: number,
   ): Promise<Issued> {
-    if (def.kind !== 'postgres') throw new EngineError('bad-config', `engine kind ${def.kind} does not issue leases here`);
-    const config = checkPostgresConfig(def.config);
+    if (def.kind !== 'postgres' && def.kind !== 'llm-keys')
+      throw new EngineError('bad-config', `engine kind ${def.kind} does not issue leases`);
     const perDevice = policy.maxLeasesPerDevice ?? DEFAULT_LEASES_PER_DEVICE;
     if ((await this.d.store.leases.countLive(state.vault, device)) >= perDevice)
       throw new EngineError('not-allowed', `this device holds its ${perDevice} live leases: revoke one first`);
     if ((await this.d.store.leases.countLive(state.vault)) >= (this.d.maxLeasesPerVault ?? DEFAULT_LEASES_PER_VAULT))
       throw new EngineError('not-allowed', 'the vault holds as many live leases as this server allows');
-    const root = checkPostgresRoot(await this.root(state, engine, def));
     const now = this.d.now();
-    const ttl = Math.min(ttlAsked ?? config.defaultTtlSeconds, policy.maxTtlSeconds);
+    const id = randomUUID();
+    const rootRecord = `root@${def.seq}`;
+    let data: RevokeData;
+    let credential: Record<string, string | number>;
+    let undo: () => Promise<void>;
+    let ttl: number;
+    if (def.kind === 'postgres') {
+      const config = checkPostgresConfig(def.config);
+      const target: Target = { config, root: checkPostgresRoot(await this.root(state, engine, def)) };
+      ttl = Math.min(ttlAsked ?? config.defaultTtlSeconds, policy.maxTtlSeconds);
+      const made = await createRole(target, role, now + ttl * 1000, this.timeout());
+      const { roles: _, ...where } = config;
+      data = { kind: 'postgres', name: made.username, target: where, root: rootRecord };
+      credential = { username: made.username, password: made.password, host: config.host, port: config.port, database: config.database };
+      undo = () => dropRole(target, made.username, this.timeout());
+    } else {
+      const config = checkLlmKeysConfig(def.config);
+      const root = checkLlmKeysRoot(await this.root(state, engine, def));
+      ttl = Math.min(ttlAsked ?? policy.maxTtlSeconds, policy.maxTtlSeconds);
+      const adapter = ADAPTERS[config.provider];
+      // the key's name at the provider says what it is for: the role and the lease
+      const made = await adapter.create(config, root, `keyhole-${role}-${id}`, AbortSignal.timeout(this.timeout()));
+      data = { kind: 'llm-keys', keyId: made.keyId, target: config, root: rootRecord };
+      credential = { apiKey: made.apiKey, keyId: made.keyId, provider: config.provider };
+      undo = () => adapter.delete(config, root, made.keyId, AbortSignal.timeout(this.timeout()));
+    }
     const expires = now + ttl * 1000;
     const maxExpires = now + policy.maxTtlSeconds * 1000;
-    const target: Target = { config, root };
-    const made = await createRole(target, role, expires, this.timeout());
-    const id = randomUUID();
-    const data: RevokeData = {
-      kind: 'postgres',
-      name: made.username,
-      target: { host: config.host, port: config.port, database: config.database, defaultTtlSeconds: config.defaultTtlSeconds },
-      root: `root@${def.seq}`,
-    };
     try {
-      const revokeData = JSON.stringify(
-        await sealEngineRecord(
-          this.d.kms,
-          { vault: state.vault, engine, record: `lease:${id}`, version: 1 },
-          Buffer.from(JSON.stringify(data)),
-        ),
-      );
+      const place = { vault: state.vault, engine, record: `lease:${id}`, version: 1 };
+      const revokeData = JSON.stringify(await sealEngineRecord(this.d.kms, place, Buffer.from(JSON.stringify(data))));
       await this.d.store.leases.insert({
         id,
         vault: state.vault,
@@ -143,16 +156,10 @@ export class LeasedEngines {
         revokeData,
       });
     } catch (e) {
-      await dropRole(target, made.username, this.timeout()).catch(() => {}); // no role without its lease
+      await undo().catch(() => {}); // no credential without its lease
       throw e;
     }
-    return {
-      leaseId: id,
-      expiresAt: expires,
-      maxExpiresAt: maxExpires,
-      renewable: true,
-      credential: { username: made.username, password: made.password, host: config.host, port: config.port, database: config.database },
-    };
+    return { leaseId: id, expiresAt: expires, maxExpiresAt: maxExpires, renewable: true, credential };
   }
 
   private async revokeData(l: Lease): Promise<RevokeData> {
@@ -162,20 +169,22 @@ export class LeasedEngines {
     ) as RevokeData;
   }
 
-  private async target(l: Lease, data: RevokeData): Promise<Target> {
+  private async pgTarget(l: Lease, data: Extract<RevokeData, { kind: 'postgres' }>): Promise<Target> {
     const root = checkPostgresRoot(await this.rootByRecord(l.vault, l.engine, data.root));
     return { config: { ...data.target, roles: {} }, root };
   }
 
-  /** Extends the lease at the target, then in the store; the new expiry. */
+  /** Extends the lease at the target (a role's VALID UNTIL; an API key has no expiry of its own: nothing to do). */
   async renew(l: Lease, expires: number): Promise<void> {
     const data = await this.revokeData(l);
-    await renewRole(await this.target(l, data), data.name, expires, this.timeout());
+    if (data.kind === 'postgres') await renewRole(await this.pgTarget(l, data), data.name, expires, this.timeout());
   }
 
-  /** The sweeper's revocation: idempotent (a role already gone is revoked). */
-  readonly revoke = async (l: Lease): Promise<void> => {
+  /** The sweeper's revocation: idempotent (a role or key already gone is revoked). */
+  readonly revoke = async (l: Lease, signal?: AbortSignal): Promise<void> => {
     const data = await this.revokeData(l);
-    await dropRole(await this.target(l, data), data.name, this.timeout());
+    if (data.kind === 'postgres') return dropRole(await this.pgTarget(l, data), data.name, this.timeout());
+    const root = checkLlmKeysRoot(await this.rootByRecord(l.vault, l.engine, data.root));
+    await ADAPTERS[data.target.provider].delete(data.target, root, data.keyId, signal ?? AbortSignal.timeout(this.timeout()));
   };
 }

@@ -1,0 +1,93 @@
+/**
+ * The `llm-keys` engine (issue 15): a per-agent API key minted through an LLM provider's
+ * management API and deleted when its lease ends, so a leaked key dies with its lease. One small
+ * adapter per provider; OpenAI first, through its organization admin API:
+ *
+ *   POST   {apiBase}/organization/projects/{project}/service_accounts   { name }  -> { id, api_key: { value, id } }
+ *   DELETE {apiBase}/organization/projects/{project}/service_accounts/{id}        -> { deleted: true } (404: already gone)
+ *
+ * with the organization's admin key (the root credential, sealed to the engine key) as bearer.
+ * Deleting the project service account deletes its key. No answer body is ever logged or kept:
+ * the key's value goes to the device that asked, once.
+ */
+import { EngineError } from './jwt.ts';
+
+export type LlmKeysConfig = { readonly provider: 'openai'; readonly apiBase: string; readonly projectId: string };
+export type LlmKeysRoot = { readonly adminKey: string };
+export type MintedKey = { readonly keyId: string; readonly apiKey: string };
+
+export interface LlmKeyAdapter {
+  create(c: LlmKeysConfig, root: LlmKeysRoot, name: string, signal: AbortSignal): Promise<MintedKey>;
+  /** idempotent: a key already gone is deleted */
+  delete(c: LlmKeysConfig, root: LlmKeysRoot, keyId: string, signal: AbortSignal): Promise<void>;
+}
+
+export function checkLlmKeysConfig(c: Readonly<Record<string, unknown>>): LlmKeysConfig {
+  const bad = (what: string) => new EngineError('bad-config', `llm-keys engine: ${what}`);
+  if (c.provider !== 'openai') throw bad('provider is openai (the only adapter so far)');
+  const apiBase = c.apiBase ?? 'https://api.openai.com/v1';
+  let url: URL;
+  try {
+    url = new URL(String(apiBase));
+  } catch {
+    throw bad('apiBase is a URL');
+  }
+  const loopback = url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
+  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw bad('apiBase is https (http only on loopback)');
+  if (typeof c.projectId !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(c.projectId)) throw bad('projectId is the project’s id');
+  return { provider: 'openai', apiBase: url.href.replace(/\/+$/, ''), projectId: c.projectId };
+}
+
+export function checkLlmKeysRoot(x: unknown): LlmKeysRoot {
+  const r = x as Partial<LlmKeysRoot> | null;
+  if (typeof r?.adminKey !== 'string' || !/^[\x21-\x7e]{8,512}$/.test(r.adminKey))
+    throw new EngineError('bad-config', 'llm-keys engine: the root credential is {adminKey}');
+  return { adminKey: r.adminKey };
+}
+
+async function call(url: string, init: RequestInit, signal: AbortSignal): Promise<{ status: number; json: Record<string, unknown> }> {
+  let res: Response;
+  try {
+    res = await fetch(url, { ...init, signal, redirect: 'error' });
+  } catch {
+    throw new EngineError('unavailable', 'the provider’s management API cannot be reached');
+  }
+  const text = await res.text().catch(() => '');
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    // not JSON: judged by its status alone
+  }
+  return { status: res.status, json };
+}
+
+export const openaiAdapter: LlmKeyAdapter = {
+  async create(c, root, name, signal) {
+    const { status, json } = await call(
+      `${c.apiBase}/organization/projects/${c.projectId}/service_accounts`,
+      {
+        method: 'POST',
+        headers: { authorization: `Bearer ${root.adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name }),
+      },
+      signal,
+    );
+    const key = json.api_key as { value?: unknown } | undefined;
+    if (status !== 200 && status !== 201) throw new EngineError('unavailable', `the provider refused to create a key (HTTP ${status})`);
+    if (typeof json.id !== 'string' || typeof key?.value !== 'string')
+      throw new EngineError('unavailable', 'the provider’s answer has no key');
+    return { keyId: json.id, apiKey: key.value };
+  },
+  async delete(c, root, keyId, signal) {
+    const { status } = await call(
+      `${c.apiBase}/organization/projects/${c.projectId}/service_accounts/${encodeURIComponent(keyId)}`,
+      { method: 'DELETE', headers: { authorization: `Bearer ${root.adminKey}` } },
+      signal,
+    );
+    if (status === 200 || status === 204 || status === 404) return; // 404: already gone
+    throw new EngineError('unavailable', `the provider refused to delete the key (HTTP ${status})`);
+  },
+};
+
+export const ADAPTERS: Readonly<Record<LlmKeysConfig['provider'], LlmKeyAdapter>> = { openai: openaiAdapter };

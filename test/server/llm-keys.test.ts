@@ -1,0 +1,118 @@
+/**
+ * The `llm-keys` engine against a local server shaped like OpenAI's organization admin API
+ * (issue 15): each agent lease creates a project service account key there, and the key is
+ * deleted at lease end: on revoke, at expiry by the sweeper, during a provider outage once it is
+ * back, and after the server crashed holding live leases (a new server on the same store sweeps
+ * them). The admin key never leaves the sealed root credential; the minted key goes to the device.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { VaultClient } from '../../src/background/sync/vault-client.ts';
+import { utf8 } from '../../src/core/bytes.ts';
+import { sealToEngine } from '../../src/core/sync/engine-seal.ts';
+import type { EntryBody } from '../../src/core/sync/log.ts';
+import type { EngineRoutes } from '../../src/server/engines/routes.ts';
+import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
+import { openSqlite } from '../../src/server/sqlite.ts';
+import { type OpenAiAdmin, startOpenAiAdmin } from '../harness/openai-admin.ts';
+import { device, login, post } from '../harness/sync.ts';
+import { type RunningServer, startVaultServer } from '../harness/vault-server.ts';
+
+describe('the llm-keys engine', () => {
+  let openai: OpenAiAdmin;
+  let dir: string;
+  let kms: FileKeyProvider;
+  let srv: RunningServer;
+  let offset = 0;
+  const now = () => Date.now() + offset;
+  let member: VaultClient;
+  let vault = '';
+  const limits = { loginsPerMinute: 100_000, requestsPerMinute: 1_000_000, clockSkewMs: 3_600_000 };
+  const engines = () => srv.engines as EngineRoutes;
+  const mint = async () => {
+    const r = await post(
+      srv.origin,
+      `/v1/vaults/${vault}/engines/agent-keys/token`,
+      { role: 'agent', ttlSeconds: 30 },
+      await login(srv.origin, member),
+    );
+    expect(r.status).toBe(200);
+    return (await r.json()) as { leaseId: string; credential: { apiKey: string; keyId: string } };
+  };
+
+  beforeAll(async () => {
+    openai = await startOpenAiAdmin();
+    dir = mkdtempSync(join(tmpdir(), 'keyhole-llmkeys-'));
+    kms = new FileKeyProvider(join(dir, 'keys.json'), { create: true });
+    await kms.init();
+    srv = await startVaultServer(openSqlite(dir), limits, { kms, now, sweepIntervalMs: 0 });
+    const admin = await device(srv.origin, 'admin');
+    member = await device(srv.origin, 'agent');
+    const replica = await admin.createVault();
+    vault = replica.vault;
+    const engineKey = (await kms.status()).engineKey;
+    const sealed = await sealToEngine(engineKey, utf8(JSON.stringify({ adminKey: openai.adminKey })), {
+      vault,
+      engine: 'agent-keys',
+      kind: 'llm-keys',
+    });
+    const bodies: EntryBody[] = [
+      { type: 'member.add', device: member.device.public },
+      { type: 'engine.key', spki: engineKey },
+      {
+        type: 'engine.config',
+        engine: 'agent-keys',
+        kind: 'llm-keys',
+        config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
+        sealed,
+      },
+      { type: 'engine.policy', engine: 'agent-keys', policy: { role: 'agent', members: ['*'], maxTtlSeconds: 60, maxLeasesPerDevice: 50 } },
+    ];
+    await admin.push(
+      replica,
+      bodies.map((body) => ({ body })),
+    );
+  });
+  afterAll(async () => {
+    await srv?.close();
+    await openai?.close();
+  });
+
+  it('a lease creates a key at the provider; revoking the lease deletes it there, once', async () => {
+    const lease = await mint();
+    expect(openai.live.get(lease.credential.keyId)).toBe(lease.credential.apiKey);
+    const r = await post(srv.origin, `/v1/leases/${lease.leaseId}/revoke`, {}, await login(srv.origin, member));
+    expect(r.status).toBe(200);
+    expect(openai.live.has(lease.credential.keyId)).toBe(false);
+    expect(openai.deleted.get(lease.credential.keyId)).toBe(1);
+  });
+
+  it('at expiry the sweeper deletes the key; during an outage it retries and deletes it when the provider is back', async () => {
+    const a = await mint();
+    const b = await mint();
+    openai.down = true;
+    offset += 31_000;
+    await engines().sweeper.sweepOnce();
+    expect([openai.live.has(a.credential.keyId), openai.live.has(b.credential.keyId)]).toEqual([true, true]);
+    expect((await srv.store.leases.get(a.leaseId))?.state).toBe('revoking');
+    openai.down = false;
+    offset += 2_000;
+    await engines().sweeper.sweepOnce();
+    expect([openai.deleted.get(a.credential.keyId), openai.deleted.get(b.credential.keyId)]).toEqual([1, 1]);
+  });
+
+  it('after a crash with live leases, a new server on the same store deletes their keys at expiry', async () => {
+    const held = [await mint(), await mint(), await mint()];
+    await srv.close(); // the server goes away holding three live leases
+    srv = await startVaultServer(openSqlite(dir), limits, { kms: new FileKeyProvider(join(dir, 'keys.json')), now, sweepIntervalMs: 0 });
+    offset += 31_000;
+    await engines().sweeper.sweepOnce();
+    expect(held.map((l) => openai.deleted.get(l.credential.keyId))).toEqual([1, 1, 1]);
+    expect(held.some((l) => openai.live.has(l.credential.keyId))).toBe(false);
+    const logs = srv.logs.join('\n');
+    for (const l of held) expect(logs).not.toContain(l.credential.apiKey);
+    expect(logs).not.toContain(openai.adminKey);
+  });
+});
