@@ -43,6 +43,10 @@ export type ServerOptions = {
   readonly kms?: KeyProvider;
   /** how often the lease sweeper runs (default 5 s; 0: never, tests sweep by hand) */
   readonly sweepIntervalMs?: number;
+  /** how long a sweeper's claim hides a lease from other replicas (default 60 s) */
+  readonly leaseClaimMs?: number;
+  /** live leases at most per vault (default 1000) */
+  readonly maxLeasesPerVault?: number;
 };
 
 export type Limits = {
@@ -158,6 +162,8 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
         readJson,
         send: (res, status, body) => send(res, status, body),
         ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
+        ...(opts.leaseClaimMs !== undefined ? { leaseClaimMs: opts.leaseClaimMs } : {}),
+        ...(opts.maxLeasesPerVault !== undefined ? { maxLeasesPerVault: opts.maxLeasesPerVault } : {}),
       })
     : undefined;
 

@@ -26,6 +26,9 @@ const { values, positionals } = parseArgs({
     'requests-per-minute': { type: 'string', default: process.env.KEYHOLE_REQUESTS_PER_MINUTE },
     'logins-per-minute': { type: 'string', default: process.env.KEYHOLE_LOGINS_PER_MINUTE },
     kms: { type: 'string', default: process.env.KEYHOLE_KMS ?? 'file' },
+    'sweep-interval-ms': { type: 'string', default: process.env.KEYHOLE_SWEEP_INTERVAL_MS },
+    'lease-claim-ms': { type: 'string', default: process.env.KEYHOLE_LEASE_CLAIM_MS },
+    'max-leases-per-vault': { type: 'string', default: process.env.KEYHOLE_MAX_LEASES_PER_VAULT },
     'key-file': { type: 'string', default: process.env.KEYHOLE_KEY_FILE },
     'pkcs11-library': { type: 'string', default: process.env.KEYHOLE_PKCS11_LIBRARY },
     'pkcs11-token': { type: 'string', default: process.env.KEYHOLE_PKCS11_TOKEN },
@@ -80,7 +83,15 @@ const origin = values.origin ?? `http://${values.host}:${port}`;
 const rpm = values['requests-per-minute'];
 const lpm = values['logins-per-minute'];
 const limits: Partial<Limits> = { ...(rpm ? { requestsPerMinute: Number(rpm) } : {}), ...(lpm ? { loginsPerMinute: Number(lpm) } : {}) };
-const vault = createVaultServer({ store, origin, limits, kms });
+const vault = createVaultServer({
+  store,
+  origin,
+  limits,
+  kms,
+  ...(values['sweep-interval-ms'] ? { sweepIntervalMs: Number(values['sweep-interval-ms']) } : {}),
+  ...(values['lease-claim-ms'] ? { leaseClaimMs: Number(values['lease-claim-ms']) } : {}),
+  ...(values['max-leases-per-vault'] ? { maxLeasesPerVault: Number(values['max-leases-per-vault']) } : {}),
+});
 const bound = await vault.listen(port, values.host);
 jsonLog({ level: 'info', msg: 'listening', engine: store.engine, origin, port: bound });
 

@@ -30,6 +30,7 @@ export type EngineRouteDeps = {
   readonly send: (res: ServerResponse, status: number, body: unknown) => void;
   /** how often the lease sweeper runs (0: not started; tests sweep by hand) */
   readonly sweepIntervalMs?: number;
+  readonly leaseClaimMs?: number;
   readonly maxLeasesPerVault?: number;
 };
 
@@ -52,7 +53,12 @@ export class EngineRoutes {
       now: d.now,
       ...(d.maxLeasesPerVault ? { maxLeasesPerVault: d.maxLeasesPerVault } : {}),
     });
-    this.sweeper = new LeaseSweeper({ leases: d.store.leases, revoke: this.leased.revoke, now: d.now });
+    this.sweeper = new LeaseSweeper({
+      leases: d.store.leases,
+      revoke: this.leased.revoke,
+      now: d.now,
+      ...(d.leaseClaimMs !== undefined ? { visibilityMs: d.leaseClaimMs } : {}),
+    });
     if (d.sweepIntervalMs !== 0) this.sweeper.start(d.sweepIntervalMs ?? 5000);
   }
 
