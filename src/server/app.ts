@@ -28,6 +28,7 @@ import { verifyLogin } from '../core/sync/login.ts';
 import { EngineRoutes } from './engines/routes.ts';
 import { HttpError } from './http.ts';
 import type { KeyProvider } from './kms/provider.ts';
+import { Metrics } from './metrics.ts';
 import type { Blob, Store, StoredEntry } from './store.ts';
 
 export type Logger = (record: Readonly<Record<string, string | number | boolean>>) => void;
@@ -152,6 +153,20 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     return d;
   }
 
+  const metrics = new Metrics();
+
+  /** Ready: the database answers and the key provider opens (each within 2 s). Which one fails is said, nothing more. */
+  async function ready(res: ServerResponse): Promise<void> {
+    const within = <T>(p: Promise<T>) =>
+      Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 2000))]).catch(() => false);
+    const [database, keyProvider] = await Promise.all([
+      within(store.head('00000000-0000-0000-0000-000000000000')),
+      opts.kms ? within(opts.kms.status()) : Promise.resolve(true),
+    ]);
+    const ok = database && keyProvider && !closing;
+    send(res, ok ? 200 : 503, { ok, database, keyProvider });
+  }
+
   const engines = opts.kms
     ? new EngineRoutes({
         store,
@@ -161,6 +176,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
         device,
         readJson,
         send: (res, status, body) => send(res, status, body),
+        metrics,
         ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
         ...(opts.leaseClaimMs !== undefined ? { leaseClaimMs: opts.leaseClaimMs } : {}),
         ...(opts.maxLeasesPerVault !== undefined ? { maxLeasesPerVault: opts.maxLeasesPerVault } : {}),
@@ -378,6 +394,23 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       ctx.route = 'health';
       return send(res, closing ? 503 : 200, { ok: !closing, engine: store.engine });
     }
+    if (p === '/readyz' && m === 'GET') {
+      ctx.route = 'ready';
+      return ready(res);
+    }
+    if (p === '/metrics' && m === 'GET') {
+      ctx.route = 'metrics';
+      const counts = await store.leases.counts();
+      const text = metrics.text([
+        {
+          name: 'keyhole_leases',
+          help: 'Leases by engine and state',
+          values: counts.map((c) => ({ labels: { engine: c.engine, state: c.state }, value: c.n })),
+        },
+      ]);
+      res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4', 'cache-control': 'no-store' });
+      return void res.end(text);
+    }
     const ip = req.socket.remoteAddress ?? '?';
     const isLogin = p === '/v1/auth/challenge' || p === '/v1/auth/login' || p === '/v1/devices' || p.startsWith('/v1/recovery/');
     if (!requests.take(ip, now()) || (isLogin && !logins.take(ip, now()))) throw new HttpError(429, 'rate-limited', 'too many requests');
@@ -443,6 +476,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     const ctx = { route: 'unknown' };
     const finish = () => {
       inFlight--;
+      metrics.observe(ctx.route, res.statusCode, performance.now() - started);
       // Structured and payload-free: method, route name, status, time. Never bodies, tokens or query strings.
       log({
         level: 'info',

@@ -115,4 +115,27 @@ describe('the llm-keys engine', () => {
     for (const l of held) expect(logs).not.toContain(l.credential.apiKey);
     expect(logs).not.toContain(openai.adminKey);
   });
+
+  it('operators: /metrics counts leases by engine and state, mints and revocations; /readyz says which dependency fails', async () => {
+    const lease = await mint(); // this server's own request, for the histogram
+    await post(srv.origin, `/v1/leases/${lease.leaseId}/revoke`, {}, await login(srv.origin, member));
+    const text = await (await fetch(`${srv.origin}/metrics`)).text();
+    expect(text).toMatch(/^keyhole_leases\{engine="agent-keys",state="revoked"\} \d+$/m);
+    expect(text).toMatch(/^keyhole_lease_revocations_total\{engine="agent-keys"\} \d+$/m);
+    expect(text).toMatch(/^keyhole_request_duration_seconds_bucket\{code="2xx",route="engine\.token",le="0\.05"\} 1$/m);
+    expect(text).toContain('# TYPE keyhole_request_duration_seconds histogram');
+    expect(text).not.toContain(vault); // no vault ids, devices or keys in labels
+    expect(text).not.toContain(openai.adminKey);
+    expect(await (await fetch(`${srv.origin}/readyz`)).json()).toEqual({ ok: true, database: true, keyProvider: true });
+    const broken = await startVaultServer(openSqlite(mkdtempSync(join(tmpdir(), 'keyhole-notready-'))), limits, {
+      kms: new FileKeyProvider(join(dir, 'no-such-keys.json')),
+      sweepIntervalMs: 0,
+    });
+    try {
+      const r = await fetch(`${broken.origin}/readyz`);
+      expect([r.status, await r.json()]).toEqual([503, { ok: false, database: true, keyProvider: false }]);
+    } finally {
+      await broken.close();
+    }
+  });
 });

@@ -15,6 +15,7 @@ import { type EngineDef, governance, hasRole, type Membership, policyFor, UUID }
 import { HttpError } from '../http.ts';
 import type { KeyProvider } from '../kms/provider.ts';
 import { LeaseSweeper } from '../leases/sweeper.ts';
+import type { Metrics } from '../metrics.ts';
 import type { Store } from '../store.ts';
 import { EngineError, JwtEngine } from './jwt.ts';
 import { LeasedEngines } from './leased.ts';
@@ -32,6 +33,7 @@ export type EngineRouteDeps = {
   readonly sweepIntervalMs?: number;
   readonly leaseClaimMs?: number;
   readonly maxLeasesPerVault?: number;
+  readonly metrics?: Metrics;
 };
 
 const PATH = /^\/v1\/vaults\/([^/]+)\/engines\/([a-z][a-z0-9-]{0,31})\/(token|jwks\.json|\.well-known\/openid-configuration)$/;
@@ -58,6 +60,11 @@ export class EngineRoutes {
       revoke: this.leased.revoke,
       now: d.now,
       ...(d.leaseClaimMs !== undefined ? { visibilityMs: d.leaseClaimMs } : {}),
+      onOutcome: (lease, outcome) => {
+        const engine = lease.engine;
+        if (outcome === 'revoked') d.metrics?.count('keyhole_lease_revocations_total', 'Leases revoked', { engine });
+        else d.metrics?.count('keyhole_lease_revocation_failures_total', 'Revocation attempts that failed', { engine, outcome });
+      },
     });
     if (d.sweepIntervalMs !== 0) this.sweeper.start(d.sweepIntervalMs ?? 5000);
   }
@@ -136,6 +143,7 @@ export class EngineRoutes {
     const policy = policyFor(state, engine, role, device);
     if (!policy) throw new HttpError(403, 'not-allowed', 'no policy of this engine gives this device that role');
     try {
+      this.d.metrics?.count('keyhole_engine_mints_total', 'Credentials issued by the engines', { kind: def.kind });
       if (def.kind === 'jwt') {
         const t = await this.jwtEngine(vault, engine).issue(def, policy, device, role, ttlSeconds as number | undefined);
         this.d.send(res, 200, { token: t.token, expiresAt: t.expiresAt, ttlSeconds: t.ttlSeconds });

@@ -1,0 +1,67 @@
+/**
+ * `/metrics` in Prometheus text format (version 0.0.4): counters and one latency histogram kept in
+ * this process, and gauges read at scrape time (leases by engine and state, from the store, so
+ * every replica reports the same totals). Labels are route names, engine names and kinds, states:
+ * never a vault id, a device, a token or a path with an id in it.
+ */
+
+const BUCKETS_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000] as const;
+
+type Labels = Readonly<Record<string, string>>;
+const key = (name: string, labels: Labels) =>
+  `${name}{${Object.entries(labels)
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
+    .join(',')}}`;
+
+export class Metrics {
+  private readonly counters = new Map<string, { help: string; values: Map<string, number> }>();
+  private readonly latency = new Map<string, { buckets: number[]; sum: number; count: number }>();
+
+  count(name: string, help: string, labels: Labels = {}, by = 1): void {
+    let c = this.counters.get(name);
+    if (!c) {
+      c = { help, values: new Map() };
+      this.counters.set(name, c);
+    }
+    const k = key(name, labels);
+    c.values.set(k, (c.values.get(k) ?? 0) + by);
+  }
+
+  /** One request's duration, by route name and status class. */
+  observe(route: string, status: number, ms: number): void {
+    const k = key('', { route, code: `${Math.floor(status / 100)}xx` });
+    let h = this.latency.get(k);
+    if (!h) {
+      h = { buckets: BUCKETS_MS.map(() => 0), sum: 0, count: 0 };
+      this.latency.set(k, h);
+    }
+    const buckets = h.buckets;
+    BUCKETS_MS.forEach((b, i) => {
+      if (ms <= b) buckets[i] = (buckets[i] ?? 0) + 1;
+    });
+    h.sum += ms / 1000;
+    h.count++;
+  }
+
+  /** The exposition, with `gauges` read now. */
+  text(gauges: readonly { name: string; help: string; values: readonly { labels: Labels; value: number }[] }[]): string {
+    const out: string[] = [];
+    for (const g of gauges) {
+      out.push(`# HELP ${g.name} ${g.help}`, `# TYPE ${g.name} gauge`);
+      for (const v of g.values) out.push(`${key(g.name, v.labels)} ${v.value}`);
+    }
+    for (const [name, c] of this.counters) {
+      out.push(`# HELP ${name} ${c.help}`, `# TYPE ${name} counter`);
+      for (const [k, v] of c.values) out.push(`${k} ${v}`);
+    }
+    const h = 'keyhole_request_duration_seconds';
+    out.push(`# HELP ${h} Request latency by route and status class`, `# TYPE ${h} histogram`);
+    for (const [labels, v] of this.latency) {
+      const inner = labels.slice(1, -1);
+      BUCKETS_MS.forEach((b, i) => out.push(`${h}_bucket{${inner},le="${b / 1000}"} ${v.buckets[i]}`));
+      out.push(`${h}_bucket{${inner},le="+Inf"} ${v.count}`, `${h}_sum{${inner}} ${v.sum}`, `${h}_count{${inner}} ${v.count}`);
+    }
+    return `${out.join('\n')}\n`;
+  }
+}
