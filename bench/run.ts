@@ -9,13 +9,14 @@ import { join } from 'node:path';
 import { ROOT } from '../test/harness/browser.ts';
 import { auditSuite } from './audit.ts';
 import { fetchSuite } from './fetch.ts';
+import { leasesSuite } from './leases.ts';
 import { lifetimesSuite } from './lifetimes.ts';
 import { serverSuite } from './server.ts';
 import { unlockSuite } from './unlock.ts';
 
 export type Suite = { name: string; run: () => Promise<{ metrics: Record<string, number>; meta?: Record<string, unknown> }> };
 
-const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite, auditSuite, lifetimesSuite];
+const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite, auditSuite, lifetimesSuite, leasesSuite];
 
 function argOnly(): string | undefined {
   const i = process.argv.indexOf('--only');

@@ -59,6 +59,8 @@ export async function spawnVaultServer(args: {
   requestsPerMinute?: number;
   /** the key provider's file (default: in the data directory, or a temporary one); replicas share one */
   keyFile?: string;
+  /** once started, its output is read and dropped (a bench: keeping it would load the process measuring) */
+  quiet?: boolean;
   /** more arguments and environment (a `kms` command, the pkcs11 provider's) */
   extraArgs?: string[];
   env?: Record<string, string>;
@@ -84,6 +86,12 @@ export async function spawnVaultServer(args: {
   while (!out.includes('"listening"')) {
     if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`vault server did not start: ${out.slice(0, 2000)}`);
     await new Promise((r) => setTimeout(r, 50));
+  }
+  if (args.quiet) {
+    for (const stream of [proc.stdout, proc.stderr]) {
+      stream?.removeAllListeners('data');
+      stream?.resume();
+    }
   }
   return {
     origin,

@@ -94,6 +94,14 @@ export class JwtEngine {
 
   constructor(private readonly d: JwtEngineDeps) {}
 
+  private checked: { seq: number; config: JwtConfig } | null = null;
+
+  /** The engine's configuration, checked once per configuring entry. */
+  private config(def: EngineDef): JwtConfig {
+    if (this.checked?.seq !== def.seq) this.checked = { seq: def.seq, config: checkJwtConfig(def.config) };
+    return this.checked.config;
+  }
+
   defaultIssuer(): string {
     return `${this.d.origin}/v1/vaults/${this.d.vault}/engines/${this.d.engine}`;
   }
@@ -110,7 +118,7 @@ export class JwtEngine {
     role: string,
     ttlAsked?: number,
   ): Promise<{ token: string; expiresAt: number; ttlSeconds: number; kid: string }> {
-    const config = checkJwtConfig(def.config);
+    const config = this.config(def);
     const s = await this.current(config);
     const now = this.d.now();
     const signing = currentKey(s, now);
@@ -134,7 +142,7 @@ export class JwtEngine {
 
   /** Every key a verifier may meet: the current one, the next one, and old ones whose tokens may still live. */
   async jwks(def: EngineDef): Promise<{ keys: JsonWebKey[] }> {
-    const config = checkJwtConfig(def.config);
+    const config = this.config(def);
     const s = await this.current(config);
     const now = this.d.now();
     const live = s.keys.filter((k) => k.retireAt === undefined || k.retireAt > now);
@@ -146,7 +154,7 @@ export class JwtEngine {
 
   /** The OpenID discovery document (the parts a resource server uses). */
   discovery(def: EngineDef): Record<string, unknown> {
-    const config = checkJwtConfig(def.config);
+    const config = this.config(def);
     const issuer = this.issuer(config);
     return {
       issuer,

@@ -18,7 +18,7 @@ import {
   sign as nodeSign,
   randomBytes,
 } from 'node:crypto';
-import { chmodSync, existsSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { engineFingerprint } from './fingerprint.ts';
 import { type KeyProvider, type KeyProviderStatus, KmsError, masterKeyId, type WrappedKey } from './provider.ts';
 
@@ -62,20 +62,69 @@ export class FileKeyProvider implements KeyProvider {
     private readonly opts: { create?: boolean } = {},
   ) {}
 
+  /** when the file was last read: a replica that changed it since is read again */
+  private readAt = 0;
+
   private load(): KeyFile {
-    if (this.file) return this.file;
+    if (this.file) {
+      try {
+        if (statSync(this.path).mtimeMs === this.readAt) return this.file;
+      } catch {
+        // gone: reported below
+      }
+    }
     if (!existsSync(this.path)) {
       if (!this.opts.create) throw new KmsError('no-key-file');
-      this.save(newKeyFile());
+      this.mutate((f) => f ?? newKeyFile()); // two replicas starting at once make one file
       return this.file as unknown as KeyFile;
     }
-    if ((statSync(this.path).mode & 0o077) !== 0) throw new KmsError('bad-key-file', 'mode is not 0600');
+    const st = statSync(this.path);
+    if ((st.mode & 0o077) !== 0) throw new KmsError('bad-key-file', 'mode is not 0600');
     try {
       this.file = parse(readFileSync(this.path, 'utf8'));
+      this.readAt = st.mtimeMs;
     } catch {
       throw new KmsError('bad-key-file');
     }
     return this.file;
+  }
+
+  /** Reads the file again (another replica may have changed it). */
+  private reload(): KeyFile {
+    this.file = null;
+    return this.load();
+  }
+
+  /**
+   * A change, made on the file as it is on disk now, under an exclusive lock file: replicas
+   * sharing one key file never write over each other's keys.
+   */
+  private mutate(change: (f: KeyFile) => KeyFile): void {
+    const lock = `${this.path}.lock`;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        closeSync(openSync(lock, 'wx', 0o600));
+        break;
+      } catch {
+        // a lock left by a crashed writer is broken after 30 s
+        try {
+          if (Date.now() - statSync(lock).mtimeMs > 30_000) rmSync(lock, { force: true });
+        } catch {
+          // gone meanwhile
+        }
+        if (Date.now() > deadline) throw new KmsError('bad-key-file', 'the key file stays locked by another process');
+        const until = Date.now() + 5;
+        while (Date.now() < until) {
+          // a short wait: key changes are rare and quick
+        }
+      }
+    }
+    try {
+      this.save(change(existsSync(this.path) ? this.reload() : (null as unknown as KeyFile)));
+    } finally {
+      rmSync(lock, { force: true });
+    }
   }
 
   private save(f: KeyFile): void {
@@ -84,6 +133,7 @@ export class FileKeyProvider implements KeyProvider {
     chmodSync(tmp, 0o600);
     renameSync(tmp, this.path);
     this.file = f;
+    this.readAt = statSync(this.path).mtimeMs;
   }
 
   async init(): Promise<void> {
@@ -104,7 +154,8 @@ export class FileKeyProvider implements KeyProvider {
   }
 
   private master(id: string): Buffer {
-    const m = this.load().masters[id];
+    // a key another replica made since this one read the file
+    const m = this.load().masters[id] ?? this.reload().masters[id];
     if (!m) throw new KmsError('unknown-key', id);
     return unb64(m.key);
   }
@@ -130,17 +181,17 @@ export class FileKeyProvider implements KeyProvider {
   }
 
   async rotateMasterKey(): Promise<string> {
-    const f = this.load();
     const id = masterKeyId(randomBytes(8));
-    this.save({ ...f, current: id, masters: { ...f.masters, [id]: { key: b64(randomBytes(32)), created: Date.now() } } });
+    this.mutate((f) => ({ ...f, current: id, masters: { ...f.masters, [id]: { key: b64(randomBytes(32)), created: Date.now() } } }));
     return id;
   }
 
   async retireMasterKey(id: string): Promise<void> {
-    const f = this.load();
-    if (id === f.current || !f.masters[id]) throw new KmsError('unknown-key', id);
-    const { [id]: _, ...masters } = f.masters;
-    this.save({ ...f, masters });
+    this.mutate((f) => {
+      if (id === f.current || !f.masters[id]) throw new KmsError('unknown-key', id);
+      const { [id]: _, ...masters } = f.masters;
+      return { ...f, masters };
+    });
   }
 
   private engineKey(): KeyObject {
@@ -164,17 +215,23 @@ export class FileKeyProvider implements KeyProvider {
   }
 
   async createSigningKey(): Promise<string> {
-    const f = this.load();
     const kid = `sk-${randomBytes(8).toString('hex')}`;
     const pkcs8 = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ type: 'pkcs8', format: 'der' });
-    this.save({ ...f, signing: { ...f.signing, [kid]: { pkcs8: b64(pkcs8), created: Date.now() } } });
+    this.mutate((f) => ({ ...f, signing: { ...f.signing, [kid]: { pkcs8: b64(pkcs8), created: Date.now() } } }));
     return kid;
   }
 
+  /** parsed signing keys, by kid (parsing DER on every signature would cost more than signing) */
+  private readonly parsed = new Map<string, KeyObject>();
+
   private signingKey(kid: string): KeyObject {
-    const k = this.load().signing[kid];
+    const hit = this.parsed.get(kid);
+    if (hit) return hit;
+    const k = this.load().signing[kid] ?? this.reload().signing[kid];
     if (!k) throw new KmsError('unknown-key', kid);
-    return createPrivateKey({ key: unb64(k.pkcs8), format: 'der', type: 'pkcs8' });
+    const key = createPrivateKey({ key: unb64(k.pkcs8), format: 'der', type: 'pkcs8' });
+    this.parsed.set(kid, key);
+    return key;
   }
 
   async signingPublicKey(kid: string): Promise<JsonWebKey> {
@@ -187,12 +244,15 @@ export class FileKeyProvider implements KeyProvider {
   }
 
   async deleteSigningKey(kid: string): Promise<void> {
-    const f = this.load();
-    const { [kid]: _, ...signing } = f.signing;
-    this.save({ ...f, signing });
+    this.parsed.delete(kid);
+    this.mutate((f) => {
+      const { [kid]: _, ...signing } = f.signing;
+      return { ...f, signing };
+    });
   }
 
   async close(): Promise<void> {
     this.file = null;
+    this.parsed.clear();
   }
 }
