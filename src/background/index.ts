@@ -31,11 +31,13 @@ import { AuditLog } from './audit/audit-log.ts';
 import { CredentialCache } from './credentials/cache.ts';
 import { type CredentialChange, Credentials, CredentialUnavailable } from './credentials/credentials.ts';
 import { distantToken } from './credentials/distant.ts';
+import { LeaseTracker } from './credentials/leases.ts';
 import { TokenRequestRules } from './credentials/token-origin.ts';
 import { openKeyholeDB } from './db.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { TeamAdmin } from './sync/admin.ts';
 import { SyncService } from './sync/sync-service.ts';
+import { SyncError } from './sync/vault-client.ts';
 import {
   AUTOLOCK_ALARM,
   applyIdleSettings,
@@ -99,6 +101,8 @@ const suspended = new Set<string>();
 /** The audit log could not commit its last write: transparent rules are withheld until it can. */
 let auditFailing = false;
 /** brokered calls in flight: lock and revoke end them; streams are capped per origin and grant */
+/** the distant vault's leases this device holds (ids only), kept across a restart */
+const LEASES_KEY = 'keyhole.leases';
 const inflight = new InFlight();
 let ruleExpiry: ReturnType<typeof setTimeout> | undefined;
 
@@ -230,7 +234,12 @@ const ready = (async () => {
     // `sync` is made below; these run only once a distant credential is used
     distant: {
       origin: () => sync.server(),
-      token: (c) => distantToken(() => sync.engineToken(c.engine, c.role, c.ttlSeconds)),
+      token: (c) =>
+        distantToken(async () => {
+          const t = await sync.engineToken(c.engine, c.role, c.ttlSeconds);
+          if (t.leaseId) await leases.add(t.leaseId); // revoked at lock, or at the next unlock after a crash
+          return t;
+        }),
     },
   });
   vault.onSecretChanged = (id) => {
@@ -296,6 +305,17 @@ const ready = (async () => {
   };
   const update: UpdateDeps = { isUnlocked: () => vault.isUnlocked(), pending: chromeUpdatePending, reload: () => chrome.runtime.reload() };
   const sync = new SyncService(db, vault);
+  const leases = new LeaseTracker(
+    {
+      get: async () => ((await chrome.storage.local.get(LEASES_KEY))[LEASES_KEY] as string[] | undefined) ?? [],
+      set: (ids) => chrome.storage.local.set({ [LEASES_KEY]: [...ids] }),
+    },
+    (id) =>
+      sync.revokeLease(id).catch((e: unknown) => {
+        if (e instanceof SyncError && e.code === 'not-found') return; // gone already
+        throw e;
+      }),
+  );
   sync.onChange = () => {
     if (syncWatchers.size > 0) void sync.status().then(broadcastSync);
   };
@@ -315,6 +335,7 @@ const ready = (async () => {
     inflight.endAll();
     await rules.clearAll(); // ahead of anything queued: no request carries a key once lock resolves
     await credentials.forget(); // minted tokens: the cache tier is wiped at lock
+    await leases.revokeAll(); // the distant vault's leases end with the session (at most 3 s; else at the next unlock)
   };
   vault.onLocked = (reason) => {
     sync.forget();
@@ -330,6 +351,7 @@ const ready = (async () => {
     void rules.refresh();
     void emit('unlock', hasGrant);
     void runSync();
+    void leases.revokeAll(10_000); // leases a crash left behind
   };
   const limiter = RateLimiter.perMinute((await vault.getSettings()).requestsPerMinute);
   vault.onSettingsChanged = (settings) => {

@@ -4,7 +4,7 @@
  */
 
 import { type ConsentDecision, callerOrigin, MAX_GRANT_TTL_SECONDS, newGrant } from '../core/agents/grants.ts';
-import type { CredentialStatusView, Method, RpcRequest, RpcResponse, SecretSummary } from '../core/api.ts';
+import type { CredentialStatusView, LeaseView, Method, RpcRequest, RpcResponse, SecretSummary } from '../core/api.ts';
 import { type AuditFilter, toCsv, toJsonl } from '../core/audit/audit.ts';
 import { CoreError } from '../core/errors.ts';
 import type { EnginePolicy } from '../core/sync/log.ts';
@@ -84,6 +84,23 @@ function decisionOf(x: unknown): ConsentDecision {
   throw new RpcError('bad-input', 'decision must be deny, once or a period of 60 s to 30 days');
 }
 
+/** Leases as the distant vault lists them, checked field by field (it is not trusted to shape them). */
+function leaseViews(rows: readonly Record<string, unknown>[]): LeaseView[] {
+  const str = (v: unknown) => (typeof v === 'string' ? v.slice(0, 200) : '');
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : 0);
+  return rows.slice(0, 1000).map((r) => ({
+    id: str(r.id),
+    engine: str(r.engine),
+    role: str(r.role),
+    device: str(r.device),
+    issued: num(r.issued),
+    expires: num(r.expires),
+    state: str(r.state),
+    attempts: num(r.attempts),
+    ...(typeof r.lastError === 'string' ? { lastError: str(r.lastError) } : {}),
+  }));
+}
+
 export function handlers(vault: VaultService, effects: Effects): Record<Method, Handler> {
   const changing = async <T>(p: Promise<T>): Promise<T> => {
     const r = await p;
@@ -115,6 +132,11 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'engines.configure': (x) => effects.admin.configure(str(obj(x), 'engine'), str(obj(x), 'kind'), obj(x).config, obj(x).rootCredential),
     'engines.setPolicy': (x) => effects.admin.setPolicy(str(obj(x), 'engine'), obj(x).policy as EnginePolicy),
     'engines.remove': (x) => effects.admin.remove(str(obj(x), 'engine')),
+    'leases.list': async () => ({ leases: leaseViews(await sync.leases()) }),
+    'leases.revoke': async (x) => {
+      await sync.revokeLease(str(obj(x), 'id'));
+      return { leases: leaseViews(await sync.leases()) };
+    },
     status: () => vault.status(),
     'vault.create': (x) => vault.create(str(obj(x), 'passphrase'), kdfOf(obj(x))),
     'vault.unlock': (x) => vault.unlock(str(obj(x), 'passphrase')),

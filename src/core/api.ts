@@ -219,6 +219,23 @@ export type Api = {
   };
   'engines.setPolicy': { params: { engine: string; policy: EnginePolicy }; result: TeamView };
   'engines.remove': { params: { engine: string }; result: TeamView };
+  /** this device's leases at the distant vault (an admin: the vault's); never a credential */
+  'leases.list': { params: undefined; result: { leases: LeaseView[] } };
+  /** ends one of them now */
+  'leases.revoke': { params: { id: string }; result: { leases: LeaseView[] } };
+};
+
+/** A lease as the options page shows it. */
+export type LeaseView = {
+  readonly id: string;
+  readonly engine: string;
+  readonly role: string;
+  readonly device: string;
+  readonly issued: number;
+  readonly expires: number;
+  readonly state: string;
+  readonly attempts: number;
+  readonly lastError?: string;
 };
 
 /** What the options page shows of the team and its engines (never a root credential). */

@@ -6,7 +6,7 @@
  */
 
 import { isLoopbackHost } from '../core/agents/policy.ts';
-import type { SyncStatus } from '../core/api.ts';
+import type { LeaseView, SyncStatus } from '../core/api.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
@@ -139,11 +139,58 @@ function view(s: SyncStatus, draw: (s: SyncStatus) => void): Node[] {
     conflicts(s, errors, draw),
     rotation(s, errors, draw),
     members(s, errors, draw),
+    leaseList(errors),
     compareHead(errors, draw),
     addDevice(errors, draw),
     errors,
   );
   return nodes.filter((n): n is Node => n !== null);
+}
+
+/**
+ * The distant vault's leases this device holds (an admin: the vault's): engine, role, until when,
+ * and how a revocation is going; each can be ended now. Never a credential.
+ */
+function leaseList(errors: HTMLElement): Node {
+  const box = h('div', { id: 'leases' }, h('h3', {}, 'Leases at the distant vault'));
+  const draw = (leases: readonly LeaseView[]) => {
+    const live = leases.filter((l) => l.state !== 'revoked');
+    const rows = live.map((l) => {
+      const end = h('button', { type: 'button', 'aria-label': `End lease ${l.id}` }, 'End now');
+      end.addEventListener(
+        'click',
+        () =>
+          void call('leases.revoke', { id: l.id }).then(
+            (r) => draw(r.leases),
+            (e: unknown) => errors.replaceChildren(describeError(e)),
+          ),
+      );
+      return h(
+        'tr',
+        { 'data-lease': l.id, 'data-state': l.state },
+        h('td', {}, h('code', {}, `${l.engine} / ${l.role}`)),
+        h('td', {}, l.state, l.lastError ? h('div', { class: 'msg error' }, l.lastError) : null),
+        h('td', { class: 'muted' }, formatTime(l.expires)),
+        h('td', {}, l.state === 'active' ? end : null),
+      );
+    });
+    box.replaceChildren(
+      h('h3', {}, 'Leases at the distant vault'),
+      rows.length === 0
+        ? h('p', { class: 'muted' }, 'No live leases.')
+        : h(
+            'table',
+            {},
+            h('thead', {}, h('tr', {}, h('th', {}, 'Engine / role'), h('th', {}, 'State'), h('th', {}, 'Expires'), h('th', {}, ''))),
+            h('tbody', {}, ...rows),
+          ),
+    );
+  };
+  void call('leases.list').then(
+    (r) => draw(r.leases),
+    () => box.append(h('p', { class: 'muted' }, 'Leases could not be listed now.')),
+  );
+  return box;
 }
 
 function conflicts(s: SyncStatus, errors: HTMLElement, draw: (s: SyncStatus) => void): Node | null {

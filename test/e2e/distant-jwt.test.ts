@@ -16,6 +16,7 @@ import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import { openSqlite } from '../../src/server/sqlite.ts';
 import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
 import { callContinuously } from '../harness/continuous.ts';
+import { type OpenAiAdmin, startOpenAiAdmin } from '../harness/openai-admin.ts';
 import { grantForPeriod } from '../harness/provider.ts';
 import { appServer, close, cors, listen } from '../harness/servers.ts';
 import { type RunningServer, startVaultServer } from '../harness/vault-server.ts';
@@ -124,5 +125,53 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
     expect(during.filter((s) => !s.ok)).toEqual([]);
     expect(new Set(during.map((s) => s.kid)).size).toBeGreaterThanOrEqual(2); // signed by two keys: a rotation happened
     expect((Date.now() - started) / 1000 / TOKEN_S).toBeGreaterThan(2);
+  });
+
+  it('an llm-keys engine: the agent’s calls carry a key minted under a lease; lock deletes it at the provider', async () => {
+    const openai: OpenAiAdmin = await startOpenAiAdmin();
+    // an API that takes only keys live at the provider
+    const llm = await listen((req, res) => {
+      const { headers, answered } = cors(req, res, 'GET, OPTIONS');
+      if (answered) return;
+      const key = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1] ?? '';
+      const good = [...openai.live.values()].includes(key);
+      res.writeHead(good ? 200 : 401, { ...headers, 'content-type': 'application/json' });
+      res.end(JSON.stringify({ ok: good }));
+    });
+    const llmHost = `localhost:${(llm.address() as { port: number }).port}`;
+    try {
+      const me = (await ok<{ me: string }>('team.view')).me;
+      await ok('engines.configure', {
+        engine: 'agent-keys',
+        kind: 'llm-keys',
+        config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
+        rootCredential: { adminKey: openai.adminKey },
+      });
+      await ok('engines.setPolicy', { engine: 'agent-keys', policy: { role: 'agent', members: [me], maxTtlSeconds: 600 } });
+      await ok('secrets.create', {
+        name: 'llm',
+        kind: 'distant',
+        distant: { engine: 'agent-keys', role: 'agent' },
+        rule: { hosts: [llmHost], header: 'Authorization', template: 'Bearer {value}' },
+        material: {},
+      });
+      expect((await grantForPeriod(h.context, agent, { secrets: ['llm'], mode: 'broker' })).ok).toBe(true);
+      const outcomes = await callContinuously(agent, llmHost, 'llm', 1500, ['broker']);
+      expect(outcomes.length).toBeGreaterThan(3);
+      expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+      expect(openai.live.size).toBe(1); // one key, minted once, used by every call
+      const { leases } = await ok<{ leases: { engine: string; state: string }[] }>('leases.list');
+      expect(leases.filter((l) => l.engine === 'agent-keys' && l.state === 'active')).toHaveLength(1);
+      // the admin key went to the server sealed: nowhere in the log a member pulls
+      expect(JSON.stringify(await ok('team.view'))).not.toContain(openai.adminKey);
+
+      await ok('vault.lock');
+      await expect.poll(() => openai.live.size, { timeout: 10_000 }).toBe(0);
+      expect([...openai.deleted.values()]).toEqual([1]);
+      await ok('vault.unlock', { passphrase: 'distant test passphrase FAKE' });
+    } finally {
+      await close(llm);
+      await openai.close();
+    }
   });
 });

@@ -809,10 +809,23 @@ export class SyncService {
   }
 
   /** A credential from an engine of the synced vault, asked for with this device's login. */
-  async engineToken(engine: string, role: string, ttlSeconds?: number): Promise<{ token: string; expiresAt: number }> {
+  async engineToken(engine: string, role: string, ttlSeconds?: number): Promise<{ token: string; expiresAt: number; leaseId?: string }> {
     const link = await this.db.get('syncLink', 'link');
     if (!link?.vault) throw new RpcError('not-found', 'this device is not a member of a synced vault');
     return (await this.#clientFor(link)).engineToken(link.vault, engine, role, ttlSeconds);
+  }
+
+  async revokeLease(id: string): Promise<void> {
+    const link = await this.db.get('syncLink', 'link');
+    if (!link?.vault) return;
+    await (await this.#clientFor(link)).revokeLease(id);
+  }
+
+  /** This device's leases at the distant vault (an admin's: the vault's). */
+  async leases(): Promise<Record<string, unknown>[]> {
+    const link = await this.db.get('syncLink', 'link');
+    if (!link?.vault) return [];
+    return (await this.#clientFor(link)).leases(link.vault);
   }
 
   async #ready(): Promise<{ link: SyncLink; client: VaultClient; replica: Replica }> {

@@ -138,13 +138,38 @@ export class VaultClient {
    * A credential of `role` from engine `engine` of `vault` (issue 15): what the signed log's policy
    * gives this device. A refusal is SyncError 'refused' (403: no such policy) or 'not-found'.
    */
-  async engineToken(vault: string, engine: string, role: string, ttlSeconds?: number): Promise<{ token: string; expiresAt: number }> {
+  async engineToken(
+    vault: string,
+    engine: string,
+    role: string,
+    ttlSeconds?: number,
+  ): Promise<{ token: string; expiresAt: number; leaseId?: string }> {
     const { json } = await this.#call('POST', `/v1/vaults/${vault}/engines/${engine}/token`, {
       role,
       ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
     });
-    if (typeof json.token !== 'string' || typeof json.expiresAt !== 'number') throw new SyncError('server', 'engine answer malformed');
-    return { token: json.token, expiresAt: json.expiresAt };
+    if (typeof json.expiresAt !== 'number') throw new SyncError('server', 'engine answer malformed');
+    // a jwt engine's token; a leased API key (llm-keys); a database login is not a header value
+    if (typeof json.token === 'string') return { token: json.token, expiresAt: json.expiresAt };
+    const c = json.credential as { apiKey?: unknown; username?: unknown } | undefined;
+    if (typeof c?.apiKey === 'string' && typeof json.leaseId === 'string')
+      return { token: c.apiKey, expiresAt: json.expiresAt, leaseId: json.leaseId };
+    if (typeof json.leaseId === 'string') await this.revokeLease(json.leaseId).catch(() => {});
+    throw new SyncError(
+      'refused',
+      'this engine issues logins (a database role), not a value a request can carry: reveal one in the options page',
+    );
+  }
+
+  /** Ends a lease of this device's own at once (the distant vault revokes it at the engine). */
+  async revokeLease(id: string): Promise<void> {
+    await this.#call('POST', `/v1/leases/${id}/revoke`, {});
+  }
+
+  /** This device's leases in `vault` (an admin: the vault's), without any credential. */
+  async leases(vault: string): Promise<Record<string, unknown>[]> {
+    const { json } = await this.#call('GET', `/v1/vaults/${vault}/leases`);
+    return Array.isArray(json.leases) ? (json.leases as Record<string, unknown>[]) : [];
   }
 
   async vaults(): Promise<string[]> {
