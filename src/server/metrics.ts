@@ -59,7 +59,9 @@ export class Metrics {
     out.push(`# HELP ${h} Request latency by route and status class`, `# TYPE ${h} histogram`);
     for (const [labels, v] of this.latency) {
       const inner = labels.slice(1, -1);
-      BUCKETS_MS.forEach((b, i) => out.push(`${h}_bucket{${inner},le="${b / 1000}"} ${v.buckets[i]}`));
+      BUCKETS_MS.forEach((b, i) => {
+        out.push(`${h}_bucket{${inner},le="${b / 1000}"} ${v.buckets[i]}`);
+      });
       out.push(`${h}_bucket{${inner},le="+Inf"} ${v.count}`, `${h}_sum{${inner}} ${v.sum}`, `${h}_count{${inner}} ${v.count}`);
     }
     return `${out.join('\n')}\n`;
