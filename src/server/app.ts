@@ -373,6 +373,8 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
     const write = (h: Head) => res.write(`event: head\ndata: ${JSON.stringify(h)}\n\n`);
     const head = await store.head(vault);
+    // the server began closing while this one waited: a stream opened now would never be ended
+    if (closing) return void res.end();
     if (head !== undefined) write(head);
     const off = store.subscribe((v, h) => {
       if (v === vault) write(h);
@@ -528,10 +530,16 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     async close() {
       closing = true;
       clearInterval(sweep);
-      await engines?.close();
       for (const s of streams) s.end();
+      await engines?.close();
+      for (const s of streams) s.end(); // any opened meanwhile (events() also refuses once closing)
       await new Promise<void>((r) => {
-        server.close(() => r());
+        // a connection that will not end (a client that keeps one open) does not keep the process
+        const force = setTimeout(() => server.closeAllConnections(), 10_000);
+        server.close(() => {
+          clearTimeout(force);
+          r();
+        });
         server.closeIdleConnections();
       });
       const deadline = Date.now() + 10_000;

@@ -144,4 +144,22 @@ describe.each<Engine>(['sqlite', 'postgres'])('the jwt engine on %s', (engine) =
     expect(after.keys.map((k) => k.kid)).not.toContain(firstKid);
     expect(after.keys.map((k) => k.kid)).toContain(secondKid);
   });
+
+  it('a device removed from the vault is refused, as a stranger is', async () => {
+    const leaving = await device(srv.origin, 'leaving');
+    await admin.push(replica, [{ body: { type: 'member.add', device: leaving.device.public } }]);
+    await admin.push(replica, [
+      {
+        body: {
+          type: 'engine.policy',
+          engine: 'api-tokens',
+          policy: { role: 'reader', members: [member.device.public.id, leaving.device.public.id], maxTtlSeconds: 20 },
+        },
+      },
+    ]);
+    expect((await ask(leaving, { role: 'reader' })).status).toBe(200);
+    await admin.push(replica, [{ body: { type: 'member.remove', device: leaving.device.public.id } }]);
+    expect((await ask(leaving, { role: 'reader' })).status).toBe(404);
+    expect((await ask(member, { role: 'reader' })).status).toBe(200);
+  });
 });
