@@ -17,6 +17,7 @@ import type { VaultClient } from '../../src/background/sync/vault-client.ts';
 import { type EntryBody, nextEntry, signEntry } from '../../src/core/sync/log.ts';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import type { Store } from '../../src/server/store.ts';
+import { engineVault } from '../harness/engines.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { device, login, post } from '../harness/sync.ts';
 import { type Engine, openStore, type RunningServer, startVaultServer } from '../harness/vault-server.ts';
@@ -46,28 +47,21 @@ describe.each<Engine>(['sqlite', 'postgres'])('the jwt engine on %s', (engine) =
     const kms = new FileKeyProvider(join(mkdtempSync(join(tmpdir(), 'keyhole-jwt-')), 'keys.json'), { create: true });
     await kms.init();
     srv = await startVaultServer(store, { loginsPerMinute: 100_000, requestsPerMinute: 1_000_000, clockSkewMs: 3_600_000 }, { kms, now });
-    [admin, member, outsider] = await Promise.all([
-      device(srv.origin, 'admin'),
-      device(srv.origin, 'agent'),
-      device(srv.origin, 'stranger'),
-    ]);
-    replica = await admin.createVault();
-    const engineKey = (await kms.status()).engineKey;
-    const bodies: EntryBody[] = [
-      { type: 'member.add', device: member.device.public },
-      { type: 'engine.key', spki: engineKey },
-      {
-        type: 'engine.config',
-        engine: 'api-tokens',
-        kind: 'jwt',
-        config: { audience: AUDIENCE, rotationSeconds: 60, tokenMaxSeconds: 30, roles: { reader: { scope: 'orders:read' } } },
-      },
-      { type: 'engine.policy', engine: 'api-tokens', policy: { role: 'reader', members: [member.device.public.id], maxTtlSeconds: 20 } },
-    ];
-    await admin.push(
-      replica,
-      bodies.map((body) => ({ body })),
-    );
+    [member, outsider] = await Promise.all([device(srv.origin, 'agent'), device(srv.origin, 'stranger')]);
+    ({ admin, replica } = await engineVault(
+      srv.origin,
+      (await kms.status()).engineKey,
+      () => [
+        {
+          type: 'engine.config',
+          engine: 'api-tokens',
+          kind: 'jwt',
+          config: { audience: AUDIENCE, rotationSeconds: 60, tokenMaxSeconds: 30, roles: { reader: { scope: 'orders:read' } } },
+        },
+        { type: 'engine.policy', engine: 'api-tokens', policy: { role: 'reader', members: [member.device.public.id], maxTtlSeconds: 20 } },
+      ],
+      [member],
+    ));
     base = `${srv.origin}/v1/vaults/${replica.vault}/engines/api-tokens`;
   });
   afterAll(async () => {

@@ -9,13 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { utf8 } from '../../src/core/bytes.ts';
-import { sealToEngine } from '../../src/core/sync/engine-seal.ts';
-import type { EntryBody } from '../../src/core/sync/log.ts';
+import { engineVault, sealRoot } from '../harness/engines.ts';
 import { type OpenAiAdmin, startOpenAiAdmin } from '../harness/openai-admin.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { freePort } from '../harness/servers.ts';
-import { device, login, post } from '../harness/sync.ts';
+import { login, post } from '../harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts';
 
 const LEASES = 1000;
@@ -23,30 +21,24 @@ const LEASES = 1000;
 describe('lease sweeping across replicas', () => {
   let db: Postgres;
   let openai: OpenAiAdmin;
-  let replicas: ServerProcess[] = [];
+  const replicas: ServerProcess[] = [];
 
   beforeAll(async () => {
     [db, openai] = await Promise.all([startPostgres(), startOpenAiAdmin()]);
     const keyFile = join(mkdtempSync(join(tmpdir(), 'keyhole-replicas-')), 'keys.json');
     const flags = ['--sweep-interval-ms', '250', '--lease-claim-ms', '4000', '--max-leases-per-vault', '5000'];
     // the first makes the key file; the second shares it (replicas share their key provider)
-    const first = await spawnVaultServer({
-      port: await freePort(),
-      databaseUrl: db.url,
-      keyFile,
-      extraArgs: flags,
-      loginsPerMinute: 100_000,
-      requestsPerMinute: 1_000_000,
-    });
-    const second = await spawnVaultServer({
-      port: await freePort(),
-      databaseUrl: db.url,
-      keyFile,
-      extraArgs: flags,
-      loginsPerMinute: 100_000,
-      requestsPerMinute: 1_000_000,
-    });
-    replicas = [first, second];
+    for (let i = 0; i < 2; i++)
+      replicas.push(
+        await spawnVaultServer({
+          port: await freePort(),
+          databaseUrl: db.url,
+          keyFile,
+          extraArgs: flags,
+          loginsPerMinute: 100_000,
+          requestsPerMinute: 1_000_000,
+        }),
+      );
   });
   afterAll(async () => {
     for (const r of replicas) await r.stop().catch(() => {});
@@ -56,34 +48,22 @@ describe('lease sweeping across replicas', () => {
 
   it('1,000 expiring leases, one replica killed mid-sweep: every key deleted exactly once, none missed', async () => {
     const [a, b] = replicas as [ServerProcess, ServerProcess];
-    const admin = await device(a.origin, 'admin');
-    const replica = await admin.createVault();
     const { spki } = (await (await fetch(`${a.origin}/v1/engine-key`)).json()) as { spki: string };
     expect(((await (await fetch(`${b.origin}/v1/engine-key`)).json()) as { spki: string }).spki).toBe(spki);
-    const sealed = await sealToEngine(spki, utf8(JSON.stringify({ adminKey: openai.adminKey })), {
-      vault: replica.vault,
-      engine: 'agent-keys',
-      kind: 'llm-keys',
-    });
-    const bodies: EntryBody[] = [
-      { type: 'engine.key', spki },
+    const { admin, replica } = await engineVault(a.origin, spki, async (vault) => [
       {
         type: 'engine.config',
         engine: 'agent-keys',
         kind: 'llm-keys',
         config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
-        sealed,
+        sealed: await sealRoot(spki, vault, 'agent-keys', 'llm-keys', { adminKey: openai.adminKey }),
       },
       {
         type: 'engine.policy',
         engine: 'agent-keys',
         policy: { role: 'agent', members: ['*'], maxTtlSeconds: 2, maxLeasesPerDevice: 2000 },
       },
-    ];
-    await admin.push(
-      replica,
-      bodies.map((body) => ({ body })),
-    );
+    ]);
 
     // 1,000 leases of 2 s, through both replicas
     const sessions = [await login(a.origin, admin), await login(b.origin, admin)];

@@ -10,12 +10,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { VaultClient } from '../../src/background/sync/vault-client.ts';
-import { utf8 } from '../../src/core/bytes.ts';
-import { sealToEngine } from '../../src/core/sync/engine-seal.ts';
-import type { EntryBody } from '../../src/core/sync/log.ts';
 import type { EngineRoutes } from '../../src/server/engines/routes.ts';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import { openSqlite } from '../../src/server/sqlite.ts';
+import { engineVault, sealRoot } from '../harness/engines.ts';
 import { type OpenAiAdmin, startOpenAiAdmin } from '../harness/openai-admin.ts';
 import { device, login, post } from '../harness/sync.ts';
 import { type RunningServer, startVaultServer } from '../harness/vault-server.ts';
@@ -48,32 +46,26 @@ describe('the llm-keys engine', () => {
     kms = new FileKeyProvider(join(dir, 'keys.json'), { create: true });
     await kms.init();
     srv = await startVaultServer(openSqlite(dir), limits, { kms, now, sweepIntervalMs: 0 });
-    const admin = await device(srv.origin, 'admin');
     member = await device(srv.origin, 'agent');
-    const replica = await admin.createVault();
-    vault = replica.vault;
-    const engineKey = (await kms.status()).engineKey;
-    const sealed = await sealToEngine(engineKey, utf8(JSON.stringify({ adminKey: openai.adminKey })), {
-      vault,
-      engine: 'agent-keys',
-      kind: 'llm-keys',
-    });
-    const bodies: EntryBody[] = [
-      { type: 'member.add', device: member.device.public },
-      { type: 'engine.key', spki: engineKey },
-      {
-        type: 'engine.config',
-        engine: 'agent-keys',
-        kind: 'llm-keys',
-        config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
-        sealed,
-      },
-      { type: 'engine.policy', engine: 'agent-keys', policy: { role: 'agent', members: ['*'], maxTtlSeconds: 60, maxLeasesPerDevice: 50 } },
-    ];
-    await admin.push(
-      replica,
-      bodies.map((body) => ({ body })),
-    );
+    ({ vault } = await engineVault(
+      srv.origin,
+      (await kms.status()).engineKey,
+      async (v) => [
+        {
+          type: 'engine.config',
+          engine: 'agent-keys',
+          kind: 'llm-keys',
+          config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
+          sealed: await sealRoot((await kms.status()).engineKey, v, 'agent-keys', 'llm-keys', { adminKey: openai.adminKey }),
+        },
+        {
+          type: 'engine.policy',
+          engine: 'agent-keys',
+          policy: { role: 'agent', members: ['*'], maxTtlSeconds: 60, maxLeasesPerDevice: 50 },
+        },
+      ],
+      [member],
+    ));
   });
   afterAll(async () => {
     await srv?.close();

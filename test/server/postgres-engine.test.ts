@@ -13,12 +13,10 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Replica } from '../../src/background/sync/replica.ts';
 import type { VaultClient } from '../../src/background/sync/vault-client.ts';
-import { utf8 } from '../../src/core/bytes.ts';
-import { sealToEngine } from '../../src/core/sync/engine-seal.ts';
-import type { EntryBody } from '../../src/core/sync/log.ts';
 import type { EngineRoutes } from '../../src/server/engines/routes.ts';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import { openSqlite } from '../../src/server/sqlite.ts';
+import { engineVault, sealRoot } from '../harness/engines.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { device, login, post } from '../harness/sync.ts';
 import { type RunningServer, startVaultServer } from '../harness/vault-server.ts';
@@ -37,7 +35,6 @@ describe('the postgres engine', () => {
   const now = () => Date.now() + offset;
   let admin: VaultClient;
   let member: VaultClient;
-  let replica: Replica;
   let vault = '';
 
   const connect = async (user: string, password: string) => {
@@ -71,38 +68,33 @@ describe('the postgres engine', () => {
       { kms, now, sweepIntervalMs: 0 },
     );
     engines = srv.engines as EngineRoutes;
-    [admin, member] = await Promise.all([device(srv.origin, 'admin'), device(srv.origin, 'agent')]);
-    replica = await admin.createVault();
-    vault = replica.vault;
+    member = await device(srv.origin, 'agent');
     const engineKey = (await kms.status()).engineKey;
-    const sealed = await sealToEngine(engineKey, utf8(JSON.stringify({ username: 'keyhole', password: ROOT_PASSWORD })), {
-      vault,
-      engine: 'orders-db',
-      kind: 'postgres',
-    });
     const config = { host: '127.0.0.1', port: target.port, database: 'app', defaultTtlSeconds: 60, roles: { reader: { creation: READ } } };
-    const bodies: EntryBody[] = [
-      { type: 'member.add', device: member.device.public },
-      { type: 'engine.key', spki: engineKey },
-      { type: 'engine.config', engine: 'orders-db', kind: 'postgres', config, sealed },
-      {
-        type: 'engine.policy',
-        engine: 'orders-db',
-        policy: { role: 'reader', members: [member.device.public.id], maxTtlSeconds: 120, maxLeasesPerDevice: 3 },
+    ({ admin, vault } = await engineVault(
+      srv.origin,
+      engineKey,
+      async (v) => {
+        const sealed = await sealRoot(engineKey, v, 'orders-db', 'postgres', { username: 'keyhole', password: ROOT_PASSWORD });
+        return [
+          { type: 'engine.config', engine: 'orders-db', kind: 'postgres', config, sealed },
+          {
+            type: 'engine.policy',
+            engine: 'orders-db',
+            policy: { role: 'reader', members: [member.device.public.id], maxTtlSeconds: 120, maxLeasesPerDevice: 3 },
+          },
+          {
+            type: 'engine.config',
+            engine: 'bad-template',
+            kind: 'postgres',
+            config: { ...config, roles: { reader: { creation: ['CREATE ROLE "{{name}}" {{evil}}'] } } },
+            sealed,
+          },
+          { type: 'engine.policy', engine: 'bad-template', policy: { role: 'reader', members: ['*'], maxTtlSeconds: 60 } },
+        ];
       },
-      {
-        type: 'engine.config',
-        engine: 'bad-template',
-        kind: 'postgres',
-        config: { ...config, roles: { reader: { creation: ['CREATE ROLE "{{name}}" {{evil}}'] } } },
-        sealed,
-      },
-      { type: 'engine.policy', engine: 'bad-template', policy: { role: 'reader', members: ['*'], maxTtlSeconds: 60 } },
-    ];
-    await admin.push(
-      replica,
-      bodies.map((body) => ({ body })),
-    );
+      [member],
+    ));
   });
   afterAll(async () => {
     await srv?.close();
