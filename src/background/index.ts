@@ -30,10 +30,11 @@ import { type Attribution, chromeTransparentDeps, TransparentRules } from './age
 import { AuditLog } from './audit/audit-log.ts';
 import { CredentialCache } from './credentials/cache.ts';
 import { type CredentialChange, Credentials, CredentialUnavailable } from './credentials/credentials.ts';
-import { distantToken } from './credentials/distant.ts';
+import { describeLogin, distantToken } from './credentials/distant.ts';
 import { LeaseTracker } from './credentials/leases.ts';
 import { TokenRequestRules } from './credentials/token-origin.ts';
 import { openKeyholeDB } from './db.ts';
+import { RpcError } from './errors.ts';
 import { dispatch, handlers, isOwnPage } from './rpc.ts';
 import { TeamAdmin } from './sync/admin.ts';
 import { SyncService } from './sync/sync-service.ts';
@@ -367,6 +368,13 @@ const ready = (async () => {
     audit,
     sync,
     admin: new TeamAdmin(sync),
+    distantLogin: async (s) => {
+      const c = s.distant;
+      if (!c) throw new RpcError('bad-input', 'not a distant secret');
+      const got = await sync.engineCredential(c.engine, c.role, c.ttlSeconds);
+      if (typeof got.leaseId === 'string') await leases.add(got.leaseId);
+      return describeLogin(got);
+    },
     credentials,
     secretsChanged,
     testValue: (secret, value, url) => testRequest((r, i) => fetch(r, i), secret, value, url),

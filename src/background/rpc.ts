@@ -60,6 +60,8 @@ export type Effects = {
   readonly testValue: (secret: SecretSummary, value: string, url: string) => Promise<number>;
   /** the person changed a secret: sync it soon */
   readonly secretsChanged: () => void;
+  /** a distant secret's credential minted now for the person to read (its lease recorded, ended at lock) */
+  readonly distantLogin: (secret: SecretSummary) => Promise<string>;
 };
 
 function auditFilter(x: unknown): AuditFilter {
@@ -146,7 +148,13 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'secrets.create': (x) => changing(vault.createSecret(obj(x) as never)),
     'secrets.update': (x) => changing(vault.updateSecret(obj(x) as never)),
     'secrets.delete': (x) => changing(vault.deleteSecret(str(obj(x), 'id'))),
-    'secrets.reveal': (x) => vault.reveal(str(obj(x), 'id'), str(obj(x), 'passphrase')),
+    'secrets.reveal': async (x) => {
+      const id = str(obj(x), 'id');
+      const revealed = await vault.reveal(id, str(obj(x), 'passphrase')); // the passphrase, checked again
+      const s = await vault.secretById(id);
+      // a distant login (a database role) is never injected: the person sees a fresh one here, under a lease
+      return s?.kind === 'distant' && s.distant ? { value: await effects.distantLogin(s) } : revealed;
+    },
     'secrets.rotate': async (x) => {
       const p = obj(x);
       const s = await changing(vault.rotate(str(p, 'id'), { value: p.value as string, material: p.material as never }));

@@ -10,6 +10,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
+import pg from 'pg';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
@@ -17,7 +18,8 @@ import { openSqlite } from '../../src/server/sqlite.ts';
 import { type Harness, launch, OPTIONS, rpc, rpcOk } from '../harness/browser.ts';
 import { callContinuously } from '../harness/continuous.ts';
 import { type OpenAiAdmin, startOpenAiAdmin } from '../harness/openai-admin.ts';
-import { grantForPeriod } from '../harness/provider.ts';
+import { startPostgres } from '../harness/postgres.ts';
+import { grantForPeriod, request } from '../harness/provider.ts';
 import { appServer, close, cors, listen } from '../harness/servers.ts';
 import { type RunningServer, startVaultServer } from '../harness/vault-server.ts';
 
@@ -172,6 +174,60 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
     } finally {
       await close(llm);
       await openai.close();
+    }
+  });
+
+  it('a database login is never injected: the person reveals one (passphrase again), it works, and lock ends it', async () => {
+    const target = await startPostgres({ password: 'FAKE-e2e-root' });
+    try {
+      const me = (await ok<{ me: string }>('team.view')).me;
+      await ok('engines.configure', {
+        engine: 'orders-db',
+        kind: 'postgres',
+        config: {
+          host: '127.0.0.1',
+          port: target.port,
+          database: 'postgres',
+          defaultTtlSeconds: 600,
+          roles: { reader: { creation: ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}'"] } },
+        },
+        rootCredential: { username: 'keyhole', password: 'FAKE-e2e-root' },
+      });
+      await ok('engines.setPolicy', { engine: 'orders-db', policy: { role: 'reader', members: [me], maxTtlSeconds: 900 } });
+      const s = await ok<{ id: string }>('secrets.create', {
+        name: 'orders-db',
+        kind: 'distant',
+        distant: { engine: 'orders-db', role: 'reader' },
+        rule: { hosts: [apiHost], header: 'Authorization', template: 'Bearer {value}' },
+        material: {},
+      });
+      // an agent asking for it gets a refusal, not a login
+      expect((await grantForPeriod(h.context, agent, { secrets: ['orders-db'], mode: 'broker' })).ok).toBe(true);
+      const refused = await request(agent, 'keyhole_fetch', { secret: 'orders-db', url: `http://${apiHost}/v1/ping` });
+      expect(refused.ok === false && [refused.error.code, refused.error.data]).toEqual([4402, { reason: 'distant-refused' }]);
+      // the person reveals one
+      const wrong = await rpc<{ ok: boolean }>(options, 'secrets.reveal', { id: s.id, passphrase: 'FAKE wrong passphrase' });
+      expect(wrong.ok).toBe(false);
+      const { value } = await ok<{ value: string }>('secrets.reveal', { id: s.id, passphrase: 'distant test passphrase FAKE' });
+      const url = /^(postgresql:\/\/\S+)/.exec(value)?.[1] ?? '';
+      expect(url).toMatch(/^postgresql:\/\/kh_reader_[0-9a-f]{12}:/);
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      expect((await c.query('SELECT current_user AS u')).rows[0].u).toMatch(/^kh_reader_/);
+      await c.end();
+      await ok('vault.lock');
+      const login = async () => {
+        const after = new pg.Client({ connectionString: url, connectionTimeoutMillis: 3000 });
+        after.on('error', () => {});
+        return after.connect().then(
+          () => after.end().then(() => 'logged in'),
+          (e: Error) => e.message,
+        );
+      };
+      await expect.poll(login, { timeout: 10_000 }).toMatch(/password authentication failed|does not exist/);
+      await ok('vault.unlock', { passphrase: 'distant test passphrase FAKE' });
+    } finally {
+      await target.stop();
     }
   });
 });

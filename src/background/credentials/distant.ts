@@ -21,3 +21,19 @@ export async function distantToken<T>(ask: () => Promise<T>): Promise<T> {
     throw e;
   }
 }
+
+/**
+ * A distant credential as the person reads it on reveal: a PostgreSQL URL for a database login,
+ * else the token or key; and until when its lease lasts.
+ */
+export function describeLogin(answer: Record<string, unknown>): string {
+  const c = (answer.credential ?? {}) as Record<string, unknown>;
+  const until = typeof answer.expiresAt === 'number' ? ` (until ${new Date(answer.expiresAt).toISOString()})` : '';
+  if (typeof c.username === 'string' && typeof c.password === 'string') {
+    const where = `${String(c.host)}:${String(c.port)}/${encodeURIComponent(String(c.database))}`;
+    return `postgresql://${encodeURIComponent(c.username)}:${encodeURIComponent(c.password)}@${where}${until}`;
+  }
+  if (typeof answer.token === 'string') return `${answer.token}${until}`;
+  if (typeof c.apiKey === 'string') return `${c.apiKey}${until}`;
+  throw new RpcError('sync-failed', 'the distant vault answered with no credential');
+}

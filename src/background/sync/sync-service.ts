@@ -815,6 +815,13 @@ export class SyncService {
     return (await this.#clientFor(link)).engineToken(link.vault, engine, role, ttlSeconds);
   }
 
+  /** An engine's credential as it is (a database login, to be shown on reveal). */
+  async engineCredential(engine: string, role: string, ttlSeconds?: number): Promise<Record<string, unknown>> {
+    const link = await this.db.get('syncLink', 'link');
+    if (!link?.vault) throw new RpcError('not-found', 'this device is not a member of a synced vault');
+    return (await this.#clientFor(link)).engineCredential(link.vault, engine, role, ttlSeconds);
+  }
+
   async revokeLease(id: string): Promise<void> {
     const link = await this.db.get('syncLink', 'link');
     if (!link?.vault) return;

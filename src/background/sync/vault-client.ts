@@ -144,21 +144,27 @@ export class VaultClient {
     role: string,
     ttlSeconds?: number,
   ): Promise<{ token: string; expiresAt: number; leaseId?: string }> {
-    const { json } = await this.#call('POST', `/v1/vaults/${vault}/engines/${engine}/token`, {
-      role,
-      ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
-    });
-    if (typeof json.expiresAt !== 'number') throw new SyncError('server', 'engine answer malformed');
+    const json = await this.engineCredential(vault, engine, role, ttlSeconds);
+    const expiresAt = json.expiresAt as number; // checked by engineCredential
     // a jwt engine's token; a leased API key (llm-keys); a database login is not a header value
-    if (typeof json.token === 'string') return { token: json.token, expiresAt: json.expiresAt };
+    if (typeof json.token === 'string') return { token: json.token, expiresAt };
     const c = json.credential as { apiKey?: unknown; username?: unknown } | undefined;
-    if (typeof c?.apiKey === 'string' && typeof json.leaseId === 'string')
-      return { token: c.apiKey, expiresAt: json.expiresAt, leaseId: json.leaseId };
+    if (typeof c?.apiKey === 'string' && typeof json.leaseId === 'string') return { token: c.apiKey, expiresAt, leaseId: json.leaseId };
     if (typeof json.leaseId === 'string') await this.revokeLease(json.leaseId).catch(() => {});
     throw new SyncError(
       'refused',
       'this engine issues logins (a database role), not a value a request can carry: reveal one in the options page',
     );
+  }
+
+  /** An engine's answer as it is (a token, or a lease with its credential), its expiry checked. */
+  async engineCredential(vault: string, engine: string, role: string, ttlSeconds?: number): Promise<Record<string, unknown>> {
+    const { json } = await this.#call('POST', `/v1/vaults/${vault}/engines/${engine}/token`, {
+      role,
+      ...(ttlSeconds !== undefined ? { ttlSeconds } : {}),
+    });
+    if (typeof json.expiresAt !== 'number') throw new SyncError('server', 'engine answer malformed');
+    return json;
   }
 
   /** Ends a lease of this device's own at once (the distant vault revokes it at the engine). */
