@@ -18,7 +18,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignatureV4 } from '@smithy/signature-v4';
 import { NodeSha256 } from './aws.ts';
-import { close, listen } from './servers.ts';
+import { close, listen, readBody } from './servers.ts';
 
 type Session = { secretAccessKey: string; sessionToken: string; exp: number; policy?: string };
 
@@ -40,13 +40,6 @@ export type AwsServer = {
   addKey(accessKeyId: string, secretAccessKey: string): void;
   readonly close: () => Promise<void>;
 };
-
-const read = (req: IncomingMessage) =>
-  new Promise<Buffer>((resolve) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-  });
 
 const xmlError = (res: ServerResponse, status: number, code: string, date: string) => {
   res.writeHead(status, { 'content-type': 'application/xml', date });
@@ -145,7 +138,7 @@ export async function startAwsServer(opts: {
   }
 
   const stsServer = await listen(async (req, res) => {
-    const body = await read(req);
+    const body = await readBody(req);
     const date = new Date(serverNow()).toUTCString();
     sts.total++;
     const v = await verify(req, body, 'sts');
@@ -195,7 +188,7 @@ export async function startAwsServer(opts: {
   });
 
   const s3Server = await listen(async (req, res) => {
-    const body = await read(req);
+    const body = await readBody(req);
     const date = new Date(serverNow()).toUTCString();
     const v = await verify(req, body, 's3');
     const record = (status: number) =>

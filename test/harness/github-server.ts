@@ -9,10 +9,10 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { jwtVerify } from 'jose';
-import { close, cors, listen } from './servers.ts';
+import { close, cors, listen, readBody } from './servers.ts';
 
 export type GithubServer = {
   readonly apiBase: string;
@@ -25,13 +25,6 @@ export type GithubServer = {
   readonly apiRequests: { at: number; ok: boolean; via: string; status: number }[];
   readonly close: () => Promise<void>;
 };
-
-const read = (req: IncomingMessage) =>
-  new Promise<string>((resolve) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-  });
 
 export async function startGithubServer(opts: {
   publicKey: KeyObject;
@@ -71,7 +64,10 @@ export async function startGithubServer(opts: {
       if (Number(payload.exp) - Number(payload.iat) > 660 || Number(payload.iat) > now + 60)
         return refuse(401, "'Expiration time' claim ('exp') is too far in the future");
       if (install[1] !== installationId && install[1] !== otherInstallationId) return refuse(404, 'Not Found');
-      const body = JSON.parse((await read(req)) || '{}') as { repositories?: string[]; permissions?: Record<string, string> };
+      const body = JSON.parse((await readBody(req)).toString('utf8') || '{}') as {
+        repositories?: string[];
+        permissions?: Record<string, string>;
+      };
       const repositories = body.repositories ?? opts.repositories;
       const permissions = body.permissions ?? opts.permissions;
       const order = ['read', 'write', 'admin'];

@@ -9,10 +9,9 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { randomBytes } from 'node:crypto';
-import type { IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { jwtVerify } from 'jose';
-import { close, cors, listen } from './servers.ts';
+import { close, cors, listen, readBody } from './servers.ts';
 
 export type GoogleServer = {
   readonly tokenUrl: string;
@@ -25,14 +24,6 @@ export type GoogleServer = {
   readonly apiRequests: { at: number; ok: boolean; via: string }[];
   readonly close: () => Promise<void>;
 };
-
-function body(req: IncomingMessage): Promise<string> {
-  return new Promise((resolve) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
-  });
-}
 
 export async function startGoogleServer(opts: { publicKey: KeyObject; clientEmail: string; ttlSeconds: number }): Promise<GoogleServer> {
   const tokenRequests = { total: 0, refused: 0 };
@@ -48,7 +39,7 @@ export async function startGoogleServer(opts: { publicKey: KeyObject; clientEmai
     const url = new URL(req.url ?? '/', 'http://x');
     if (url.pathname === '/token' && req.method === 'POST') {
       tokenRequests.total++;
-      const form = new URLSearchParams(await body(req));
+      const form = new URLSearchParams((await readBody(req)).toString('utf8'));
       if (form.get('grant_type') !== 'urn:ietf:params:oauth:grant-type:jwt-bearer') return refuse(res, 'Invalid grant_type.');
       try {
         const { payload, protectedHeader } = await jwtVerify(form.get('assertion') ?? '', opts.publicKey, {

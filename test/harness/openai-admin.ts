@@ -7,7 +7,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { close, listen } from './servers.ts';
+import { close, listen, readBody } from './servers.ts';
 
 export type OpenAiAdmin = {
   readonly apiBase: string;
@@ -30,49 +30,46 @@ export async function startOpenAiAdmin(): Promise<OpenAiAdmin> {
   const deleted = new Map<string, number>();
   const requests: { method: string; status: number }[] = [];
   const state = { down: false };
-  const server = await listen((req, res) => {
+  const server = await listen(async (req, res) => {
     const answer = (status: number, body: unknown) => {
       requests.push({ method: req.method ?? '', status });
       res.writeHead(status, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      if (state.down) return answer(503, { error: { message: 'FAKE outage' } });
-      if (req.headers.authorization !== `Bearer ${adminKey}`)
-        return answer(401, { error: { message: 'Invalid admin key', type: 'invalid_request_error' } });
-      const url = new URL(req.url ?? '/', 'http://x');
-      const m = /^\/v1\/organization\/projects\/([^/]+)\/service_accounts(?:\/([^/]+))?$/.exec(url.pathname);
-      if (!m || m[1] !== projectId) return answer(404, { error: { message: 'not found' } });
-      if (req.method === 'POST' && !m[2]) {
-        const { name } = JSON.parse(Buffer.concat(chunks).toString() || '{}') as { name?: string };
-        const id = `svc_acct_${randomBytes(8).toString('hex')}`;
-        const value = `sk-svcacct-FAKE-${randomBytes(16).toString('hex')}`;
-        live.set(id, value);
-        const created = Math.floor(Date.now() / 1000);
-        return answer(200, {
-          object: 'organization.project.service_account',
-          id,
-          name,
-          role: 'member',
+    const body = await readBody(req);
+    if (state.down) return answer(503, { error: { message: 'FAKE outage' } });
+    if (req.headers.authorization !== `Bearer ${adminKey}`)
+      return answer(401, { error: { message: 'Invalid admin key', type: 'invalid_request_error' } });
+    const url = new URL(req.url ?? '/', 'http://x');
+    const m = /^\/v1\/organization\/projects\/([^/]+)\/service_accounts(?:\/([^/]+))?$/.exec(url.pathname);
+    if (!m || m[1] !== projectId) return answer(404, { error: { message: 'not found' } });
+    if (req.method === 'POST' && !m[2]) {
+      const { name } = JSON.parse(body.toString() || '{}') as { name?: string };
+      const id = `svc_acct_${randomBytes(8).toString('hex')}`;
+      const value = `sk-svcacct-FAKE-${randomBytes(16).toString('hex')}`;
+      live.set(id, value);
+      const created = Math.floor(Date.now() / 1000);
+      return answer(200, {
+        object: 'organization.project.service_account',
+        id,
+        name,
+        role: 'member',
+        created_at: created,
+        api_key: {
+          object: 'organization.project.service_account.api_key',
+          value,
+          name: 'Secret Key',
           created_at: created,
-          api_key: {
-            object: 'organization.project.service_account.api_key',
-            value,
-            name: 'Secret Key',
-            created_at: created,
-            id: `key_${id}`,
-          },
-        });
-      }
-      if (req.method === 'DELETE' && m[2]) {
-        if (!live.delete(m[2])) return answer(404, { error: { message: 'No such service account' } });
-        deleted.set(m[2], (deleted.get(m[2]) ?? 0) + 1);
-        return answer(200, { object: 'organization.project.service_account.deleted', id: m[2], deleted: true });
-      }
-      return answer(405, { error: { message: 'method not allowed' } });
-    });
+          id: `key_${id}`,
+        },
+      });
+    }
+    if (req.method === 'DELETE' && m[2]) {
+      if (!live.delete(m[2])) return answer(404, { error: { message: 'No such service account' } });
+      deleted.set(m[2], (deleted.get(m[2]) ?? 0) + 1);
+      return answer(200, { object: 'organization.project.service_account.deleted', id: m[2], deleted: true });
+    }
+    return answer(405, { error: { message: 'method not allowed' } });
   });
   return {
     apiBase: `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`,

@@ -42,6 +42,16 @@ export async function freePort(): Promise<number> {
   return port;
 }
 /** Closes a server and every connection it holds (keep-alive ones too). */
+/** A request's whole body. */
+export function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
 export const close = (s: Server) =>
   new Promise<void>((r) => {
     s.closeAllConnections();

@@ -13,13 +13,12 @@
 import type { TeamView } from '../../core/api.ts';
 import { fromBase64, utf8 } from '../../core/bytes.ts';
 import { canonicalJson } from '../../core/canonical.ts';
-import { sealToEngine } from '../../core/sync/engine-seal.ts';
+import { engineKeyFingerprint, sealToEngine } from '../../core/sync/engine-seal.ts';
 import {
   ENGINE_KINDS,
   type EngineKind,
   type EnginePolicy,
   type EntryBody,
-  fingerprint,
   type Governance,
   governance,
   ROLES,
@@ -27,14 +26,6 @@ import {
 } from '../../core/sync/log.ts';
 import { RpcError } from '../errors.ts';
 import type { SyncService } from './sync-service.ts';
-
-const sha256Hex = async (b: Uint8Array) =>
-  [...new Uint8Array(await crypto.subtle.digest('SHA-256', b as Uint8Array<ArrayBuffer>))]
-    .map((x) => x.toString(16).padStart(2, '0'))
-    .join('');
-
-/** What an admin compares: the engine key's SHA-256 in groups, as `kms status` prints it. */
-export const engineKeyFingerprint = async (spki: string) => fingerprint(await sha256Hex(fromBase64(spki)));
 
 export class TeamAdmin {
   constructor(
@@ -48,7 +39,7 @@ export class TeamAdmin {
     return {
       me,
       members: [...state.members.values()].map((d) => ({ id: d.id, name: d.name, roles: gov.roles[d.id] ?? [] })),
-      ...(gov.engineKey ? { engineKeyFingerprint: await engineKeyFingerprint(gov.engineKey) } : {}),
+      ...(gov.engineKey ? { engineKeyFingerprint: engineKeyFingerprint(fromBase64(gov.engineKey)) } : {}),
       engines: Object.entries(gov.engines).map(([name, e]) => ({
         name,
         kind: e.kind,
@@ -76,7 +67,7 @@ export class TeamAdmin {
     } catch {
       throw new RpcError('sync-failed', 'the distant vault did not give its engine key');
     }
-    const seen = await engineKeyFingerprint(spki);
+    const seen = engineKeyFingerprint(fromBase64(spki));
     const typed = expectedFingerprint.toLowerCase().replace(/[^0-9a-f]/g, '');
     if (typed.length < 16 || !seen.replace(/ /g, '').startsWith(typed))
       throw new RpcError('bad-input', `the distant vault's engine key has fingerprint ${seen}, not the one given: nothing was pinned`);

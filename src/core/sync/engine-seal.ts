@@ -18,13 +18,20 @@ import { sha256 } from '@noble/hashes/sha2.js';
 import { concat, fromBase64, randomBytes, toBase64, toHex, utf8 } from '../bytes.ts';
 import { canonicalJson } from '../canonical.ts';
 import { CoreError } from '../errors.ts';
+import { fingerprint } from './log.ts';
 
 const FORMAT = 1;
 const POINT = 65;
 const NONCE = 12;
 const ECDH: EcKeyImportParams = { name: 'ECDH', namedCurve: 'P-256' };
 /** the DER prefix of a P-256 SubjectPublicKeyInfo, before its uncompressed point */
-const P256_SPKI_PREFIX = fromBase64('MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgA=');
+export const P256_SPKI_PREFIX = fromBase64('MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgA=');
+
+/**
+ * The engine key's fingerprint, as `kms status` prints it and an admin compares it before pinning
+ * the key: its SHA-256, the first 20 bytes in groups of four (log.ts `fingerprint`).
+ */
+export const engineKeyFingerprint = (spki: Uint8Array): string => fingerprint(toHex(sha256(spki)));
 export const MAX_ROOT_CREDENTIAL = 8 * 1024;
 
 export type EnginePlace = { readonly vault: string; readonly engine: string; readonly kind: string };

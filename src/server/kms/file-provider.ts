@@ -19,7 +19,7 @@ import {
   randomBytes,
 } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { engineFingerprint } from './fingerprint.ts';
+import { engineKeyFingerprint } from '../../core/sync/engine-seal.ts';
 import { type KeyProvider, type KeyProviderStatus, KmsError, masterKeyId, type WrappedKey } from './provider.ts';
 
 type KeyFile = {
@@ -148,7 +148,7 @@ export class FileKeyProvider implements KeyProvider {
       masterKey: f.current,
       previousMasterKeys: Object.keys(f.masters).filter((id) => id !== f.current),
       engineKey: b64(spki),
-      engineFingerprint: engineFingerprint(spki),
+      engineFingerprint: engineKeyFingerprint(spki),
       signingKeys: Object.keys(f.signing),
     };
   }

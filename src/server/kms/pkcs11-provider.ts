@@ -16,14 +16,13 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import pkcs11js from 'pkcs11js';
-import { engineFingerprint } from './fingerprint.ts';
+import { engineKeyFingerprint, P256_SPKI_PREFIX } from '../../core/sync/engine-seal.ts';
 import { type KeyProvider, type KeyProviderStatus, KmsError, masterKeyId, type WrappedKey } from './provider.ts';
 
 type Handle = Buffer;
 const P = pkcs11js;
 /** DER of the P-256 curve's OID, and the SPKI prefix before its 65-byte uncompressed point. */
 const P256_PARAMS = Buffer.from('06082a8648ce3d030107', 'hex');
-const P256_SPKI_PREFIX = Buffer.from('3059301306072a8648ce3d020106082a8648ce3d030107034200', 'hex');
 const MASTER = 'keyhole-master';
 const ENGINE = 'keyhole-engine';
 const JWT = 'keyhole-jwt';
@@ -169,7 +168,7 @@ export class Pkcs11KeyProvider implements KeyProvider {
       masterKey: s.current,
       previousMasterKeys: s.previous,
       engineKey: Buffer.from(spki).toString('base64'),
-      engineFingerprint: engineFingerprint(spki),
+      engineFingerprint: engineKeyFingerprint(spki),
       signingKeys: kids,
     };
   }
@@ -232,7 +231,7 @@ export class Pkcs11KeyProvider implements KeyProvider {
 
   async engineAgree(peerSpki: Uint8Array): Promise<Uint8Array> {
     const peer = Buffer.from(peerSpki);
-    if (peer.length !== 91 || !peer.subarray(0, 26).equals(P256_SPKI_PREFIX)) throw new KmsError('bad-public-key');
+    if (peer.length !== 91 || !peer.subarray(0, 26).equals(Buffer.from(P256_SPKI_PREFIX))) throw new KmsError('bad-public-key');
     const priv = this.one(P.CKO_PRIVATE_KEY, ENGINE);
     if (!priv) throw new KmsError('not-initialised');
     const secret = this.p.C_DeriveKey(
