@@ -4,6 +4,10 @@
  *                          the file key provider), CONCURRENCY requests in flight, keep-alive
  *   bare_rps               a bare Node http server answering a body of the same size, interleaved
  *   jwt_issue_over_bare    the ratio (goal >= 0.5)
+ *   jwt_server_cpu_us, bare_server_cpu_us
+ *                          CPU time each server process spent per request in those runs (from
+ *                          /proc), and es256_sign_cpu_us: one ES256 signature in this process, the
+ *                          floor a JWT adds to a bare answer
  *   spike_errors           requests that failed (non-200 or dropped) while the offered rate steps
  *                          from 667/s (10,000 agents minting every 15 s) to ten times that, open
  *                          loop: requests leave on schedule whether or not earlier ones answered
@@ -15,7 +19,8 @@
  * rate is what it is; what is measured is what got through and how fast.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { generateKeyPairSync, sign } from 'node:crypto';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,9 +65,17 @@ function post(url: string, body: string, headers: Record<string, string>): Promi
   });
 }
 
-async function closedLoop(one: () => Promise<number>, ms: number): Promise<number> {
+/** CPU time (user + system) process `pid` has used, in microseconds (Linux /proc). */
+function cpuMicros(pid: number): number {
+  const fields = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * (1_000_000 / 100); // clock ticks of 1/100 s
+}
+
+/** Requests per second with CONCURRENCY in flight for `ms`, and the CPU the server `pid` spent per request. */
+async function closedLoop(one: () => Promise<number>, ms: number, pid: number): Promise<{ rps: number; cpuUs: number }> {
   const end = performance.now() + ms;
   let done = 0;
+  const cpu0 = cpuMicros(pid);
   const start = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -72,7 +85,19 @@ async function closedLoop(one: () => Promise<number>, ms: number): Promise<numbe
       }
     }),
   );
-  return done / ((performance.now() - start) / 1000);
+  return { rps: done / ((performance.now() - start) / 1000), cpuUs: (cpuMicros(pid) - cpu0) / done };
+}
+
+/** CPU time of one ES256 signature in this process (sync, warm): what a JWT costs beyond a bare answer, at least. */
+function signCpuMicros(): number {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const data = Buffer.alloc(400, 1);
+  for (let i = 0; i < 500; i++) sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  const n = 5000;
+  const c = process.cpuUsage();
+  for (let i = 0; i < n; i++) sign('sha256', data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
+  const used = process.cpuUsage(c);
+  return (used.user + used.system) / n;
 }
 
 /** Open loop: `rate` requests per second for `seconds`, each timed; failures counted. */
@@ -106,7 +131,7 @@ async function bareServer(port: number, body: string) {
   const code = `require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => { s.writeHead(200, {'content-type': 'application/json', 'cache-control': 'no-store'}); s.end(process.env.BODY); }); }).listen(${port}, '127.0.0.1', () => console.log('ready'));`;
   const proc = spawn(process.execPath, ['-e', code], { env: { ...process.env, BODY: body }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((r) => proc.stdout?.once('data', () => r()));
-  return { url: `http://127.0.0.1:${port}/`, stop: () => proc.kill() };
+  return { url: `http://127.0.0.1:${port}/`, pid: proc.pid as number, stop: () => proc.kill() };
 }
 
 const LIMIT_FLAGS = { requestsPerMinute: 100_000_000, loginsPerMinute: 100_000, quiet: true };
@@ -166,15 +191,26 @@ export const leasesSuite: Suite = {
       const bare = await bareServer(await freePort(), JSON.stringify({ token: 'x'.repeat(560), expiresAt: Date.now(), ttlSeconds: 900 }));
       const jwt: number[] = [];
       const plain: number[] = [];
+      const jwtCpu: number[] = [];
+      const plainCpu: number[] = [];
       try {
         for (let r = 0; r < ROUNDS; r++) {
-          jwt.push(await closedLoop(() => post(urls[0] as string, '{"role":"agent"}', { authorization: `Bearer ${tokens[0]}` }), ROUND_MS));
-          plain.push(await closedLoop(() => post(bare.url, '{"role":"agent"}', {}), ROUND_MS));
+          const j = await closedLoop(
+            () => post(urls[0] as string, '{"role":"agent"}', { authorization: `Bearer ${tokens[0]}` }),
+            ROUND_MS,
+            sqlite.proc.pid as number,
+          );
+          const b = await closedLoop(() => post(bare.url, '{"role":"agent"}', {}), ROUND_MS, bare.pid);
+          jwt.push(j.rps);
+          jwtCpu.push(j.cpuUs);
+          plain.push(b.rps);
+          plainCpu.push(b.cpuUs);
         }
       } finally {
         bare.stop();
       }
       const median = (xs: number[]) => percentile(xs, 50);
+      const signUs = signCpuMicros();
       const sqliteSpike = await spike([sqlite]);
 
       // PostgreSQL: two replicas sharing the store and the key file
@@ -234,6 +270,9 @@ export const leasesSuite: Suite = {
         'leases.jwt_issue_rps': round(median(jwt), 0),
         'leases.bare_rps': round(median(plain), 0),
         'leases.jwt_issue_over_bare': round(median(jwt) / median(plain), 3),
+        'leases.jwt_server_cpu_us': round(median(jwtCpu), 1),
+        'leases.bare_server_cpu_us': round(median(plainCpu), 1),
+        'leases.es256_sign_cpu_us': round(signUs, 1),
         'leases.spike_errors': sqliteSpike.errors,
         'leases.spike_p99_ms': round(sqliteSpike.p99, 1),
         'leases.pg_replicas.spike_errors': pgSpike.errors,

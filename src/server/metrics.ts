@@ -8,11 +8,24 @@
 const BUCKETS_MS = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10_000] as const;
 
 type Labels = Readonly<Record<string, string>>;
-const key = (name: string, labels: Labels) =>
+const render = (name: string, labels: Labels) =>
   `${name}{${Object.entries(labels)
     .sort(([a], [b]) => (a < b ? -1 : 1))
     .map(([k, v]) => `${k}="${v.replace(/["\\\n]/g, '_')}"`)
     .join(',')}}`;
+
+/** Rendered series names, memoised: the label sets are few, and this runs on every request. */
+const rendered = new Map<string, string>();
+function key(name: string, labels: Labels): string {
+  let memo = name;
+  for (const k in labels) memo += `\u0000${k}\u0000${labels[k]}`;
+  let r = rendered.get(memo);
+  if (r === undefined) {
+    r = render(name, labels);
+    if (rendered.size < 10_000) rendered.set(memo, r);
+  }
+  return r;
+}
 
 export class Metrics {
   private readonly counters = new Map<string, { help: string; values: Map<string, number> }>();

@@ -112,8 +112,11 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
       await pool.query('INSERT INTO sessions (token_hash, device, expires) VALUES ($1, $2, $3)', [tokenHash, device, expires]);
     },
     async getSession(tokenHash, now) {
-      return (await one<{ device: string }>('SELECT device FROM sessions WHERE token_hash = $1 AND expires > $2', [tokenHash, now]))
-        ?.device;
+      const r = await one<{ device: string; expires: string }>(
+        'SELECT device, expires FROM sessions WHERE token_hash = $1 AND expires > $2',
+        [tokenHash, now],
+      );
+      return r === undefined ? undefined : { device: r.device, expires: Number(r.expires) };
     },
     async sweep(now) {
       await pool.query('DELETE FROM challenges WHERE expires <= $1', [now]);

@@ -43,7 +43,9 @@ export function openSqlite(dataDir: string): Store {
       'DELETE FROM challenges WHERE nonce = ? RETURNING device, expires',
     ),
     putSession: db.prepare('INSERT INTO sessions (token_hash, device, expires) VALUES (?, ?, ?)'),
-    getSession: db.prepare<[string, number], { device: string }>('SELECT device FROM sessions WHERE token_hash = ? AND expires > ?'),
+    getSession: db.prepare<[string, number], { device: string; expires: number }>(
+      'SELECT device, expires FROM sessions WHERE token_hash = ? AND expires > ?',
+    ),
     sweepChallenges: db.prepare('DELETE FROM challenges WHERE expires <= ?'),
     sweepSessions: db.prepare('DELETE FROM sessions WHERE expires <= ?'),
     insertVault: db.prepare(
@@ -143,7 +145,7 @@ export function openSqlite(dataDir: string): Store {
       q.putSession.run(tokenHash, device, expires);
     },
     async getSession(tokenHash, now) {
-      return q.getSession.get(tokenHash, now)?.device;
+      return q.getSession.get(tokenHash, now);
     },
     async sweep(now) {
       q.sweepChallenges.run(now);

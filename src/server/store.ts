@@ -45,7 +45,8 @@ export interface Store {
   /** Deletes and returns the challenge: a nonce is good for one login, on any replica. */
   takeChallenge(nonce: string): Promise<{ device: string; expires: number } | undefined>;
   putSession(tokenHash: string, device: string, expires: number): Promise<void>;
-  getSession(tokenHash: string, now: number): Promise<string | undefined>;
+  /** A session is never ended early (it only expires), so a replica may keep what it read until `expires`. */
+  getSession(tokenHash: string, now: number): Promise<{ device: string; expires: number } | undefined>;
   /** Drop expired challenges and sessions. */
   sweep(now: number): Promise<void>;
 

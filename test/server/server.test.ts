@@ -2,12 +2,17 @@
  * The distant vault over real HTTP, the same suite on both engines: embedded SQLite and a
  * PostgreSQL cluster this file starts. Clients are the real VaultClient with real keys.
  */
+import { mkdtempSync } from 'node:fs';
+import { request } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Replica } from '../../src/background/sync/replica.ts';
 import { VaultClient } from '../../src/background/sync/vault-client.ts';
 import { newDevice } from '../../src/core/crypto/device.ts';
 import { blobHash, nextEntry, signEntry } from '../../src/core/sync/log.ts';
 import { signLogin } from '../../src/core/sync/login.ts';
+import { openSqlite } from '../../src/server/sqlite.ts';
 import type { Store } from '../../src/server/store.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { device, login, post, putItem, values, vaultKeys, waitFor } from '../harness/sync.ts';
@@ -235,6 +240,31 @@ describe.each<Engine>(['sqlite', 'postgres'])('distant vault on %s', (engine) =>
     ).toBe(401);
   });
 
+  it('a session ends when it expires though a replica remembered it; one made on another replica is known here', async () => {
+    let shift = 0;
+    const clock = () => Date.now() + shift;
+    // two replicas, each with its own connection to one database (closing a server closes its store)
+    const dir = mkdtempSync(join(tmpdir(), 'keyhole-replicas-'));
+    const open = () => (engine === 'sqlite' ? openSqlite(dir) : openStore(engine, pg.url));
+    const one = await startVaultServer(await open(), { sessionMs: 60_000 }, { now: clock });
+    const two = await startVaultServer(await open(), { sessionMs: 60_000 }, { now: clock });
+    try {
+      const token = await login(one.origin, await device(one.origin, 'a'));
+      const vaults = (origin: string) =>
+        fetch(`${origin}/v1/vaults`, { headers: { authorization: `Bearer ${token}` } }).then((r) => r.status);
+      expect(await vaults(one.origin)).toBe(200);
+      expect(await vaults(two.origin)).toBe(200);
+      expect(await vaults(one.origin)).toBe(200); // now from each replica's memory
+      shift = 61_000;
+      expect(await vaults(one.origin)).toBe(401);
+      expect(await vaults(two.origin)).toBe(401);
+      expect(await fetch(`${one.origin}/v1/vaults`, { headers: { authorization: 'Bearer forged' } }).then((r) => r.status)).toBe(401);
+    } finally {
+      await one.close();
+      await two.close();
+    }
+  });
+
   it('pages a long log and every page is verified', async () => {
     const a = await device(srv.origin, 'a', {});
     const ra = await a.createVault();
@@ -318,6 +348,21 @@ describe.each<Engine>(['sqlite', 'postgres'])('distant vault on %s', (engine) =>
       });
       expect(big.status).toBe(413);
       expect(((await big.json()) as { error: { code: string } }).error.code).toBe('too-large');
+      // the same without a declared length (chunked): counted as it arrives
+      const chunked = await new Promise<number>((resolve, reject) => {
+        const u = new URL(`${limited.origin}/v1/devices`);
+        const req = request(
+          { host: u.hostname, port: u.port, path: u.pathname, method: 'POST', headers: { 'content-type': 'application/json' } },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on('error', reject);
+        for (let i = 0; i < 10; i++) req.write('x'.repeat(10_000));
+        req.end();
+      });
+      expect(chunked).toBe(413);
       const junk = await post(limited.origin, '/v1/auth/challenge', 'not an object');
       expect(junk.status).toBe(400);
       const statuses: number[] = [];

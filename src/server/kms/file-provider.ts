@@ -239,8 +239,12 @@ export class FileKeyProvider implements KeyProvider {
     return { kty, crv, x, y };
   }
 
+  /** Signed on libuv's thread pool (the callback form): the event loop keeps serving meanwhile. */
   async sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
-    return new Uint8Array(nodeSign('sha256', data, { key: this.signingKey(kid), dsaEncoding: 'ieee-p1363' }));
+    const key = this.signingKey(kid);
+    return new Promise((resolve, reject) =>
+      nodeSign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, (e, sig) => (e ? reject(e) : resolve(new Uint8Array(sig)))),
+    );
   }
 
   async deleteSigningKey(kid: string): Promise<void> {
