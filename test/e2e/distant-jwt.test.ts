@@ -100,10 +100,27 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
       kind: 'jwt',
       config: { audience: AUDIENCE, tokenMaxSeconds: 10, rotationSeconds: ROTATION_S, roles: { caller: { scope: 'orders:read' } } },
     });
+    // what does not hold is refused on the admin's own device, saying why, before anything is signed
+    const tooLong = await rpc<{ ok: boolean; error?: { code: string; message: string } }>(options, 'engines.setPolicy', {
+      engine: 'orders-api',
+      policy: { role: 'caller', members: [team.me], maxTtlSeconds: 11 },
+    });
+    expect(tooLong.error).toEqual({
+      code: 'bad-input',
+      message: "engine orders-api: role caller: maxTtlSeconds 11 is above the engine's tokenMaxSeconds 10",
+    });
+    const rootless = await rpc<{ ok: boolean; error?: { code: string; message: string } }>(options, 'engines.configure', {
+      engine: 'keys',
+      kind: 'llm-keys',
+      config: { provider: 'openai', apiBase: 'https://api.openai.example/v1', projectId: 'proj_FAKE' },
+      rootCredential: { apiKey: 'sk-FAKE-not-the-admin-key-field' },
+    });
+    expect(rootless.error?.message).toBe('llm-keys engine: the root credential is {adminKey}');
     team = await ok('engines.setPolicy', {
       engine: 'orders-api',
       policy: { role: 'caller', members: [team.me], maxTtlSeconds: TOKEN_S },
     });
+    expect((await ok<{ engines: { name: string }[] }>('team.view')).engines.map((e) => e.name)).toEqual(['orders-api']);
     const vault = (await ok<{ vault?: string }>('sync.status')).vault;
     base = `${srv.origin}/v1/vaults/${vault}/engines/orders-api`;
     expect((await (await fetch(`${base}/.well-known/openid-configuration`)).json()).issuer).toBe(base);

@@ -119,6 +119,22 @@ describe.each<Engine>(['sqlite', 'postgres'])('the jwt engine on %s', (engine) =
     expect((await ask(admin, { role: 'reader' })).status).toBe(403); // the policy is as the admin signed it
   });
 
+  it('an admin’s configuration that does not hold is refused at commit, saying why, and nothing of it lands', async () => {
+    const refusal = (body: EntryBody) =>
+      admin.push(replica, [{ body }]).then(
+        () => 'landed',
+        (e: unknown) => (e as Error).message,
+      );
+    expect(
+      await refusal({ type: 'engine.policy', engine: 'api-tokens', policy: { role: 'reader', members: ['*'], maxTtlSeconds: 31 } }),
+    ).toBe("bad-engine-config: engine api-tokens: role reader: maxTtlSeconds 31 is above the engine's tokenMaxSeconds 30");
+    expect(await refusal({ type: 'engine.config', engine: 'api-tokens', kind: 'jwt', config: { rotationSeconds: 60 } })).toBe(
+      'bad-engine-config: jwt engine: audience is required',
+    );
+    expect((await ask(admin, { role: 'reader' })).status).toBe(403); // the policy and the configuration are as they were
+    expect((await ask(member, { role: 'reader' })).status).toBe(200);
+  });
+
   it('rotates: the next key is published before it signs; an old key stays while its tokens live, then goes', async () => {
     const before = await jwks();
     expect(before.keys).toHaveLength(2); // the current key and the next one

@@ -12,7 +12,8 @@ import { join } from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Replica } from '../../src/background/sync/replica.ts';
-import type { VaultClient } from '../../src/background/sync/vault-client.ts';
+import type { SyncError, VaultClient } from '../../src/background/sync/vault-client.ts';
+import type { EntryBody } from '../../src/core/sync/log.ts';
 import type { EngineRoutes } from '../../src/server/engines/routes.ts';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import { openSqlite } from '../../src/server/sqlite.ts';
@@ -36,6 +37,8 @@ describe('the postgres engine', () => {
   let admin: VaultClient;
   let member: VaultClient;
   let vault = '';
+  let replica: Replica;
+  let config: Record<string, unknown>;
 
   const connect = async (user: string, password: string) => {
     const c = new pg.Client({ host: '127.0.0.1', port: target.port, database: 'app', user, password, connectionTimeoutMillis: 3000 });
@@ -70,8 +73,8 @@ describe('the postgres engine', () => {
     engines = srv.engines as EngineRoutes;
     member = await device(srv.origin, 'agent');
     const engineKey = (await kms.status()).engineKey;
-    const config = { host: '127.0.0.1', port: target.port, database: 'app', defaultTtlSeconds: 60, roles: { reader: { creation: READ } } };
-    ({ admin, vault } = await engineVault(
+    config = { host: '127.0.0.1', port: target.port, database: 'app', defaultTtlSeconds: 60, roles: { reader: { creation: READ } } };
+    ({ admin, vault, replica } = await engineVault(
       srv.origin,
       engineKey,
       async (v) => {
@@ -83,14 +86,6 @@ describe('the postgres engine', () => {
             engine: 'orders-db',
             policy: { role: 'reader', members: [member.device.public.id], maxTtlSeconds: 120, maxLeasesPerDevice: 3 },
           },
-          {
-            type: 'engine.config',
-            engine: 'bad-template',
-            kind: 'postgres',
-            config: { ...config, roles: { reader: { creation: ['CREATE ROLE "{{name}}" {{evil}}'] } } },
-            sealed,
-          },
-          { type: 'engine.policy', engine: 'bad-template', policy: { role: 'reader', members: ['*'], maxTtlSeconds: 60 } },
         ];
       },
       [member],
@@ -160,10 +155,41 @@ describe('the postgres engine', () => {
     );
   });
 
-  it('refuses a template with a foreign placeholder, and a device over its lease cap', async () => {
-    const bad = await token(member, { role: 'reader' }, 'bad-template');
-    expect(bad.status).toBe(503);
-    expect(((await bad.json()) as { error: { message: string } }).error.message).toContain('{{evil}} is not a placeholder');
+  it('refuses at commit a template with a foreign placeholder and a policy for a role it has no statements for; a device over its lease cap', async () => {
+    const refused = (body: EntryBody) =>
+      admin.push(replica, [{ body }]).then(
+        () => undefined,
+        (e: unknown) => e as SyncError,
+      );
+    const badTemplate = await refused({
+      type: 'engine.config',
+      engine: 'bad-template',
+      kind: 'postgres',
+      config: { ...config, roles: { reader: { creation: ['CREATE ROLE "{{name}}" {{evil}}'] } } },
+    });
+    expect([badTemplate?.status, badTemplate?.message]).toEqual([
+      400,
+      'bad-engine-config: postgres engine: role reader: {{evil}} is not a placeholder (only {{name}}, {{password}}, {{expiration}})',
+    ]);
+    const noSuchRole = await refused({
+      type: 'engine.policy',
+      engine: 'orders-db',
+      policy: { role: 'writer', members: ['*'], maxTtlSeconds: 60 },
+    });
+    expect(noSuchRole?.message).toBe(
+      "bad-engine-config: engine orders-db: role writer: the engine's configuration has no creation statements for it",
+    );
+    // nothing of either landed, and the admin's next edit does
+    expect(await token(member, { role: 'reader' }, 'bad-template').then((r) => r.status)).toBe(404);
+    await admin.push(replica, [
+      {
+        body: {
+          type: 'engine.policy',
+          engine: 'orders-db',
+          policy: { role: 'reader', members: [member.device.public.id], maxTtlSeconds: 120, maxLeasesPerDevice: 3 },
+        },
+      },
+    ]);
     const held: string[] = [];
     for (let i = 0; i < 3; i++) held.push(((await (await token(member, { role: 'reader' })).json()) as { leaseId: string }).leaseId);
     const over = await token(member, { role: 'reader' });

@@ -13,6 +13,7 @@
 import type { TeamView } from '../../core/api.ts';
 import { fromBase64, utf8 } from '../../core/bytes.ts';
 import { canonicalJson } from '../../core/canonical.ts';
+import { checkEngineConfig, checkEngineRoot, EngineConfigError, policyProblem } from '../../core/sync/engine-config.ts';
 import { engineKeyFingerprint, sealToEngine } from '../../core/sync/engine-seal.ts';
 import {
   ENGINE_KINDS,
@@ -80,6 +81,10 @@ export class TeamAdmin {
     if (!(ENGINE_KINDS as readonly string[]).includes(kind))
       throw new RpcError('bad-input', `an engine kind is one of ${ENGINE_KINDS.join(', ')}`);
     if (typeof config !== 'object' || config === null || Array.isArray(config)) throw new RpcError('bad-input', 'config is an object');
+    configProblem(() => {
+      checkEngineConfig(kind as EngineKind, config as Record<string, unknown>);
+      if (rootCredential !== undefined) checkEngineRoot(kind as EngineKind, rootCredential);
+    });
     const { state } = await this.sync.team();
     let sealed: string | undefined;
     if (rootCredential !== undefined) {
@@ -94,6 +99,10 @@ export class TeamAdmin {
   }
 
   async setPolicy(engine: string, policy: EnginePolicy): Promise<TeamView> {
+    const { state } = await this.sync.team();
+    const def = governance(state).engines[engine];
+    const problem = def && configProblem(() => policyProblem(def.kind, def.config, policy));
+    if (problem) throw new RpcError('bad-input', `engine ${engine}: ${problem}`);
     await this.commit([{ type: 'engine.policy', engine, policy }]);
     return this.view();
   }
@@ -112,5 +121,15 @@ export class TeamAdmin {
       const m = e instanceof Error ? e.message : 'refused';
       throw new RpcError('bad-input', m);
     }
+  }
+}
+
+/** What `check` returns; a configuration that does not hold is the caller's bad input, said as the check says it. */
+function configProblem<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (e) {
+    if (e instanceof EngineConfigError) throw new RpcError('bad-input', e.message);
+    throw e;
   }
 }

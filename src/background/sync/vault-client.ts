@@ -248,6 +248,10 @@ export class VaultClient {
         expect: attempt.base,
         entries: attempt.entries,
         blobs: attempt.blobs,
+      }).catch((e: unknown) => {
+        // refused for what it says (not lost on the way): it did not land, and is not to be sent again
+        if (e instanceof SyncError && e.code === 'refused') this.#inFlight = undefined;
+        throw e;
       });
       if (status === 200) {
         const page = { head: json.head as Head, entries: attempt.entries, blobs: blobsOf(pending) };

@@ -14,20 +14,13 @@
  * agree on it and a race creates no extra signing key that is ever used.
  */
 import { randomUUID } from 'node:crypto';
+import { checkJwtConfig, type JwtConfig } from '../../core/sync/engine-config.ts';
 import type { EngineDef, EnginePolicy } from '../../core/sync/log.ts';
 import { openEngineRecord, type SealedRecord, sealEngineRecord } from '../kms/envelope.ts';
 import type { KeyProvider } from '../kms/provider.ts';
 import type { Store } from '../store.ts';
 
-export type JwtConfig = {
-  readonly audience: string;
-  readonly issuer?: string;
-  readonly tokenMaxSeconds: number;
-  readonly rotationSeconds: number;
-  /** per role: the scope its tokens carry, and an audience of its own */
-  readonly roles: Readonly<Record<string, { readonly scope?: string; readonly audience?: string }>>;
-};
-
+/** An engine could not answer: its configuration does not hold, the policy refuses, or its backend is down. */
 export class EngineError extends Error {
   override readonly name = 'EngineError';
   constructor(
@@ -36,40 +29,6 @@ export class EngineError extends Error {
   ) {
     super(message);
   }
-}
-
-const TEXT = /^[\x21-\x7e]{1,512}$/;
-const SCOPE = /^[\x21\x23-\x5b\x5d-\x7e]+( [\x21\x23-\x5b\x5d-\x7e]+)*$/;
-
-/** An engine's configuration, as an admin signed it, checked again here before use. */
-export function checkJwtConfig(c: Readonly<Record<string, unknown>>): JwtConfig {
-  const bad = (what: string) => new EngineError('bad-config', `jwt engine: ${what}`);
-  if (typeof c.audience !== 'string' || !TEXT.test(c.audience)) throw bad('audience is required');
-  if (c.issuer !== undefined && (typeof c.issuer !== 'string' || !/^https?:\/\/[\x21-\x7e]{1,500}$/.test(c.issuer)))
-    throw bad('issuer is a URL');
-  const num = (v: unknown, dflt: number, min: number, max: number, what: string) => {
-    if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw bad(`${what} is ${min} to ${max}`);
-    return v;
-  };
-  const roles: Record<string, { scope?: string; audience?: string }> = {};
-  if (c.roles !== undefined) {
-    if (typeof c.roles !== 'object' || c.roles === null || Array.isArray(c.roles)) throw bad('roles is an object');
-    for (const [name, r] of Object.entries(c.roles as Record<string, unknown>)) {
-      const x = (r ?? {}) as Record<string, unknown>;
-      if (x.scope !== undefined && (typeof x.scope !== 'string' || x.scope.length > 1024 || !SCOPE.test(x.scope)))
-        throw bad(`role ${name}: scope`);
-      if (x.audience !== undefined && (typeof x.audience !== 'string' || !TEXT.test(x.audience))) throw bad(`role ${name}: audience`);
-      roles[name] = { ...(x.scope ? { scope: x.scope as string } : {}), ...(x.audience ? { audience: x.audience as string } : {}) };
-    }
-  }
-  return {
-    audience: c.audience,
-    ...(c.issuer ? { issuer: c.issuer as string } : {}),
-    tokenMaxSeconds: num(c.tokenMaxSeconds, 3600, 10, 86_400, 'tokenMaxSeconds'),
-    rotationSeconds: num(c.rotationSeconds, 86_400, 10, 90 * 86_400, 'rotationSeconds'),
-    roles,
-  };
 }
 
 type KeySlot = { readonly kid: string; readonly activeAt: number; readonly retireAt?: number };
@@ -87,6 +46,12 @@ export type JwtEngineDeps = {
 };
 
 const b64url = (b: Uint8Array | string) => Buffer.from(b).toString('base64url');
+let lastHeader = { kid: '', encoded: '' };
+/** The encoded JOSE header for `kid` (the same for every token a key signs). */
+function header(kid: string): string {
+  if (lastHeader.kid !== kid) lastHeader = { kid, encoded: b64url(JSON.stringify({ alg: 'ES256', typ: 'JWT', kid })) };
+  return lastHeader.encoded;
+}
 
 export class JwtEngine {
   private schedule: { s: Schedule; version: number; loadedAt: number } | null = null;
@@ -135,7 +100,7 @@ export class JwtEngine {
       exp: iat + ttl,
       jti: randomUUID(),
     };
-    const input = `${b64url(JSON.stringify({ alg: 'ES256', typ: 'JWT', kid: signing.kid }))}.${b64url(JSON.stringify(claims))}`;
+    const input = `${header(signing.kid)}.${b64url(JSON.stringify(claims))}`;
     const sig = await this.d.kms.sign(signing.kid, Buffer.from(input));
     return { token: `${input}.${b64url(sig)}`, expiresAt: claims.exp * 1000, ttlSeconds: ttl, kid: signing.kid };
   }

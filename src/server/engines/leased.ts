@@ -9,6 +9,14 @@
  * sealed revocation data names the target and the root record it was made with.
  */
 import { randomUUID } from 'node:crypto';
+import {
+  checkLlmKeysConfig,
+  checkLlmKeysRoot,
+  checkPostgresConfig,
+  checkPostgresRoot,
+  type LlmKeysConfig,
+  type PostgresConfig,
+} from '../../core/sync/engine-config.ts';
 import { openFromEngine } from '../../core/sync/engine-seal.ts';
 import type { EngineDef, EnginePolicy, Membership } from '../../core/sync/log.ts';
 import { governance } from '../../core/sync/log.ts';
@@ -17,8 +25,8 @@ import type { KeyProvider } from '../kms/provider.ts';
 import type { Lease } from '../leases/lease-store.ts';
 import type { Store } from '../store.ts';
 import { EngineError } from './jwt.ts';
-import { ADAPTERS, checkLlmKeysConfig, checkLlmKeysRoot, type LlmKeysConfig } from './llm-keys.ts';
-import { checkPostgresConfig, checkPostgresRoot, createRole, dropRole, type PostgresConfig, renewRole, type Target } from './postgres.ts';
+import { ADAPTERS } from './llm-keys.ts';
+import { createRole, dropRole, renewRole, type Target } from './postgres.ts';
 
 /** What a lease's sealed revocation data holds: the engine kind, the target, and the root record to reach it. */
 type RevokeData =

@@ -10,39 +10,15 @@
  * Deleting the project service account deletes its key. No answer body is ever logged or kept:
  * the key's value goes to the device that asked, once.
  */
+import type { LlmKeysConfig, LlmKeysRoot } from '../../core/sync/engine-config.ts';
 import { EngineError } from './jwt.ts';
 
-export type LlmKeysConfig = { readonly provider: 'openai'; readonly apiBase: string; readonly projectId: string };
-export type LlmKeysRoot = { readonly adminKey: string };
 export type MintedKey = { readonly keyId: string; readonly apiKey: string };
 
 export interface LlmKeyAdapter {
   create(c: LlmKeysConfig, root: LlmKeysRoot, name: string, signal: AbortSignal): Promise<MintedKey>;
   /** idempotent: a key already gone is deleted */
   delete(c: LlmKeysConfig, root: LlmKeysRoot, keyId: string, signal: AbortSignal): Promise<void>;
-}
-
-export function checkLlmKeysConfig(c: Readonly<Record<string, unknown>>): LlmKeysConfig {
-  const bad = (what: string) => new EngineError('bad-config', `llm-keys engine: ${what}`);
-  if (c.provider !== 'openai') throw bad('provider is openai (the only adapter so far)');
-  const apiBase = c.apiBase ?? 'https://api.openai.com/v1';
-  let url: URL;
-  try {
-    url = new URL(String(apiBase));
-  } catch {
-    throw bad('apiBase is a URL');
-  }
-  const loopback = url.hostname === '127.0.0.1' || url.hostname === 'localhost' || url.hostname === '[::1]';
-  if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) throw bad('apiBase is https (http only on loopback)');
-  if (typeof c.projectId !== 'string' || !/^[A-Za-z0-9_-]{1,128}$/.test(c.projectId)) throw bad('projectId is the project’s id');
-  return { provider: 'openai', apiBase: url.href.replace(/\/+$/, ''), projectId: c.projectId };
-}
-
-export function checkLlmKeysRoot(x: unknown): LlmKeysRoot {
-  const r = x as Partial<LlmKeysRoot> | null;
-  if (typeof r?.adminKey !== 'string' || !/^[\x21-\x7e]{8,512}$/.test(r.adminKey))
-    throw new EngineError('bad-config', 'llm-keys engine: the root credential is {adminKey}');
-  return { adminKey: r.adminKey };
 }
 
 async function call(url: string, init: RequestInit, signal: AbortSignal): Promise<{ status: number; json: Record<string, unknown> }> {

@@ -14,58 +14,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { PLACEHOLDER, type PostgresConfig, type PostgresRoot, ROLE_IDENT } from '../../core/sync/engine-config.ts';
 import { EngineError } from './jwt.ts';
-
-export type PostgresConfig = {
-  readonly host: string;
-  readonly port: number;
-  readonly database: string;
-  readonly roles: Readonly<Record<string, { readonly creation: readonly string[] }>>;
-  readonly defaultTtlSeconds: number;
-};
-
-export type PostgresRoot = { readonly username: string; readonly password: string };
-
-const PLACEHOLDER = /\{\{\s*([^}]*?)\s*\}\}/g;
-const ALLOWED = new Set(['name', 'password', 'expiration']);
-const IDENT = /^[a-z_][a-z0-9_]{0,62}$/;
-
-export function checkPostgresConfig(c: Readonly<Record<string, unknown>>): PostgresConfig {
-  const bad = (what: string) => new EngineError('bad-config', `postgres engine: ${what}`);
-  if (typeof c.host !== 'string' || !/^[A-Za-z0-9.:-]{1,255}$/.test(c.host)) throw bad('host is a host name or address');
-  const port = c.port ?? 5432;
-  if (typeof port !== 'number' || !Number.isInteger(port) || port < 1 || port > 65535) throw bad('port is 1 to 65535');
-  if (typeof c.database !== 'string' || !/^[A-Za-z0-9_-]{1,63}$/.test(c.database)) throw bad('database is a database name');
-  const ttl = c.defaultTtlSeconds ?? 3600;
-  if (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 10 || ttl > 30 * 86_400) throw bad('defaultTtlSeconds is 10 s to 30 days');
-  if (typeof c.roles !== 'object' || c.roles === null || Array.isArray(c.roles)) throw bad('roles is an object');
-  const roles: Record<string, { creation: string[] }> = {};
-  for (const [name, r] of Object.entries(c.roles as Record<string, unknown>)) {
-    const creation = (r as { creation?: unknown })?.creation;
-    if (
-      !Array.isArray(creation) ||
-      creation.length === 0 ||
-      creation.length > 32 ||
-      !creation.every((x) => typeof x === 'string' && x.length <= 4096)
-    )
-      throw bad(`role ${name}: creation is a list of statements`);
-    for (const stmt of creation as string[]) {
-      for (const m of stmt.matchAll(PLACEHOLDER))
-        if (!ALLOWED.has(m[1] ?? ''))
-          throw bad(`role ${name}: {{${m[1]}}} is not a placeholder (only {{name}}, {{password}}, {{expiration}})`);
-      if (/\{\{|\}\}/.test(stmt.replace(PLACEHOLDER, ''))) throw bad(`role ${name}: a brace pair that is not a placeholder`);
-    }
-    roles[name] = { creation: creation as string[] };
-  }
-  return { host: c.host, port, database: c.database, roles, defaultTtlSeconds: ttl };
-}
-
-export function checkPostgresRoot(x: unknown): PostgresRoot {
-  const r = x as Partial<PostgresRoot> | null;
-  if (typeof r?.username !== 'string' || !IDENT.test(r.username) || typeof r.password !== 'string' || r.password.length === 0)
-    throw new EngineError('bad-config', 'postgres engine: the root credential is {username, password}');
-  return { username: r.username, password: r.password };
-}
 
 /** A role name for a lease: kh_<role>_<12 random hex>, at most 63 bytes. */
 export function roleName(role: string): string {
@@ -135,13 +85,13 @@ export async function createRole(
 }
 
 export async function renewRole(t: Target, name: string, expiresAt: number, timeoutMs = 10_000): Promise<void> {
-  if (!IDENT.test(name)) throw new EngineError('bad-config', 'not a role name');
+  if (!ROLE_IDENT.test(name)) throw new EngineError('bad-config', 'not a role name');
   await withRoot(t, timeoutMs, (c) => c.query(`ALTER ROLE "${name}" VALID UNTIL '${new Date(expiresAt).toISOString()}'`));
 }
 
 /** Revokes role `name`: no login, no session, nothing owned, no role. Idempotent. */
 export async function dropRole(t: Target, name: string, timeoutMs = 10_000): Promise<void> {
-  if (!IDENT.test(name)) throw new EngineError('bad-config', 'not a role name');
+  if (!ROLE_IDENT.test(name)) throw new EngineError('bad-config', 'not a role name');
   await withRoot(t, timeoutMs, async (c) => {
     const exists = await c.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [name]);
     if (exists.rowCount === 0) return; // already gone: revoked

@@ -11,6 +11,7 @@
  * "No such vault", "not a member" and "no such engine" answer alike (404).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { EngineConfigError } from '../../core/sync/engine-config.ts';
 import { type EngineDef, governance, hasRole, type Membership, policyFor, UUID } from '../../core/sync/log.ts';
 import { HttpError } from '../http.ts';
 import type { KeyProvider } from '../kms/provider.ts';
@@ -235,6 +236,7 @@ export class EngineRoutes {
 }
 
 function engineFailure(e: unknown): unknown {
+  if (e instanceof EngineConfigError) return new HttpError(503, 'engine-bad-config', e.message);
   if (e instanceof EngineError) return new HttpError(e.code === 'not-allowed' ? 403 : 503, `engine-${e.code}`, e.message);
   return e;
 }
