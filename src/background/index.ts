@@ -154,13 +154,14 @@ async function transparentOrigins(): Promise<ReadonlySet<string>> {
 async function expireGrants(): Promise<void> {
   const due = rules.expiredNow();
   if (due.length > 0) await rules.withdrawGrants(due);
-  const { grants, audit, scheduleGrantAlarm } = await ready;
+  const { grants, audit, scheduleGrantAlarm, releaseUngranted } = await ready;
   const dropped = await grants.purge();
   for (const g of dropped)
     audit({ kind: 'grant.revoked', correlationId: g.id, origin: g.origin, secret: g.secret, mode: g.mode, reason: 'expired' });
   for (const origin of new Set(dropped.map((g) => g.origin))) void emit('grantsChanged', (o) => o === origin);
   await rules.refresh();
   await scheduleGrantAlarm();
+  if (dropped.length > 0) await releaseUngranted();
 }
 
 /**
@@ -238,9 +239,11 @@ const ready = (async () => {
       token: (c) =>
         distantToken(async () => {
           const t = await sync.engineToken(c.engine, c.role, c.ttlSeconds);
-          if (t.leaseId) await leases.add(t.leaseId); // revoked at lock, or at the next unlock after a crash
+          if (t.lease) await leases.add(t.lease.id); // revoked when replaced or ungranted, at lock, or at the next unlock after a crash
           return t;
         }),
+      renew: (id, ttlSeconds) => distantToken(() => sync.renewLease(id, ttlSeconds)),
+      release: (id, afterMs) => leases.release(id, afterMs),
     },
   });
   vault.onSecretChanged = (id) => {
@@ -289,6 +292,11 @@ const ready = (async () => {
     if (mine[0]) await emit('credentialChanged', (o) => origins.has(o), { secret: mine[0].secret, change });
   };
   /** the alarm that purges and audits expired grants (transparent rules have their own timer) */
+  /** a distant credential no live grant holds any more: its lease is revoked (a leaked key dies with it) */
+  const releaseUngranted = async () => {
+    const held = new Set((await grants.all()).map((g) => g.secretId));
+    await credentials.releaseUngranted((id) => held.has(id));
+  };
   const scheduleGrantAlarm = async () => {
     const next = Math.min(...(await grants.all()).map((g) => g.expiresAt));
     if (Number.isFinite(next)) await chrome.alarms.create(GRANT_EXPIRY_ALARM, { when: Math.max(next, Date.now() + 1000) });
@@ -298,6 +306,7 @@ const ready = (async () => {
       inflight.endGrants(new Set(revoked));
       await rules.withdrawGrants(revoked); // in force before the caller hears back
       void rules.refresh();
+      void releaseUngranted();
     } else {
       await rules.refresh(); // a new transparent grant's rules are installed before the caller hears back
     }
@@ -411,7 +420,21 @@ const ready = (async () => {
     if (due) void runSync();
   }); // pull when the worker wakes
   void destroyNow(); // what came due while the worker slept, then the next alarm
-  return { vault, grants, credentials, table, update, pageApi, limiter, audit, sync, runSync, scheduleGrantAlarm, destroyNow };
+  return {
+    vault,
+    grants,
+    credentials,
+    table,
+    update,
+    pageApi,
+    limiter,
+    audit,
+    sync,
+    runSync,
+    scheduleGrantAlarm,
+    releaseUngranted,
+    destroyNow,
+  };
 })();
 
 chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {

@@ -148,16 +148,7 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
 
   it('an llm-keys engine: the agent’s calls carry a key minted under a lease; lock deletes it at the provider', async () => {
     const openai: OpenAiAdmin = await startOpenAiAdmin();
-    // an API that takes only keys live at the provider
-    const llm = await listen((req, res) => {
-      const { headers, answered } = cors(req, res, 'GET, OPTIONS');
-      if (answered) return;
-      const key = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1] ?? '';
-      const good = [...openai.live.values()].includes(key);
-      res.writeHead(good ? 200 : 401, { ...headers, 'content-type': 'application/json' });
-      res.end(JSON.stringify({ ok: good }));
-    });
-    const llmHost = `localhost:${(llm.address() as { port: number }).port}`;
+    const { llm, llmHost } = await llmApi(openai);
     try {
       const me = (await ok<{ me: string }>('team.view')).me;
       await ok('engines.configure', {
@@ -188,6 +179,50 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
       await expect.poll(() => openai.live.size, { timeout: 10_000 }).toBe(0);
       expect([...openai.deleted.values()]).toEqual([1]);
       await ok('vault.unlock', { passphrase: 'distant test passphrase FAKE' });
+    } finally {
+      await close(llm);
+      await openai.close();
+    }
+  });
+
+  it('a leased key in use is renewed, not minted again, up to its maximum, then replaced; ending its grant revokes its lease', async () => {
+    const openai: OpenAiAdmin = await startOpenAiAdmin();
+    const { llm, llmHost } = await llmApi(openai);
+    const minted = () => openai.requests.filter((r) => r.method === 'POST' && r.status === 200).length;
+    try {
+      const me = (await ok<{ me: string }>('team.view')).me;
+      await ok('engines.configure', {
+        engine: 'short-keys',
+        kind: 'llm-keys',
+        config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
+        rootCredential: { adminKey: openai.adminKey },
+      });
+      await ok('engines.setPolicy', { engine: 'short-keys', policy: { role: 'agent', members: [me], maxTtlSeconds: 12 } });
+      await ok('secrets.create', {
+        name: 'llm-short',
+        kind: 'distant',
+        distant: { engine: 'short-keys', role: 'agent', ttlSeconds: 5 },
+        rule: { hosts: [llmHost], header: 'Authorization', template: 'Bearer {value}' },
+        material: {},
+      });
+      expect((await grantForPeriod(h.context, agent, { secrets: ['llm-short'], mode: 'broker' })).ok).toBe(true);
+      const outcomes = await callContinuously(agent, llmHost, 'llm-short', 13_000, ['broker']);
+      expect(outcomes.filter((o) => !o.ok)).toEqual([]);
+      // 5 s leases refreshed at 75-90 % for 13 s: renewed up to the 12 s maximum, then one new lease (not one per 4 s)
+      expect(minted()).toBe(2);
+      const { leases } = await ok<{ leases: { engine: string; state: string; issued: number; expires: number }[] }>('leases.list');
+      const mine = leases.filter((l) => l.engine === 'short-keys').sort((a, b) => a.issued - b.issued);
+      expect(mine).toHaveLength(2);
+      expect((mine[0] as { expires: number }).expires - (mine[0] as { issued: number }).issued).toBeGreaterThan(5000); // renewed past its first 5 s
+
+      // the grant ends: its lease is revoked now, before it would have expired
+      const current = mine[1] as { expires: number; state: string };
+      expect(current.state).toBe('active');
+      const newest = [...openai.live.keys()].at(-1) as string;
+      const grants = await ok<{ id: string; secret: string }[]>('grants.list');
+      for (const g of grants.filter((x) => x.secret === 'llm-short')) await ok('grants.revoke', { id: g.id });
+      await expect.poll(() => openai.live.has(newest), { timeout: 2500 }).toBe(false);
+      expect(Date.now()).toBeLessThan(current.expires);
     } finally {
       await close(llm);
       await openai.close();
@@ -248,3 +283,16 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
     }
   });
 });
+
+/** An API that takes only keys live at the (local) provider. */
+async function llmApi(openai: OpenAiAdmin) {
+  const llm = await listen((req, res) => {
+    const { headers, answered } = cors(req, res, 'GET, OPTIONS');
+    if (answered) return;
+    const key = /^Bearer (\S+)$/.exec(String(req.headers.authorization ?? ''))?.[1] ?? '';
+    const good = [...openai.live.values()].includes(key);
+    res.writeHead(good ? 200 : 401, { ...headers, 'content-type': 'application/json' });
+    res.end(JSON.stringify({ ok: good }));
+  });
+  return { llm, llmHost: `localhost:${(llm.address() as { port: number }).port}` };
+}

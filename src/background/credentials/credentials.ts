@@ -30,6 +30,7 @@ import {
 import { importSigningKeyPem, type SigningKey } from '../../core/credentials/pem.ts';
 import type { AwsCredentials } from '../../core/credentials/sigv4.ts';
 import { CoreError } from '../../core/errors.ts';
+import type { EngineToken } from '../sync/vault-client.ts';
 import { type InUse, isExpired, type VaultService } from '../vault/vault-service.ts';
 import type { CredentialCache } from './cache.ts';
 import { type CredentialStatus, CredentialUnavailable, Refresher } from './refresher.ts';
@@ -49,12 +50,22 @@ export type CredentialsDeps = {
   /** the synced vault's distant vault, for the `distant` kind (absent or origin undefined: not synced) */
   readonly distant?: {
     origin(): Promise<string | undefined>;
-    /** a credential of `config`'s engine and role, or CredentialError */
-    token(config: DistantConfig): Promise<{ readonly token: string; readonly expiresAt: number }>;
+    /** a credential of `config`'s engine and role (and its lease, if it has one), or CredentialError */
+    token(config: DistantConfig): Promise<EngineToken>;
+    /** extends a lease by `ttlSeconds`, as far as its maximum allows, or CredentialError */
+    renew?(leaseId: string, ttlSeconds: number): Promise<{ readonly expiresAt: number; readonly maxExpiresAt: number }>;
+    /** the lease is no longer needed here: revoke it after `afterMs` */
+    release?(leaseId: string, afterMs: number): void;
   };
 };
 
 export type CredentialChange = 'refreshed' | 'failed' | 'attention';
+
+/** A credential a replaced lease carried may still be on a request in flight: it is revoked this long after. */
+export const REPLACED_LEASE_GRACE_MS = 30_000;
+
+/** The lease behind a distant credential cached now. */
+type HeldLease = { readonly id: string; readonly token: string; expiresAt: number; readonly maxExpiresAt: number; readonly ttlMs: number };
 
 /**
  * What goes on a request; a minted token also says until when it may (notAfter minus the skew).
@@ -83,6 +94,8 @@ export class Credentials {
   private readonly attention = new Map<string, CredentialErrorCode>();
   /** a rotated refresh token being stored: the vault's change notice for it is ours */
   private readonly storing = new Set<string>();
+  /** by slot: the leases behind distant credentials, renewed rather than asked for again while they may be */
+  private readonly leased = new Map<string, HeldLease>();
 
   constructor(private readonly deps: CredentialsDeps) {
     this.refresher = new Refresher({
@@ -113,13 +126,14 @@ export class Credentials {
     if (secret.kind === 'aws' && !secret.aws?.assumeRole) return this.accessKey(secret);
     const slot = await this.slot(secret.id, narrowing);
     const token = await this.refresher.token(slot, cause);
+    const usableUntil = Math.min(token.notAfter - expirySkew(token.issuedAt, token.notAfter), secret.expiresAt ?? Number.POSITIVE_INFINITY);
     const hit = this.compiled.get(slot);
-    if (hit?.value === token.accessToken) return hit;
+    if (hit?.value === token.accessToken && hit.usableUntil === usableUntil) return hit; // a renewed lease: same value, later end
     const aws = secret.kind === 'aws' ? sessionKeys(token.accessToken) : undefined;
     const use = {
       value: token.accessToken,
       redaction: compileRedaction(aws ? awsValues(aws) : [token.accessToken]),
-      usableUntil: Math.min(token.notAfter - expirySkew(token.issuedAt, token.notAfter), secret.expiresAt ?? Number.POSITIVE_INFINITY),
+      usableUntil,
       ...(aws ? { aws } : {}),
     };
     this.compiled.set(slot, use);
@@ -214,13 +228,33 @@ export class Credentials {
     for (const k of this.keys.keys()) if (k.startsWith(`${id}/`)) this.keys.delete(k);
     for (const slot of this.compiled.keys()) if (slotSecret(slot.split('@')[0] ?? slot) === id) this.compiled.delete(slot);
     this.attention.delete(id);
+    for (const [slot, held] of [...this.leased])
+      if (slotSecret(slot) === id) {
+        this.leased.delete(slot);
+        this.deps.distant?.release?.(held.id, REPLACED_LEASE_GRACE_MS);
+      }
     const narrowed = [...this.slots.keys()].filter((slot) => slotSecret(slot) === id);
     for (const slot of narrowed) this.slots.delete(slot);
     await Promise.all([id, ...narrowed].map((slot) => this.refresher.invalidate(slot)));
   }
 
-  /** At lock: every token, key and state goes; the cache is wiped. */
+  /**
+   * Distant credentials whose secret no live grant holds any more (`granted` says which do): their
+   * leases are revoked now and their cached credentials dropped; a new grant asks for a new one.
+   */
+  async releaseUngranted(granted: (secretId: string) => boolean): Promise<void> {
+    for (const [slot, held] of [...this.leased]) {
+      if (granted(slotSecret(slot))) continue;
+      this.leased.delete(slot);
+      this.compiled.delete(slot);
+      await this.refresher.invalidate(slot);
+      this.deps.distant?.release?.(held.id, 0);
+    }
+  }
+
+  /** At lock: every token, key and state goes; the cache is wiped (the leases are revoked by their tracker). */
   async forget(): Promise<void> {
+    this.leased.clear();
     this.refresher.forgetAll();
     this.keys.clear();
     this.compiled.clear();
@@ -254,7 +288,7 @@ export class Credentials {
       let minted: TokenSet;
       let status = 200;
       if (secret.kind === 'aws') minted = await this.assumeRole(secret, material, narrowing);
-      else if (secret.kind === 'distant') minted = await this.fromDistant(secret);
+      else if (secret.kind === 'distant') minted = await this.fromDistant(secret, slot);
       else {
         const made = await this.tokenRequestFor(secret, secret.oauth2 as OAuth2Config, material, narrowing);
         status = made.status;
@@ -278,14 +312,45 @@ export class Credentials {
     }
   }
 
-  /** A credential from an engine of the distant vault, asked for with this device's own login. */
-  private async fromDistant(secret: SecretSummary): Promise<TokenSet> {
-    if (!secret.distant || !this.deps.distant) throw new CredentialError('not-synced');
-    const t = await this.deps.distant.token(secret.distant);
-    const now = this.deps.now();
+  /**
+   * A credential from an engine of the distant vault, asked for with this device's own login. One
+   * under a lease is renewed while its maximum allows (the same credential, a later end: nothing
+   * new is minted at the provider); then a new one is asked for, and the old lease revoked once
+   * requests in flight with it are done.
+   */
+  private async fromDistant(secret: SecretSummary, slot: string): Promise<TokenSet> {
+    const distant = this.deps.distant;
+    if (!secret.distant || !distant) throw new CredentialError('not-synced');
+    const tokenSet = (token: string, expiresAt: number): TokenSet => {
+      const now = this.deps.now();
+      if (!(expiresAt > now)) throw new CredentialError('bad-expires-in');
+      return { accessToken: token, tokenType: 'Bearer', expiresIn: Math.floor((expiresAt - now) / 1000), notAfter: expiresAt };
+    };
+    const held = this.leased.get(slot);
+    if (held && distant.renew && held.expiresAt > this.deps.now() && held.maxExpiresAt > held.expiresAt) {
+      const renewed = await distant.renew(held.id, Math.max(1, Math.round(held.ttlMs / 1000))).catch(() => undefined);
+      if (renewed && renewed.expiresAt > held.expiresAt) {
+        held.expiresAt = renewed.expiresAt;
+        return tokenSet(held.token, renewed.expiresAt);
+      }
+      // refused (at its maximum, revoked meanwhile) or unreachable: a new lease below
+    }
+    const t = await distant.token(secret.distant);
+    if (held) {
+      this.leased.delete(slot);
+      distant.release?.(held.id, REPLACED_LEASE_GRACE_MS);
+    }
     if (!headerSafe(t.token)) throw new CredentialError('bad-token');
-    if (!(t.expiresAt > now)) throw new CredentialError('bad-expires-in');
-    return { accessToken: t.token, tokenType: 'Bearer', expiresIn: Math.floor((t.expiresAt - now) / 1000), notAfter: t.expiresAt };
+    const minted = tokenSet(t.token, t.expiresAt);
+    if (t.lease?.renewable)
+      this.leased.set(slot, {
+        id: t.lease.id,
+        token: t.token,
+        expiresAt: t.expiresAt,
+        maxExpiresAt: t.lease.maxExpiresAt,
+        ttlMs: t.expiresAt - this.deps.now(),
+      });
+    return minted;
   }
 
   /**

@@ -29,6 +29,24 @@ export class LeaseTracker {
     });
   }
 
+  /**
+   * Revokes one lease after `afterMs` (a replaced credential's requests in flight finish first);
+   * if that cannot be done then, it stays recorded for the next lock or unlock.
+   */
+  release(id: string, afterMs = 0): void {
+    const run = () =>
+      void this.serial(async () => {
+        try {
+          await this.revoke(id);
+        } catch {
+          return; // kept: revoked with the rest at lock, or at the next unlock
+        }
+        await this.ids.set((await this.ids.get()).filter((x) => x !== id));
+      });
+    if (afterMs > 0) setTimeout(run, afterMs);
+    else run();
+  }
+
   /** Revokes every recorded lease (within `timeoutMs` in all); the ones that could not be stay recorded. */
   revokeAll(timeoutMs = 3000): Promise<{ revoked: number; kept: number }> {
     return this.serial(async () => {

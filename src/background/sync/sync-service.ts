@@ -36,7 +36,7 @@ import type { KeyholeDB, SyncedItem, SyncLink, SyncState } from '../db.ts';
 import { RpcError } from '../errors.ts';
 import type { Keyring, VaultService } from '../vault/vault-service.ts';
 import { Replica, type ReplicaSnapshot } from './replica.ts';
-import { fetchRecovery, type Pending, SyncError, VaultClient } from './vault-client.ts';
+import { type EngineToken, fetchRecovery, type Pending, SyncError, VaultClient } from './vault-client.ts';
 
 const FRESH: SyncState = { failures: 0, nextAttemptAt: 0 };
 const MAX_BACKOFF_MS = 5 * 60_000;
@@ -809,7 +809,7 @@ export class SyncService {
   }
 
   /** A credential from an engine of the synced vault, asked for with this device's login. */
-  async engineToken(engine: string, role: string, ttlSeconds?: number): Promise<{ token: string; expiresAt: number; leaseId?: string }> {
+  async engineToken(engine: string, role: string, ttlSeconds?: number): Promise<EngineToken> {
     const link = await this.db.get('syncLink', 'link');
     if (!link?.vault) throw new RpcError('not-found', 'this device is not a member of a synced vault');
     return (await this.#clientFor(link)).engineToken(link.vault, engine, role, ttlSeconds);
@@ -820,6 +820,12 @@ export class SyncService {
     const link = await this.db.get('syncLink', 'link');
     if (!link?.vault) throw new RpcError('not-found', 'this device is not a member of a synced vault');
     return (await this.#clientFor(link)).engineCredential(link.vault, engine, role, ttlSeconds);
+  }
+
+  async renewLease(id: string, ttlSeconds?: number): Promise<{ expiresAt: number; maxExpiresAt: number }> {
+    const link = await this.db.get('syncLink', 'link');
+    if (!link?.vault) throw new RpcError('not-found', 'this device is not a member of a synced vault');
+    return (await this.#clientFor(link)).renewLease(id, ttlSeconds);
   }
 
   async revokeLease(id: string): Promise<void> {

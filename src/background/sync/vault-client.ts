@@ -25,6 +25,13 @@ import { signLogin } from '../../core/sync/login.ts';
 import { BodyTooLarge, readAtMost } from '../bounded.ts';
 import { type Head, Replica } from './replica.ts';
 
+/** A credential an engine issued for requests: a token, and the lease it lives under if it has one. */
+export type EngineToken = {
+  readonly token: string;
+  readonly expiresAt: number;
+  readonly lease?: { readonly id: string; readonly maxExpiresAt: number; readonly renewable: boolean };
+};
+
 export type SyncErrorCode = 'network' | 'unauthorized' | 'refused' | 'not-found' | 'rate-limited' | 'server';
 
 /** A transport or server refusal. Tampering is a LogError (core/sync/log.ts), never this. */
@@ -138,18 +145,16 @@ export class VaultClient {
    * A credential of `role` from engine `engine` of `vault` (issue 15): what the signed log's policy
    * gives this device. A refusal is SyncError 'refused' (403: no such policy) or 'not-found'.
    */
-  async engineToken(
-    vault: string,
-    engine: string,
-    role: string,
-    ttlSeconds?: number,
-  ): Promise<{ token: string; expiresAt: number; leaseId?: string }> {
+  async engineToken(vault: string, engine: string, role: string, ttlSeconds?: number): Promise<EngineToken> {
     const json = await this.engineCredential(vault, engine, role, ttlSeconds);
     const expiresAt = json.expiresAt as number; // checked by engineCredential
     // a jwt engine's token; a leased API key (llm-keys); a database login is not a header value
     if (typeof json.token === 'string') return { token: json.token, expiresAt };
     const c = json.credential as { apiKey?: unknown; username?: unknown } | undefined;
-    if (typeof c?.apiKey === 'string' && typeof json.leaseId === 'string') return { token: c.apiKey, expiresAt, leaseId: json.leaseId };
+    if (typeof c?.apiKey === 'string' && typeof json.leaseId === 'string') {
+      const maxExpiresAt = typeof json.maxExpiresAt === 'number' ? json.maxExpiresAt : expiresAt;
+      return { token: c.apiKey, expiresAt, lease: { id: json.leaseId, maxExpiresAt, renewable: json.renewable === true } };
+    }
     if (typeof json.leaseId === 'string') await this.revokeLease(json.leaseId).catch(() => {});
     throw new SyncError(
       'refused',
@@ -165,6 +170,14 @@ export class VaultClient {
     });
     if (typeof json.expiresAt !== 'number') throw new SyncError('server', 'engine answer malformed');
     return json;
+  }
+
+  /** Extends a lease of this device's own by `ttlSeconds` (the distant vault caps it at the lease's maximum). */
+  async renewLease(id: string, ttlSeconds?: number): Promise<{ expiresAt: number; maxExpiresAt: number }> {
+    const { json } = await this.#call('POST', `/v1/leases/${id}/renew`, ttlSeconds !== undefined ? { ttlSeconds } : {});
+    if (typeof json.expiresAt !== 'number' || typeof json.maxExpiresAt !== 'number')
+      throw new SyncError('server', 'renew answer malformed');
+    return { expiresAt: json.expiresAt, maxExpiresAt: json.maxExpiresAt };
   }
 
   /** Ends a lease of this device's own at once (the distant vault revokes it at the engine). */

@@ -54,8 +54,8 @@ export function checkDistantConfig(v: unknown): DistantConfig {
   if (typeof c.engine !== 'string' || !ENGINE_NAME.test(c.engine)) throw bad('the engine is the name an admin gave it (a-z, 0-9, -)');
   if (typeof c.role !== 'string' || !ENGINE_NAME.test(c.role)) throw bad('the role is a name of the engine’s policy (a-z, 0-9, -)');
   const ttl = c.ttlSeconds;
-  if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 10 || ttl > 30 * 86_400))
-    throw bad('the TTL is 10 seconds to 30 days');
+  if (ttl !== undefined && (typeof ttl !== 'number' || !Number.isInteger(ttl) || ttl < 5 || ttl > 30 * 86_400))
+    throw bad('the TTL is 5 seconds to 30 days');
   return { engine: c.engine, role: c.role, ...(typeof ttl === 'number' ? { ttlSeconds: ttl } : {}) };
 }
 
