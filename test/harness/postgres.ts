@@ -4,7 +4,7 @@
  * (initdb refuses root). Nothing outside the temporary directory is touched.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -17,6 +17,8 @@ export type Postgres = {
   /** stops the server and keeps its data (a target database that is down), and starts it again */
   readonly halt: () => Promise<void>;
   readonly resume: () => Promise<void>;
+  /** what the server has written to its log so far */
+  readonly log: () => string;
 };
 
 function binDir(): string {
@@ -28,9 +30,10 @@ function binDir(): string {
 
 /**
  * `password`: TCP logins need it (scram-sha-256), as a real target database's would; without it,
- * every login is trusted (the server's own store in tests).
+ * every login is trusted (the server's own store in tests). `settings`: more `-c` options (e.g.
+ * `log_statement`), and `log()` reads what the server wrote to its log (stderr) so far.
  */
-export async function startPostgres(opts: { password?: string } = {}): Promise<Postgres> {
+export async function startPostgres(opts: { password?: string; settings?: Readonly<Record<string, string>> } = {}): Promise<Postgres> {
   const bin = binDir();
   const dir = mkdtempSync(join(tmpdir(), 'keyhole-pg-'));
   const data = join(dir, 'data');
@@ -48,12 +51,34 @@ export async function startPostgres(opts: { password?: string } = {}): Promise<P
   }
   execFileSync(join(bin, 'initdb'), ['-D', data, ...auth, '-U', 'keyhole', '--no-sync', '-E', 'UTF8'], { ...ids, stdio: 'ignore' });
   const port = await freePort();
-  const run = () =>
-    spawn(
-      join(bin, 'postgres'),
-      ['-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'max_connections=200'],
-      { ...ids, stdio: 'ignore' },
-    );
+  const logFile = join(dir, 'postgres.log');
+  const extra = Object.entries(opts.settings ?? {}).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+  const run = () => {
+    const log = openSync(logFile, 'a');
+    try {
+      return spawn(
+        join(bin, 'postgres'),
+        [
+          '-D',
+          data,
+          '-p',
+          String(port),
+          '-k',
+          dir,
+          '-c',
+          'listen_addresses=127.0.0.1',
+          '-c',
+          'fsync=off',
+          '-c',
+          'max_connections=200',
+          ...extra,
+        ],
+        { ...ids, stdio: ['ignore', 'ignore', log] },
+      );
+    } finally {
+      closeSync(log);
+    }
+  };
   let proc: ChildProcess = run();
   const url = `postgresql://keyhole${opts.password !== undefined ? `:${encodeURIComponent(opts.password)}` : ''}@127.0.0.1:${port}/postgres`;
   await ready(url, () => proc);
@@ -66,6 +91,7 @@ export async function startPostgres(opts: { password?: string } = {}): Promise<P
   return {
     url,
     port,
+    log: () => readFileSync(logFile, 'utf8'),
     halt,
     async resume() {
       proc = run();
