@@ -11,6 +11,7 @@ import type { SecretSummary } from '../../core/api.ts';
 import type { AuditRecord } from '../../core/audit/audit.ts';
 import { concat, fromBase64, fromUtf8, toBase64 } from '../../core/bytes.ts';
 import { signingPlan } from '../../core/credentials/aws.ts';
+import { usesMintedToken } from '../../core/credentials/kinds.ts';
 import { signV4 } from '../../core/credentials/sigv4.ts';
 import { CoreError } from '../../core/errors.ts';
 import type { RateLimiter } from '../../core/rate-limit.ts';
@@ -207,8 +208,7 @@ export async function send(deps: BrokerDeps, first: Prepared): Promise<{ res: Re
   }
   const res = await sendOnce(deps, first);
   // a minted token refused is minted again once; a static value or an AWS access key would be the same
-  if (res.status !== 401 || first.secret.kind === 'static' || (first.secret.kind === 'aws' && !first.secret.aws?.assumeRole))
-    return { res, prepared: first };
+  if (res.status !== 401 || !usesMintedToken(first.secret)) return { res, prepared: first };
   void res.body?.cancel().catch(() => {});
   await deps.credentials.rejected(first.secret, first.used.value);
   const prepared = await first.again();

@@ -16,7 +16,7 @@ import { assumeRoleRequest, checkAwsKeys, parseAssumeRoleResponse } from '../../
 import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
 import { appJwt, installationTokenRequest, parseInstallationToken } from '../../core/credentials/github.ts';
 import { googleAssertion, googleAssertionClaims } from '../../core/credentials/google.ts';
-import { type DistantConfig, isMinted, type OAuth2Config, type OAuth2Material } from '../../core/credentials/kinds.ts';
+import { type DistantConfig, isMinted, type OAuth2Config, type OAuth2Material, usesMintedToken } from '../../core/credentials/kinds.ts';
 import { expirySkew } from '../../core/credentials/lifetime.ts';
 import { type Narrowing, slotId, slotSecret } from '../../core/credentials/narrowing.ts';
 import {
@@ -86,6 +86,8 @@ export class Credentials {
   private readonly keys = new Map<string, Promise<SigningKey>>();
   /** the compiled redaction of the token last handed out, by slot (secret id, and narrowing) */
   private readonly compiled = new Map<string, Handed>();
+  /** an AWS access key without a role, opened and compiled, by `secretId@version` */
+  private readonly accessKeys = new Map<string, Handed>();
   /** the narrowed slots in use: what each mints for */
   private readonly slots = new Map<string, Narrowing>();
   /** how far AWS's clock is from ours, learned from a clock-skew answer (ms to add to ours) */
@@ -123,7 +125,7 @@ export class Credentials {
     if (isExpired(secret, this.deps.now())) throw new CoreError('expired', 'the secret has expired', secret.id);
     const attention = this.attention.get(secret.id);
     if (attention) throw new CredentialUnavailable(attention);
-    if (secret.kind === 'aws' && !secret.aws?.assumeRole) return this.accessKey(secret);
+    if (!usesMintedToken(secret)) return this.accessKey(secret);
     const slot = await this.slot(secret.id, narrowing);
     const token = await this.refresher.token(slot, cause);
     const usableUntil = Math.min(token.notAfter - expirySkew(token.issuedAt, token.notAfter), secret.expiresAt ?? Number.POSITIVE_INFINITY);
@@ -142,8 +144,8 @@ export class Credentials {
 
   /** An `aws` secret without a role: its own access key signs (opened once per version and unlock). */
   private async accessKey(secret: SecretSummary): Promise<Handed> {
-    const slot = `${secret.id}@${secret.version}`;
-    const hit = this.compiled.get(slot);
+    const at = `${secret.id}@${secret.version}`;
+    const hit = this.accessKeys.get(at);
     if (hit) return hit;
     const aws = checkAwsKeys(await this.deps.vault.openMaterial(secret.id));
     const use = {
@@ -152,7 +154,7 @@ export class Credentials {
       aws,
       ...(secret.expiresAt !== undefined ? { usableUntil: secret.expiresAt } : {}),
     };
-    this.compiled.set(slot, use);
+    this.accessKeys.set(at, use);
     return use;
   }
 
@@ -172,7 +174,7 @@ export class Credentials {
   async rejected(secret: SecretSummary, token: string): Promise<void> {
     if (!isMinted(secret.kind)) return;
     for (const [slot, handed] of this.compiled)
-      if (slotSecret(slot) === secret.id && handed.value === token && !slot.includes('@')) {
+      if (slotSecret(slot) === secret.id && handed.value === token) {
         this.compiled.delete(slot);
         await this.refresher.invalidate(slot);
       }
@@ -183,7 +185,7 @@ export class Credentials {
    * breaker lets through): resolves when it is cached. Every narrowing of it in use is refreshed.
    */
   async refreshNow(secret: SecretSummary, cause?: string, byPerson = false): Promise<void> {
-    if (!isMinted(secret.kind) || (secret.kind === 'aws' && !secret.aws?.assumeRole)) return;
+    if (!usesMintedToken(secret)) return;
     const attention = this.attention.get(secret.id);
     if (attention) throw new CredentialUnavailable(attention);
     const narrowed = [...this.slots.keys()].filter((slot) => slotSecret(slot) === secret.id);
@@ -203,7 +205,7 @@ export class Credentials {
   /** A credential's state: its own slot's, or the narrowing last minted for when it has none. */
   status(secret: SecretSummary): CredentialView | null {
     if (!isMinted(secret.kind)) return null;
-    if (secret.kind === 'aws' && !secret.aws?.assumeRole) return { state: 'ok', failures: 0 };
+    if (!usesMintedToken(secret)) return { state: 'ok', failures: 0 };
     const attention = this.attention.get(secret.id);
     const all = [secret.id, ...[...this.slots.keys()].filter((slot) => slotSecret(slot) === secret.id)].map((slot) =>
       this.refresher.status(slot),
@@ -221,12 +223,14 @@ export class Credentials {
     if (id === null) {
       this.keys.clear();
       this.compiled.clear();
+      this.accessKeys.clear();
       this.attention.clear();
       return;
     }
     if (this.storing.has(id)) return;
     for (const k of this.keys.keys()) if (k.startsWith(`${id}/`)) this.keys.delete(k);
-    for (const slot of this.compiled.keys()) if (slotSecret(slot.split('@')[0] ?? slot) === id) this.compiled.delete(slot);
+    for (const slot of this.compiled.keys()) if (slotSecret(slot) === id) this.compiled.delete(slot);
+    for (const at of this.accessKeys.keys()) if (at.startsWith(`${id}@`)) this.accessKeys.delete(at);
     this.attention.delete(id);
     for (const [slot, held] of [...this.leased])
       if (slotSecret(slot) === id) {
@@ -258,6 +262,7 @@ export class Credentials {
     this.refresher.forgetAll();
     this.keys.clear();
     this.compiled.clear();
+    this.accessKeys.clear();
     this.slots.clear();
     this.attention.clear();
     await this.deps.cache.wipe();

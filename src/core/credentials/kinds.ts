@@ -94,6 +94,14 @@ export type OAuth2Material = {
 
 export const isMinted = (kind: SecretKind | undefined): kind is MintedKind => kind !== undefined && kind !== 'static';
 
+/**
+ * Whether a secret's requests carry a token minted for it (cached, refreshed, minted again when
+ * refused), rather than a value of its own: every minted kind but an AWS access key without a
+ * role, which signs with itself.
+ */
+export const usesMintedToken = (s: { readonly kind?: SecretKind; readonly aws?: AwsConfig }): boolean =>
+  isMinted(s.kind) && !(s.kind === 'aws' && !s.aws?.assumeRole);
+
 /** A secret's non-secret configuration, by kind: `oauth2` for the OAuth 2.0 kinds, `aws` for AWS. */
 export type CredentialConfig = { readonly oauth2?: OAuth2Config; readonly aws?: AwsConfig; readonly distant?: DistantConfig };
 
