@@ -32,6 +32,7 @@ import { CredentialCache } from './credentials/cache.ts';
 import { type CredentialChange, Credentials, CredentialUnavailable } from './credentials/credentials.ts';
 import { describeLogin, distantToken } from './credentials/distant.ts';
 import { LeaseTracker } from './credentials/leases.ts';
+import { TeamTier } from './credentials/team-tier.ts';
 import { TokenRequestRules } from './credentials/token-origin.ts';
 import { openKeyholeDB } from './db.ts';
 import { RpcError } from './errors.ts';
@@ -232,6 +233,20 @@ const ready = (async () => {
     random: Math.random,
     audit,
     beforeTokenRequest: (url) => tokenRules.ensure(url),
+    // `sync` is made below; the team tier asks it only once a shared credential is minted
+    team: new TeamTier({ team: () => sync.teamHandle(), now: Date.now }),
+    // taken from the team tier: audited as a token request answered by the distant vault's cache
+    onShared: (secret, cause) =>
+      void sync.server().then((server) =>
+        audit({
+          kind: 'token.request',
+          correlationId: cause ?? crypto.randomUUID(),
+          secret: secret.name,
+          host: server ? new URL(server).host : '',
+          decision: 'allowed',
+          reason: 'team-cache',
+        }),
+      ),
     onChange: (id, what) => void credentialChanged(id, what),
     // `sync` is made below; these run only once a distant credential is used
     distant: {

@@ -32,6 +32,8 @@ import type { KeyProvider } from './kms/provider.ts';
 import { Metrics } from './metrics.ts';
 import { SessionCache } from './session-cache.ts';
 import type { Blob, Store, StoredEntry } from './store.ts';
+import { TeamRoutes } from './team/routes.ts';
+import { VaultStates } from './vault-states.ts';
 
 export type Logger = (record: Readonly<Record<string, string | number | boolean>>) => void;
 
@@ -44,7 +46,7 @@ export type ServerOptions = {
   readonly limits?: Partial<Limits>;
   /** the key provider the engines use; without one, no engine route answers */
   readonly kms?: KeyProvider;
-  /** how often the lease sweeper runs (default 5 s; 0: never, tests sweep by hand) */
+  /** how often the lease sweeper and the team cache's sweep run (default 5 s; 0: never, tests sweep by hand) */
   readonly sweepIntervalMs?: number;
   /** how long a sweeper's claim hides a lease from other replicas (default 60 s) */
   readonly leaseClaimMs?: number;
@@ -106,6 +108,8 @@ const tokenHash = (token: string): string => createHash('sha256').update(token).
 export type VaultServer = {
   /** the engine routes (with a key provider): their lease sweeper, for tests and operators' tools */
   readonly engines: EngineRoutes | undefined;
+  /** the team cache's routes (their sweep, for tests) */
+  readonly team: TeamRoutes;
   readonly server: Server;
   readonly listen: (port: number, host?: string) => Promise<number>;
   /** Stop taking requests, end event streams, let requests in flight finish, close the store. */
@@ -203,9 +207,21 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     send(res, ok ? 200 : 503, { ok, database, keyProvider });
   }
 
+  const states = new VaultStates(store);
+  const team = new TeamRoutes({
+    store,
+    states,
+    now,
+    device,
+    readJson,
+    send: (res, status, body) => send(res, status, body),
+    metrics,
+    ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
+  });
   const engines = opts.kms
     ? new EngineRoutes({
         store,
+        states,
         kms: opts.kms,
         origin,
         now,
@@ -393,6 +409,8 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       deleteBlobs,
     });
     if (!r.ok) return conflict(res, vault, expect);
+    // a new epoch (a member removed): what the team cached under the old key goes (reads also check the epoch)
+    if (state.epoch !== before.epoch) await store.teamCache.dropBefore(vault, state.epoch).catch(() => {});
     send(res, 200, { head: r.head });
   }
 
@@ -493,6 +511,8 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       }
       if (m === 'GET' && p === '/v1/vaults')
         return ['vaults', async () => send(res, 200, { vaults: await store.vaultsOf(await device(req)) })];
+      const teamRoute = team.pick(m, p, req, res);
+      if (teamRoute) return teamRoute;
       const engineRoute = engines?.pick(m, p, req, res);
       if (engineRoute) return engineRoute;
       const v = /^\/v1\/vaults\/([^/]+)\/(entries|commits|events|head)$/.exec(p);
@@ -562,6 +582,7 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
   return {
     server,
     engines,
+    team,
     listen: (port, host = '127.0.0.1') =>
       new Promise((resolve, reject) => {
         server.once('error', reject);
@@ -575,6 +596,8 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
       clearInterval(sweep);
       for (const s of streams) s.end();
       await engines?.close();
+      team.close();
+      states.close();
       for (const s of streams) s.end(); // any opened meanwhile (events() also refuses once closing)
       await new Promise<void>((r) => {
         // a connection that will not end (a client that keeps one open) does not keep the process

@@ -20,6 +20,7 @@ import {
   type StoredEntry,
   schema,
 } from './store.ts';
+import { postgresTeamCache } from './team/sql-cache.ts';
 
 const CHANNEL = 'keyhole_head';
 const MIGRATION_LOCK = 0x6b657968; // "keyh"
@@ -242,6 +243,7 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
       return () => listeners.delete(listener);
     },
     leases: postgresLeases(pool),
+    teamCache: postgresTeamCache(pool),
     async putEngineRecord(r) {
       await pool.query(
         `INSERT INTO engine_records (vault, engine, record, version, sealed) VALUES ($1, $2, $3, $4, $5)

@@ -21,6 +21,7 @@ import {
   type StoredEntry,
   schema,
 } from './store.ts';
+import { sqliteTeamCache } from './team/sql-cache.ts';
 
 type VaultRow = { id: string; seq: number; head: string; epoch: number; creator: string; members: string };
 
@@ -191,6 +192,7 @@ export function openSqlite(dataDir: string): Store {
       return () => listeners.delete(listener);
     },
     leases: sqliteLeases(db),
+    teamCache: sqliteTeamCache(db),
     async putEngineRecord(r) {
       q.putEngineRecord.run(r.vault, r.engine, r.record, r.version, r.sealed);
     },

@@ -5,6 +5,7 @@
  */
 import type { DevicePublic, Governance, Head, Membership } from '../core/sync/log.ts';
 import { LEASE_SCHEMA, type LeaseStore } from './leases/lease-store.ts';
+import { TEAM_CACHE_SCHEMA, type TeamCacheStore } from './team/cache-store.ts';
 
 export type { Head };
 
@@ -74,6 +75,8 @@ export interface Store {
    * provider (kms/envelope.ts); opaque here. `put` replaces the record's row.
    */
   readonly leases: LeaseStore;
+  /** the team's shared credential cache (issue 16): ciphertext with its notAfter, and refresh locks */
+  readonly teamCache: TeamCacheStore;
 
   putEngineRecord(r: EngineRecordRow): Promise<void>;
   /**
@@ -109,6 +112,7 @@ CREATE TABLE IF NOT EXISTS entries (vault TEXT NOT NULL, seq INTEGER NOT NULL, h
 CREATE TABLE IF NOT EXISTS recovery (lookup TEXT PRIMARY KEY, vault TEXT NOT NULL, bytes ${t.bytes} NOT NULL);
 CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes ${t.bytes} NOT NULL, PRIMARY KEY (vault, hash))${t.clustered};
 ${LEASE_SCHEMA(t)}
+${TEAM_CACHE_SCHEMA(t)}
 CREATE TABLE IF NOT EXISTS engine_records (vault TEXT NOT NULL, engine TEXT NOT NULL, record TEXT NOT NULL,
   version INTEGER NOT NULL, sealed TEXT NOT NULL, PRIMARY KEY (vault, engine, record));
 `;

@@ -20,6 +20,8 @@ export type RunningServer = {
   readonly store: Store;
   /** the engine routes, when the server has a key provider (tests sweep leases by hand) */
   readonly engines?: unknown;
+  /** the team cache's routes (their sweep) */
+  readonly team?: { sweep(): Promise<number> };
   readonly logs: string[];
   readonly close: () => Promise<void>;
 };
@@ -40,7 +42,7 @@ export async function startVaultServer(
   const origin = `http://127.0.0.1:${port}`;
   const app = createVaultServer({ store, origin, log: (r) => logs.push(JSON.stringify(r)), limits, ...extra });
   await app.listen(port);
-  return { origin, store, logs, engines: app.engines, close: () => app.close() };
+  return { origin, store, logs, engines: app.engines, team: app.team, close: () => app.close() };
 }
 
 export type ServerProcess = {

@@ -16,7 +16,14 @@ import { assumeRoleRequest, checkAwsKeys, parseAssumeRoleResponse } from '../../
 import { CredentialError, type CredentialErrorCode } from '../../core/credentials/errors.ts';
 import { appJwt, installationTokenRequest, parseInstallationToken } from '../../core/credentials/github.ts';
 import { googleAssertion, googleAssertionClaims } from '../../core/credentials/google.ts';
-import { type DistantConfig, isMinted, type OAuth2Config, type OAuth2Material, usesMintedToken } from '../../core/credentials/kinds.ts';
+import {
+  type DistantConfig,
+  isMinted,
+  type OAuth2Config,
+  type OAuth2Material,
+  sharedByTeam,
+  usesMintedToken,
+} from '../../core/credentials/kinds.ts';
 import { expirySkew } from '../../core/credentials/lifetime.ts';
 import { type Narrowing, slotId, slotSecret } from '../../core/credentials/narrowing.ts';
 import {
@@ -34,6 +41,7 @@ import type { EngineToken } from '../sync/vault-client.ts';
 import { type InUse, isExpired, type VaultService } from '../vault/vault-service.ts';
 import type { CredentialCache } from './cache.ts';
 import { type CredentialStatus, CredentialUnavailable, Refresher } from './refresher.ts';
+import type { TeamTier } from './team-tier.ts';
 import { requestToken, type TokenFetch } from './token-client.ts';
 
 export type CredentialsDeps = {
@@ -45,6 +53,10 @@ export type CredentialsDeps = {
   readonly audit: (r: Omit<AuditRecord, 'time'>) => void;
   /** readies the browser for a token request to `url` (its Origin header taken off: token-origin.ts) */
   readonly beforeTokenRequest?: (url: string) => Promise<void>;
+  /** the team tier (issue 16): minted credentials shared with the synced vault's other devices */
+  readonly team?: TeamTier;
+  /** a credential came from the team tier rather than a token request here */
+  readonly onShared?: (secret: SecretSummary, cause?: string) => void;
   /** a minted credential's token or state changed (refreshed, failed, needs attention) */
   readonly onChange?: (secretId: string, what: CredentialChange) => void;
   /** the synced vault's distant vault, for the `distant` kind (absent or origin undefined: not synced) */
@@ -268,8 +280,22 @@ export class Credentials {
     await this.deps.cache.wipe();
   }
 
-  /** One token request for the credential of `slot` (the refresher calls this, one at a time per slot). */
+  /**
+   * The credential of `slot` the refresher asked for (one at a time per slot): from the team tier
+   * when the secret's tokens are shared there (a newer one another device minted, or minted here
+   * under the team's lock and shared), else minted here.
+   */
   private async mint(slot: string, cause?: string): Promise<TokenSet> {
+    const team = this.deps.team;
+    const secret = team ? await this.deps.vault.secretById(slotSecret(slot)) : null;
+    if (!team || !secret || !sharedByTeam(secret)) return this.mintHere(slot, cause);
+    const { from, ...token } = await team.obtain(slot, this.refresher.status(slot).validUntil, () => this.mintHere(slot, cause));
+    if (from === 'team') this.deps.onShared?.(secret, cause);
+    return token;
+  }
+
+  /** One token request for the credential of `slot`, from this device. */
+  private async mintHere(slot: string, cause?: string): Promise<TokenSet> {
     const id = slotSecret(slot);
     const narrowing = this.slots.get(slot);
     const secret = await this.deps.vault.secretById(id);

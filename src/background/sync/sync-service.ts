@@ -20,6 +20,7 @@ import { newDevice, openDevice, pairingCode, parsePairingCode, sealDevice } from
 import { deriveItemsKey, type VaultKeys } from '../../core/crypto/keys.ts';
 import { openRecord, sealRecord } from '../../core/crypto/seal.ts';
 import { newVaultKey, unwrapVaultKey, vaultKeyPlace, wrapVaultKey } from '../../core/crypto/share.ts';
+import { deriveTeamKeys, type TeamKeys } from '../../core/crypto/team.ts';
 import { decodeItemBlob, encodeItemBlob } from '../../core/sync/item-blob.ts';
 import { blobHash, type EntryBody, isLogError, LIMITS, type Membership } from '../../core/sync/log.ts';
 import {
@@ -32,6 +33,7 @@ import {
   recoverySealKey,
 } from '../../core/sync/recovery.ts';
 import { openSecretMeta, resealSecret, type StoredSecret } from '../../core/vault/secrets.ts';
+import type { TeamHandle } from '../credentials/team-tier.ts';
 import type { KeyholeDB, SyncedItem, SyncLink, SyncState } from '../db.ts';
 import { RpcError } from '../errors.ts';
 import type { Keyring, VaultService } from '../vault/vault-service.ts';
@@ -92,8 +94,9 @@ export class SyncService {
     this.#random = opts.random ?? Math.random;
   }
 
-  /** On lock: drop the unwrapped device keys, the session and the in-memory replica. */
+  /** On lock: drop the unwrapped device keys, the session, the in-memory replica and the team keys. */
   forget(): void {
+    this.#team = undefined;
     this.#client = undefined;
     this.#replica = undefined;
     this.#savedSeq = undefined;
@@ -850,6 +853,27 @@ export class SyncService {
   }
 
   /** One epoch's vault key, opened from its sealed record. The caller wipes it. */
+  #team: { vault: string; keys: TeamKeys } | undefined;
+
+  /**
+   * The team tier of the synced vault (issue 16): its client, id, and the team keys of the newest
+   * epoch this device holds a key for (derived once per unlock and epoch). Undefined when not synced.
+   */
+  async teamHandle(): Promise<TeamHandle | undefined> {
+    const link = await this.db.get('syncLink', 'link');
+    if (!link?.vault || link.keys.length === 0) return undefined;
+    const epoch = Math.max(...link.keys.map((k) => k.epoch));
+    if (this.#team?.vault !== link.vault || this.#team.keys.epoch !== epoch) {
+      const key = await this.#vaultKey(link, epoch);
+      try {
+        this.#team = { vault: link.vault, keys: await deriveTeamKeys(key, link.vault, epoch) };
+      } finally {
+        wipe(key);
+      }
+    }
+    return { ...this.#team, client: await this.#clientFor(link) };
+  }
+
   async #vaultKey(link: SyncLink, epoch: number): Promise<Uint8Array<ArrayBuffer>> {
     const sealed = link.keys.find((k) => k.epoch === epoch);
     if (!sealed || !link.vault) throw new RpcError('not-found', 'no key for the current epoch');

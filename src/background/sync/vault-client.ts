@@ -25,6 +25,31 @@ import { signLogin } from '../../core/sync/login.ts';
 import { BodyTooLarge, readAtMost } from '../bounded.ts';
 import { type Head, Replica } from './replica.ts';
 
+/** What the team cache holds for a slot: a sealed entry of the vault's epoch, and who holds the refresh lock. */
+export type CacheView = {
+  readonly entry?: {
+    readonly epoch: number;
+    readonly sealed: string;
+    readonly notAfter: number;
+    readonly issuedAt: number;
+    readonly writer: string;
+  };
+  readonly lock?: { readonly holder: string; readonly until: number };
+};
+
+const cachePath = (vault: string, slot: string) => `/v1/vaults/${vault}/cache/${encodeURIComponent(slot)}`;
+
+function cacheView(json: Record<string, unknown>): CacheView {
+  const e = json.entry as Record<string, unknown> | undefined;
+  const l = json.lock as Record<string, unknown> | undefined;
+  const entry =
+    e && typeof e.sealed === 'string' && typeof e.epoch === 'number' && typeof e.notAfter === 'number' && typeof e.issuedAt === 'number'
+      ? { epoch: e.epoch, sealed: e.sealed, notAfter: e.notAfter, issuedAt: e.issuedAt, writer: String(e.writer ?? '') }
+      : undefined;
+  const lock = l && typeof l.holder === 'string' && typeof l.until === 'number' ? { holder: l.holder, until: l.until } : undefined;
+  return { ...(entry ? { entry } : {}), ...(lock ? { lock } : {}) };
+}
+
 /** A credential an engine issued for requests: a token, and the lease it lives under if it has one. */
 export type EngineToken = {
   readonly token: string;
@@ -170,6 +195,36 @@ export class VaultClient {
     });
     if (typeof json.expiresAt !== 'number') throw new SyncError('server', 'engine answer malformed');
     return json;
+  }
+
+  // --- the team cache (issue 16): ciphertext and locks; see src/server/team/routes.ts ---
+
+  async cacheGet(vault: string, slot: string): Promise<CacheView> {
+    return cacheView((await this.#call('GET', cachePath(vault, slot))).json);
+  }
+
+  /** The refresh lock: `{lockToken, until, entry?}` if this device took it, else who holds it and what is cached. */
+  async cacheLock(vault: string, slot: string, ttlSeconds: number): Promise<{ lockToken?: string; until?: number } & CacheView> {
+    const { status, json } = await this.#call('POST', `${cachePath(vault, slot)}/lock`, { ttlSeconds });
+    const view = cacheView(json);
+    if (status === 200 && typeof json.lockToken === 'string' && typeof json.until === 'number')
+      return { ...view, lockToken: json.lockToken, until: json.until };
+    return view;
+  }
+
+  /** Stores an entry (and frees this device's lock); false if a later one is there or another device holds the lock. */
+  async cachePut(
+    vault: string,
+    slot: string,
+    entry: { epoch: number; sealed: string; notAfter: number; issuedAt: number },
+    lockToken?: string,
+  ): Promise<boolean> {
+    const { status } = await this.#call('PUT', cachePath(vault, slot), { ...entry, ...(lockToken ? { lockToken } : {}) });
+    return status === 200;
+  }
+
+  async cacheUnlock(vault: string, slot: string, lockToken: string): Promise<void> {
+    await this.#call('POST', `${cachePath(vault, slot)}/unlock`, { lockToken });
   }
 
   /** Extends a lease of this device's own by `ttlSeconds` (the distant vault caps it at the lease's maximum). */

@@ -18,6 +18,7 @@ import type { KeyProvider } from '../kms/provider.ts';
 import { LeaseSweeper } from '../leases/sweeper.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Store } from '../store.ts';
+import { VaultStates } from '../vault-states.ts';
 import { EngineError, JwtEngine } from './jwt.ts';
 import { LeasedEngines } from './leased.ts';
 
@@ -35,6 +36,8 @@ export type EngineRouteDeps = {
   readonly leaseClaimMs?: number;
   readonly maxLeasesPerVault?: number;
   readonly metrics?: Metrics;
+  /** verified states by vault (shared with the other routes; made here if absent) */
+  readonly states?: VaultStates;
 };
 
 const PATH = /^\/v1\/vaults\/([^/]+)\/engines\/([a-z][a-z0-9-]{0,31})\/(token|jwks\.json|\.well-known\/openid-configuration)$/;
@@ -44,12 +47,10 @@ export class EngineRoutes {
   private readonly jwt = new Map<string, JwtEngine>();
   readonly leased: LeasedEngines;
   readonly sweeper: LeaseSweeper;
-  /** verified states by vault, dropped when its head moves (any replica: the store's subscription) */
-  private readonly states = new Map<string, Promise<Membership | undefined>>();
-  private readonly unsubscribe: () => void;
+  private readonly states: VaultStates;
 
   constructor(private readonly d: EngineRouteDeps) {
-    this.unsubscribe = d.store.subscribe((vault) => this.states.delete(vault));
+    this.states = d.states ?? new VaultStates(d.store);
     this.leased = new LeasedEngines({
       kms: d.kms,
       store: d.store,
@@ -71,7 +72,7 @@ export class EngineRoutes {
   }
 
   async close(): Promise<void> {
-    this.unsubscribe();
+    if (!this.d.states) this.states.close();
     await this.sweeper.stop();
   }
 
@@ -104,13 +105,7 @@ export class EngineRoutes {
   }
 
   private state(vault: string): Promise<Membership | undefined> {
-    let s = this.states.get(vault);
-    if (!s) {
-      s = this.d.store.membership(vault);
-      this.states.set(vault, s);
-      s.catch(() => this.states.delete(vault));
-    }
-    return s;
+    return this.states.get(vault);
   }
 
   private async engineOf(vault: string, engine: string, kind: EngineDef['kind']): Promise<{ state: Membership; def: EngineDef }> {
