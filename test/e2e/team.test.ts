@@ -1,0 +1,144 @@
+/**
+ * Three Chromium profiles in one team (issue 16): one synced vault on one real distant vault (its
+ * own process, SQLite), one OAuth 2.0 client-credentials secret, an agent page in each profile
+ * calling an API that verifies the token. The token endpoint is asked once per lifetime for the
+ * whole team (the team tier, background/credentials/team-tier.ts), no call fails, the distant
+ * vault's files hold no token, and its entries are gone once past their notAfter.
+ */
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
+import { type Harness, launch, newProfileDir, OPTIONS, rpc } from '../harness/browser.ts';
+import { callContinuously, type Outcome } from '../harness/continuous.ts';
+import { type OAuthServer, RESOURCE, startOAuthServer } from '../harness/oauth2-server.ts';
+import { grantForPeriod } from '../harness/provider.ts';
+import { findAnyForm } from '../harness/scan.ts';
+import { appServer, freePort } from '../harness/servers.ts';
+import { startTokenApi, type TokenApi } from '../harness/token-api.ts';
+import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts';
+
+const PASS = `FAKE-passphrase-${crypto.randomUUID().slice(0, 8)}`;
+const TTL_S = 6;
+const LIFETIMES = 3;
+type Res<T> = { ok: boolean; result: T; error: { code: string; message: string } };
+type Device = { h: Harness; options: Page; agent: Page; name: string };
+
+describe('a team of three browsers sharing minted credentials', () => {
+  let server: ServerProcess;
+  let as: OAuthServer;
+  let api: TokenApi;
+  let app: Awaited<ReturnType<typeof appServer>>;
+  const devices: Device[] = [];
+  const made: string[] = [];
+  let dataDir: string;
+
+  const call = async <T>(d: Device, method: string, params?: unknown): Promise<T> => {
+    const r = await rpc<Res<T>>(d.options, method, params);
+    if (!r.ok) throw new Error(`${d.name} ${method}: ${r.error.code} ${r.error.message}`);
+    return r.result;
+  };
+
+  beforeAll(async () => {
+    dataDir = newProfileDir('team-server-');
+    made.push(dataDir);
+    server = await spawnVaultServer({ port: await freePort(), dataDir, loginsPerMinute: 10_000, requestsPerMinute: 1_000_000 });
+    as = await startOAuthServer({ accessTokenTtlSeconds: TTL_S });
+    [api, app] = await Promise.all([startTokenApi(as.issuer, as.jwksUrl, RESOURCE), appServer()]);
+    for (const name of ['one', 'two', 'three']) {
+      const profile = newProfileDir(`team-${name}-`);
+      made.push(profile);
+      const h = await launch({ profile });
+      const options = await h.open(OPTIONS);
+      const agent = await h.context.newPage();
+      devices.push({ h, options, agent, name });
+    }
+    for (const d of devices) {
+      await call(d, 'vault.create', { passphrase: PASS, kdf: 'pbkdf2-sha256' });
+      await call(d, 'settings.set', { requestsPerMinute: 100_000 });
+    }
+    const [first, ...others] = devices as [Device, ...Device[]];
+    await call(first, 'sync.enable', { server: server.origin, deviceName: first.name });
+    for (const d of others) {
+      await call(d, 'sync.join', { server: server.origin, deviceName: d.name });
+      const code = (await call<SyncStatus>(d, 'sync.status')).device?.pairingCode as string;
+      await call(first, 'sync.approve', { code });
+      await expect.poll(async () => (await call<SyncStatus>(d, 'sync.now')).vault, { timeout: 20_000 }).toBeDefined();
+    }
+    await call(first, 'secrets.create', {
+      name: 'orders',
+      kind: 'oauth2-client-credentials',
+      rule: { hosts: [api.host], header: 'Authorization', template: 'Bearer {value}' },
+      oauth2: { tokenEndpoint: as.tokenUrl, clientId: 'cc-basic', clientAuth: 'client_secret_basic', resource: RESOURCE },
+      material: { clientSecret: as.secrets.basic },
+    });
+    await call(first, 'sync.now');
+    for (const d of others)
+      await expect
+        .poll(
+          async () => {
+            await call(d, 'sync.now');
+            return (await call<{ secrets: SecretSummary[] }>(d, 'secrets.list')).secrets.map((s) => s.name);
+          },
+          { timeout: 20_000 },
+        )
+        .toContain('orders');
+    for (const d of devices) {
+      await d.agent.goto(`http://127.0.0.1:${app.port}/`);
+      const g = await grantForPeriod(d.h.context, d.agent, { secrets: ['orders'], mode: 'broker' });
+      if (!g.ok) throw new Error(`${d.name}: grant failed`);
+    }
+  }, 180_000);
+  afterAll(async () => {
+    for (const d of devices) await d.h.close().catch(() => {});
+    await server?.stop();
+    await Promise.all([as?.close(), api?.close(), app?.close()]);
+    for (const dir of made) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it(`agent pages in all three call the API for ${LIFETIMES} token lifetimes: one token request per lifetime in total, no failure`, async () => {
+    const before = as.tokenRequests.byGrant.client_credentials ?? 0;
+    const started = Date.now();
+    const outcomes: Outcome[][] = await Promise.all(
+      devices.map((d) => callContinuously(d.agent, api.host, 'orders', LIFETIMES * TTL_S * 1000, ['broker'])),
+    );
+    const elapsed = Date.now() - started;
+    for (const o of outcomes) {
+      expect(o.filter((x) => !x.ok)).toEqual([]);
+      expect(o.length).toBeGreaterThan(10);
+    }
+    const asked = (as.tokenRequests.byGrant.client_credentials ?? 0) - before;
+    // a token refreshed at 75-90% of its life: at most one request per 0.75 lifetime, plus the first;
+    // three browsers minting each for themselves would ask three times that
+    expect(asked).toBeGreaterThanOrEqual(LIFETIMES);
+    expect(asked).toBeLessThanOrEqual(Math.ceil(elapsed / (0.75 * TTL_S * 1000)) + 1);
+    expect(api.requests.filter((r) => !r.ok)).toEqual([]);
+  }, 120_000);
+
+  it('the distant vault’s files hold none of the tokens, and its entries are gone after their notAfter', async () => {
+    const files = walk(dataDir);
+    expect(files.length).toBeGreaterThan(0);
+    for (const token of as.issued.accessTokens)
+      for (const f of files) expect(findAnyForm(readFileSync(f), token), `${f} holds a token`).toEqual([]);
+    // no call now: the last token's notAfter passes, and the server's sweep (every 5 s) deletes it
+    const rows = async () => {
+      const { default: Database } = await import('better-sqlite3');
+      const db = new Database(join(dataDir, 'keyhole.sqlite'), { readonly: true });
+      try {
+        return (db.prepare('SELECT COUNT(*) AS n FROM team_cache WHERE sealed IS NOT NULL').get() as { n: number }).n;
+      } finally {
+        db.close();
+      }
+    };
+    expect(await rows()).toBeGreaterThan(0);
+    await expect.poll(rows, { timeout: (TTL_S + 12) * 1000, interval: 500 }).toBe(0);
+  }, 60_000);
+});
+
+function walk(dir: string): string[] {
+  return readdirSync(dir).flatMap((n) => {
+    const p = join(dir, n);
+    return statSync(p).isDirectory() ? walk(p) : [p];
+  });
+}
