@@ -64,7 +64,7 @@ describe('a team of three browsers sharing minted credentials', () => {
       await call(d, 'sync.join', { server: server.origin, deviceName: d.name });
       const code = (await call<SyncStatus>(d, 'sync.status')).device?.pairingCode as string;
       await call(first, 'sync.approve', { code });
-      await expect.poll(async () => (await call<SyncStatus>(d, 'sync.now')).vault, { timeout: 20_000 }).toBeDefined();
+      await until(async () => (await call<SyncStatus>(d, 'sync.now')).vault !== undefined);
     }
     await call(first, 'secrets.create', {
       name: 'orders',
@@ -75,15 +75,10 @@ describe('a team of three browsers sharing minted credentials', () => {
     });
     await call(first, 'sync.now');
     for (const d of others)
-      await expect
-        .poll(
-          async () => {
-            await call(d, 'sync.now');
-            return (await call<{ secrets: SecretSummary[] }>(d, 'secrets.list')).secrets.map((s) => s.name);
-          },
-          { timeout: 20_000 },
-        )
-        .toContain('orders');
+      await until(async () => {
+        await call(d, 'sync.now');
+        return (await call<{ secrets: SecretSummary[] }>(d, 'secrets.list')).secrets.some((s) => s.name === 'orders');
+      });
     for (const d of devices) {
       await d.agent.goto(`http://127.0.0.1:${app.port}/`);
       const g = await grantForPeriod(d.h.context, d.agent, { secrets: ['orders'], mode: 'broker' });
@@ -135,6 +130,14 @@ describe('a team of three browsers sharing minted credentials', () => {
     await expect.poll(rows, { timeout: (TTL_S + 12) * 1000, interval: 500 }).toBe(0);
   }, 60_000);
 });
+
+async function until(cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error('timed out');
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
 
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {
