@@ -1,18 +1,21 @@
 /**
- * Three Chromium profiles in one team (issue 16): one synced vault on one real distant vault (its
- * own process, SQLite), one OAuth 2.0 client-credentials secret, an agent page in each profile
+ * Three Chromium profiles in one team (issue 16): one synced vault on a real distant vault (its
+ * own process on SQLite; or two replicas on PostgreSQL, the profiles spread over both), one OAuth
+ * 2.0 client-credentials secret, an agent page in each profile
  * calling an API that verifies the token. The token endpoint is asked once per lifetime for the
  * whole team (the team tier, background/credentials/team-tier.ts), no call fails, the distant
  * vault's files hold no token, and its entries are gone once past their notAfter.
  */
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
+import pgModule from 'pg';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
 import { type Harness, launch, newProfileDir, OPTIONS, rpc } from '../harness/browser.ts';
 import { callContinuously, type Outcome } from '../harness/continuous.ts';
 import { type OAuthServer, RESOURCE, startOAuthServer } from '../harness/oauth2-server.ts';
+import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { grantForPeriod } from '../harness/provider.ts';
 import { findAnyForm } from '../harness/scan.ts';
 import { appServer, freePort } from '../harness/servers.ts';
@@ -25,8 +28,9 @@ const LIFETIMES = 3;
 type Res<T> = { ok: boolean; result: T; error: { code: string; message: string } };
 type Device = { h: Harness; options: Page; agent: Page; name: string };
 
-describe('a team of three browsers sharing minted credentials', () => {
-  let server: ServerProcess;
+describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing minted credentials (%s)', (engine) => {
+  const servers: ServerProcess[] = [];
+  let pg: Postgres | undefined;
   let as: OAuthServer;
   let api: TokenApi;
   let app: Awaited<ReturnType<typeof appServer>>;
@@ -40,10 +44,38 @@ describe('a team of three browsers sharing minted credentials', () => {
     return r.result;
   };
 
+  /** Rows of the distant vault's store (SQLite read-only beside the running server, or PostgreSQL). */
+  async function query(sql: string): Promise<Record<string, unknown>[]> {
+    if (pg) {
+      const c = new pgModule.Client({ connectionString: pg.url });
+      await c.connect();
+      try {
+        return (await c.query(sql)).rows;
+      } finally {
+        await c.end();
+      }
+    }
+    const { default: Database } = await import('better-sqlite3');
+    const db = new Database(join(dataDir, 'keyhole.sqlite'), { readonly: true });
+    try {
+      return db.prepare(sql).all() as Record<string, unknown>[];
+    } finally {
+      db.close();
+    }
+  }
+
   beforeAll(async () => {
     dataDir = newProfileDir('team-server-');
     made.push(dataDir);
-    server = await spawnVaultServer({ port: await freePort(), dataDir, loginsPerMinute: 10_000, requestsPerMinute: 1_000_000 });
+    const limits = { loginsPerMinute: 10_000, requestsPerMinute: 1_000_000 };
+    if (engine === 'sqlite') servers.push(await spawnVaultServer({ port: await freePort(), dataDir, ...limits }));
+    else {
+      pg = await startPostgres();
+      const keyFile = join(dataDir, 'keys.json');
+      for (let i = 0; i < 2; i++) servers.push(await spawnVaultServer({ port: await freePort(), databaseUrl: pg.url, keyFile, ...limits }));
+    }
+    /** the replica a device talks to: the profiles are spread over them */
+    const serverOf = (i: number) => (servers[i % servers.length] as ServerProcess).origin;
     as = await startOAuthServer({ accessTokenTtlSeconds: TTL_S });
     [api, app] = await Promise.all([startTokenApi(as.issuer, as.jwksUrl, RESOURCE), appServer()]);
     for (const name of ['one', 'two', 'three']) {
@@ -59,9 +91,9 @@ describe('a team of three browsers sharing minted credentials', () => {
       await call(d, 'settings.set', { requestsPerMinute: 100_000 });
     }
     const [first, ...others] = devices as [Device, ...Device[]];
-    await call(first, 'sync.enable', { server: server.origin, deviceName: first.name });
-    for (const d of others) {
-      await call(d, 'sync.join', { server: server.origin, deviceName: d.name });
+    await call(first, 'sync.enable', { server: serverOf(0), deviceName: first.name });
+    for (const [i, d] of others.entries()) {
+      await call(d, 'sync.join', { server: serverOf(i + 1), deviceName: d.name });
       const code = (await call<SyncStatus>(d, 'sync.status')).device?.pairingCode as string;
       await call(first, 'sync.approve', { code });
       await until(async () => (await call<SyncStatus>(d, 'sync.now')).vault !== undefined);
@@ -87,7 +119,8 @@ describe('a team of three browsers sharing minted credentials', () => {
   }, 180_000);
   afterAll(async () => {
     for (const d of devices) await d.h.close().catch(() => {});
-    await server?.stop();
+    for (const s of servers) await s.stop();
+    await pg?.stop();
     await Promise.all([as?.close(), api?.close(), app?.close()]);
     for (const dir of made) rmSync(dir, { recursive: true, force: true });
   });
@@ -111,21 +144,16 @@ describe('a team of three browsers sharing minted credentials', () => {
     expect(api.requests.filter((r) => !r.ok)).toEqual([]);
   }, 120_000);
 
-  it('the distant vault’s files hold none of the tokens, and its entries are gone after their notAfter', async () => {
-    const files = walk(dataDir);
-    expect(files.length).toBeGreaterThan(0);
-    for (const token of as.issued.accessTokens)
-      for (const f of files) expect(findAnyForm(readFileSync(f), token), `${f} holds a token`).toEqual([]);
+  it('the distant vault’s store holds none of the tokens, and its entries are gone after their notAfter', async () => {
+    // SQLite: every file under its data directory; PostgreSQL: every row of the team cache
+    const stored =
+      engine === 'sqlite'
+        ? walk(dataDir).map((f) => readFileSync(f))
+        : [Buffer.from(JSON.stringify(await query('SELECT * FROM team_cache')))];
+    expect(stored.length).toBeGreaterThan(0);
+    for (const token of as.issued.accessTokens) for (const data of stored) expect(findAnyForm(data, token)).toEqual([]);
     // no call now: the last token's notAfter passes, and the server's sweep (every 5 s) deletes it
-    const rows = async () => {
-      const { default: Database } = await import('better-sqlite3');
-      const db = new Database(join(dataDir, 'keyhole.sqlite'), { readonly: true });
-      try {
-        return (db.prepare('SELECT COUNT(*) AS n FROM team_cache WHERE sealed IS NOT NULL').get() as { n: number }).n;
-      } finally {
-        db.close();
-      }
-    };
+    const rows = async () => Number((await query('SELECT COUNT(*) AS n FROM team_cache WHERE sealed IS NOT NULL'))[0]?.n);
     expect(await rows()).toBeGreaterThan(0);
     await expect.poll(rows, { timeout: (TTL_S + 12) * 1000, interval: 500 }).toBe(0);
   }, 60_000);
