@@ -235,6 +235,9 @@ const ready = (async () => {
     beforeTokenRequest: (url) => tokenRules.ensure(url),
     // `sync` is made below; the team tier asks it only once a shared credential is minted
     team: new TeamTier({ team: () => sync.teamHandle(), now: Date.now }),
+    syncNow: async () => {
+      await sync.syncNow();
+    },
     // taken from the team tier: audited as a token request answered by the distant vault's cache
     onShared: (secret, cause) =>
       void sync.server().then((server) =>

@@ -16,7 +16,7 @@ import { type Harness, launch, newProfileDir, OPTIONS, rpc } from '../harness/br
 import { callContinuously, type Outcome } from '../harness/continuous.ts';
 import { type OAuthServer, RESOURCE, startOAuthServer } from '../harness/oauth2-server.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
-import { grantForPeriod } from '../harness/provider.ts';
+import { grantForPeriod, request } from '../harness/provider.ts';
 import { findAnyForm } from '../harness/scan.ts';
 import { appServer, freePort } from '../harness/servers.ts';
 import { startTokenApi, type TokenApi } from '../harness/token-api.ts';
@@ -25,6 +25,7 @@ import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts
 const PASS = `FAKE-passphrase-${crypto.randomUUID().slice(0, 8)}`;
 const TTL_S = 6;
 const LIFETIMES = 3;
+const RT_TTL_S = 3;
 type Res<T> = { ok: boolean; result: T; error: { code: string; message: string } };
 type Device = { h: Harness; options: Page; agent: Page; name: string };
 
@@ -33,6 +34,9 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
   let pg: Postgres | undefined;
   let as: OAuthServer;
   let api: TokenApi;
+  /** the rotating refresh token's server: short lifetimes, so ten of them pass in 30 s */
+  let rtServer: OAuthServer;
+  let rtApi: TokenApi;
   let app: Awaited<ReturnType<typeof appServer>>;
   const devices: Device[] = [];
   const made: string[] = [];
@@ -77,7 +81,12 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     /** the replica a device talks to: the profiles are spread over them */
     const serverOf = (i: number) => (servers[i % servers.length] as ServerProcess).origin;
     as = await startOAuthServer({ accessTokenTtlSeconds: TTL_S });
-    [api, app] = await Promise.all([startTokenApi(as.issuer, as.jwksUrl, RESOURCE), appServer()]);
+    rtServer = await startOAuthServer({ accessTokenTtlSeconds: RT_TTL_S });
+    [api, rtApi, app] = await Promise.all([
+      startTokenApi(as.issuer, as.jwksUrl, RESOURCE),
+      startTokenApi(rtServer.issuer, rtServer.jwksUrl, RESOURCE),
+      appServer(),
+    ]);
     for (const name of ['one', 'two', 'three']) {
       const profile = newProfileDir(`team-${name}-`);
       made.push(profile);
@@ -121,7 +130,7 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     for (const d of devices) await d.h.close().catch(() => {});
     for (const s of servers) await s.stop();
     await pg?.stop();
-    await Promise.all([as?.close(), api?.close(), app?.close()]);
+    await Promise.all([as?.close(), api?.close(), rtServer?.close(), rtApi?.close(), app?.close()]);
     for (const dir of made) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -144,6 +153,46 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     expect(api.requests.filter((r) => !r.ok)).toEqual([]);
   }, 120_000);
 
+  it('a rotating refresh token shared by the three, refreshed by all at once, for ten lifetimes: never spent twice, its family valid', async () => {
+    const [first, ...others] = devices as [Device, ...Device[]];
+    await call(first, 'secrets.create', {
+      name: 'rt',
+      kind: 'oauth2-refresh-token',
+      rule: { hosts: [rtApi.host], header: 'Authorization', template: 'Bearer {value}' },
+      oauth2: { tokenEndpoint: rtServer.tokenUrl, clientId: 'rt-client', clientAuth: 'client_secret_basic' },
+      material: { clientSecret: rtServer.secrets.rt, refreshToken: await rtServer.mintRefreshToken() },
+    });
+    await call(first, 'sync.now');
+    for (const d of others)
+      await until(async () => {
+        await call(d, 'sync.now');
+        return (await call<{ secrets: SecretSummary[] }>(d, 'secrets.list')).secrets.some((s) => s.name === 'rt');
+      });
+    for (const d of devices) {
+      const g = await grantForPeriod(d.h.context, d.agent, { secrets: ['rt'], mode: 'broker' });
+      if (!g.ok) throw new Error(`${d.name}: grant failed`);
+    }
+    const ms = 10 * RT_TTL_S * 1000;
+    const calls = Promise.all(devices.map((d) => callContinuously(d.agent, rtApi.host, 'rt', ms, ['broker'])));
+    // besides their own timers (each at 75-90% of a lifetime), all three ask for a refresh at the
+    // same moment, as often as keyhole_refresh allows (once per 10 s)
+    const forced: boolean[] = [];
+    const start = Date.now();
+    for (const at of [2_000, 12_500, 23_000]) {
+      await new Promise((r) => setTimeout(r, Math.max(0, start + at - Date.now())));
+      const answers = await Promise.all(devices.map((d) => request(d.agent, 'keyhole_refresh', { secret: 'rt' })));
+      forced.push(...answers.map((a) => a.ok));
+    }
+    const outcomes = await calls;
+    for (const o of outcomes) expect(o.filter((x) => !x.ok)).toEqual([]);
+    expect(forced.every(Boolean)).toBe(true);
+    expect(rtServer.grantErrors).toEqual({}); // no refresh token was ever refused: none was reused
+    const refreshes = rtServer.tokenRequests.byGrant.refresh_token ?? 0;
+    expect(refreshes).toBeGreaterThanOrEqual(10);
+    expect(rtServer.issued.refreshTokens.size).toBe(refreshes + 1); // the first, and one rotated in by each refresh
+    expect(rtApi.requests.filter((r) => !r.ok)).toEqual([]);
+  }, 120_000);
+
   it('the distant vault’s store holds none of the tokens, and its entries are gone after their notAfter', async () => {
     // SQLite: every file under its data directory; PostgreSQL: every row of the team cache
     const stored =
@@ -151,9 +200,15 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
         ? walk(dataDir).map((f) => readFileSync(f))
         : [Buffer.from(JSON.stringify(await query('SELECT * FROM team_cache')))];
     expect(stored.length).toBeGreaterThan(0);
-    for (const token of as.issued.accessTokens) for (const data of stored) expect(findAnyForm(data, token)).toEqual([]);
-    // no call now: the last token's notAfter passes, and the server's sweep (every 5 s) deletes it
+    const tokens = [...as.issued.accessTokens, ...rtServer.issued.accessTokens, ...rtServer.issued.refreshTokens];
+    expect(rtServer.issued.refreshTokens.size).toBeGreaterThan(0);
+    for (const token of tokens) for (const data of stored) expect(findAnyForm(data, token)).toEqual([]);
+    // one more call makes a live entry; then none: its notAfter passes, and the server's sweep (every 5 s) deletes it
     const rows = async () => Number((await query('SELECT COUNT(*) AS n FROM team_cache WHERE sealed IS NOT NULL'))[0]?.n);
+    const one = devices[0] as Device;
+    expect(
+      (await request<{ status: number }>(one.agent, 'keyhole_fetch', { secret: 'orders', url: `http://${api.host}/v1/ping` })).ok,
+    ).toBe(true);
     expect(await rows()).toBeGreaterThan(0);
     await expect.poll(rows, { timeout: (TTL_S + 12) * 1000, interval: 500 }).toBe(0);
   }, 60_000);

@@ -19,6 +19,8 @@ export type OAuthServer = {
   readonly jwksUrl: string;
   /** POSTs to the token endpoint so far; tokens issued by grant type and by client */
   readonly tokenRequests: { total: number; byGrant: Record<string, number>; byClient: Record<string, number> };
+  /** token requests refused, by OAuth error (`invalid_grant`: among others, a reused refresh token, which revokes its family) */
+  readonly grantErrors: Record<string, number>;
   /** every access and refresh token the server handed out (for the canary search) */
   readonly issued: { readonly accessTokens: Set<string>; readonly refreshTokens: Set<string> };
   /** set to answer token requests with this status (and an OAuth-shaped error body), or slowly */
@@ -126,12 +128,18 @@ export async function startOAuthServer(opts: { accessTokenTtlSeconds?: number; c
     const c = ctx.oidc.client?.clientId ?? 'unknown';
     tokenRequests.byClient[c] = (tokenRequests.byClient[c] ?? 0) + 1;
   });
+  const grantErrors: Record<string, number> = {};
+  provider.on('grant.error', (_ctx: never, ...rest: unknown[]) => {
+    const e = (rest[0] as { error?: string } | undefined)?.error ?? 'unknown';
+    grantErrors[e] = (grantErrors[e] ?? 0) + 1;
+  });
   server.on('request', provider.callback());
   return {
     issuer,
     tokenUrl: `${issuer}/token`,
     jwksUrl: `${issuer}/jwks`,
     tokenRequests,
+    grantErrors,
     issued,
     faults,
     secrets,

@@ -36,6 +36,7 @@ import {
 } from '../../core/credentials/oauth2.ts';
 import { importSigningKeyPem, type SigningKey } from '../../core/credentials/pem.ts';
 import type { AwsCredentials } from '../../core/credentials/sigv4.ts';
+import type { SharedCredential } from '../../core/crypto/team.ts';
 import { CoreError } from '../../core/errors.ts';
 import type { EngineToken } from '../sync/vault-client.ts';
 import { type InUse, isExpired, type VaultService } from '../vault/vault-service.ts';
@@ -55,6 +56,8 @@ export type CredentialsDeps = {
   readonly beforeTokenRequest?: (url: string) => Promise<void>;
   /** the team tier (issue 16): minted credentials shared with the synced vault's other devices */
   readonly team?: TeamTier;
+  /** runs a sync (pull and push) now: a rotating refresh token is spent on the newest version, and its successor pushed at once */
+  readonly syncNow?: () => Promise<void>;
   /** a credential came from the team tier rather than a token request here */
   readonly onShared?: (secret: SecretSummary, cause?: string) => void;
   /** a minted credential's token or state changed (refreshed, failed, needs attention) */
@@ -289,15 +292,31 @@ export class Credentials {
     const team = this.deps.team;
     const secret = team ? await this.deps.vault.secretById(slotSecret(slot)) : null;
     if (!team || !secret || !sharedByTeam(secret)) return this.mintHere(slot, cause);
-    const { from, ...token } = await team.obtain(slot, this.refresher.status(slot).validUntil, () => this.mintHere(slot, cause));
+    const rotating = secret.kind === 'oauth2-refresh-token';
+    const { from, ...token } = await team.obtain(
+      slot,
+      this.refresher.status(slot).validUntil,
+      (shared) => this.mintHere(slot, cause, { shared }),
+      { alone: !rotating },
+    );
     if (from === 'team') this.deps.onShared?.(secret, cause);
     return token;
   }
 
-  /** One token request for the credential of `slot`, from this device. */
-  private async mintHere(slot: string, cause?: string): Promise<TokenSet> {
+  /**
+   * One token request for the credential of `slot`, from this device. `underLock`: the team
+   * tier's lock is held; a rotating refresh token is then spent here whichever device holds the
+   * refresher role: the newest one (the log pulled first, or the team's if newer), and its
+   * successor is stored and pushed before the lock is let go.
+   */
+  private async mintHere(
+    slot: string,
+    cause?: string,
+    underLock?: { readonly shared?: SharedCredential | undefined },
+  ): Promise<TokenSet & { readonly rtVersion?: number }> {
     const id = slotSecret(slot);
     const narrowing = this.slots.get(slot);
+    if (underLock) await this.deps.syncNow?.().catch(() => {}); // the newest version of the secret first
     const secret = await this.deps.vault.secretById(id);
     const endpoint =
       secret?.kind === 'aws'
@@ -307,11 +326,15 @@ export class Credentials {
           : secret?.oauth2?.tokenEndpoint;
     if (secret?.kind === 'distant' && !endpoint) throw new CredentialError('not-synced');
     if (!secret || !endpoint || !isMinted(secret.kind)) throw new CredentialError('bad-endpoint');
-    if (secret.kind === 'oauth2-refresh-token' && secret.oauth2?.refresher !== (await this.deps.vault.deviceId())) {
+    if (!underLock && secret.kind === 'oauth2-refresh-token' && secret.oauth2?.refresher !== (await this.deps.vault.deviceId())) {
       this.flag(id, 'not-refresher');
       throw new CredentialError('not-refresher');
     }
-    const material = await this.deps.vault.openMaterial(id);
+    const shared = underLock?.shared;
+    const opened = await this.deps.vault.openMaterial(id);
+    // the team's refresh token is the newest unless this device holds a later version of the secret
+    const material =
+      shared?.refreshToken && (shared.rtVersion ?? 0) >= secret.version ? { ...opened, refreshToken: shared.refreshToken } : opened;
     const started = this.deps.now();
     const host = new URL(endpoint).host;
     const record = { kind: 'token.request' as const, correlationId: cause ?? crypto.randomUUID(), secret: secret.name, host };
@@ -326,9 +349,13 @@ export class Credentials {
         await this.deps.beforeTokenRequest?.(made.req.url);
         minted = await requestToken(this.deps.fetch, made.req, this.deps.now, undefined, made.parse);
       }
-      if (minted.refreshToken && secret.kind === 'oauth2-refresh-token') await this.storeRefreshToken(id, minted.refreshToken);
+      let rtVersion: number | undefined;
+      if (minted.refreshToken && secret.kind === 'oauth2-refresh-token') {
+        rtVersion = (await this.storeRefreshToken(id, minted.refreshToken)).version;
+        if (underLock) await this.deps.syncNow?.().catch(() => {}); // in the log before the lock is let go
+      }
       this.deps.audit({ ...record, decision: 'allowed', status, latencyMs: this.deps.now() - started });
-      return minted;
+      return rtVersion === undefined ? minted : { ...minted, rtVersion };
     } catch (e) {
       const code = e instanceof CredentialError ? e.code : 'network';
       this.deps.audit({
@@ -479,10 +506,10 @@ export class Credentials {
   }
 
   /** Stored before the access token is used: the old refresh token is gone from the vault once this resolves. */
-  private async storeRefreshToken(id: string, refreshToken: string): Promise<void> {
+  private async storeRefreshToken(id: string, refreshToken: string): Promise<SecretSummary> {
     this.storing.add(id);
     try {
-      await this.deps.vault.setRefreshToken(id, refreshToken);
+      return await this.deps.vault.setRefreshToken(id, refreshToken);
     } finally {
       this.storing.delete(id);
     }

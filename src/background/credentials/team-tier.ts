@@ -8,11 +8,14 @@
  * lifetime for the whole team.
  *
  * The lock lapses by itself: a holder that dies (a killed browser) holds it at most its TTL, and
- * the next device refreshes then. With the distant vault unreachable, a device mints alone: for
- * the kinds shared here that is safe (minting spends nothing another device needs).
+ * the next device refreshes then. With the distant vault unreachable, a device mints alone when
+ * minting spends nothing another device needs (`alone`); a rotating refresh token is never spent
+ * outside the lock (a device cut off from the vault while another reaches it would spend the same
+ * one): the device serves its cached token until it expires, then has none.
  */
+import { CredentialError } from '../../core/credentials/errors.ts';
 import type { TokenSet } from '../../core/credentials/oauth2.ts';
-import { openShared, sealShared, type TeamKeys } from '../../core/crypto/team.ts';
+import { openShared, type SharedCredential, sealShared, type TeamKeys } from '../../core/crypto/team.ts';
 import type { CacheView, VaultClient } from '../sync/vault-client.ts';
 
 /** What the tier needs of the synced vault: its client, id, and the current epoch's team keys. */
@@ -38,6 +41,9 @@ export const LOCK_SECONDS = 15;
 
 export type Obtained = TokenSet & { readonly from: 'team' | 'minted' };
 
+/** Mints here; `shared` is the team's entry as the lock holder found it (its refresh token is the newest). */
+export type Mint = (shared?: SharedCredential) => Promise<TokenSet & { readonly rtVersion?: number }>;
+
 export class TeamTier {
   constructor(private readonly d: TeamTierDeps) {}
 
@@ -49,21 +55,24 @@ export class TeamTier {
    * A credential for `slot` that ends later than `held` (the notAfter of the one this device has,
    * if any): the team's if it has one, else minted here by `mint` under the team's lock and shared.
    */
-  async obtain(slot: string, held: number | undefined, mint: () => Promise<TokenSet>): Promise<Obtained> {
+  async obtain(slot: string, held: number | undefined, mint: Mint, opts: { alone?: boolean } = {}): Promise<Obtained> {
+    const alone = opts.alone ?? true;
     let team: TeamHandle | undefined;
     try {
       team = await this.d.team();
     } catch {
       team = undefined;
     }
-    if (!team) return { ...(await mint()), from: 'minted' };
+    if (!team) return { ...(await mint()), from: 'minted' }; // not synced: nobody to share with
     const t = team;
     const place = { vault: t.vault, slot, epoch: t.keys.epoch };
+    const open = async (view: CacheView): Promise<SharedCredential | undefined> =>
+      view.entry?.epoch === t.keys.epoch ? openShared(t.keys.cache, place, view.entry.sealed).catch(() => undefined) : undefined;
     /** the team's entry, if it is newer than ours and still good for a while */
     const newer = async (view: CacheView): Promise<Obtained | undefined> => {
       const e = view.entry;
       if (!e || e.epoch !== t.keys.epoch || (held !== undefined && e.notAfter <= held)) return undefined;
-      const c = await openShared(t.keys.cache, place, e.sealed).catch(() => undefined);
+      const c = await open(view);
       const now = this.d.now();
       if (!c || c.notAfter <= now + Math.min(30_000, (c.notAfter - c.issuedAt) / 10) || (held !== undefined && c.notAfter <= held))
         return undefined;
@@ -88,7 +97,7 @@ export class TeamTier {
             await t.client.cacheUnlock(t.vault, slot, token).catch(() => {});
             return theirs;
           }
-          return await this.mintAndShare(t, place, token, mint);
+          return await this.mintAndShare(t, place, token, () => open(got).then((seen) => mint(seen)));
         }
         if (theirs) return theirs;
         // another device is refreshing: its result, or the lock back once it lapses
@@ -103,8 +112,9 @@ export class TeamTier {
       }
     } catch (e) {
       if (e instanceof MintFailed) throw e.cause;
-      // the distant vault cannot be asked now: this device mints alone
+      // the distant vault cannot be asked now
     }
+    if (!alone) throw new CredentialError('network'); // a rotating token is spent only under the team's lock
     return { ...(await mint()), from: 'minted' };
   }
 
@@ -112,9 +122,9 @@ export class TeamTier {
     t: TeamHandle,
     place: { vault: string; slot: string; epoch: number },
     lockToken: string,
-    mint: () => Promise<TokenSet>,
+    mint: () => Promise<TokenSet & { readonly rtVersion?: number }>,
   ): Promise<Obtained> {
-    let minted: TokenSet;
+    let minted: TokenSet & { readonly rtVersion?: number };
     const issuedAt = this.d.now();
     try {
       minted = await mint();
@@ -122,18 +132,21 @@ export class TeamTier {
       await t.client.cacheUnlock(t.vault, place.slot, lockToken).catch(() => {});
       throw new MintFailed(e);
     }
-    const shared = {
+    const shared: SharedCredential = {
       accessToken: minted.accessToken,
       notAfter: minted.notAfter,
       issuedAt,
       ...(minted.scope ? { scope: minted.scope } : {}),
+      ...(minted.refreshToken ? { refreshToken: minted.refreshToken } : {}),
+      ...(minted.rtVersion !== undefined ? { rtVersion: minted.rtVersion } : {}),
     };
     const sealed = await sealShared(t.keys.cache, place, shared);
     // shared if the vault takes it; the token is good here either way
     await t.client
       .cachePut(t.vault, place.slot, { epoch: place.epoch, sealed, notAfter: minted.notAfter, issuedAt }, lockToken)
       .catch(() => {});
-    return { ...minted, from: 'minted' };
+    const { rtVersion: _, refreshToken: __, ...token } = minted;
+    return { ...token, from: 'minted' };
   }
 }
 

@@ -104,12 +104,12 @@ export const usesMintedToken = (s: { readonly kind?: SecretKind; readonly aws?: 
 
 /** A secret's non-secret configuration, by kind: `oauth2` for the OAuth 2.0 kinds, `aws` for AWS. */
 /**
- * Whether a secret's minted tokens are shared through the team tier (issue 16): any device may
- * mint them without spending something another needs. A rotating refresh token is not (yet): its
- * refresher role keeps it to one device; a distant credential is issued to one device's login.
+ * Whether a secret's minted tokens are shared through the team tier (issue 16): every minted kind
+ * but a distant credential (issued to one device's own login). A rotating refresh token is spent
+ * only under the team's refresh lock (background/credentials/team-tier.ts).
  */
 export const sharedByTeam = (s: { readonly kind?: SecretKind; readonly aws?: AwsConfig }): boolean =>
-  usesMintedToken(s) && s.kind !== 'oauth2-refresh-token' && s.kind !== 'distant';
+  usesMintedToken(s) && s.kind !== 'distant';
 
 export type CredentialConfig = { readonly oauth2?: OAuth2Config; readonly aws?: AwsConfig; readonly distant?: DistantConfig };
 

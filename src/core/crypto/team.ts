@@ -38,12 +38,18 @@ export async function deriveTeamKeys(vaultKey: Uint8Array<ArrayBuffer>, vaultId:
   return { epoch, cache, audit };
 }
 
-/** A minted credential as the team shares it. */
+/**
+ * A minted credential as the team shares it. A rotating refresh token travels with the access
+ * token it was minted beside (the newest, and the secret version that holds it): the device that
+ * refreshes next spends that one, even before the log brings it the new version.
+ */
 export type SharedCredential = {
   readonly accessToken: string;
   readonly notAfter: number;
   readonly issuedAt: number;
   readonly scope?: string;
+  readonly refreshToken?: string;
+  readonly rtVersion?: number;
 };
 
 export type CachePlace = { readonly vault: string; readonly slot: string; readonly epoch: number };
@@ -86,5 +92,7 @@ export async function openShared(key: CryptoKey, place: CachePlace, sealed: stri
     notAfter: c.notAfter,
     issuedAt: c.issuedAt,
     ...(typeof c.scope === 'string' ? { scope: c.scope } : {}),
+    ...(typeof c.refreshToken === 'string' ? { refreshToken: c.refreshToken } : {}),
+    ...(typeof c.rtVersion === 'number' ? { rtVersion: c.rtVersion } : {}),
   };
 }
