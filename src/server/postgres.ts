@@ -20,6 +20,7 @@ import {
   type StoredEntry,
   schema,
 } from './store.ts';
+import { postgresTeamAudit } from './team/audit-store.ts';
 import { postgresTeamCache } from './team/sql-cache.ts';
 
 const CHANNEL = 'keyhole_head';
@@ -244,6 +245,7 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
     },
     leases: postgresLeases(pool),
     teamCache: postgresTeamCache(pool),
+    teamAudit: postgresTeamAudit(pool),
     async putEngineRecord(r) {
       await pool.query(
         `INSERT INTO engine_records (vault, engine, record, version, sealed) VALUES ($1, $2, $3, $4, $5)

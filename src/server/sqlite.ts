@@ -21,6 +21,7 @@ import {
   type StoredEntry,
   schema,
 } from './store.ts';
+import { sqliteTeamAudit } from './team/audit-store.ts';
 import { sqliteTeamCache } from './team/sql-cache.ts';
 
 type VaultRow = { id: string; seq: number; head: string; epoch: number; creator: string; members: string };
@@ -193,6 +194,7 @@ export function openSqlite(dataDir: string): Store {
     },
     leases: sqliteLeases(db),
     teamCache: sqliteTeamCache(db),
+    teamAudit: sqliteTeamAudit(db),
     async putEngineRecord(r) {
       q.putEngineRecord.run(r.vault, r.engine, r.record, r.version, r.sealed);
     },

@@ -5,6 +5,7 @@
  */
 import type { DevicePublic, Governance, Head, Membership } from '../core/sync/log.ts';
 import { LEASE_SCHEMA, type LeaseStore } from './leases/lease-store.ts';
+import { TEAM_AUDIT_SCHEMA, type TeamAuditStore } from './team/audit-store.ts';
 import { TEAM_CACHE_SCHEMA, type TeamCacheStore } from './team/cache-store.ts';
 
 export type { Head };
@@ -77,6 +78,8 @@ export interface Store {
   readonly leases: LeaseStore;
   /** the team's shared credential cache (issue 16): ciphertext with its notAfter, and refresh locks */
   readonly teamCache: TeamCacheStore;
+  /** the team audit (issue 16): each device's chain of sealed records */
+  readonly teamAudit: TeamAuditStore;
 
   putEngineRecord(r: EngineRecordRow): Promise<void>;
   /**
@@ -113,6 +116,7 @@ CREATE TABLE IF NOT EXISTS recovery (lookup TEXT PRIMARY KEY, vault TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS blobs (vault TEXT NOT NULL, hash TEXT NOT NULL, bytes ${t.bytes} NOT NULL, PRIMARY KEY (vault, hash))${t.clustered};
 ${LEASE_SCHEMA(t)}
 ${TEAM_CACHE_SCHEMA(t)}
+${TEAM_AUDIT_SCHEMA}
 CREATE TABLE IF NOT EXISTS engine_records (vault TEXT NOT NULL, engine TEXT NOT NULL, record TEXT NOT NULL,
   version INTEGER NOT NULL, sealed TEXT NOT NULL, PRIMARY KEY (vault, engine, record));
 `;

@@ -4,6 +4,7 @@
  * compare-and-swap and retry. Uses only fetch and crypto.subtle: the worker, Node tests and
  * the bench run this same code.
  */
+import type { AuditLink } from '../../core/audit/team-chain.ts';
 import { fromBase64, toBase64 } from '../../core/bytes.ts';
 import type { DeviceKeys } from '../../core/crypto/device.ts';
 import {
@@ -225,6 +226,32 @@ export class VaultClient {
 
   async cacheUnlock(vault: string, slot: string, lockToken: string): Promise<void> {
     await this.#call('POST', `${cachePath(vault, slot)}/unlock`, { lockToken });
+  }
+
+  // --- the team audit (issue 16): this device's chain of sealed records; see core/audit/team-chain.ts ---
+
+  /** Appends links to this device's chain: the chain's head after, and whether they were taken. */
+  async auditPush(
+    vault: string,
+    links: readonly (AuditLink & { hash: string })[],
+  ): Promise<{ ok: boolean; head?: { seq: number; hash: string } }> {
+    const { status, json } = await this.#call('POST', `/v1/vaults/${vault}/audit`, {
+      links: links.map(({ seq, prev, epoch, sealed, hash }) => ({ seq, prev, epoch, sealed, hash })),
+    });
+    const h = json.head as { seq?: unknown; hash?: unknown } | null | undefined;
+    const head = typeof h?.seq === 'number' && typeof h.hash === 'string' ? { seq: h.seq, hash: h.hash } : undefined;
+    return { ok: status === 200, ...(head ? { head } : {}) };
+  }
+
+  /** The devices with a chain in `vault` and each chain's last link (all with the audit role, else this device's). */
+  async auditHeads(vault: string): Promise<{ device: string; seq: number; hash: string }[]> {
+    const heads = (await this.#call('GET', `/v1/vaults/${vault}/audit`)).json.heads;
+    return Array.isArray(heads) ? (heads as { device: string; seq: number; hash: string }[]) : [];
+  }
+
+  async auditLinks(vault: string, device: string, after: number, limit = 1000): Promise<(AuditLink & { hash: string })[]> {
+    const links = (await this.#call('GET', `/v1/vaults/${vault}/audit/${device}?after=${after}&limit=${limit}`)).json.links;
+    return Array.isArray(links) ? (links as (AuditLink & { hash: string })[]) : [];
   }
 
   /** Extends a lease of this device's own by `ttlSeconds` (the distant vault caps it at the lease's maximum). */

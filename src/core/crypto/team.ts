@@ -96,3 +96,36 @@ export async function openShared(key: CryptoKey, place: CachePlace, sealed: stri
     ...(typeof c.rtVersion === 'number' ? { rtVersion: c.rtVersion } : {}),
   };
 }
+
+/** Where an audit record sits in the team audit: whose chain, which link, under which epoch's key. */
+export type AuditPlace = { readonly vault: string; readonly device: string; readonly seq: number; readonly epoch: number };
+
+const auditAad = (p: AuditPlace) =>
+  utf8(`keyhole/v1/team-audit\n${canonicalJson({ vault: p.vault, device: p.device, seq: p.seq, epoch: p.epoch })}`);
+
+/** An audit record (plain JSON, never a value: core/audit/audit.ts) sealed for its link. */
+export async function sealAuditRecord(key: CryptoKey, place: AuditPlace, record: unknown): Promise<string> {
+  const iv = randomBytes(12);
+  const sealed = new Uint8Array(
+    await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: auditAad(place) }, key, utf8(canonicalJson(record))),
+  );
+  const out = new Uint8Array(iv.length + sealed.length);
+  out.set(iv);
+  out.set(sealed, iv.length);
+  return toBase64(out);
+}
+
+/** Opens a record sealed for exactly this link; CoreError 'decrypt-failed' otherwise (moved, changed, another key). */
+export async function openAuditRecord(key: CryptoKey, place: AuditPlace, sealed: string): Promise<unknown> {
+  try {
+    const bytes = fromBase64(sealed);
+    const plain = await crypto.subtle.decrypt(
+      { name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData: auditAad(place) },
+      key,
+      bytes.slice(12),
+    );
+    return JSON.parse(fromUtf8(new Uint8Array(plain)));
+  } catch {
+    throw new CoreError('decrypt-failed', 'a team audit record that does not open here');
+  }
+}

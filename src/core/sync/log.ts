@@ -74,7 +74,12 @@ export type EntryBody =
     }
   /** who may ask an engine for a role, for how long at most */
   | { readonly type: 'engine.policy'; readonly engine: string; readonly policy: EnginePolicy }
-  | { readonly type: 'engine.remove'; readonly engine: string };
+  | { readonly type: 'engine.remove'; readonly engine: string }
+  /**
+   * the head of the author's own team-audit chain (issue 16: core/audit/team-chain.ts): signed
+   * here, so the server can neither drop, reorder nor invent a record at or before it unseen
+   */
+  | { readonly type: 'audit.head'; readonly seq: number; readonly hash: string };
 
 /** Roles in a vault, granted in the log: `admin` configures engines and roles; `audit` reads the team's audit. */
 export const ROLES = ['admin', 'audit'] as const;
@@ -97,6 +102,8 @@ export type Governance = {
   readonly roles: Readonly<Record<string, readonly Role[]>>;
   readonly engineKey?: string;
   readonly engines: Readonly<Record<string, EngineDef>>;
+  /** each member device's last signed team-audit chain head */
+  readonly auditHeads?: Readonly<Record<string, { readonly seq: number; readonly hash: string }>>;
 };
 export type EngineDef = {
   readonly kind: EngineKind;
@@ -288,6 +295,10 @@ function checkBody(x: unknown, seq?: number): EntryBody {
       keys('engine');
       if (typeof x.engine !== 'string' || !ENGINE_NAME.test(x.engine)) fail('engine name malformed', seq);
       return { type: 'engine.remove', engine: x.engine };
+    case 'audit.head':
+      keys('seq', 'hash');
+      if (!uint(x.seq) || x.seq < 1 || typeof x.hash !== 'string' || !HEX64.test(x.hash)) fail('audit head malformed', seq);
+      return { type: 'audit.head', seq: x.seq, hash: x.hash };
     default:
       return fail('unknown entry type', seq);
   }
@@ -568,6 +579,13 @@ function applyRules(state: Membership | undefined, e: LogEntry): [Membership, De
     case 'key.wrap':
       if (!members.has(body.to)) throw new LogError('not-member', 'key wrapped to a non-member', seq);
       break;
+    case 'audit.head': {
+      // a device anchors only its own chain, and only forward
+      const had = gov.auditHeads?.[e.author];
+      if (had && body.seq <= had.seq) throw new LogError('bad-membership', 'an audit head that does not move forward', seq);
+      gov = { ...gov, auditHeads: { ...gov.auditHeads, [e.author]: { seq: body.seq, hash: body.hash } } };
+      break;
+    }
     case 'item.put':
     case 'item.destroy':
     case 'item.prune':

@@ -10,14 +10,22 @@
  *
  * The server checks shapes, sizes, times and the epoch; what is sealed it cannot read. A sweep
  * deletes entries past their notAfter.
+ *
+ * And the team audit (core/audit/team-chain.ts):
+ *
+ *   POST /v1/vaults/{vault}/audit                  {links}: the caller's own next links; 200 {head}, 409 {head}
+ *   GET  /v1/vaults/{vault}/audit                  {heads}: each device's last link (the `audit` role: all; else its own)
+ *   GET  /v1/vaults/{vault}/audit/{device}?after=&limit=   {links} (the `audit` role, or the device itself)
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { UUID } from '../../core/sync/log.ts';
+import { CHAIN_START, linkHash } from '../../core/audit/team-chain.ts';
+import { hasRole, UUID } from '../../core/sync/log.ts';
 import { HttpError } from '../http.ts';
 import type { Metrics } from '../metrics.ts';
 import type { Store } from '../store.ts';
 import type { VaultStates } from '../vault-states.ts';
+import type { StoredLink } from './audit-store.ts';
 import type { CacheView } from './cache-store.ts';
 
 export type TeamRouteDeps = {
@@ -33,6 +41,10 @@ export type TeamRouteDeps = {
 };
 
 const PATH = /^\/v1\/vaults\/([^/]+)\/cache\/([^/]+?)(?:\/(lock|unlock))?$/;
+const AUDIT_PATH = /^\/v1\/vaults\/([^/]+)\/audit(?:\/([0-9a-f]{64}))?$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+const MAX_LINKS = 1000;
+const MAX_LINK_SEALED = 64 * 1024;
 const SLOT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:#[0-9a-f]{32})?$/;
 const TOKEN = /^[A-Za-z0-9_-]{24}$/;
 /** a sealed credential: a token, or a set of cloud session keys, in JSON with base64 */
@@ -62,6 +74,14 @@ export class TeamRoutes {
   }
 
   pick(method: string, path: string, req: IncomingMessage, res: ServerResponse): [string, () => Promise<void>] | undefined {
+    const a = AUDIT_PATH.exec(path);
+    if (a && UUID.test(a[1] ?? '')) {
+      const [, vault = '', device] = a;
+      if (device === undefined && method === 'POST') return ['audit.push', () => this.auditPush(req, res, vault)];
+      if (device === undefined && method === 'GET') return ['audit.heads', () => this.auditHeads(req, res, vault)];
+      if (device !== undefined && method === 'GET') return ['audit.list', () => this.auditList(req, res, vault, device)];
+      return undefined;
+    }
     const m = PATH.exec(path);
     if (!m) return undefined;
     const [, vault = '', encoded = '', action] = m;
@@ -134,6 +154,65 @@ export class TeamRoutes {
     const { entry, lock } = await this.view(vault, slot, epoch);
     if (taken) return this.d.send(res, 200, { lockToken, until, ...(entry ? { entry } : {}) });
     this.d.send(res, 409, { ...(lock ? { lock } : {}), ...(entry ? { entry } : {}) });
+  }
+
+  private async auditPush(req: IncomingMessage, res: ServerResponse, vault: string): Promise<void> {
+    const { device, epoch } = await this.member(req, vault);
+    const { links } = await this.d.readJson(req);
+    const bad = (what: string) => new HttpError(400, 'bad-request', what);
+    if (!Array.isArray(links) || links.length === 0 || links.length > MAX_LINKS) throw bad(`links: 1 to ${MAX_LINKS}`);
+    const parsed: StoredLink[] = [];
+    for (const x of links as Record<string, unknown>[]) {
+      const { seq, prev, epoch: e, sealed, hash } = x ?? {};
+      if (!Number.isSafeInteger(seq) || (seq as number) < 1 || typeof prev !== 'string' || !HEX64.test(prev)) throw bad('link malformed');
+      if (!Number.isSafeInteger(e) || (e as number) < 1 || (e as number) > epoch) throw bad('link epoch malformed');
+      if (typeof sealed !== 'string' || sealed.length === 0 || sealed.length > MAX_LINK_SEALED) throw bad('link record malformed');
+      const link = { device, seq: seq as number, prev, epoch: e as number, sealed };
+      if (hash !== (await linkHash(link))) throw bad('a link whose hash is not its own');
+      parsed.push({ ...link, hash });
+    }
+    const store = this.d.store.teamAudit;
+    const last = await store.last(vault, device);
+    // links already stored (a push whose answer was lost) count once; what differs from them is refused
+    const stored = new Map((await store.list(vault, device, (parsed[0]?.seq ?? 1) - 1, parsed.length)).map((l) => [l.seq, l.hash]));
+    const fresh = parsed.filter((l) => l.seq > (last?.seq ?? 0));
+    if (parsed.some((l) => l.seq <= (last?.seq ?? 0) && stored.get(l.seq) !== l.hash)) return this.d.send(res, 409, { head: last ?? null });
+    let prev = last?.hash ?? CHAIN_START;
+    let next = (last?.seq ?? 0) + 1;
+    for (const l of fresh) {
+      if (l.seq !== next || l.prev !== prev) return this.d.send(res, 409, { head: last ?? null });
+      prev = l.hash;
+      next++;
+    }
+    if (fresh.length > 0 && !(await store.append(vault, fresh, last)))
+      return this.d.send(res, 409, { head: (await store.last(vault, device)) ?? null });
+    this.d.metrics?.count('keyhole_team_audit_links_total', 'Team audit links stored', {}, fresh.length);
+    this.d.send(res, 200, { head: (await store.last(vault, device)) ?? null });
+  }
+
+  /** The caller may read `device`'s chain: its own, or any with the `audit` role. */
+  private async auditReader(req: IncomingMessage, vault: string): Promise<{ device: string; all: boolean }> {
+    const device = await this.d.device(req);
+    const state = await this.d.states.get(vault);
+    if (!state?.members.has(device)) throw new HttpError(404, 'not-found', 'no such vault');
+    return { device, all: hasRole(state, device, 'audit') };
+  }
+
+  private async auditHeads(req: IncomingMessage, res: ServerResponse, vault: string): Promise<void> {
+    const { device, all } = await this.auditReader(req, vault);
+    const heads = await this.d.store.teamAudit.heads(vault);
+    this.d.send(res, 200, { heads: all ? heads : heads.filter((h) => h.device === device) });
+  }
+
+  private async auditList(req: IncomingMessage, res: ServerResponse, vault: string, of: string): Promise<void> {
+    const { device, all } = await this.auditReader(req, vault);
+    if (!all && of !== device) throw new HttpError(403, 'not-allowed', 'reading the team audit needs the audit role');
+    const u = new URL(req.url ?? '/', 'http://x');
+    const after = Number(u.searchParams.get('after') ?? 0);
+    const limit = Number(u.searchParams.get('limit') ?? MAX_LINKS);
+    if (!Number.isSafeInteger(after) || after < 0 || !Number.isSafeInteger(limit) || limit < 1 || limit > MAX_LINKS)
+      throw new HttpError(400, 'bad-request', `after >= 0, limit 1 to ${MAX_LINKS}`);
+    this.d.send(res, 200, { links: await this.d.store.teamAudit.list(vault, of, after, limit) });
   }
 
   private async unlock(req: IncomingMessage, res: ServerResponse, vault: string, slot: string): Promise<void> {
