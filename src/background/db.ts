@@ -9,6 +9,7 @@ import type { AuditRecord } from '../core/audit/audit.ts';
 import type { SealedDevice } from '../core/crypto/device.ts';
 import type { StoredSecret } from '../core/vault/secrets.ts';
 import type { VaultHeader } from '../core/vault/vault.ts';
+import type { TeamAuditPointer } from './audit/team-audit.ts';
 import type { ReplicaSnapshot } from './sync/replica.ts';
 
 export type Throttle = { readonly failures: number; readonly lastFailureAt: number };
@@ -67,6 +68,8 @@ export type SyncState = {
   readonly nextAttemptAt: number;
   /** after a member removal: the items (and their re-sealed version) whose values that member could read */
   readonly rotate?: readonly { readonly item: string; readonly version: number }[];
+  /** how far this device's audit records have gone to the team audit (issue 16) */
+  readonly teamAudit?: TeamAuditPointer;
 };
 
 /** v3: sync with a distant vault. */

@@ -129,6 +129,14 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
       return sync.dismiss(what);
     },
     'team.view': () => effects.admin.view(),
+    'team.audit': async () => {
+      const { entries, chains, names } = await sync.teamAudit();
+      const name = (d: string) => names[d] ?? d.slice(0, 8);
+      return {
+        entries: entries.map((e) => ({ ...e, deviceName: name(e.device) })),
+        chains: chains.map((c) => ({ device: c.device, deviceName: name(c.device), ...c.check })),
+      };
+    },
     'team.setRole': (x) => effects.admin.setRole(str(obj(x), 'device'), str(obj(x), 'role'), obj(x).granted === true),
     'engines.pinKey': (x) => effects.admin.pinEngineKey(str(obj(x), 'fingerprint')),
     'engines.configure': (x) => effects.admin.configure(str(obj(x), 'engine'), str(obj(x), 'kind'), obj(x).config, obj(x).rootCredential),

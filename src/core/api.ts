@@ -208,6 +208,8 @@ export type Api = {
   'audit.export': { params: { filter?: AuditFilter; format: 'jsonl' | 'csv' }; result: { text: string; mime: string } };
   /** the synced vault's members, their roles, and the distant vault's engines (issue 15) */
   'team.view': { params: undefined; result: TeamView };
+  /** the team audit (issue 16), for a member with the `audit` role: every device's records, each chain checked */
+  'team.audit': { params: undefined; result: TeamAuditView };
   /** an admin gives or takes back a role */
   'team.setRole': { params: { device: string; role: Role; granted: boolean }; result: TeamView };
   /** an admin pins the distant vault's engine key, if its fingerprint is the one given (from the operator) */
@@ -249,6 +251,25 @@ export type TeamView = {
     readonly config: Readonly<Record<string, unknown>>;
     readonly hasRootCredential: boolean;
     readonly policies: readonly EnginePolicy[];
+  }[];
+};
+
+export type TeamAuditView = {
+  readonly entries: readonly {
+    readonly device: string;
+    readonly deviceName: string;
+    readonly seq: number;
+    /** at or before the head the device signed in the log */
+    readonly anchored: boolean;
+    readonly record: AuditRecord;
+  }[];
+  /** how each device's chain stands: checked through `through`, under its signature through `anchored`, and what is wrong */
+  readonly chains: readonly {
+    readonly device: string;
+    readonly deviceName: string;
+    readonly through: number;
+    readonly anchored: number;
+    readonly findings: readonly { readonly kind: 'gap' | 'broken' | 'not-signed' | 'withheld'; readonly seq: number }[];
   }[];
 };
 

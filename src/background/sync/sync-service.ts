@@ -22,7 +22,7 @@ import { openRecord, sealRecord } from '../../core/crypto/seal.ts';
 import { newVaultKey, unwrapVaultKey, vaultKeyPlace, wrapVaultKey } from '../../core/crypto/share.ts';
 import { deriveTeamKeys, type TeamKeys } from '../../core/crypto/team.ts';
 import { decodeItemBlob, encodeItemBlob } from '../../core/sync/item-blob.ts';
-import { blobHash, type EntryBody, isLogError, LIMITS, type Membership } from '../../core/sync/log.ts';
+import { blobHash, type EntryBody, governance, hasRole, isLogError, LIMITS, type Membership } from '../../core/sync/log.ts';
 import {
   decodeSealedDevice,
   encodeSealedDevice,
@@ -33,6 +33,7 @@ import {
   recoverySealKey,
 } from '../../core/sync/recovery.ts';
 import { openSecretMeta, resealSecret, type StoredSecret } from '../../core/vault/secrets.ts';
+import { type DeviceChain, pushTeamAudit, readTeamAudit, type TeamAuditEntry } from '../audit/team-audit.ts';
 import type { TeamHandle } from '../credentials/team-tier.ts';
 import type { KeyholeDB, SyncedItem, SyncLink, SyncState } from '../db.ts';
 import { RpcError } from '../errors.ts';
@@ -97,6 +98,7 @@ export class SyncService {
   /** On lock: drop the unwrapped device keys, the session, the in-memory replica and the team keys. */
   forget(): void {
     this.#team = undefined;
+    this.#teamKeysByEpoch.clear();
     this.#client = undefined;
     this.#replica = undefined;
     this.#savedSeq = undefined;
@@ -432,6 +434,8 @@ export class SyncService {
         );
         await this.vault.exclusive(() => this.#afterPush(replica, chunk));
       }
+      // the team audit rides along; a failure there is retried next run and never holds up the items
+      await this.#pushAudit(link, client, replica).catch(() => {});
       await this.#patch({ lastSyncAt: this.#now(), failures: 0, nextAttemptAt: 0, lastError: undefined });
     } catch (e) {
       await this.#failed(e);
@@ -854,6 +858,73 @@ export class SyncService {
 
   /** One epoch's vault key, opened from its sealed record. The caller wipes it. */
   #team: { vault: string; keys: TeamKeys } | undefined;
+  /** team keys of older epochs, for reading the team audit */
+  #teamKeysByEpoch = new Map<string, Promise<TeamKeys>>();
+
+  async #teamKeys(link: SyncLink, epoch: number): Promise<TeamKeys | undefined> {
+    if (!link.vault || !link.keys.some((k) => k.epoch === epoch)) return undefined;
+    const id = `${link.vault}/${epoch}`;
+    let k = this.#teamKeysByEpoch.get(id);
+    if (!k) {
+      const vault = link.vault;
+      k = this.#vaultKey(link, epoch).then(async (key) => {
+        try {
+          return await deriveTeamKeys(key, vault, epoch);
+        } finally {
+          wipe(key);
+        }
+      });
+      this.#teamKeysByEpoch.set(id, k);
+      k.catch(() => this.#teamKeysByEpoch.delete(id));
+    }
+    return k;
+  }
+
+  /** This device's audit records not yet in the team audit, pushed; its chain head signed into the log now and then. */
+  async #pushAudit(link: SyncLink, client: VaultClient, replica: Replica): Promise<void> {
+    if (!link.vault || link.keys.length === 0) return;
+    const vault = link.vault;
+    const epoch = Math.max(...link.keys.map((k) => k.epoch));
+    await pushTeamAudit({
+      client,
+      vault,
+      device: client.device.public.id,
+      epoch,
+      keyFor: async (e) => (await this.#teamKeys(link, e))?.audit,
+      records: async (after, limit) =>
+        (await this.db.getAll('audit', IDBKeyRange.lowerBound(after, true), limit)).map((r) => ({ seq: r.seq, record: r.record })),
+      pointer: {
+        get: async () => (await this.#state()).teamAudit,
+        set: (teamAudit) => this.#patch({ teamAudit }),
+      },
+      anchor: async (head) => {
+        await client.push(replica, [{ body: { type: 'audit.head', seq: head.seq, hash: head.hash } }]);
+        await this.#saveReplica(replica);
+      },
+      now: this.#now,
+    });
+  }
+
+  /** The team audit as a member with the `audit` role reads it: every device's records, checked, newest first. */
+  async teamAudit(): Promise<{ entries: TeamAuditEntry[]; chains: DeviceChain[]; names: Record<string, string> }> {
+    await this.syncNow();
+    return this.#net(() =>
+      this.#guard(async () => {
+        const { link, client, replica } = await this.#ready();
+        const state = replica.membership as Membership;
+        if (!hasRole(state, client.device.public.id, 'audit'))
+          throw new RpcError('forbidden', 'reading the team audit needs the audit role');
+        const read = await readTeamAudit({
+          client,
+          vault: state.vault,
+          keyFor: async (e) => (await this.#teamKeys(link, e))?.audit,
+          signed: governance(state).auditHeads ?? {},
+        });
+        const names = Object.fromEntries([...state.members.values()].map((d) => [d.id, d.name]));
+        return { ...read, names };
+      }),
+    );
+  }
 
   /**
    * The team tier of the synced vault (issue 16): its client, id, and the team keys of the newest
