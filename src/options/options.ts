@@ -16,6 +16,7 @@ import { secretView } from './secret-view.ts';
 import { secretsSection } from './secrets.ts';
 import { settingsSection } from './settings.ts';
 import { syncSection, watchSync } from './sync.ts';
+import { teamAuditSection } from './team-audit.ts';
 
 const app = document.getElementById('app') as HTMLElement;
 
@@ -71,8 +72,12 @@ async function sectionView(r: Route): Promise<Node[]> {
     }
     case 'sync':
       return [syncSection()];
-    case 'audit':
-      return [auditSection()];
+    case 'audit': {
+      // the team's audit too, for a member the log gives the audit role
+      const team = await call('team.view').catch(() => undefined);
+      const reads = team?.members.find((m) => m.id === team.me)?.roles.includes('audit');
+      return reads ? [auditSection(), teamAuditSection()] : [auditSection()];
+    }
     case 'settings':
       return settingsSection(await call('settings.get'));
   }

@@ -193,6 +193,33 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     expect(rtApi.requests.filter((r) => !r.ok)).toEqual([]);
   }, 120_000);
 
+  it('team audit: the records of all three devices appear in one view, each with its device, every chain intact', async () => {
+    const [first] = devices as [Device];
+    const me = (await call<{ me: string }>(first, 'team.view')).me;
+    await call(first, 'team.setRole', { device: me, role: 'audit', granted: true });
+    for (const d of devices) await call(d, 'sync.now'); // each pushes its records
+    const view = await call<{
+      entries: { device: string; deviceName: string; record: { kind: string; secret?: string } }[];
+      chains: { deviceName: string; findings: unknown[]; through: number }[];
+    }>(first, 'team.audit');
+    expect(view.chains.map((c) => c.deviceName).sort()).toEqual(['one', 'three', 'two']);
+    expect(view.chains.every((c) => c.findings.length === 0 && c.through > 10)).toBe(true);
+    for (const name of ['one', 'two', 'three'])
+      expect(
+        view.entries.filter((e) => e.deviceName === name && e.record.kind === 'request' && e.record.secret === 'orders').length,
+      ).toBeGreaterThan(10);
+    // the options page shows it to the person
+    const page = await first.h.open(`${OPTIONS}#audit`);
+    await expect.poll(() => page.locator('#team-audit-table tbody tr').count(), { timeout: 15_000 }).toBeGreaterThan(30);
+    const shownDevices = await page.locator('#team-audit-table tbody tr td:nth-child(2)').allTextContents();
+    expect(new Set(shownDevices)).toEqual(new Set(['one', 'two', 'three']));
+    const alerts = await page.locator('#team-audit-status [role="alert"]').allTextContents();
+    expect(alerts.filter((a) => a.includes('cannot be trusted'))).toEqual([]); // every chain holds
+    // the agents' calls, hundreds in seconds from one origin, are flagged across the team
+    expect(alerts.some((a) => a.startsWith('Unusual use across the team') && a.includes('orders'))).toBe(true);
+    await page.close();
+  }, 60_000);
+
   it('the distant vault’s store holds none of the tokens, and its entries are gone after their notAfter', async () => {
     // SQLite: every file under its data directory; PostgreSQL: every row of the team cache
     const stored =
