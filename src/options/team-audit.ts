@@ -6,7 +6,7 @@
  * Records hold no values, so nothing here can show one.
  */
 import type { Result } from '../core/api.ts';
-import { type AuditRecord, anomalies, csvCell } from '../core/audit/audit.ts';
+import { AUDIT_FIELDS, type AuditRecord, anomalies, csvCell } from '../core/audit/audit.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
@@ -179,22 +179,7 @@ function renderTable(entries: readonly Entry[], table: HTMLElement): void {
   );
 }
 
-const COLUMNS = [
-  'time',
-  'kind',
-  'correlationId',
-  'origin',
-  'secret',
-  'mode',
-  'method',
-  'host',
-  'path',
-  'decision',
-  'status',
-  'reason',
-  'latencyMs',
-  'count',
-] as const;
+const COLUMNS = [...AUDIT_FIELDS, 'count'] as const;
 
 function toCsv(rows: readonly Entry[]): string {
   const header = ['device', 'deviceName', 'seq', 'anchored', ...COLUMNS];

@@ -207,29 +207,24 @@ export function createVaultServer(opts: ServerOptions): VaultServer {
     send(res, ok ? 200 : 503, { ok, database, keyProvider });
   }
 
-  const states = new VaultStates(store);
-  const team = new TeamRoutes({
+  /** what the team and engine routes share: the store, the verified states, the request helpers */
+  const routeDeps = {
     store,
-    states,
+    states: new VaultStates(store),
     now,
     device,
     readJson,
-    send: (res, status, body) => send(res, status, body),
+    send: (res: ServerResponse, status: number, body: unknown) => send(res, status, body),
     metrics,
     ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
-  });
+  };
+  const { states } = routeDeps;
+  const team = new TeamRoutes(routeDeps);
   const engines = opts.kms
     ? new EngineRoutes({
-        store,
-        states,
+        ...routeDeps,
         kms: opts.kms,
         origin,
-        now,
-        device,
-        readJson,
-        send: (res, status, body) => send(res, status, body),
-        metrics,
-        ...(opts.sweepIntervalMs !== undefined ? { sweepIntervalMs: opts.sweepIntervalMs } : {}),
         ...(opts.leaseClaimMs !== undefined ? { leaseClaimMs: opts.leaseClaimMs } : {}),
         ...(opts.maxLeasesPerVault !== undefined ? { maxLeasesPerVault: opts.maxLeasesPerVault } : {}),
       })

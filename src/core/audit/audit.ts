@@ -62,7 +62,8 @@ export type AuditRecord = {
 /** A stored entry: the record, and its chain MAC once chained (null while waiting for unlock). */
 export type AuditEntry = { readonly seq: number; readonly record: AuditRecord; readonly mac: Uint8Array | null };
 
-const FIELDS = [
+/** The fields a record may have, in the order exports list them. */
+export const AUDIT_FIELDS = [
   'time',
   'kind',
   'correlationId',
@@ -113,7 +114,7 @@ export function auditRecord(input: AuditRecord): AuditRecord {
  * appended only when present, so records written before it keep their bytes and their MACs.
  */
 export function canonical(r: AuditRecord): Uint8Array<ArrayBuffer> {
-  const values: unknown[] = FIELDS.map((f) => r[f] ?? null);
+  const values: unknown[] = AUDIT_FIELDS.map((f) => r[f] ?? null);
   if (r.count !== undefined) values.push(r.count);
   return utf8(JSON.stringify(values));
 }
@@ -201,7 +202,7 @@ export function csvCell(v: unknown): string {
 
 /** CSV (RFC 4180) with a header row. */
 export function toCsv(entries: readonly AuditEntry[]): string {
-  const cols = ['seq', ...FIELDS, 'count'] as const;
+  const cols = ['seq', ...AUDIT_FIELDS, 'count'] as const;
   const rows = entries.map((e) => cols.map((c) => csvCell(c === 'seq' ? e.seq : e.record[c])).join(','));
   return `${[cols.join(','), ...rows].join('\r\n')}\r\n`;
 }
