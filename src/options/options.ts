@@ -73,10 +73,15 @@ async function sectionView(r: Route): Promise<Node[]> {
     case 'sync':
       return [syncSection()];
     case 'audit': {
-      // the team's audit too, for a member the log gives the audit role
-      const team = await call('team.view').catch(() => undefined);
-      const reads = team?.members.find((m) => m.id === team.me)?.roles.includes('audit');
-      return reads ? [auditSection(), teamAuditSection()] : [auditSection()];
+      // the team's audit too, for a member the log gives the audit role (asked after the section shows)
+      const team = h('div', { id: 'team-audit-slot' });
+      void call('team.view').then(
+        (t) => {
+          if (t.members.find((m) => m.id === t.me)?.roles.includes('audit')) team.replaceChildren(teamAuditSection());
+        },
+        () => {}, // not synced: this device's audit only
+      );
+      return [auditSection(), team];
     }
     case 'settings':
       return settingsSection(await call('settings.get'));

@@ -10,6 +10,7 @@ import type { LeaseView, SyncStatus } from '../core/api.ts';
 import { field, formatTime, h, message } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
+import { teamAdmin } from './team-admin.ts';
 
 const SYNC_PORT = 'keyhole-sync';
 let port: chrome.runtime.Port | undefined;
@@ -41,10 +42,13 @@ export function watchSync(changed: () => void): void {
 
 export function syncSection(): Node {
   const section = h('section', { 'aria-labelledby': 'section-h', id: 'sync' }, h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'));
+  // made once, not on every status change: reading the team runs a sync, which changes the status
+  let admin: Node | undefined;
   const draw = (s: SyncStatus) => {
     section.dataset.syncState = s.enabled ? (s.joining ? 'joining' : 'enabled') : 'off';
     const focused = document.activeElement === section.firstElementChild;
-    section.replaceChildren(h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'), ...view(s, draw));
+    if (s.vault) admin ??= teamAdmin();
+    section.replaceChildren(h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'), ...view(s, draw, admin));
     if (focused) (section.firstElementChild as HTMLElement).focus();
   };
   render = draw;
@@ -73,7 +77,7 @@ function act(errors: HTMLElement, draw: (s: SyncStatus) => void, work: () => Pro
   );
 }
 
-function view(s: SyncStatus, draw: (s: SyncStatus) => void): Node[] {
+function view(s: SyncStatus, draw: (s: SyncStatus) => void, admin: Node | undefined): Node[] {
   if (!s.enabled) return setupForms(draw);
   const errors = h('div', { id: 'sync-errors' });
   const nodes: (Node | null)[] = [
@@ -139,6 +143,7 @@ function view(s: SyncStatus, draw: (s: SyncStatus) => void): Node[] {
     conflicts(s, errors, draw),
     rotation(s, errors, draw),
     members(s, errors, draw),
+    s.vault ? (admin ?? null) : null,
     leaseList(errors),
     compareHead(errors, draw),
     addDevice(errors, draw),

@@ -65,9 +65,7 @@ export function teamAuditSection(): Node {
     const rows = shown();
     const text =
       format === 'jsonl'
-        ? rows
-            .map((e) => JSON.stringify({ device: e.device, deviceName: e.deviceName, seq: e.seq, anchored: e.anchored, ...e.record }))
-            .join('\n') + '\n'
+        ? `${rows.map((e) => JSON.stringify({ device: e.device, deviceName: e.deviceName, seq: e.seq, anchored: e.anchored, ...e.record })).join('\n')}\n`
         : toCsv(rows);
     const a = h('a', {
       href: URL.createObjectURL(new Blob([text], { type: format === 'csv' ? 'text/csv' : 'application/x-ndjson' })),

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import pgModule from 'pg';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
+import type { SecretSummary, SyncStatus, TeamView } from '../../src/core/api.ts';
 import { type Harness, launch, newProfileDir, OPTIONS, rpc } from '../harness/browser.ts';
 import { callContinuously, type Outcome } from '../harness/continuous.ts';
 import { type OAuthServer, RESOURCE, startOAuthServer } from '../harness/oauth2-server.ts';
@@ -193,10 +193,57 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     expect(rtApi.requests.filter((r) => !r.ok)).toEqual([]);
   }, 120_000);
 
+  it('an admin manages roles, the engine key, an engine and its policy in the options page; what does not hold is refused', async () => {
+    const [first, second] = devices as [Device, Device];
+    const page = await first.h.open(`${OPTIONS}#sync`);
+    const team = () => call<TeamView>(first, 'team.view');
+    // roles: this device (the creator, an admin) takes the audit role too
+    await page.locator('#roles tr', { hasText: 'one (this device)' }).locator('input[data-role="audit"]').check();
+    await expect
+      .poll(async () => (await team()).members.find((m) => m.name === 'one')?.roles, { timeout: 15_000 })
+      .toEqual(['admin', 'audit']);
+    // the engine key, pinned with the fingerprint the operator read
+    const { fingerprint } = (await (await fetch(`${servers[0]?.origin}/v1/engine-key`)).json()) as { fingerprint: string };
+    await page.locator('#pin-engine-key input').fill(fingerprint);
+    await page.locator('#pin-engine-key button').click();
+    await expect.poll(() => page.locator('#engine-key code').textContent(), { timeout: 15_000 }).toBe(fingerprint);
+    // an engine and a policy
+    const form = page.locator('#configure-engine');
+    await form.getByLabel('Engine name').fill('api-tokens');
+    await form.getByLabel('Kind').selectOption('jwt');
+    await form.getByLabel('Configuration (JSON)').fill('{"audience": "https://api.team.example", "tokenMaxSeconds": 600}');
+    await form.getByRole('button', { name: 'Save the engine' }).click();
+    await expect
+      .poll(async () => (await page.locator('[data-engine="api-tokens"] h4').textContent()) ?? '', { timeout: 15_000 })
+      .toContain('api-tokens (jwt)');
+    const policy = page.locator('#engine-policy');
+    await policy.getByLabel('Role').fill('caller');
+    await policy.getByLabel('Max TTL (seconds)').fill('900'); // above the engine's 600
+    await policy.getByRole('button', { name: 'Save the policy' }).click();
+    await expect
+      .poll(async () => (await page.locator('#team-admin-errors').textContent()) ?? '', { timeout: 15_000 })
+      .toContain('above the engine');
+    await policy.getByLabel('Max TTL (seconds)').fill('300');
+    await policy.getByRole('button', { name: 'Save the policy' }).click();
+    await expect
+      .poll(async () => (await page.locator('[data-engine="api-tokens"] tr[data-policy="caller"]').textContent()) ?? '', {
+        timeout: 15_000,
+      })
+      .toContain('every member');
+    expect((await team()).engines.find((e) => e.name === 'api-tokens')?.policies).toEqual([
+      { role: 'caller', members: ['*'], maxTtlSeconds: 300 },
+    ]);
+    // another member sees it all, and changes nothing
+    await call(second, 'sync.now');
+    const theirs = await second.h.open(`${OPTIONS}#sync`);
+    await expect.poll(() => theirs.locator('#engine-key code').textContent(), { timeout: 15_000 }).toBe(fingerprint);
+    expect(await theirs.locator('#roles input:not([disabled])').count()).toBe(0);
+    expect(await theirs.locator('#configure-engine').count()).toBe(0);
+    await Promise.all([page.close(), theirs.close()]);
+  }, 90_000);
+
   it('team audit: the records of all three devices appear in one view, each with its device, every chain intact', async () => {
-    const [first] = devices as [Device];
-    const me = (await call<{ me: string }>(first, 'team.view')).me;
-    await call(first, 'team.setRole', { device: me, role: 'audit', granted: true });
+    const [first] = devices as [Device]; // the audit role: granted in the options page by the test before
     for (const d of devices) await call(d, 'sync.now'); // each pushes its records
     const view = await call<{
       entries: { device: string; deviceName: string; record: { kind: string; secret?: string } }[];

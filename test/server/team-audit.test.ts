@@ -188,7 +188,9 @@ describe.each<Engine>(['sqlite', 'postgres'])('the team audit on %s', (engine) =
       const db = new Database(join(dir, 'keyhole.sqlite'));
       try {
         const st = db.prepare(text);
-        return st.reader ? (st.all() as Record<string, unknown>[]) : (st.run(), []);
+        if (st.reader) return st.all() as Record<string, unknown>[];
+        st.run();
+        return [];
       } finally {
         db.close();
       }
