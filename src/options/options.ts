@@ -44,9 +44,9 @@ async function render() {
   app.dataset.state = status.state;
   if (status.state !== 'unlocked') return replace(app, ...lockedView(status));
   const r = route();
-  app.dataset.section = r.section;
   const view = await sectionView(r);
   replace(app, header('unlocked'), nav(r), h('div', { id: 'view' }, ...view));
+  app.dataset.section = r.section; // once it shows (tests and tools wait for it)
   watchSync(() => {
     // secrets changed underneath: redraw the views that show them, unless the person is editing one
     if ((r.section === 'secrets' || r.section === 'secret') && !app.querySelector('#editor form')) void redraw();
