@@ -49,15 +49,22 @@ export async function deriveVaultKeys(root: Uint8Array<ArrayBuffer>, vaultId: st
  * The local root never leaves the device; the vault key is what member devices share.
  */
 export async function deriveItemsKey(vaultKey: Uint8Array<ArrayBuffer>, vaultId: string): Promise<CryptoKey> {
+  return (await fromVaultKey(vaultKey, vaultId))('vault-items', ['encrypt', 'decrypt', 'wrapKey', 'unwrapKey']);
+}
+
+/**
+ * Non-extractable AES-256-GCM keys derived from a synced vault's key of one epoch: HKDF-SHA-256,
+ * salt the vault id, info `keyhole/v1/<purpose>` (items, the team cache, the team audit).
+ */
+export async function fromVaultKey(
+  vaultKey: Uint8Array<ArrayBuffer>,
+  vaultId: string,
+): Promise<(purpose: string, usages: KeyUsage[]) => Promise<CryptoKey>> {
   abytes('vault key', vaultKey, ROOT_LENGTH);
   const base = await crypto.subtle.importKey('raw', vaultKey, 'HKDF', false, ['deriveKey']);
-  const info = utf8('keyhole/v1/vault-items');
-  return crypto.subtle.deriveKey({ name: 'HKDF', hash: 'SHA-256', salt: uuidToBytes(vaultId), info }, base, AES, false, [
-    'encrypt',
-    'decrypt',
-    'wrapKey',
-    'unwrapKey',
-  ]);
+  const salt = uuidToBytes(vaultId);
+  return (purpose, usages) =>
+    crypto.subtle.deriveKey({ name: 'HKDF', hash: 'SHA-256', salt, info: utf8(`keyhole/v1/${purpose}`) }, base, AES, false, usages);
 }
 
 /** A fresh data key. Extractable only so it can be wrapped once; it is dropped right after. */

@@ -14,27 +14,16 @@
  * sweep; the device believes the sealed ones.
  */
 
-import { abytes, fromBase64, fromUtf8, randomBytes, toBase64, utf8, uuidToBytes } from '../bytes.ts';
+import { concat, fromBase64, fromUtf8, randomBytes, toBase64, utf8 } from '../bytes.ts';
 import { canonicalJson } from '../canonical.ts';
 import { CoreError } from '../errors.ts';
-import { ROOT_LENGTH } from './keys.ts';
+import { fromVaultKey } from './keys.ts';
 
 export type TeamKeys = { readonly epoch: number; readonly cache: CryptoKey; readonly audit: CryptoKey };
 
-const AES: AesKeyAlgorithm = { name: 'AES-GCM', length: 256 };
-
 export async function deriveTeamKeys(vaultKey: Uint8Array<ArrayBuffer>, vaultId: string, epoch: number): Promise<TeamKeys> {
-  abytes('vault key', vaultKey, ROOT_LENGTH);
-  const base = await crypto.subtle.importKey('raw', vaultKey, 'HKDF', false, ['deriveKey']);
-  const derive = (purpose: string) =>
-    crypto.subtle.deriveKey(
-      { name: 'HKDF', hash: 'SHA-256', salt: uuidToBytes(vaultId), info: utf8(`keyhole/v1/${purpose}`) },
-      base,
-      AES,
-      false,
-      ['encrypt', 'decrypt'],
-    );
-  const [cache, audit] = await Promise.all([derive('team-cache'), derive('team-audit')]);
+  const derive = await fromVaultKey(vaultKey, vaultId);
+  const [cache, audit] = await Promise.all([derive('team-cache', ['encrypt', 'decrypt']), derive('team-audit', ['encrypt', 'decrypt'])]);
   return { epoch, cache, audit };
 }
 
@@ -56,37 +45,35 @@ export type CachePlace = { readonly vault: string; readonly slot: string; readon
 
 const aad = (p: CachePlace) => utf8(`keyhole/v1/team-cache\n${canonicalJson({ vault: p.vault, slot: p.slot, epoch: p.epoch })}`);
 
-/** The credential sealed for `place`: base64 of a 12-byte nonce and the AES-GCM ciphertext. */
-export async function sealShared(key: CryptoKey, place: CachePlace, c: SharedCredential): Promise<string> {
+/** JSON sealed under `key` with `aad`: base64 of a 12-byte nonce and the AES-GCM ciphertext. */
+async function sealJson(key: CryptoKey, additionalData: Uint8Array<ArrayBuffer>, value: unknown): Promise<string> {
   const iv = randomBytes(12);
-  const plain = utf8(canonicalJson({ ...c }));
-  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: aad(place) }, key, plain));
-  const out = new Uint8Array(iv.length + sealed.length);
-  out.set(iv);
-  out.set(sealed, iv.length);
-  return toBase64(out);
+  const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData }, key, utf8(canonicalJson(value))));
+  return toBase64(concat(iv, sealed));
+}
+
+/** What `sealJson` sealed with this `aad`; CoreError 'decrypt-failed' (`what` does not open here) for anything else. */
+async function openJson(key: CryptoKey, additionalData: Uint8Array<ArrayBuffer>, sealed: string, what: string): Promise<unknown> {
+  try {
+    const bytes = fromBase64(sealed);
+    if (bytes.length < 12 + 16) throw new Error('short');
+    const plain = await crypto.subtle.decrypt({ name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData }, key, bytes.slice(12));
+    return JSON.parse(fromUtf8(new Uint8Array(plain)));
+  } catch {
+    throw new CoreError('decrypt-failed', `${what} that does not open here`);
+  }
+}
+
+/** The credential sealed for `place`. */
+export function sealShared(key: CryptoKey, place: CachePlace, c: SharedCredential): Promise<string> {
+  return sealJson(key, aad(place), c);
 }
 
 /** Opens what `sealShared` made for this place; CoreError 'decrypt-failed' for anything else. */
 export async function openShared(key: CryptoKey, place: CachePlace, sealed: string): Promise<SharedCredential> {
-  const fail = () => new CoreError('decrypt-failed', 'a team cache entry that does not open here');
-  let bytes: Uint8Array<ArrayBuffer>;
-  try {
-    bytes = fromBase64(sealed);
-  } catch {
-    throw fail();
-  }
-  if (bytes.length < 12 + 16) throw fail();
-  let plain: Uint8Array;
-  try {
-    plain = new Uint8Array(
-      await crypto.subtle.decrypt({ name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData: aad(place) }, key, bytes.slice(12)),
-    );
-  } catch {
-    throw fail();
-  }
-  const c = JSON.parse(fromUtf8(plain)) as Partial<SharedCredential>;
-  if (typeof c.accessToken !== 'string' || typeof c.notAfter !== 'number' || typeof c.issuedAt !== 'number') throw fail();
+  const c = (await openJson(key, aad(place), sealed, 'a team cache entry')) as Partial<SharedCredential> | null;
+  if (typeof c?.accessToken !== 'string' || typeof c.notAfter !== 'number' || typeof c.issuedAt !== 'number')
+    throw new CoreError('decrypt-failed', 'a team cache entry that does not open here');
   return {
     accessToken: c.accessToken,
     notAfter: c.notAfter,
@@ -104,28 +91,11 @@ const auditAad = (p: AuditPlace) =>
   utf8(`keyhole/v1/team-audit\n${canonicalJson({ vault: p.vault, device: p.device, seq: p.seq, epoch: p.epoch })}`);
 
 /** An audit record (plain JSON, never a value: core/audit/audit.ts) sealed for its link. */
-export async function sealAuditRecord(key: CryptoKey, place: AuditPlace, record: unknown): Promise<string> {
-  const iv = randomBytes(12);
-  const sealed = new Uint8Array(
-    await crypto.subtle.encrypt({ name: 'AES-GCM', iv, additionalData: auditAad(place) }, key, utf8(canonicalJson(record))),
-  );
-  const out = new Uint8Array(iv.length + sealed.length);
-  out.set(iv);
-  out.set(sealed, iv.length);
-  return toBase64(out);
+export function sealAuditRecord(key: CryptoKey, place: AuditPlace, record: unknown): Promise<string> {
+  return sealJson(key, auditAad(place), record);
 }
 
 /** Opens a record sealed for exactly this link; CoreError 'decrypt-failed' otherwise (moved, changed, another key). */
-export async function openAuditRecord(key: CryptoKey, place: AuditPlace, sealed: string): Promise<unknown> {
-  try {
-    const bytes = fromBase64(sealed);
-    const plain = await crypto.subtle.decrypt(
-      { name: 'AES-GCM', iv: bytes.slice(0, 12), additionalData: auditAad(place) },
-      key,
-      bytes.slice(12),
-    );
-    return JSON.parse(fromUtf8(new Uint8Array(plain)));
-  } catch {
-    throw new CoreError('decrypt-failed', 'a team audit record that does not open here');
-  }
+export function openAuditRecord(key: CryptoKey, place: AuditPlace, sealed: string): Promise<unknown> {
+  return openJson(key, auditAad(place), sealed, 'a team audit record');
 }
