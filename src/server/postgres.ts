@@ -7,6 +7,7 @@
 import pg from 'pg';
 import type { DevicePublic } from '../core/sync/log.ts';
 import { postgresLeases } from './leases/sql-leases.ts';
+import { inTransaction } from './pg-transaction.ts';
 import {
   type Blob,
   type CommitInput,
@@ -125,17 +126,12 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
       await pool.query('DELETE FROM sessions WHERE expires <= $1', [now]);
     },
     async createVault(m, genesis) {
-      const c = await pool.connect();
-      try {
-        await c.query('BEGIN');
+      return inTransaction(pool, async (c) => {
         const r = await c.query(
           'INSERT INTO vaults (id, seq, head, epoch, creator, members) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING',
           [m.vault, m.seq, m.head, m.epoch, m.creator, membersJson(m)],
         );
-        if (r.rowCount === 0) {
-          await c.query('ROLLBACK');
-          return false;
-        }
+        if (r.rowCount === 0) return false; // the id is taken: nothing was written
         await c.query('INSERT INTO entries (vault, seq, hash, json) VALUES ($1, $2, $3, $4)', [
           m.vault,
           genesis.seq,
@@ -144,14 +140,8 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
         ]);
         await c.query('INSERT INTO members (vault, device) SELECT $1, unnest($2::text[])', [m.vault, [...m.members.keys()]]);
         await c.query('SELECT pg_notify($1, $2)', [CHANNEL, `${m.vault} ${m.seq} ${m.head}`]);
-        await c.query('COMMIT');
         return true;
-      } catch (e) {
-        await c.query('ROLLBACK').catch(() => {});
-        throw e;
-      } finally {
-        c.release();
-      }
+      });
     },
     async membership(vault) {
       const r = await one<{ seq: number; head: string; epoch: number; creator: string; members: string }>(
@@ -174,15 +164,13 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
     },
     async commit(input: CommitInput): Promise<CommitResult> {
       const { vault, after, expected } = input;
-      const c = await pool.connect();
-      try {
-        await c.query('BEGIN');
+      return inTransaction(pool, async (c): Promise<CommitResult> => {
         const r = await c.query(
           'UPDATE vaults SET seq = $1, head = $2, epoch = $3, members = $4 WHERE id = $5 AND seq = $6 AND head = $7',
           [after.seq, after.head, after.epoch, membersJson(after), vault, expected.seq, expected.hash],
         );
         if (r.rowCount === 0) {
-          await c.query('ROLLBACK');
+          // the head moved: nothing was written; say where it is now
           const head = (await c.query<Head>('SELECT seq, head AS hash FROM vaults WHERE id = $1', [vault])).rows[0];
           return { ok: false, head: head ?? { seq: 0, hash: '' } };
         }
@@ -211,14 +199,8 @@ export async function openPostgres(url: string, opts: { poolSize?: number; onErr
           await c.query('INSERT INTO members (vault, device) SELECT $1, unnest($2::text[])', [vault, [...after.members.keys()]]);
         }
         await c.query('SELECT pg_notify($1, $2)', [CHANNEL, `${vault} ${after.seq} ${after.head}`]);
-        await c.query('COMMIT');
         return { ok: true, head: { seq: after.seq, hash: after.head } };
-      } catch (e) {
-        await c.query('ROLLBACK').catch(() => {});
-        throw e;
-      } finally {
-        c.release();
-      }
+      });
     },
     async entries(vault, after, limit) {
       return (

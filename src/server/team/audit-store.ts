@@ -7,6 +7,7 @@
 import type Database from 'better-sqlite3';
 import type pg from 'pg';
 import type { AuditLink } from '../../core/audit/team-chain.ts';
+import { inTransaction } from '../pg-transaction.ts';
 
 export type StoredLink = AuditLink & { readonly hash: string };
 
@@ -84,16 +85,12 @@ export function postgresTeamAudit(pool: pg.Pool): TeamAuditStore {
   };
   return {
     last: (vault, device) => last(pool, vault, device),
-    async append(vault, links, expected) {
-      const c = await pool.connect();
-      try {
-        await c.query('BEGIN');
+    append(vault, links, expected) {
+      const device = links[0]?.device ?? '';
+      return inTransaction(pool, async (c) => {
         // one appender per chain at a time: the advisory lock is the chain's, held to the commit
-        await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${vault}/${links[0]?.device ?? ''}`]);
-        if (!same(await last(c, vault, links[0]?.device ?? ''), expected)) {
-          await c.query('ROLLBACK');
-          return false;
-        }
+        await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', [`${vault}/${device}`]);
+        if (!same(await last(c, vault, device), expected)) return false; // the chain moved: nothing written
         for (const l of links)
           await c.query('INSERT INTO team_audit (vault, device, seq, prev, hash, epoch, sealed) VALUES ($1, $2, $3, $4, $5, $6, $7)', [
             vault,
@@ -104,14 +101,8 @@ export function postgresTeamAudit(pool: pg.Pool): TeamAuditStore {
             l.epoch,
             l.sealed,
           ]);
-        await c.query('COMMIT');
         return true;
-      } catch (e) {
-        await c.query('ROLLBACK').catch(() => {});
-        throw e;
-      } finally {
-        c.release();
-      }
+      });
     },
     async list(vault, device, after, limit) {
       return (
