@@ -174,9 +174,13 @@ export class TeamRoutes {
     const store = this.d.store.teamAudit;
     const last = await store.last(vault, device);
     // links already stored (a push whose answer was lost) count once; what differs from them is refused
-    const stored = new Map((await store.list(vault, device, (parsed[0]?.seq ?? 1) - 1, parsed.length)).map((l) => [l.seq, l.hash]));
-    const fresh = parsed.filter((l) => l.seq > (last?.seq ?? 0));
-    if (parsed.some((l) => l.seq <= (last?.seq ?? 0) && stored.get(l.seq) !== l.hash)) return this.d.send(res, 409, { head: last ?? null });
+    const upTo = last?.seq ?? 0;
+    const again = parsed.filter((l) => l.seq <= upTo);
+    if (again.length > 0) {
+      const stored = new Map((await store.list(vault, device, (again[0]?.seq ?? 1) - 1, again.length)).map((l) => [l.seq, l.hash]));
+      if (again.some((l) => stored.get(l.seq) !== l.hash)) return this.d.send(res, 409, { head: last ?? null });
+    }
+    const fresh = parsed.filter((l) => l.seq > upTo);
     let prev = last?.hash ?? CHAIN_START;
     let next = (last?.seq ?? 0) + 1;
     for (const l of fresh) {
