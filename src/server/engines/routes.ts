@@ -16,28 +16,15 @@ import { type EngineDef, governance, hasRole, type Membership, policyFor, UUID }
 import { HttpError } from '../http.ts';
 import type { KeyProvider } from '../kms/provider.ts';
 import { LeaseSweeper } from '../leases/sweeper.ts';
-import type { Metrics } from '../metrics.ts';
-import type { Store } from '../store.ts';
-import { VaultStates } from '../vault-states.ts';
+import type { RouteDeps } from '../route-deps.ts';
 import { EngineError, JwtEngine } from './jwt.ts';
 import { LeasedEngines } from './leased.ts';
 
-export type EngineRouteDeps = {
-  readonly store: Store;
+export type EngineRouteDeps = RouteDeps & {
   readonly kms: KeyProvider;
   readonly origin: string;
-  readonly now: () => number;
-  /** the member device a request's session names, or 401 */
-  readonly device: (req: IncomingMessage) => Promise<string>;
-  readonly readJson: (req: IncomingMessage) => Promise<Record<string, unknown>>;
-  readonly send: (res: ServerResponse, status: number, body: unknown) => void;
-  /** how often the lease sweeper runs (0: not started; tests sweep by hand) */
-  readonly sweepIntervalMs?: number;
   readonly leaseClaimMs?: number;
   readonly maxLeasesPerVault?: number;
-  readonly metrics?: Metrics;
-  /** verified states by vault (shared with the other routes; made here if absent) */
-  readonly states?: VaultStates;
 };
 
 const PATH = /^\/v1\/vaults\/([^/]+)\/engines\/([a-z][a-z0-9-]{0,31})\/(token|jwks\.json|\.well-known\/openid-configuration)$/;
@@ -47,10 +34,8 @@ export class EngineRoutes {
   private readonly jwt = new Map<string, JwtEngine>();
   readonly leased: LeasedEngines;
   readonly sweeper: LeaseSweeper;
-  private readonly states: VaultStates;
 
   constructor(private readonly d: EngineRouteDeps) {
-    this.states = d.states ?? new VaultStates(d.store);
     this.leased = new LeasedEngines({
       kms: d.kms,
       store: d.store,
@@ -72,7 +57,6 @@ export class EngineRoutes {
   }
 
   async close(): Promise<void> {
-    if (!this.d.states) this.states.close();
     await this.sweeper.stop();
   }
 
@@ -105,7 +89,7 @@ export class EngineRoutes {
   }
 
   private state(vault: string): Promise<Membership | undefined> {
-    return this.states.get(vault);
+    return this.d.states.get(vault);
   }
 
   private async engineOf(vault: string, engine: string, kind: EngineDef['kind']): Promise<{ state: Membership; def: EngineDef }> {

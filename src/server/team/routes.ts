@@ -20,29 +20,17 @@
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CHAIN_START, linkHash } from '../../core/audit/team-chain.ts';
-import { hasRole, UUID } from '../../core/sync/log.ts';
+import { HEX64, hasRole, UUID } from '../../core/sync/log.ts';
 import { HttpError } from '../http.ts';
-import type { Metrics } from '../metrics.ts';
-import type { Store } from '../store.ts';
-import type { VaultStates } from '../vault-states.ts';
+import type { RouteDeps } from '../route-deps.ts';
 import type { StoredLink } from './audit-store.ts';
 import type { CacheView } from './cache-store.ts';
 
-export type TeamRouteDeps = {
-  readonly store: Store;
-  readonly states: VaultStates;
-  readonly now: () => number;
-  readonly device: (req: IncomingMessage) => Promise<string>;
-  readonly readJson: (req: IncomingMessage) => Promise<Record<string, unknown>>;
-  readonly send: (res: ServerResponse, status: number, body: unknown) => void;
-  /** how often expired entries are deleted (0: never by itself; tests sweep by hand) */
-  readonly sweepIntervalMs?: number;
-  readonly metrics?: Metrics;
-};
+/** `sweepIntervalMs`: how often expired entries are deleted */
+export type TeamRouteDeps = RouteDeps;
 
 const PATH = /^\/v1\/vaults\/([^/]+)\/cache\/([^/]+?)(?:\/(lock|unlock))?$/;
 const AUDIT_PATH = /^\/v1\/vaults\/([^/]+)\/audit(?:\/([0-9a-f]{64}))?$/;
-const HEX64 = /^[0-9a-f]{64}$/;
 const MAX_LINKS = 1000;
 const MAX_LINK_SEALED = 64 * 1024;
 const SLOT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:#[0-9a-f]{32})?$/;
