@@ -146,25 +146,34 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
     expect((Date.now() - started) / 1000 / TOKEN_S).toBeGreaterThan(2);
   });
 
+  /** An llm-keys engine on the local provider, a policy giving this device its `agent` role, and a distant secret of it for `llmHost`. */
+  async function llmKeysSecret(
+    openai: OpenAiAdmin,
+    llmHost: string,
+    o: { engine: string; secret: string; maxTtlSeconds: number; ttlSeconds?: number },
+  ): Promise<void> {
+    const me = (await ok<{ me: string }>('team.view')).me;
+    await ok('engines.configure', {
+      engine: o.engine,
+      kind: 'llm-keys',
+      config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
+      rootCredential: { adminKey: openai.adminKey },
+    });
+    await ok('engines.setPolicy', { engine: o.engine, policy: { role: 'agent', members: [me], maxTtlSeconds: o.maxTtlSeconds } });
+    await ok('secrets.create', {
+      name: o.secret,
+      kind: 'distant',
+      distant: { engine: o.engine, role: 'agent', ...(o.ttlSeconds ? { ttlSeconds: o.ttlSeconds } : {}) },
+      rule: { hosts: [llmHost], header: 'Authorization', template: 'Bearer {value}' },
+      material: {},
+    });
+  }
+
   it('an llm-keys engine: the agent’s calls carry a key minted under a lease; lock deletes it at the provider', async () => {
     const openai: OpenAiAdmin = await startOpenAiAdmin();
     const { llm, llmHost } = await llmApi(openai);
     try {
-      const me = (await ok<{ me: string }>('team.view')).me;
-      await ok('engines.configure', {
-        engine: 'agent-keys',
-        kind: 'llm-keys',
-        config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
-        rootCredential: { adminKey: openai.adminKey },
-      });
-      await ok('engines.setPolicy', { engine: 'agent-keys', policy: { role: 'agent', members: [me], maxTtlSeconds: 600 } });
-      await ok('secrets.create', {
-        name: 'llm',
-        kind: 'distant',
-        distant: { engine: 'agent-keys', role: 'agent' },
-        rule: { hosts: [llmHost], header: 'Authorization', template: 'Bearer {value}' },
-        material: {},
-      });
+      await llmKeysSecret(openai, llmHost, { engine: 'agent-keys', secret: 'llm', maxTtlSeconds: 600 });
       expect((await grantForPeriod(h.context, agent, { secrets: ['llm'], mode: 'broker' })).ok).toBe(true);
       const outcomes = await callContinuously(agent, llmHost, 'llm', 1500, ['broker']);
       expect(outcomes.length).toBeGreaterThan(3);
@@ -190,21 +199,7 @@ describe('a jwt engine of the distant vault, used by an agent page', () => {
     const { llm, llmHost } = await llmApi(openai);
     const minted = () => openai.requests.filter((r) => r.method === 'POST' && r.status === 200).length;
     try {
-      const me = (await ok<{ me: string }>('team.view')).me;
-      await ok('engines.configure', {
-        engine: 'short-keys',
-        kind: 'llm-keys',
-        config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
-        rootCredential: { adminKey: openai.adminKey },
-      });
-      await ok('engines.setPolicy', { engine: 'short-keys', policy: { role: 'agent', members: [me], maxTtlSeconds: 12 } });
-      await ok('secrets.create', {
-        name: 'llm-short',
-        kind: 'distant',
-        distant: { engine: 'short-keys', role: 'agent', ttlSeconds: 5 },
-        rule: { hosts: [llmHost], header: 'Authorization', template: 'Bearer {value}' },
-        material: {},
-      });
+      await llmKeysSecret(openai, llmHost, { engine: 'short-keys', secret: 'llm-short', maxTtlSeconds: 12, ttlSeconds: 5 });
       expect((await grantForPeriod(h.context, agent, { secrets: ['llm-short'], mode: 'broker' })).ok).toBe(true);
       const outcomes = await callContinuously(agent, llmHost, 'llm-short', 13_000, ['broker']);
       expect(outcomes.filter((o) => !o.ok)).toEqual([]);
