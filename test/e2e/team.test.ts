@@ -9,16 +9,16 @@
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import pgModule from 'pg';
-import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { SecretSummary, SyncStatus, TeamView } from '../../src/core/api.ts';
-import { type Harness, launch, newProfileDir, OPTIONS, rpc } from '../harness/browser.ts';
+import type { TeamView } from '../../src/core/api.ts';
+import { newProfileDir, OPTIONS } from '../harness/browser.ts';
 import { callContinuously, type Outcome } from '../harness/continuous.ts';
 import { type OAuthServer, RESOURCE, startOAuthServer } from '../harness/oauth2-server.ts';
 import { type Postgres, startPostgres } from '../harness/postgres.ts';
 import { grantForPeriod, request } from '../harness/provider.ts';
 import { findAnyForm } from '../harness/scan.ts';
 import { appServer, freePort } from '../harness/servers.ts';
+import { call, type Device, formTeam, spread } from '../harness/team.ts';
 import { startTokenApi, type TokenApi } from '../harness/token-api.ts';
 import { type ServerProcess, spawnVaultServer } from '../harness/vault-server.ts';
 
@@ -26,8 +26,6 @@ const PASS = `FAKE-passphrase-${crypto.randomUUID().slice(0, 8)}`;
 const TTL_S = 6;
 const LIFETIMES = 3;
 const RT_TTL_S = 3;
-type Res<T> = { ok: boolean; result: T; error: { code: string; message: string } };
-type Device = { h: Harness; options: Page; agent: Page; name: string };
 
 describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing minted credentials (%s)', (engine) => {
   const servers: ServerProcess[] = [];
@@ -41,12 +39,6 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
   const devices: Device[] = [];
   const made: string[] = [];
   let dataDir: string;
-
-  const call = async <T>(d: Device, method: string, params?: unknown): Promise<T> => {
-    const r = await rpc<Res<T>>(d.options, method, params);
-    if (!r.ok) throw new Error(`${d.name} ${method}: ${r.error.code} ${r.error.message}`);
-    return r.result;
-  };
 
   /** Rows of the distant vault's store (SQLite read-only beside the running server, or PostgreSQL). */
   async function query(sql: string): Promise<Record<string, unknown>[]> {
@@ -87,26 +79,9 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
       startTokenApi(rtServer.issuer, rtServer.jwksUrl, RESOURCE),
       appServer(),
     ]);
-    for (const name of ['one', 'two', 'three']) {
-      const profile = newProfileDir(`team-${name}-`);
-      made.push(profile);
-      const h = await launch({ profile });
-      const options = await h.open(OPTIONS);
-      const agent = await h.context.newPage();
-      devices.push({ h, options, agent, name });
-    }
-    for (const d of devices) {
-      await call(d, 'vault.create', { passphrase: PASS, kdf: 'pbkdf2-sha256' });
-      await call(d, 'settings.set', { requestsPerMinute: 100_000 });
-    }
+    await formTeam(['one', 'two', 'three'], serverOf, PASS, devices);
+    made.push(...devices.map((d) => d.profile));
     const [first, ...others] = devices as [Device, ...Device[]];
-    await call(first, 'sync.enable', { server: serverOf(0), deviceName: first.name });
-    for (const [i, d] of others.entries()) {
-      await call(d, 'sync.join', { server: serverOf(i + 1), deviceName: d.name });
-      const code = (await call<SyncStatus>(d, 'sync.status')).device?.pairingCode as string;
-      await call(first, 'sync.approve', { code });
-      await until(async () => (await call<SyncStatus>(d, 'sync.now')).vault !== undefined);
-    }
     await call(first, 'secrets.create', {
       name: 'orders',
       kind: 'oauth2-client-credentials',
@@ -114,12 +89,7 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
       oauth2: { tokenEndpoint: as.tokenUrl, clientId: 'cc-basic', clientAuth: 'client_secret_basic', resource: RESOURCE },
       material: { clientSecret: as.secrets.basic },
     });
-    await call(first, 'sync.now');
-    for (const d of others)
-      await until(async () => {
-        await call(d, 'sync.now');
-        return (await call<{ secrets: SecretSummary[] }>(d, 'secrets.list')).secrets.some((s) => s.name === 'orders');
-      });
+    await spread(first, others, ['orders']);
     for (const d of devices) {
       await d.agent.goto(`http://127.0.0.1:${app.port}/`);
       const g = await grantForPeriod(d.h.context, d.agent, { secrets: ['orders'], mode: 'broker' });
@@ -162,12 +132,7 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
       oauth2: { tokenEndpoint: rtServer.tokenUrl, clientId: 'rt-client', clientAuth: 'client_secret_basic' },
       material: { clientSecret: rtServer.secrets.rt, refreshToken: await rtServer.mintRefreshToken() },
     });
-    await call(first, 'sync.now');
-    for (const d of others)
-      await until(async () => {
-        await call(d, 'sync.now');
-        return (await call<{ secrets: SecretSummary[] }>(d, 'secrets.list')).secrets.some((s) => s.name === 'rt');
-      });
+    await spread(first, others, ['rt']);
     for (const d of devices) {
       const g = await grantForPeriod(d.h.context, d.agent, { secrets: ['rt'], mode: 'broker' });
       if (!g.ok) throw new Error(`${d.name}: grant failed`);
@@ -277,8 +242,11 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     const tokens = [...as.issued.accessTokens, ...rtServer.issued.accessTokens, ...rtServer.issued.refreshTokens];
     expect(rtServer.issued.refreshTokens.size).toBeGreaterThan(0);
     for (const token of tokens) for (const data of stored) expect(findAnyForm(data, token)).toEqual([]);
-    // one more call makes a live entry; then none: its notAfter passes, and the server's sweep (every 5 s) deletes it
-    const rows = async () => Number((await query('SELECT COUNT(*) AS n FROM team_cache WHERE sealed IS NOT NULL'))[0]?.n);
+    // one more call makes a live entry; then none: its notAfter passes, and the server's sweep (every 5 s) deletes it.
+    // The rotating refresh token's chain entry is kept a day past its last spend (docs/sync.md), sealed as the rest.
+    const rows = async () =>
+      Number((await query("SELECT COUNT(*) AS n FROM team_cache WHERE sealed IS NOT NULL AND slot NOT LIKE '%#rt'"))[0]?.n);
+    expect((await query("SELECT slot FROM team_cache WHERE sealed IS NOT NULL AND slot LIKE '%#rt'")).length).toBe(1);
     const one = devices[0] as Device;
     expect(
       (await request<{ status: number }>(one.agent, 'keyhole_fetch', { secret: 'orders', url: `http://${api.host}/v1/ping` })).ok,
@@ -286,15 +254,34 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     expect(await rows()).toBeGreaterThan(0);
     await expect.poll(rows, { timeout: (TTL_S + 12) * 1000, interval: 500 }).toBe(0);
   }, 60_000);
-});
 
-async function until(cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+  it('the refresher killed while holding the lock: nobody refreshes until it lapses, then one device does', async () => {
+    const [one, two, three] = devices as [Device, Device, Device];
+    const tokenRequests = () => as.tokenRequests.byGrant.client_credentials ?? 0;
+    const heldLock = async () =>
+      Number((await query("SELECT lock_until FROM team_cache WHERE lock_until IS NOT NULL AND slot NOT LIKE '%#rt'"))[0]?.lock_until ?? 0);
+    as.faults.delayMs = 60_000; // the holder sits in its token request...
+    let lockUntil = 0;
+    try {
+      void request(one.agent, 'keyhole_refresh', { secret: 'orders' }).catch(() => {});
+      await expect.poll(heldLock, { timeout: 8_000, interval: 100 }).toBeGreaterThan(Date.now());
+      lockUntil = await heldLock();
+      await one.h.kill(); // ...and its browser dies there
+    } finally {
+      delete as.faults.delayMs;
+    }
+    const before = tokenRequests();
+    const answers = await Promise.all([two, three].map((d) => request(d.agent, 'keyhole_refresh', { secret: 'orders' })));
+    const answeredAt = Date.now();
+    expect(answers.map((a) => a.ok)).toEqual([true, true]);
+    expect(answeredAt).toBeGreaterThanOrEqual(lockUntil); // they waited for the dead holder's lock to lapse
+    expect(tokenRequests() - before).toBe(1); // then one of them refreshed, for both
+    for (const d of [two, three])
+      expect(
+        (await request<{ status: number }>(d.agent, 'keyhole_fetch', { secret: 'orders', url: `http://${api.host}/v1/ping` })).ok,
+      ).toBe(true);
+  }, 60_000);
+});
 
 function walk(dir: string): string[] {
   return readdirSync(dir).flatMap((n) => {

@@ -16,7 +16,7 @@ import type { Replica } from '../../src/background/sync/replica.ts';
 import type { VaultClient } from '../../src/background/sync/vault-client.ts';
 import { tokenRequest } from '../../src/core/credentials/oauth2.ts';
 import { newVaultKey } from '../../src/core/crypto/share.ts';
-import { deriveTeamKeys, sealShared } from '../../src/core/crypto/team.ts';
+import { chainSlot, deriveTeamKeys, type RefreshChain, sealShared } from '../../src/core/crypto/team.ts';
 import { openSqlite } from '../../src/server/sqlite.ts';
 import type { Store } from '../../src/server/store.ts';
 import { type OAuthServer, startOAuthServer } from '../harness/oauth2-server.ts';
@@ -97,6 +97,53 @@ describe.each<Engine>(['sqlite', 'postgres'])('the team cache on %s', (engine) =
     expect(as.tokenRequests.total - before).toBe(1);
     expect(new Set(got.map((g) => g.accessToken)).size).toBe(1);
     expect(got[0]?.accessToken).not.toBe(current.accessToken);
+  });
+
+  it('a device taking the team’s token refreshes it when its minter does: one refresh point per token, not the earliest draw', async () => {
+    const slot = '1b4e28ba-2fa1-41d2-883f-0016d3cca427';
+    const got = await Promise.all(tier().map((t) => t.obtain(slot, undefined, mint)));
+    const minted = got.find((g) => g.from === 'minted');
+    expect(minted?.refreshAt).toBeGreaterThan((minted?.issuedAt ?? 0) + 0.74 * ((minted?.notAfter ?? 0) - (minted?.issuedAt ?? 0)));
+    for (const g of got)
+      expect({ issuedAt: g.issuedAt, refreshAt: g.refreshAt }).toEqual({ issuedAt: minted?.issuedAt, refreshAt: minted?.refreshAt });
+  });
+
+  it('a rotating refresh token is spent from the team’s chain, even after its access token expired and by devices whose own copy is old', async () => {
+    const rtServer = await startOAuthServer({ accessTokenTtlSeconds: 1 });
+    try {
+      const slot = '6fa459ea-ee8a-4ca4-894e-db77e160355e';
+      const first = await rtServer.mintRefreshToken();
+      // each device's copy of the secret, as its log would give it: never updated here (a log that lags)
+      const copies = handles.map(() => ({ refreshToken: first, version: 1 }));
+      const spend = (i: number) => async (chain?: RefreshChain) => {
+        const own = copies[i] as { refreshToken: string; version: number };
+        const rt = chain && chain.rtVersion >= own.version ? chain.refreshToken : own.refreshToken;
+        const req = await tokenRequest(
+          { url: rtServer.tokenUrl, clientId: 'rt-client', auth: { method: 'client_secret_basic', secret: rtServer.secrets.rt } },
+          { type: 'refresh_token', refreshToken: rt },
+          Date.now(),
+          crypto.randomUUID(),
+        );
+        const minted = await requestToken((u, init) => fetch(u, init), req, Date.now);
+        return { ...minted, rtVersion: Math.max(own.version, chain?.rtVersion ?? 0) + 1 };
+      };
+      const tiers = tier();
+      let held: number | undefined;
+      for (let round = 0; round < 6; round++) {
+        const i = round % 3;
+        const got = await (tiers[i] as TeamTier).obtain(slot, held, spend(i), { rotating: true });
+        expect(got.from).toBe('minted');
+        held = got.notAfter;
+        await new Promise((r) => setTimeout(r, Math.max(0, got.notAfter + 100 - Date.now()))); // its entry is gone; the chain is not
+        expect((await (handles[0] as TeamHandle).client.cacheGet((handles[0] as TeamHandle).vault, slot)).entry).toBeUndefined();
+      }
+      expect(rtServer.grantErrors).toEqual({}); // no refresh token was spent twice
+      expect(rtServer.tokenRequests.byGrant.refresh_token).toBe(6);
+      const chainEntry = (await (handles[0] as TeamHandle).client.cacheGet((handles[0] as TeamHandle).vault, chainSlot(slot))).entry;
+      expect(chainEntry?.notAfter).toBeGreaterThan(Date.now() + 3600_000);
+    } finally {
+      await rtServer.close();
+    }
   });
 
   it('the refresher dies holding the lock: the others keep waiting until it lapses, then one of them refreshes', async () => {

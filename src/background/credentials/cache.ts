@@ -22,6 +22,8 @@ export type CachedToken = {
   /** when it was minted, and until when the issuer said it is valid (ms since the epoch) */
   readonly issuedAt: number;
   readonly notAfter: number;
+  /** when it is refreshed, if it is in use then (its minter's draw, for a token the team shares) */
+  readonly refreshAt?: number;
   readonly scope?: string;
 };
 

@@ -36,13 +36,13 @@ import {
 } from '../../core/credentials/oauth2.ts';
 import { importSigningKeyPem, type SigningKey } from '../../core/credentials/pem.ts';
 import type { AwsCredentials } from '../../core/credentials/sigv4.ts';
-import type { SharedCredential } from '../../core/crypto/team.ts';
+import type { RefreshChain } from '../../core/crypto/team.ts';
 import { CoreError } from '../../core/errors.ts';
 import type { EngineToken } from '../sync/vault-client.ts';
 import { type InUse, isExpired, type VaultService } from '../vault/vault-service.ts';
 import type { CredentialCache } from './cache.ts';
-import { type CredentialStatus, CredentialUnavailable, Refresher } from './refresher.ts';
-import type { TeamTier } from './team-tier.ts';
+import { type CredentialStatus, CredentialUnavailable, type Minted, Refresher } from './refresher.ts';
+import type { MintedHere, TeamTier } from './team-tier.ts';
 import { requestToken, type TokenFetch } from './token-client.ts';
 
 export type CredentialsDeps = {
@@ -288,7 +288,7 @@ export class Credentials {
    * when the secret's tokens are shared there (a newer one another device minted, or minted here
    * under the team's lock and shared), else minted here.
    */
-  private async mint(slot: string, cause?: string): Promise<TokenSet> {
+  private async mint(slot: string, cause?: string): Promise<Minted> {
     const team = this.deps.team;
     const secret = team ? await this.deps.vault.secretById(slotSecret(slot)) : null;
     if (!team || !secret || !sharedByTeam(secret)) return this.mintHere(slot, cause);
@@ -296,8 +296,8 @@ export class Credentials {
     const { from, ...token } = await team.obtain(
       slot,
       this.refresher.status(slot).validUntil,
-      (shared) => this.mintHere(slot, cause, { shared }),
-      { alone: !rotating },
+      (chain) => this.mintHere(slot, cause, { chain }),
+      { rotating },
     );
     if (from === 'team') this.deps.onShared?.(secret, cause);
     return token;
@@ -306,14 +306,10 @@ export class Credentials {
   /**
    * One token request for the credential of `slot`, from this device. `underLock`: the team
    * tier's lock is held; a rotating refresh token is then spent here whichever device holds the
-   * refresher role: the newest one (the log pulled first, or the team's if newer), and its
-   * successor is stored and pushed before the lock is let go.
+   * refresher role: the newest one (the log pulled first, or the team's chain if it is as new),
+   * and its successor is stored, at a version above both, and pushed before the lock is let go.
    */
-  private async mintHere(
-    slot: string,
-    cause?: string,
-    underLock?: { readonly shared?: SharedCredential | undefined },
-  ): Promise<TokenSet & { readonly rtVersion?: number }> {
+  private async mintHere(slot: string, cause?: string, underLock?: { readonly chain?: RefreshChain | undefined }): Promise<MintedHere> {
     const id = slotSecret(slot);
     const narrowing = this.slots.get(slot);
     if (underLock) await this.deps.syncNow?.().catch(() => {}); // the newest version of the secret first
@@ -330,11 +326,11 @@ export class Credentials {
       this.flag(id, 'not-refresher');
       throw new CredentialError('not-refresher');
     }
-    const shared = underLock?.shared;
+    const chain = underLock?.chain;
     const opened = await this.deps.vault.openMaterial(id);
     // the team's refresh token is the newest unless this device holds a later version of the secret
-    const material =
-      shared?.refreshToken && (shared.rtVersion ?? 0) >= secret.version ? { ...opened, refreshToken: shared.refreshToken } : opened;
+    // (the person pasted a new one)
+    const material = chain && chain.rtVersion >= secret.version ? { ...opened, refreshToken: chain.refreshToken } : opened;
     const started = this.deps.now();
     const host = new URL(endpoint).host;
     const record = { kind: 'token.request' as const, correlationId: cause ?? crypto.randomUUID(), secret: secret.name, host };
@@ -351,7 +347,8 @@ export class Credentials {
       }
       let rtVersion: number | undefined;
       if (minted.refreshToken && secret.kind === 'oauth2-refresh-token') {
-        rtVersion = (await this.storeRefreshToken(id, minted.refreshToken)).version;
+        const above = Math.max(secret.version, chain?.rtVersion ?? 0) + 1;
+        rtVersion = (await this.storeRefreshToken(id, minted.refreshToken, above)).version;
         if (underLock) await this.deps.syncNow?.().catch(() => {}); // in the log before the lock is let go
       }
       this.deps.audit({ ...record, decision: 'allowed', status, latencyMs: this.deps.now() - started });
@@ -506,10 +503,10 @@ export class Credentials {
   }
 
   /** Stored before the access token is used: the old refresh token is gone from the vault once this resolves. */
-  private async storeRefreshToken(id: string, refreshToken: string): Promise<SecretSummary> {
+  private async storeRefreshToken(id: string, refreshToken: string, atVersion?: number): Promise<SecretSummary> {
     this.storing.add(id);
     try {
-      return await this.deps.vault.setRefreshToken(id, refreshToken);
+      return await this.deps.vault.setRefreshToken(id, refreshToken, atVersion);
     } finally {
       this.storing.delete(id);
     }

@@ -64,10 +64,16 @@ type Entry = {
   timer?: ReturnType<typeof setTimeout>;
 };
 
+/**
+ * What a mint gives: a token set; one taken from the team also says when it was minted and when
+ * the team refreshes it (the devices sharing a token refresh it once, at its minter's draw).
+ */
+export type Minted = TokenSet & { readonly issuedAt?: number; readonly refreshAt?: number };
+
 export type RefresherDeps = {
   readonly cache: CredentialCache;
   /** makes one token request for credential `id`; `cause`: the agent request waiting for it (its audit correlation id) */
-  readonly mint: (id: string, cause?: string) => Promise<TokenSet>;
+  readonly mint: (id: string, cause?: string) => Promise<Minted>;
   readonly now: () => number;
   readonly random: () => number;
   /** the status of `id` changed (the options page, granted pages) */
@@ -101,7 +107,7 @@ export class Refresher {
       e.token = cached;
       e.notAfter = cached.notAfter;
       e.issuedAt = cached.issuedAt;
-      e.refreshAt ??= refreshAt(cached.issuedAt, cached.notAfter, this.deps.random);
+      e.refreshAt ??= cached.refreshAt ?? refreshAt(cached.issuedAt, cached.notAfter, this.deps.random);
       e.lastUsed = this.deps.now(); // handed out: in use (a refresh starting now makes a token not used yet)
       if (now >= e.refreshAt && (e.retryAt === undefined || now >= e.retryAt)) void this.refresh(id).catch(() => {});
       return cached;
@@ -149,7 +155,7 @@ export class Refresher {
     const gate = mayRequest(e.breaker, this.deps.now(), pastBreaker);
     e.breaker = gate.breaker;
     if (!gate.allowed) return this.fallBack(id, 'breaker-open');
-    let minted: TokenSet;
+    let minted: Minted;
     try {
       minted = await this.deps.mint(id, cause);
     } catch (err) {
@@ -166,18 +172,21 @@ export class Refresher {
     e.failures = 0;
     e.lastError = undefined;
     e.retryAt = undefined;
+    const issuedAt = minted.issuedAt ?? now;
+    const due = minted.refreshAt ?? refreshAt(issuedAt, minted.notAfter, this.deps.random);
     const token: CachedToken = {
       accessToken: minted.accessToken,
-      issuedAt: now,
+      issuedAt,
       notAfter: minted.notAfter,
+      refreshAt: due,
       ...(minted.scope ? { scope: minted.scope } : {}),
     };
     await this.deps.cache.put(id, token);
     e.token = token;
-    e.issuedAt = now;
+    e.issuedAt = issuedAt;
     e.notAfter = token.notAfter;
-    e.refreshAt = refreshAt(now, token.notAfter, this.deps.random);
-    this.arm(id, e.refreshAt);
+    e.refreshAt = due;
+    this.arm(id, due);
     return token;
   }
 

@@ -278,15 +278,16 @@ export class VaultService {
   /**
    * A refresh token the token endpoint rotated: stored over the old one at once (version + 1,
    * synced like any change), before the access token minted with it is used. The old one is
-   * never sent again: it is gone from the vault when this resolves.
+   * never sent again: it is gone from the vault when this resolves. `atVersion`: at least this
+   * version (the team's refresh-token chain may be ahead of this device's copy).
    */
-  setRefreshToken(id: string, refreshToken: string): Promise<SecretSummary> {
+  setRefreshToken(id: string, refreshToken: string, atVersion?: number): Promise<SecretSummary> {
     return this.serial(async () => {
       const open = await this.unlocked();
       const old = await this.getStored(id);
       const material = decodeMaterial(await openSecretValue(keysFor(open, old.epoch), open.vaultId, old));
       // the old one is dead at the server once rotated: destroyed, not kept for roll back
-      return this.rewrite({ id, material: { ...material, refreshToken } }, { compromised: true });
+      return this.rewrite({ id, material: { ...material, refreshToken } }, { compromised: true, atVersion });
     });
   }
 
@@ -311,8 +312,8 @@ export class VaultService {
    * as previous for the default grace, as a promotion would; `replaceAt` (a rotated refresh token:
    * the old one is dead at the server) destroys the old one instead.
    */
-  private async rewrite(patch: SecretPatch, opts: { compromised?: boolean } = {}): Promise<SecretSummary> {
-    return this.transform(patch.id, async (o) => {
+  private async rewrite(patch: SecretPatch, opts: { compromised?: boolean; atVersion?: number } = {}): Promise<SecretSummary> {
+    return this.transform(patch.id, opts.atVersion, async (o) => {
       const kind = o.meta.kind ?? 'static';
       const name = patch.name === undefined ? o.meta.name : checkName(patch.name);
       if (name !== o.meta.name) await this.assertNameFree(name);
@@ -356,7 +357,7 @@ export class VaultService {
    */
   rotate(id: string, input: { value?: string; material?: Partial<OAuth2Material> }): Promise<SecretSummary> {
     return this.serial(() =>
-      this.transform(id, async (o) => {
+      this.transform(id, undefined, async (o) => {
         const kind = o.meta.kind ?? 'static';
         // new material replaces what it names (a new refresh token keeps the client secret); an
         // AWS access key is replaced whole (an old session token never outlives its key)
@@ -379,13 +380,13 @@ export class VaultService {
    * 24 h), or is destroyed at once if `compromised`.
    */
   promote(id: string, p: versions.Promotion = {}): Promise<SecretSummary> {
-    return this.serial(() => this.transform(id, async (o) => this.promoted(o, p)));
+    return this.serial(() => this.transform(id, undefined, async (o) => this.promoted(o, p)));
   }
 
   /** The previous value is current again (within its grace); the one rolled back from is staged. */
   rollBack(id: string): Promise<SecretSummary> {
     return this.serial(() =>
-      this.transform(id, async (o) => {
+      this.transform(id, undefined, async (o) => {
         const r = versions.rollBack(o.values, this.now());
         const prev = versions.current(r.values).n;
         const others = new Map(o.others);
@@ -402,7 +403,7 @@ export class VaultService {
   /** Value `n` (staged or previous) destroyed now: its ciphertext and data key are deleted. */
   destroyValue(id: string, n: number): Promise<SecretSummary> {
     return this.serial(() =>
-      this.transform(id, async (o) => {
+      this.transform(id, undefined, async (o) => {
         const others = new Map(o.others);
         others.delete(n);
         return { ...o, values: versions.destroy(o.values, n, this.now()), others };
@@ -473,7 +474,7 @@ export class VaultService {
    * Opens secret `id` whole (metadata, current value, live other values), applies `change`, and
    * stores the result at version + 1 under fresh data keys, compare-and-swap on the version.
    */
-  private async transform(id: string, change: (o: Opened) => Promise<Opened>): Promise<SecretSummary> {
+  private async transform(id: string, atVersion: number | undefined, change: (o: Opened) => Promise<Opened>): Promise<SecretSummary> {
     const open = await this.unlocked();
     const old = await this.getStored(id);
     const keys = keysFor(open, old.epoch);
@@ -488,7 +489,7 @@ export class VaultService {
     const next = await change({ meta, current, values, others });
     const live = next.values.filter((v) => v.state === 'staged' || v.state === 'previous');
     const newMeta: SecretMeta = { ...next.meta, updatedAt: now, values: next.values };
-    const place = { vaultId: open.vaultId, id: old.id, version: old.version + 1, epoch: open.epoch };
+    const place = { vaultId: open.vaultId, id: old.id, version: Math.max(old.version + 1, atVersion ?? 0), epoch: open.epoch };
     const stored = await sealSecret(
       keysFor(open, open.epoch),
       place,

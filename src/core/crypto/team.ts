@@ -27,19 +27,25 @@ export async function deriveTeamKeys(vaultKey: Uint8Array<ArrayBuffer>, vaultId:
   return { epoch, cache, audit };
 }
 
-/**
- * A minted credential as the team shares it. A rotating refresh token travels with the access
- * token it was minted beside (the newest, and the secret version that holds it): the device that
- * refreshes next spends that one, even before the log brings it the new version.
- */
+/** A minted credential as the team shares it, until its notAfter. */
 export type SharedCredential = {
   readonly accessToken: string;
   readonly notAfter: number;
   readonly issuedAt: number;
   readonly scope?: string;
-  readonly refreshToken?: string;
-  readonly rtVersion?: number;
+  /** when the team refreshes it: drawn once by the device that minted it, so the others agree */
+  readonly refreshAt?: number;
 };
+
+/**
+ * The newest refresh token of a rotating credential, and the version of the secret that holds
+ * it. Kept apart from the access token (its own slot, `chainSlot`), because it must outlive it:
+ * the next device to refresh spends this one even if the log has not brought it there yet.
+ */
+export type RefreshChain = { readonly refreshToken: string; readonly rtVersion: number };
+
+/** The slot of a rotating credential's refresh-token chain, beside the slot of its access token. */
+export const chainSlot = (slot: string) => `${slot}#rt`;
 
 export type CachePlace = { readonly vault: string; readonly slot: string; readonly epoch: number };
 
@@ -79,9 +85,21 @@ export async function openShared(key: CryptoKey, place: CachePlace, sealed: stri
     notAfter: c.notAfter,
     issuedAt: c.issuedAt,
     ...(typeof c.scope === 'string' ? { scope: c.scope } : {}),
-    ...(typeof c.refreshToken === 'string' ? { refreshToken: c.refreshToken } : {}),
-    ...(typeof c.rtVersion === 'number' ? { rtVersion: c.rtVersion } : {}),
+    ...(typeof c.refreshAt === 'number' ? { refreshAt: c.refreshAt } : {}),
   };
+}
+
+/** A refresh-token chain sealed for its place (`chainSlot` of the credential's slot). */
+export function sealChain(key: CryptoKey, place: CachePlace, c: RefreshChain): Promise<string> {
+  return sealJson(key, aad(place), c);
+}
+
+/** Opens what `sealChain` made for this place; CoreError 'decrypt-failed' for anything else. */
+export async function openChain(key: CryptoKey, place: CachePlace, sealed: string): Promise<RefreshChain> {
+  const c = (await openJson(key, aad(place), sealed, 'a refresh-token chain')) as Partial<RefreshChain> | null;
+  if (typeof c?.refreshToken !== 'string' || typeof c.rtVersion !== 'number')
+    throw new CoreError('decrypt-failed', 'a refresh-token chain that does not open here');
+  return { refreshToken: c.refreshToken, rtVersion: c.rtVersion };
 }
 
 /** Where an audit record sits in the team audit: whose chain, which link, under which epoch's key. */

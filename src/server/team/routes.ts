@@ -33,7 +33,7 @@ const PATH = /^\/v1\/vaults\/([^/]+)\/cache\/([^/]+?)(?:\/(lock|unlock))?$/;
 const AUDIT_PATH = /^\/v1\/vaults\/([^/]+)\/audit(?:\/([0-9a-f]{64}))?$/;
 const MAX_LINKS = 1000;
 const MAX_LINK_SEALED = 64 * 1024;
-const SLOT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:#[0-9a-f]{32})?$/;
+const SLOT = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?:#[0-9a-f]{32}|#rt)?$/;
 const TOKEN = /^[A-Za-z0-9_-]{24}$/;
 /** a sealed credential: a token, or a set of cloud session keys, in JSON with base64 */
 const MAX_SEALED = 16 * 1024;
