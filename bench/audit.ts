@@ -19,7 +19,7 @@ const PASS = 'bench passphrase, not a secret (FAKE)';
 const RECORDS = 100_000;
 
 /** Writes `n` unchained request records straight into the extension's IndexedDB, from one of its pages. */
-function fill(page: Page, n: number): Promise<void> {
+export function fill(page: Page, n: number): Promise<void> {
   return page.evaluate(async (count) => {
     const db = await new Promise<IDBDatabase>((resolve, reject) => {
       const r = indexedDB.open('keyhole');

@@ -12,11 +12,12 @@ import { fetchSuite } from './fetch.ts';
 import { leasesSuite } from './leases.ts';
 import { lifetimesSuite } from './lifetimes.ts';
 import { serverSuite } from './server.ts';
+import { teamSuite } from './team.ts';
 import { unlockSuite } from './unlock.ts';
 
 export type Suite = { name: string; run: () => Promise<{ metrics: Record<string, number>; meta?: Record<string, unknown> }> };
 
-const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite, auditSuite, lifetimesSuite, leasesSuite];
+const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite, auditSuite, lifetimesSuite, leasesSuite, teamSuite];
 
 function argOnly(): string | undefined {
   const i = process.argv.indexOf('--only');

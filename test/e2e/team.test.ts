@@ -40,8 +40,8 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
   const made: string[] = [];
   let dataDir: string;
 
-  /** Rows of the distant vault's store (SQLite read-only beside the running server, or PostgreSQL). */
-  async function query(sql: string): Promise<Record<string, unknown>[]> {
+  /** Rows of the distant vault's store (SQLite beside the running server, or PostgreSQL); `write`: a change behind the server's back. */
+  async function query(sql: string, write = false): Promise<Record<string, unknown>[]> {
     if (pg) {
       const c = new pgModule.Client({ connectionString: pg.url });
       await c.connect();
@@ -52,9 +52,14 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
       }
     }
     const { default: Database } = await import('better-sqlite3');
-    const db = new Database(join(dataDir, 'keyhole.sqlite'), { readonly: true });
+    const db = new Database(join(dataDir, 'keyhole.sqlite'), { readonly: !write, timeout: 5000 });
     try {
-      return db.prepare(sql).all() as Record<string, unknown>[];
+      const statement = db.prepare(sql);
+      if (write) {
+        statement.run();
+        return [];
+      }
+      return statement.all() as Record<string, unknown>[];
     } finally {
       db.close();
     }
@@ -229,6 +234,20 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     expect(alerts.filter((a) => a.includes('cannot be trusted'))).toEqual([]); // every chain holds
     // the agents' calls, hundreds in seconds from one origin, are flagged across the team
     expect(alerts.some((a) => a.startsWith('Unusual use across the team') && a.includes('orders'))).toBe(true);
+    await page.close();
+  }, 60_000);
+
+  it('team audit: a record the server drops is found and shown to the reader, naming the device', async () => {
+    const [first] = devices as [Device];
+    const view = await call<{ entries: { device: string; deviceName: string }[] }>(first, 'team.audit');
+    const two = view.entries.find((e) => e.deviceName === 'two')?.device as string;
+    expect(two).toMatch(/^[A-Za-z0-9_-]+$/);
+    await query(`DELETE FROM team_audit WHERE device = '${two}' AND seq = 3`, true);
+    const page = await first.h.open(`${OPTIONS}#audit`);
+    const distrust = async () =>
+      (await page.locator('#team-audit-status [role="alert"]').allTextContents()).filter((a) => a.includes('cannot be trusted'));
+    await expect.poll(distrust, { timeout: 15_000 }).toHaveLength(1);
+    expect((await distrust())[0]).toMatch(/^two: at record 3, /);
     await page.close();
   }, 60_000);
 
