@@ -3,9 +3,11 @@ import type { UserConfig } from 'vite';
 import { defineConfig } from 'vitest/config';
 import manifest from './manifest.json' with { type: 'json' };
 
-// The SDK web apps import: one ES module, built on its own (`vite build --mode sdk`) to dist-sdk/.
+// The SDK web apps import, @keyhole/sdk: one ES module built on its own (`vite build --mode sdk`)
+// to dist-sdk/, beside the package's package.json and README (src/sdk/package/); its type
+// declarations are emitted after it (`tsc -p src/sdk/tsconfig.json`). dist-sdk/ is the package.
 const sdk: UserConfig = {
-  publicDir: false,
+  publicDir: 'src/sdk/package',
   build: {
     outDir: 'dist-sdk',
     emptyOutDir: true,

@@ -6,12 +6,12 @@
 import { chromium } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CHROMIUM, CHROMIUM_ARGS, type Harness, launch, OPTIONS, rpc } from '../harness/browser.ts';
-import { DEMO_SECRET, DEMO_VALUE, type Demo, startDemo } from '../harness/demo.ts';
+import { DEMO_SECRET, DEMO_VALUE, type Demo, SDK_PATH, startDemo } from '../harness/demo.ts';
 import { approve } from '../harness/provider.ts';
 
 /** Imports the built SDK into the page as a web app would, exposing it as window.__sdk. */
 async function loadSdk(page: import('playwright').Page): Promise<void> {
-  await page.addScriptTag({ type: 'module', content: "import * as sdk from '/keyhole-sdk.js'; window.__sdk = sdk;" });
+  await page.addScriptTag({ type: 'module', content: `import * as sdk from '${SDK_PATH}'; window.__sdk = sdk;` });
   await page.waitForFunction(() => '__sdk' in window);
 }
 

@@ -10,6 +10,8 @@ import { ROOT } from './browser.ts';
 import { listen } from './servers.ts';
 
 export const DEMO_SECRET = 'demo-llm';
+/** where the demo app serves the SDK package's module (its import map names it @keyhole/sdk) */
+export const SDK_PATH = '/node_modules/@keyhole/sdk/keyhole-sdk.js';
 export const DEMO_VALUE = 'sk-FAKE-demo-key-not-real';
 
 export type Demo = { readonly appUrl: string; readonly apiHost: string; readonly keysSeen: string[]; readonly close: () => Promise<void> };
@@ -36,7 +38,8 @@ export async function startDemo(ports: { app?: number; api?: number } = {}): Pro
   const files: Record<string, [string, string]> = {
     '/': [join(ROOT, 'src/sdk/demo/index.html'), 'text/html'],
     '/demo.js': [join(ROOT, 'src/sdk/demo/demo.js'), 'text/javascript'],
-    '/keyhole-sdk.js': [join(ROOT, 'dist-sdk/keyhole-sdk.js'), 'text/javascript'],
+    // dist-sdk/ is the @keyhole/sdk package (what npm pack puts in its tarball), served where an app's packages are
+    [SDK_PATH]: [join(ROOT, 'dist-sdk/keyhole-sdk.js'), 'text/javascript'],
   };
   const app = await listen((req, res) => {
     const file = files[new URL(req.url ?? '/', 'http://x').pathname];

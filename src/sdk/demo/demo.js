@@ -1,6 +1,6 @@
 // The demo agent: discovers Keyhole with the SDK, asks for a grant, and streams a chat
 // completion through a brokered fetch. Plain JavaScript so it is served as is.
-import { connect, KeyholeNotInstalledError } from './keyhole-sdk.js';
+import { connect, KeyholeNotInstalledError } from '@keyhole/sdk';
 
 const $ = (id) => document.getElementById(id);
 const status = (text, error = false) => {
