@@ -28,6 +28,7 @@ import { PageApiService, type PageCaller, pageCaller } from './agents/page-api.t
 import { emit, rememberDocument } from './agents/page-events.ts';
 import { type Attribution, chromeTransparentDeps, TransparentRules } from './agents/transparent.ts';
 import { AuditLog } from './audit/audit-log.ts';
+import { clipboard } from './compat.ts';
 import { CredentialCache } from './credentials/cache.ts';
 import { type CredentialChange, Credentials, CredentialUnavailable } from './credentials/credentials.ts';
 import { describeLogin, distantToken } from './credentials/distant.ts';
@@ -49,7 +50,7 @@ import {
   lockReasonFor,
   noWindowsLeft,
 } from './vault/autolock.ts';
-import { clearClipboardNowIfPending, scheduleClipboardClear } from './vault/clipboard.ts';
+import { CLIPBOARD_ALARM } from './vault/clipboard.ts';
 import { chromeSessionStore } from './vault/session.ts';
 import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './vault/update.ts';
 import { VaultService } from './vault/vault-service.ts';
@@ -371,7 +372,7 @@ const ready = (async () => {
     audit({ kind: 'lock', correlationId: crypto.randomUUID(), reason });
     consent.denyAll();
     void emit('lock', hasGrant);
-    void clearClipboardNowIfPending().finally(() => applyDeferredUpdate(update));
+    void clipboard.clearNowIfPending().finally(() => applyDeferredUpdate(update));
   };
   vault.onUnlocked = () => {
     // records written while locked join the chain now, then the unlock itself
@@ -387,7 +388,7 @@ const ready = (async () => {
     limiter.setPerMinute(settings.requestsPerMinute);
   };
   const table = handlers(vault, {
-    scheduleClipboardClear,
+    scheduleClipboardClear: (seconds) => clipboard.schedule(seconds),
     consent,
     grants,
     grantsChanged,
@@ -599,6 +600,10 @@ chrome.idle.onStateChanged.addListener((state) => {
 });
 
 chrome.alarms.onAlarm.addListener((alarm) => {
+  if (alarm.name === CLIPBOARD_ALARM) {
+    void clipboard.onAlarm(alarm.name);
+    return;
+  }
   if (alarm.name === GRANT_EXPIRY_ALARM || alarm.name === UNSUSPEND_ALARM || alarm.name === RULE_EXPIRY_ALARM) {
     if (alarm.name === UNSUSPEND_ALARM) suspended.clear();
     void expireGrants(); // and a refresh, which sets the timer for an expiry that is now near

@@ -1,29 +1,61 @@
 /**
  * Clears a copied value from the clipboard after the person's chosen delay, even if the page
  * that copied it has closed. The worker may be stopped long before the delay ends, so the
- * timer lives in an offscreen document (reason CLIPBOARD) that clears and then closes itself.
+ * countdown does not live in its timers:
  *
- * Without `clipboardRead` the document cannot tell whether the person copied something else
- * since; it clears unconditionally, as Bitwarden does (docs/decisions.md).
+ * - Chromium: an offscreen document (reason CLIPBOARD) waits, clears, then closes itself;
+ * - Firefox (no offscreen documents): an alarm wakes the event page, which has a DOM and the
+ *   clipboardWrite permission, and writes the empty string itself.
+ *
+ * Without `clipboardRead` neither can tell whether the person copied something else since; they
+ * clear unconditionally, as Bitwarden does (docs/decisions.md). compat.ts picks one per build.
  */
 const PAGE = 'src/background/vault/offscreen.html';
+export const CLIPBOARD_ALARM = 'keyhole.clipboard';
 
-async function closeClipboardDocument(): Promise<void> {
-  if (await chrome.offscreen.hasDocument()) await chrome.offscreen.closeDocument();
-}
+export type ClipboardClearer = {
+  /** (Re)start the countdown: a later copy replaces an earlier pending clear. */
+  schedule(seconds: number): Promise<void>;
+  /** On lock: if a clear is pending, do it now rather than when the countdown ends. */
+  clearNowIfPending(): Promise<void>;
+  /** An alarm fired (Firefox's countdown); false if it was not this one's. */
+  onAlarm(name: string): Promise<boolean>;
+};
 
-/** (Re)start the countdown: a later copy replaces an earlier pending clear. */
-export async function scheduleClipboardClear(seconds: number): Promise<void> {
-  const afterMs = Math.max(0, Math.round(seconds * 1000));
-  await closeClipboardDocument();
-  await chrome.offscreen.createDocument({
-    url: `${PAGE}?clearAfterMs=${afterMs}`,
-    reasons: [chrome.offscreen.Reason.CLIPBOARD],
-    justification: 'Clear a copied secret from the clipboard after a short time.',
-  });
-}
+const delayMs = (seconds: number) => Math.max(0, Math.round(seconds * 1000));
 
-/** On lock: if a clear is pending, do it now rather than when the countdown ends. */
-export async function clearClipboardNowIfPending(): Promise<void> {
-  if (await chrome.offscreen.hasDocument()) await scheduleClipboardClear(0);
-}
+export const offscreenClipboard: ClipboardClearer = {
+  async schedule(seconds) {
+    if (await chrome.offscreen.hasDocument()) await chrome.offscreen.closeDocument();
+    await chrome.offscreen.createDocument({
+      url: `${PAGE}?clearAfterMs=${delayMs(seconds)}`,
+      reasons: [chrome.offscreen.Reason.CLIPBOARD],
+      justification: 'Clear a copied secret from the clipboard after a short time.',
+    });
+  },
+  async clearNowIfPending() {
+    if (await chrome.offscreen.hasDocument()) await this.schedule(0);
+  },
+  async onAlarm() {
+    return false;
+  },
+};
+
+export const eventPageClipboard: ClipboardClearer = {
+  async schedule(seconds) {
+    const ms = delayMs(seconds);
+    if (ms === 0) {
+      await chrome.alarms.clear(CLIPBOARD_ALARM);
+      return navigator.clipboard.writeText('');
+    }
+    await chrome.alarms.create(CLIPBOARD_ALARM, { when: Date.now() + ms });
+  },
+  async clearNowIfPending() {
+    if (await chrome.alarms.get(CLIPBOARD_ALARM)) await this.schedule(0);
+  },
+  async onAlarm(name) {
+    if (name !== CLIPBOARD_ALARM) return false;
+    await navigator.clipboard.writeText('');
+    return true;
+  },
+};

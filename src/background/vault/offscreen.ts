@@ -18,10 +18,7 @@ function clearClipboard(): void {
   };
   document.addEventListener('copy', onCopy);
   try {
-    const ok = document.execCommand('copy');
-    void chrome.runtime.sendMessage({
-      dbg: `${ok} focus=${document.hasFocus()} active=${document.activeElement?.tagName} sel=${area.selectionStart}-${area.selectionEnd} vis=${document.visibilityState}`,
-    });
+    document.execCommand('copy');
   } finally {
     document.removeEventListener('copy', onCopy);
     area.remove();
