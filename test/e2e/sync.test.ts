@@ -106,7 +106,15 @@ describe('sync between two Chromium profiles', () => {
 
     await b.locator('#sync-now').click();
     await showSection(b, 'secrets');
-    await expect.poll(() => b.locator('tr[data-secret="openai"]').count(), { timeout: 15_000 }).toBe(1);
+    // A rare failure under the full suite's load (the join not finished in 15 s) left no clue: say
+    // what the joining device's sync said, and what it holds, if it happens again.
+    await expect
+      .poll(() => b.locator('tr[data-secret="openai"]').count(), { timeout: 15_000 })
+      .toBe(1)
+      .catch(async (e: unknown) => {
+        const status = await call<SyncStatus>(desktop, 'sync.status').catch((x: unknown) => String(x));
+        throw new Error(`${String(e)}; desktop's sync status: ${JSON.stringify(status)}; holds: ${await names(desktop).catch(String)}`);
+      });
     await showSection(b, 'sync');
     expect(await value(desktop, 'openai')).toBe('sk-FAKE-first');
     // both show the same head fingerprint, and each member's fingerprint matches the device's own
