@@ -13,8 +13,5 @@ import { eventPageClipboard, offscreenClipboard } from './vault/clipboard.ts';
 
 declare const __FIREFOX__: boolean;
 
-/** Built for Firefox. */
-export const FIREFOX: boolean = __FIREFOX__;
-
 /** How a copied value is cleared from the clipboard later, in this browser. */
 export const clipboard = __FIREFOX__ ? eventPageClipboard : offscreenClipboard;

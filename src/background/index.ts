@@ -601,7 +601,7 @@ chrome.idle.onStateChanged.addListener((state) => {
 
 chrome.alarms.onAlarm.addListener((alarm) => {
   if (alarm.name === CLIPBOARD_ALARM) {
-    void clipboard.onAlarm(alarm.name);
+    void clipboard.onAlarm();
     return;
   }
   if (alarm.name === GRANT_EXPIRY_ALARM || alarm.name === UNSUSPEND_ALARM || alarm.name === RULE_EXPIRY_ALARM) {

@@ -18,8 +18,8 @@ export type ClipboardClearer = {
   schedule(seconds: number): Promise<void>;
   /** On lock: if a clear is pending, do it now rather than when the countdown ends. */
   clearNowIfPending(): Promise<void>;
-  /** An alarm fired (Firefox's countdown); false if it was not this one's. */
-  onAlarm(name: string): Promise<boolean>;
+  /** CLIPBOARD_ALARM fired (Firefox's countdown ended). */
+  onAlarm(): Promise<void>;
 };
 
 const delayMs = (seconds: number) => Math.max(0, Math.round(seconds * 1000));
@@ -37,7 +37,7 @@ export const offscreenClipboard: ClipboardClearer = {
     if (await chrome.offscreen.hasDocument()) await this.schedule(0);
   },
   async onAlarm() {
-    return false;
+    // never set in Chromium: the offscreen document keeps the time
   },
 };
 
@@ -53,9 +53,7 @@ export const eventPageClipboard: ClipboardClearer = {
   async clearNowIfPending() {
     if (await chrome.alarms.get(CLIPBOARD_ALARM)) await this.schedule(0);
   },
-  async onAlarm(name) {
-    if (name !== CLIPBOARD_ALARM) return false;
-    await navigator.clipboard.writeText('');
-    return true;
+  onAlarm() {
+    return navigator.clipboard.writeText('');
   },
 };

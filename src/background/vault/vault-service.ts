@@ -313,40 +313,45 @@ export class VaultService {
    * the old one is dead at the server) destroys the old one instead.
    */
   private async rewrite(patch: SecretPatch, opts: { compromised?: boolean; atVersion?: number } = {}): Promise<SecretSummary> {
-    return this.transform(patch.id, opts.atVersion, async (o) => {
-      const kind = o.meta.kind ?? 'static';
-      const name = patch.name === undefined ? o.meta.name : checkName(patch.name);
-      if (name !== o.meta.name) await this.assertNameFree(name);
-      const config = checkCredentialConfig(kind, {
-        oauth2: { ...o.meta.oauth2, ...patch.oauth2 },
-        aws: patch.aws === undefined ? o.meta.aws : { ...o.meta.aws, ...patch.aws },
-        distant: patch.distant === undefined ? o.meta.distant : { ...o.meta.distant, ...patch.distant },
-      });
-      let value: string | undefined;
-      if (isMinted(kind)) {
-        if (patch.value !== undefined) throw new RpcError('bad-input', 'a minted credential has no value of its own: change its material');
-        // new material, or the stored one re-checked against a changed configuration
-        if (patch.material !== undefined || patch.oauth2 !== undefined || patch.aws !== undefined || patch.distant !== undefined)
-          value = await checkedMaterial(kind, config, patch.material ?? decodeMaterial(o.current));
-        if (value === o.current) value = undefined;
-      } else if (patch.value !== undefined) value = checkValue(patch.value);
-      const meta: SecretMeta = {
-        ...o.meta,
-        name,
-        rule: patch.rule === undefined ? o.meta.rule : checkRule(patch.rule),
-        notes: patch.notes ?? o.meta.notes,
-        ...config,
-      };
-      const expiresAt = patch.expiresAt === undefined ? o.meta.expiresAt : checkExpiry(patch.expiresAt, this.now());
-      const withExpiry = { ...meta, expiresAt } as SecretMeta;
-      if (expiresAt === undefined || expiresAt === null) delete (withExpiry as { expiresAt?: number }).expiresAt;
-      if (value === undefined) return { ...o, meta: withExpiry };
-      const staged = versions.stage(o.values, this.now());
-      const others = new Map(o.others);
-      if (staged.dropped !== undefined) others.delete(staged.dropped);
-      others.set(staged.n, value);
-      return this.promoted({ ...o, meta: withExpiry, values: staged.values, others }, opts.compromised ? { compromised: true } : {});
-    });
+    return this.transform(
+      patch.id,
+      async (o) => {
+        const kind = o.meta.kind ?? 'static';
+        const name = patch.name === undefined ? o.meta.name : checkName(patch.name);
+        if (name !== o.meta.name) await this.assertNameFree(name);
+        const config = checkCredentialConfig(kind, {
+          oauth2: { ...o.meta.oauth2, ...patch.oauth2 },
+          aws: patch.aws === undefined ? o.meta.aws : { ...o.meta.aws, ...patch.aws },
+          distant: patch.distant === undefined ? o.meta.distant : { ...o.meta.distant, ...patch.distant },
+        });
+        let value: string | undefined;
+        if (isMinted(kind)) {
+          if (patch.value !== undefined)
+            throw new RpcError('bad-input', 'a minted credential has no value of its own: change its material');
+          // new material, or the stored one re-checked against a changed configuration
+          if (patch.material !== undefined || patch.oauth2 !== undefined || patch.aws !== undefined || patch.distant !== undefined)
+            value = await checkedMaterial(kind, config, patch.material ?? decodeMaterial(o.current));
+          if (value === o.current) value = undefined;
+        } else if (patch.value !== undefined) value = checkValue(patch.value);
+        const meta: SecretMeta = {
+          ...o.meta,
+          name,
+          rule: patch.rule === undefined ? o.meta.rule : checkRule(patch.rule),
+          notes: patch.notes ?? o.meta.notes,
+          ...config,
+        };
+        const expiresAt = patch.expiresAt === undefined ? o.meta.expiresAt : checkExpiry(patch.expiresAt, this.now());
+        const withExpiry = { ...meta, expiresAt } as SecretMeta;
+        if (expiresAt === undefined || expiresAt === null) delete (withExpiry as { expiresAt?: number }).expiresAt;
+        if (value === undefined) return { ...o, meta: withExpiry };
+        const staged = versions.stage(o.values, this.now());
+        const others = new Map(o.others);
+        if (staged.dropped !== undefined) others.delete(staged.dropped);
+        others.set(staged.n, value);
+        return this.promoted({ ...o, meta: withExpiry, values: staged.values, others }, opts.compromised ? { compromised: true } : {});
+      },
+      opts.atVersion,
+    );
   }
 
   // --- rotation ---------------------------------------------------------------------------
@@ -357,7 +362,7 @@ export class VaultService {
    */
   rotate(id: string, input: { value?: string; material?: Partial<OAuth2Material> }): Promise<SecretSummary> {
     return this.serial(() =>
-      this.transform(id, undefined, async (o) => {
+      this.transform(id, async (o) => {
         const kind = o.meta.kind ?? 'static';
         // new material replaces what it names (a new refresh token keeps the client secret); an
         // AWS access key is replaced whole (an old session token never outlives its key)
@@ -380,13 +385,13 @@ export class VaultService {
    * 24 h), or is destroyed at once if `compromised`.
    */
   promote(id: string, p: versions.Promotion = {}): Promise<SecretSummary> {
-    return this.serial(() => this.transform(id, undefined, async (o) => this.promoted(o, p)));
+    return this.serial(() => this.transform(id, async (o) => this.promoted(o, p)));
   }
 
   /** The previous value is current again (within its grace); the one rolled back from is staged. */
   rollBack(id: string): Promise<SecretSummary> {
     return this.serial(() =>
-      this.transform(id, undefined, async (o) => {
+      this.transform(id, async (o) => {
         const r = versions.rollBack(o.values, this.now());
         const prev = versions.current(r.values).n;
         const others = new Map(o.others);
@@ -403,7 +408,7 @@ export class VaultService {
   /** Value `n` (staged or previous) destroyed now: its ciphertext and data key are deleted. */
   destroyValue(id: string, n: number): Promise<SecretSummary> {
     return this.serial(() =>
-      this.transform(id, undefined, async (o) => {
+      this.transform(id, async (o) => {
         const others = new Map(o.others);
         others.delete(n);
         return { ...o, values: versions.destroy(o.values, n, this.now()), others };
@@ -474,7 +479,7 @@ export class VaultService {
    * Opens secret `id` whole (metadata, current value, live other values), applies `change`, and
    * stores the result at version + 1 under fresh data keys, compare-and-swap on the version.
    */
-  private async transform(id: string, atVersion: number | undefined, change: (o: Opened) => Promise<Opened>): Promise<SecretSummary> {
+  private async transform(id: string, change: (o: Opened) => Promise<Opened>, atVersion?: number): Promise<SecretSummary> {
     const open = await this.unlocked();
     const old = await this.getStored(id);
     const keys = keysFor(open, old.epoch);
