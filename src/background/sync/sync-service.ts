@@ -707,11 +707,18 @@ export class SyncService {
   /**
    * Live updates while a page watches: the server's event stream, a run on each new head.
    * Ends when `signal` aborts or the stream ends. It does not keep the worker alive.
+   * A joining device has no stream yet: each call asks whether another device has added it,
+   * and takes the vault when one has, so the person need not press "Check now".
    */
   async watch(signal: AbortSignal): Promise<boolean> {
     const link = await this.db.get('syncLink', 'link');
-    if (!link?.vault || !(await this.vault.isUnlocked())) return false; // nothing to watch yet
+    if (!link || !(await this.vault.isUnlocked())) return false; // nothing to watch yet
     const client = await this.#clientFor(link);
+    if (link.vault === null) {
+      // only a listed vault is worth a run: a run redraws the page, and the pairing code on it
+      if ((await this.#net(() => client.vaults())).length > 0) await this.syncNow();
+      return false;
+    }
     await client.events(
       link.vault,
       (h) => {
