@@ -54,6 +54,8 @@ export async function launch(
   opts: {
     profile?: string;
     headless?: boolean;
+    /** the unpacked extension to load: dist/ unless told (e.g. a store zip, extracted) */
+    extension?: string;
     extraArgs?: string[];
     otherExtensions?: string[];
     env?: Record<string, string>;
@@ -66,9 +68,10 @@ export async function launch(
     floodingProtection?: boolean;
   } = {},
 ): Promise<Harness> {
-  if (!existsSync(join(DIST, 'manifest.json'))) throw new Error('dist/ is missing: run `npm run build` first');
+  const ext = opts.extension ?? DIST;
+  if (!existsSync(join(ext, 'manifest.json'))) throw new Error(`${ext} has no manifest: run \`npm run build\` first`);
   const profile = opts.profile ?? newProfileDir();
-  const extensions = [DIST, ...(opts.otherExtensions ?? [])].join(',');
+  const extensions = [ext, ...(opts.otherExtensions ?? [])].join(',');
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: opts.headless ?? true,
@@ -77,7 +80,7 @@ export async function launch(
     args: [...CHROMIUM_ARGS, `--disable-extensions-except=${extensions}`, `--load-extension=${extensions}`, ...(opts.extraArgs ?? [])],
   });
   // The worker starts on demand (e.g. not at once after a crash), so the id is computed, not read from it.
-  const extensionId = unpackedExtensionId(DIST);
+  const extensionId = unpackedExtensionId(ext);
   const ours = (w: Worker) => w.url().startsWith(`chrome-extension://${extensionId}/`);
   const worker = async () =>
     context.serviceWorkers().find(ours) ?? (await context.waitForEvent('serviceworker', { predicate: ours, timeout: 20_000 }));

@@ -22,7 +22,9 @@ export type FirefoxHarness = {
 };
 
 /** Firefox ESR, headless, with the add-on installed. `prefs` are added to the profile's. */
-export async function launchFirefox(opts: { prefs?: Record<string, string | number | boolean> } = {}): Promise<FirefoxHarness> {
+export async function launchFirefox(
+  opts: { prefs?: Record<string, string | number | boolean> /** dist-firefox/ unless told */; addon?: string } = {},
+): Promise<FirefoxHarness> {
   const browser = await puppeteer.launch({
     browser: 'firefox',
     executablePath: FIREFOX_PATH,
@@ -37,7 +39,7 @@ export async function launchFirefox(opts: { prefs?: Record<string, string | numb
     },
   });
   try {
-    const id = await browser.installExtension(FIREFOX_DIST);
+    const id = await browser.installExtension(opts.addon ?? FIREFOX_DIST);
     if (id !== ADDON_ID) throw new Error(`firefox: installed ${id}, not ${ADDON_ID}`);
   } catch (e) {
     await browser.close();
