@@ -17,7 +17,6 @@ import {
   TO_CONTENT_EVENT,
   TO_PAGE_EVENT,
 } from '../core/agents/page-api.ts';
-import { fromBase64 } from '../core/bytes.ts';
 import { Lane } from './lane.ts';
 
 /**
@@ -25,7 +24,7 @@ import { Lane } from './lane.ts';
  * change their own state first).
  */
 function toPage(m: object): void {
-  window.dispatchEvent(new CustomEvent(TO_PAGE_EVENT, { detail: m }));
+  window.dispatchEvent(new CustomEvent(TO_PAGE_EVENT, { detail: JSON.stringify(m) }));
 }
 
 function reply(id: string, body: { ok: true; result: unknown } | { ok: false; error: unknown }) {
@@ -107,10 +106,8 @@ function startStream(id: string, params: unknown): void {
   let finished = false;
   port.onMessage.addListener((m: StreamMessage) => {
     if ('head' in m) reply(id, { ok: true, result: m.head });
-    else if ('chunk' in m) {
-      const bytes = fromBase64(m.chunk);
-      toPage({ target: INPAGE_TARGET, stream: id, chunk: bytes });
-    } else if ('end' in m) {
+    else if ('chunk' in m) toPage({ target: INPAGE_TARGET, stream: id, chunk: m.chunk });
+    else if ('end' in m) {
       finished = true;
       toPage({ target: INPAGE_TARGET, stream: id, end: true });
     } else if ('error' in m) {
@@ -133,9 +130,14 @@ function startStream(id: string, params: unknown): void {
 
 // Requests from the page: only this window's scripts can dispatch this event on it.
 window.addEventListener(TO_CONTENT_EVENT, (ev: Event) => {
-  if (!(ev instanceof CustomEvent)) return;
-  // a structured clone of the page's object, made now; null when it could not be cloned
-  const m = ev.detail as { target?: unknown; id?: unknown; method?: unknown; params?: unknown; stream?: unknown; cancel?: unknown } | null;
+  // JSON text (page-api.ts); anything else, or longer than a message may be, is not taken
+  if (!(ev instanceof CustomEvent) || typeof ev.detail !== 'string' || ev.detail.length > MAX_PAGE_MESSAGE_BYTES) return;
+  let m: { target?: unknown; id?: unknown; method?: unknown; params?: unknown; stream?: unknown; cancel?: unknown } | null;
+  try {
+    m = JSON.parse(ev.detail);
+  } catch {
+    return;
+  }
   if (typeof m !== 'object' || m === null || m.target !== CONTENT_TARGET) return;
   if (typeof m.id !== 'string' || m.id.length === 0 || m.id.length > 64) return;
   ev.preventDefault(); // taken: the answer comes back as a TO_PAGE_EVENT
@@ -146,13 +148,6 @@ window.addEventListener(TO_CONTENT_EVENT, (ev: Event) => {
     return;
   }
   if (typeof m.method !== 'string' || m.method.length > 64) return fail(id, PageErrorCode.invalidParams);
-  let size: number;
-  try {
-    size = JSON.stringify(m.params ?? null).length;
-  } catch {
-    return fail(id, PageErrorCode.invalidParams); // cycles, BigInt: not a JSON value
-  }
-  if (size > MAX_PAGE_MESSAGE_BYTES) return fail(id, PageErrorCode.invalidParams);
   if (m.stream === true) {
     if (m.method !== 'keyhole_fetch') return fail(id, PageErrorCode.unsupportedMethod);
     return startStream(id, m.params ?? null);

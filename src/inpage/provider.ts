@@ -5,7 +5,16 @@
  * follows EIP-6963: it answers `keyhole:requestProvider` with a `keyhole:announceProvider` event
  * carrying a frozen `{ info, provider }`, and announces once when it loads.
  */
-import { CONTENT_TARGET, INPAGE_TARGET, PAGE_EVENTS, type PageEvent, TO_CONTENT_EVENT, TO_PAGE_EVENT } from '../core/agents/page-api.ts';
+import {
+  CONTENT_TARGET,
+  INPAGE_TARGET,
+  MAX_PAGE_MESSAGE_BYTES,
+  PAGE_EVENTS,
+  type PageEvent,
+  TO_CONTENT_EVENT,
+  TO_PAGE_EVENT,
+} from '../core/agents/page-api.ts';
+import { fromBase64 } from '../core/bytes.ts';
 
 type Pending = { resolve: (v: unknown) => void; reject: (e: unknown) => void };
 
@@ -36,22 +45,30 @@ const ICON =
   const listeners = new Map<PageEvent, Set<(data: unknown) => void>>();
   let next = 0;
 
-  const dispatch = (m: object): boolean => !window.dispatchEvent(new CustomEvent(TO_CONTENT_EVENT, { detail: m, cancelable: true }));
+  // the page's later scripts may replace JSON's methods: keep the ones it started with
+  const { stringify, parse } = JSON;
+  const notJson = (_key: string, v: unknown) => {
+    if (typeof v === 'function' || typeof v === 'symbol') throw new TypeError('not JSON');
+    return v;
+  };
+  const dispatch = (text: string): boolean => !window.dispatchEvent(new CustomEvent(TO_CONTENT_EVENT, { detail: text, cancelable: true }));
   /** messages sent before the content script listened; it says when it does */
-  let early: object[] = [];
+  let early: string[] = [];
 
   /**
-   * Sends to the content script. False only for a message it can never take (one that cannot be
-   * cloned); one sent before the content script runs waits for it.
+   * Sends to the content script. False only for a message it can never take (not JSON: a cycle,
+   * a BigInt, a function; or longer than the bridge takes); one sent before the content script
+   * runs waits for it.
    */
   const toContent = (m: object): boolean => {
-    if (dispatch(m)) return true;
+    let text: string;
     try {
-      structuredClone(m);
+      text = stringify(m, notJson);
     } catch {
       return false;
     }
-    early.push(m);
+    if (text.length > MAX_PAGE_MESSAGE_BYTES) return false;
+    if (!dispatch(text)) early.push(text);
     return true;
   };
 
@@ -64,8 +81,13 @@ const ICON =
   };
 
   window.addEventListener(TO_PAGE_EVENT, (ev: Event) => {
-    if (!(ev instanceof CustomEvent)) return;
-    const data: unknown = ev.detail;
+    if (!(ev instanceof CustomEvent) || typeof ev.detail !== 'string') return;
+    let data: unknown;
+    try {
+      data = parse(ev.detail);
+    } catch {
+      return;
+    }
     if ((data as { ready?: unknown } | null)?.ready === true) {
       const waiting = early;
       early = [];
@@ -86,7 +108,7 @@ const ICON =
     if (typeof s.stream === 'string') {
       const body = bodies.get(s.stream);
       if (!body) return;
-      if (s.chunk instanceof Uint8Array) body.enqueue(s.chunk);
+      if (typeof s.chunk === 'string') body.enqueue(fromBase64(s.chunk));
       else if (s.end === true) {
         bodies.delete(s.stream);
         body.close();

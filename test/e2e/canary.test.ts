@@ -220,41 +220,46 @@ describe('canary: brokered mode shows the page nothing', () => {
   });
 
   it('messages the bridge must drop or refuse', async () => {
-    // The bridge is synchronous events on window (core/agents/page-api.ts TO_CONTENT_EVENT / TO_PAGE_EVENT).
-    // No id: not taken; bad method type: refused; a cyclic params object: refused; params that
-    // cannot be cloned: the provider refuses at once; the old window.postMessage format: ignored.
+    // The bridge is synchronous events on window whose detail is JSON text (core/agents/page-api.ts
+    // TO_CONTENT_EVENT / TO_PAGE_EVENT). Not taken: no id, an object instead of text, text that is
+    // not JSON, text longer than a message may be; refused: a bad method type. The provider refuses
+    // what is not JSON (a function, a cycle) at once; the old window.postMessage format: ignored.
     const res = await page.evaluate(async () => {
       const got: unknown[] = [];
       addEventListener('keyhole:bridge:page', (e) => {
-        const d = (e as CustomEvent).detail;
+        const d = JSON.parse((e as CustomEvent).detail);
         if (d?.target === 'keyhole:inpage' && String(d.id).startsWith('t-')) got.push(d);
       });
       const send = (detail: unknown) => !dispatchEvent(new CustomEvent('keyhole:bridge:content', { detail, cancelable: true }));
-      const taken = send({ target: 'keyhole:content', method: 'keyhole_fetch' });
-      const cyclic: Record<string, unknown> = {};
-      cyclic.self = cyclic;
-      send({ target: 'keyhole:content', id: 't-1', method: 7 });
-      send({ target: 'keyhole:content', id: 't-2', method: 'keyhole_status', params: cyclic });
-      window.postMessage({ target: 'keyhole:content', id: 't-3', method: 'keyhole_status' }, location.origin);
+      const message = (m: object) => send(JSON.stringify(m));
+      const taken = {
+        noId: message({ target: 'keyhole:content', method: 'keyhole_fetch' }),
+        object: send({ target: 'keyhole:content', id: 't-2', method: 'keyhole_status' }),
+        notJson: send('{"target":"keyhole:content","id":"t-3",'),
+        tooLong: message({ target: 'keyhole:content', id: 't-4', method: 'keyhole_status', params: 'x'.repeat(2 * 1024 * 1024) }),
+        badMethod: message({ target: 'keyhole:content', id: 't-1', method: 7 }),
+      };
+      window.postMessage({ target: 'keyhole:content', id: 't-5', method: 'keyhole_status' }, location.origin);
       const provider = await new Promise<{ request(a: unknown): Promise<unknown> }>((resolve) => {
         addEventListener('keyhole:announceProvider', (e) => resolve((e as CustomEvent).detail.provider), { once: true });
         dispatchEvent(new Event('keyhole:requestProvider'));
       });
-      const uncloneable = await provider.request({ method: 'keyhole_status', params: { f: () => 1 } }).then(
-        () => 'answered',
-        (e: { code: number }) => e.code,
-      );
-      await new Promise((r) => setTimeout(r, 1000)); // time for a t-3 answer, which must not come
-      return { taken, got, uncloneable };
+      const refused = (params: unknown) =>
+        provider.request({ method: 'keyhole_status', params }).then(
+          () => 'answered',
+          (e: { code: number }) => e.code,
+        );
+      const cyclic: Record<string, unknown> = {};
+      cyclic.self = cyclic;
+      const notJson = { fn: await refused({ f: () => 1 }), cyclic: await refused(cyclic), bigint: await refused({ n: 1n }) };
+      await new Promise((r) => setTimeout(r, 1000)); // time for answers to t-2 .. t-5, which must not come
+      return { taken, got, notJson };
     });
     observed.push(JSON.stringify(res));
-    expect(res.taken).toBe(false);
-    expect(res.uncloneable).toBe(-32602);
-    expect(res.got).toMatchObject([
-      { id: 't-1', ok: false, error: { code: -32602 } },
-      { id: 't-2', ok: false, error: { code: -32602 } },
-    ]);
-    expect(res.got).toHaveLength(2);
+    expect(res.taken).toEqual({ noId: false, object: false, notJson: false, tooLong: false, badMethod: true });
+    expect(res.notJson).toEqual({ fn: -32602, cyclic: -32602, bigint: -32602 });
+    expect(res.got).toMatchObject([{ id: 't-1', ok: false, error: { code: -32602 } }]);
+    expect(res.got).toHaveLength(1);
   });
 
   it('the audit recorded every request without the canary, and its chain holds', async () => {

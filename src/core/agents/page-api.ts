@@ -162,10 +162,13 @@ export const PAGE_ERROR_MESSAGES: Record<PageErrorCodeValue, string> = {
 
 /**
  * The bridge between the inpage provider and the content script: CustomEvents on window,
- * dispatched synchronously, so no task hop each way (window.postMessage costs one). The detail
- * crosses worlds as a structured clone, and only this window's own scripts can dispatch them. The
- * content script calls preventDefault() on a request it takes, so the provider knows at once when
- * it did not (params that cannot be cloned arrive as null).
+ * dispatched synchronously, so no task hop each way (window.postMessage costs one). Only this
+ * window's own scripts can dispatch them. The detail is JSON text, in both browsers: an object
+ * made in one world is unreadable in the other in Firefox (Xray wrappers), a string is not, and
+ * everything past the content script is JSON anyway (runtime ports). A message is at most
+ * MAX_PAGE_MESSAGE_BYTES of text; the provider refuses a longer one or one that is not JSON at
+ * once, and the bridge ignores it. The content script calls preventDefault() on a request it
+ * takes, so the provider knows at once when it did not. Body chunks stay base64 to the page.
  */
 export const TO_CONTENT_EVENT = 'keyhole:bridge:content';
 export const TO_PAGE_EVENT = 'keyhole:bridge:page';
