@@ -7,6 +7,7 @@ import type { Denial, StoredGrant } from '../core/agents/grants.ts';
 import type { Settings } from '../core/api.ts';
 import type { AuditRecord } from '../core/audit/audit.ts';
 import type { SealedDevice } from '../core/crypto/device.ts';
+import type { StoredPasskey } from '../core/vault/passkey.ts';
 import type { StoredSecret } from '../core/vault/secrets.ts';
 import type { VaultHeader } from '../core/vault/vault.ts';
 import type { TeamAuditPointer } from './audit/team-audit.ts';
@@ -82,12 +83,17 @@ export interface KeyholeDBv3 extends KeyholeDBv2 {
   syncItems: { key: 'items'; value: Map<string, SyncedItem> };
 }
 
-export type KeyholeDB = IDBPDatabase<KeyholeDBv3>;
+/** v4: passkeys, each a second way to open the root (core/vault/passkey.ts). */
+export interface KeyholeDBv4 extends KeyholeDBv3 {
+  passkeys: { key: string; value: StoredPasskey };
+}
+
+export type KeyholeDB = IDBPDatabase<KeyholeDBv4>;
 export const DB_NAME = 'keyhole';
-export const DB_VERSION = 3;
+export const DB_VERSION = 4;
 
 export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
-  return openDB<KeyholeDBv3>(name, DB_VERSION, {
+  return openDB<KeyholeDBv4>(name, DB_VERSION, {
     upgrade(db, oldVersion) {
       if (oldVersion < 1) {
         db.createObjectStore('header');
@@ -110,6 +116,7 @@ export function openKeyholeDB(name = DB_NAME): Promise<KeyholeDB> {
         db.createObjectStore('syncReplica');
         db.createObjectStore('syncItems');
       }
+      if (oldVersion < 4) db.createObjectStore('passkeys', { keyPath: 'id' });
     },
   });
 }

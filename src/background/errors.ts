@@ -24,6 +24,8 @@ export function toErrorBody(e: unknown): RpcErrorBody {
         return { code: 'bad-input', message: e.message, ...item };
       case 'wrong-passphrase':
         return { code: 'wrong-passphrase', message: 'wrong passphrase' };
+      case 'wrong-passkey':
+        return { code: 'wrong-passkey', message: e.message };
       case 'expired':
         return { code: 'expired', message: e.message, ...item };
       case 'not-found':

@@ -13,7 +13,7 @@ import {
   STREAM_PORT,
   type StreamMessage,
 } from '../core/agents/page-api.ts';
-import type { SyncStatus } from '../core/api.ts';
+import { IMPORT_PORT, type SyncStatus } from '../core/api.ts';
 import { toBase64 } from '../core/bytes.ts';
 import { isCoreError } from '../core/errors.ts';
 import { RateLimiter } from '../core/rate-limit.ts';
@@ -51,6 +51,7 @@ import {
   noWindowsLeft,
 } from './vault/autolock.ts';
 import { CLIPBOARD_ALARM } from './vault/clipboard.ts';
+import { serveImport } from './vault/import-port.ts';
 import { chromeSessionStore } from './vault/session.ts';
 import { applyDeferredUpdate, chromeUpdatePending, onUpdateAvailable, type UpdateDeps } from './vault/update.ts';
 import { VaultService } from './vault/vault-service.ts';
@@ -453,6 +454,7 @@ const ready = (async () => {
     scheduleGrantAlarm,
     releaseUngranted,
     destroyNow,
+    secretsChanged,
   };
 })();
 
@@ -505,6 +507,11 @@ function servePage(caller: PageCaller | null, method: unknown, params: unknown, 
 chrome.runtime.onConnect.addListener((port) => {
   if (port.name === SYNC_PORT) {
     watchSync(port);
+    return;
+  }
+  if (port.name === IMPORT_PORT) {
+    if (!port.sender || !isOwnPage(port.sender, chrome.runtime.id, EXTENSION_ORIGIN)) return port.disconnect();
+    void ready.then(({ vault, secretsChanged }) => serveImport(port, vault, secretsChanged));
     return;
   }
   if (port.name !== PAGE_PORT) {

@@ -16,6 +16,7 @@ import { type Credentials, CredentialUnavailable } from './credentials/credentia
 import { RpcError, toErrorBody } from './errors.ts';
 import type { TeamAdmin } from './sync/admin.ts';
 import type { SyncService } from './sync/sync-service.ts';
+import { exportBackup } from './vault/backup.ts';
 import type { VaultService } from './vault/vault-service.ts';
 
 type Handler = (params: unknown) => Promise<unknown>;
@@ -152,6 +153,15 @@ export function handlers(vault: VaultService, effects: Effects): Record<Method, 
     'vault.unlock': (x) => vault.unlock(str(obj(x), 'passphrase')),
     'vault.lock': () => vault.lock('person'),
     'vault.changePassphrase': (x) => vault.changePassphrase(str(obj(x), 'current'), str(obj(x), 'next'), kdfOf(obj(x))),
+    'vault.unlockPasskey': (x) => vault.unlockWithPasskey(str(obj(x), 'id'), str(obj(x), 'prf')),
+    'passkeys.list': async () => ({ passkeys: await vault.listPasskeys() }),
+    'passkeys.add': async (x) => {
+      const p = obj(x);
+      const passkey = { id: str(p, 'id'), name: str(p, 'name'), salt: str(p, 'salt'), prf: str(p, 'prf') };
+      return { passkeys: await vault.addPasskey(str(p, 'passphrase'), passkey) };
+    },
+    'passkeys.remove': async (x) => ({ passkeys: await vault.removePasskey(str(obj(x), 'id')) }),
+    'backup.export': (x) => exportBackup(vault, str(obj(x), 'passphrase'), str(obj(x), 'backupPassphrase'), Date.now()),
     'secrets.list': () => vault.listSecrets(),
     'secrets.create': (x) => changing(vault.createSecret(obj(x) as never)),
     'secrets.update': (x) => changing(vault.updateSecret(obj(x) as never)),

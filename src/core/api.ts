@@ -141,12 +141,39 @@ export type SyncStatus = {
   readonly rotate: readonly string[];
 };
 
+/** A Keyhole backup file's `format` (core/vault/backup.ts): how the import form tells one from other files. */
+export const BACKUP_FORMAT = 'keyhole-backup';
+/** The runtime port an import travels on (options page <-> worker, background/vault/import-port.ts). */
+export const IMPORT_PORT = 'keyhole-import';
+/** Page -> worker on the import port: the secrets to create, or a backup file's text to restore; all or none. */
+export type ImportMessage = { readonly items: readonly SecretInput[] } | { readonly backup: string; readonly passphrase: string };
+/** Worker -> page: how many are sealed so far, then how many were created, or why none were. */
+export type ImportReply =
+  | { readonly sealed: number; readonly total: number }
+  | { readonly done: number }
+  | { readonly error: RpcErrorBody };
+
+/** A passkey that unlocks the vault: its credential id (base64url), name, and PRF salt (base64). No secret. */
+export type PasskeyView = { readonly id: string; readonly name: string; readonly createdAt: number; readonly salt: string };
+
 export type Api = {
   status: { params: undefined; result: Status };
   'vault.create': { params: { passphrase: string; kdf?: KdfAlg }; result: Status };
   'vault.unlock': { params: { passphrase: string }; result: Status };
   'vault.lock': { params: undefined; result: Status };
   'vault.changePassphrase': { params: { current: string; next: string; kdf?: KdfAlg }; result: Status };
+  /** the PRF output (base64) of passkey `id` for its salt */
+  'vault.unlockPasskey': { params: { id: string; prf: string }; result: Status };
+  /** the passkeys that unlock this vault (answered while locked too: the unlock needs ids and salts) */
+  'passkeys.list': { params: undefined; result: { passkeys: PasskeyView[] } };
+  /** a second unlock path: the passphrase opens the root, the passkey's PRF output seals it again */
+  'passkeys.add': {
+    params: { passphrase: string; id: string; name: string; salt: string; prf: string };
+    result: { passkeys: PasskeyView[] };
+  };
+  'passkeys.remove': { params: { id: string }; result: { passkeys: PasskeyView[] } };
+  /** an encrypted backup file's text: the vault's passphrase again, and one for the backup */
+  'backup.export': { params: { passphrase: string; backupPassphrase: string }; result: { text: string; count: number; left: number } };
   'secrets.list': { params: undefined; result: { secrets: SecretSummary[]; damaged: DamagedSecret[] } };
   'secrets.create': { params: SecretInput; result: SecretSummary };
   'secrets.update': { params: SecretPatch; result: SecretSummary };
@@ -282,6 +309,7 @@ export type RpcErrorCode =
   | 'already-initialized'
   | 'locked'
   | 'wrong-passphrase'
+  | 'wrong-passkey'
   | 'throttled'
   | 'weak-passphrase'
   | 'bad-input'

@@ -9,6 +9,7 @@ export type CoreErrorCode =
   | 'unsupported-version' // a record or header from a format we do not know
   | 'decrypt-failed' // authentication failed: wrong key, tampered or swapped record
   | 'wrong-passphrase' // the passphrase does not open the vault
+  | 'wrong-passkey' // a passkey's PRF output does not open the vault
   | 'bad-kdf-params' // KDF parameters outside the allowed range
   | 'not-allowed' // a well-formed request outside what a rule or grant allows
   | 'expired' // the secret expired: its values are destroyed

@@ -7,6 +7,7 @@
 
 import type { Status } from '../core/api.ts';
 import { field, h, message, replace } from '../ui/dom.ts';
+import { passkeyUnlock } from '../ui/passkey.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 import { auditSection } from './audit.ts';
@@ -130,7 +131,7 @@ function lockedView(status: Status): Node[] {
       await redraw();
     });
   });
-  return [header('locked'), h('p', {}, 'The vault is locked.'), form];
+  return [header('locked'), h('p', {}, 'The vault is locked.'), form, passkeyUnlock(errors, () => void redraw())];
 }
 
 setRedraw(render);

@@ -21,6 +21,7 @@ import { type ExpiryWarning, expiryWarning } from '../core/vault/versions.ts';
 import { field, formatTime, h } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
+import { importForm } from './import.ts';
 import { guarded, redraw } from './page.ts';
 
 const splitList = (s: string) => s.split(/[\s,]+/).filter(Boolean);
@@ -33,6 +34,7 @@ export function secretsSection(
   editorSlot: HTMLElement,
 ): Node {
   const add = h('button', { type: 'button', class: 'primary', id: 'add-secret' }, 'Add secret');
+  const importSlot = h('div', { id: 'import-slot' });
   add.addEventListener('click', () => editorSlot.replaceChildren(editor(editorSlot)));
   const table = secretsTable(secrets, editorSlot, credentials);
   const search = h('input', {
@@ -83,6 +85,8 @@ export function secretsSection(
       : null,
     h('div', { class: 'row' }, add),
     editorSlot,
+    importForm(importSlot),
+    importSlot,
   );
 }
 

@@ -5,6 +5,7 @@
 import type { Status } from '../core/api.ts';
 import { MIN_PASSPHRASE_LENGTH } from '../core/api.ts';
 import { field, h, message, replace } from '../ui/dom.ts';
+import { passkeyUnlock } from '../ui/passkey.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 
@@ -94,7 +95,7 @@ function unlockView(status: Status): Node[] {
     }).then(() => pass.focus());
   });
   queueMicrotask(() => pass.focus());
-  return [title('locked'), form];
+  return [title('locked'), form, passkeyUnlock(errors, render)];
 }
 
 function unlockedView(): Node[] {

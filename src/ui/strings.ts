@@ -7,6 +7,7 @@ const TEXT: Record<RpcErrorBody['code'], string> = {
   'already-initialized': 'A vault already exists in this browser.',
   locked: 'The vault is locked.',
   'wrong-passphrase': 'Wrong passphrase.',
+  'wrong-passkey': 'That passkey does not unlock this vault',
   throttled: 'Too many wrong passphrases.',
   'weak-passphrase': 'Choose a passphrase of at least 12 characters.',
   'bad-input': 'Some input is not valid',
@@ -23,7 +24,7 @@ const TEXT: Record<RpcErrorBody['code'], string> = {
 export function describeError(e: unknown): string {
   if (!(e instanceof RpcCallError)) return TEXT.internal;
   let text = TEXT[e.code] ?? TEXT.internal;
-  if (e.code === 'bad-input' || e.code === 'damaged' || e.code === 'sync-failed') text += `: ${e.message}.`;
+  if (e.code === 'bad-input' || e.code === 'damaged' || e.code === 'sync-failed' || e.code === 'wrong-passkey') text += `: ${e.message}.`;
   const wait = e.data?.retryAfterMs;
   if (typeof wait === 'number' && wait > 0) text += ` Try again in ${Math.ceil(wait / 1000)} s.`;
   if (e.code === 'damaged' && typeof e.data?.item === 'string') text += ` (item ${e.data.item})`;

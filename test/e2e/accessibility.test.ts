@@ -3,6 +3,8 @@
  * of the vault, the consent window, and every section of the options page with content in it.
  * No serious or critical violation is allowed; the others are printed for a person to read.
  */
+
+import { join } from 'node:path';
 import AxeBuilder from '@axe-core/playwright';
 import type { Page } from 'playwright';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,6 +92,15 @@ describe('accessibility (axe-core): no serious or critical violations', () => {
     await page.locator('tr[data-secret="openai"] a.secret-link').click();
     await page.waitForFunction(() => document.getElementById('app')?.dataset.section === 'secret');
     found.push(...(await violations(page, 'options: a secret')));
+    // an import's preview, with secrets to create and entries skipped
+    await showSection(page, 'secrets');
+    await page.locator('#import-file').setInputFiles(join(import.meta.dirname, '../fixtures/import/keys.env'));
+    await page.locator('#import-preview').waitFor();
+    found.push(...(await violations(page, 'options: an import preview')));
+    // the settings with the passkey form drawn (Chromium offers passkeys)
+    await showSection(page, 'settings');
+    await page.locator('#add-passkey').waitFor();
+    found.push(...(await violations(page, 'options: settings with passkeys')));
     await page.close();
     expect(found).toEqual([]);
   });

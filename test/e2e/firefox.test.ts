@@ -2,7 +2,8 @@
  * The add-on's Firefox build in Firefox ESR (issue 17, first part): installed from dist-firefox/,
  * its event page holds the vault as Chromium's worker does: create, a secret, lock, a wrong and
  * a right passphrase, the options page drawn from it, and the vault as it was after longer than
- * the event page's idle timeout without a call. The shared e2e core in both browsers is later work.
+ * the event page's idle timeout without a call; the settings' Firefox notes (no locked-screen lock,
+ * no passkey). The shared e2e core in both browsers is later work.
  */
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -76,6 +77,19 @@ describe('the Firefox build in Firefox ESR', () => {
     await new Promise((r) => setTimeout(r, 8_000));
     expect((await call<{ state: string }>('status')).result.state).toBe('unlocked');
     expect((await call<{ secrets: { name: string }[] }>('secrets.list')).result.secrets.map((s) => s.name)).toEqual(['openai']);
+    await page.close();
+  });
+
+  it('the settings say Firefox cannot lock on a locked screen, and offer no passkey (none from an add-on in ESR)', async () => {
+    const page = await ff.open(`${OPTIONS}#settings`);
+    await page.waitForSelector('#lock-system-hint', { timeout: 15_000 });
+    expect(await page.$eval('#lock-system', (e) => [(e as HTMLInputElement).disabled, e.getAttribute('aria-describedby')])).toEqual([
+      true,
+      'lock-system-hint',
+    ]);
+    await page.waitForSelector('#settings-form');
+    expect(await page.$$eval('#passkeys *', (els) => els.length)).toBe(0);
+    expect(await page.$('#unlock-passkey')).toBeNull();
     await page.close();
   });
 });

@@ -9,13 +9,14 @@ import { compileRedaction, type RedactionSet } from '../../core/agents/redact.ts
 import {
   type DamagedSecret,
   MIN_PASSPHRASE_LENGTH,
+  type PasskeyView,
   type SecretInput,
   type SecretPatch,
   type SecretSummary,
   type Settings,
   type Status,
 } from '../../core/api.ts';
-import { wipe } from '../../core/bytes.ts';
+import { fromBase64, toBase64, wipe } from '../../core/bytes.ts';
 import {
   type CredentialConfig,
   checkCredentialConfig,
@@ -34,6 +35,14 @@ import { deriveItemsKey, deriveVaultKeys, type VaultKeys } from '../../core/cryp
 import { openRecord } from '../../core/crypto/seal.ts';
 import { vaultKeyPlace } from '../../core/crypto/share.ts';
 import { CoreError, isCoreError } from '../../core/errors.ts';
+import {
+  checkCredentialId,
+  MAX_PASSKEYS,
+  openRootWithPasskey,
+  PRF_LENGTH,
+  type StoredPasskey,
+  sealRootForPasskey,
+} from '../../core/vault/passkey.ts';
 import {
   destroyDue,
   nextDestruction as nextDestructionOf,
@@ -184,6 +193,68 @@ export class VaultService {
     });
   }
 
+  /** The root from a passkey's PRF output (base64), under the same growing delay as the passphrase. */
+  unlockWithPasskey(id: string, prf: string): Promise<Status> {
+    return this.serial(async () => {
+      const header = await this.requireHeader();
+      if (this.open) return this.status();
+      const output = prfBytes(prf);
+      try {
+        const stored = await this.db.get('passkeys', checkCredentialId(id));
+        if (!stored) throw new RpcError('wrong-passkey', 'this passkey was removed from the vault; unlock with the passphrase');
+        const root = await this.throttled('wrong-passkey', () => openRootWithPasskey(header.vaultId, stored, output));
+        await this.start(header, root);
+      } finally {
+        wipe(output);
+      }
+      this.onUnlocked();
+      return this.status();
+    });
+  }
+
+  /** The passkeys that unlock the vault: no secret, so answered while locked (the unlock needs them). */
+  async listPasskeys(): Promise<PasskeyView[]> {
+    await this.requireHeader();
+    return (await this.db.getAll('passkeys')).map(passkeyView).sort((a, b) => a.createdAt - b.createdAt);
+  }
+
+  /**
+   * A passkey as a second unlock path. The passphrase is asked again: it opens the root, which is
+   * sealed again under the passkey's PRF output (`salt` is what the page asked the PRF for).
+   */
+  addPasskey(passphrase: string, p: { id: string; name: string; salt: string; prf: string }): Promise<PasskeyView[]> {
+    return this.serial(async () => {
+      const { header } = await this.unlocked();
+      const id = checkCredentialId(p.id);
+      const all = await this.db.getAllKeys('passkeys');
+      if (!all.includes(id) && all.length >= MAX_PASSKEYS) throw new RpcError('bad-input', `at most ${MAX_PASSKEYS} passkeys`);
+      const salt = prfBytes(p.salt, 'salt');
+      const output = prfBytes(p.prf);
+      try {
+        const root = await this.checkPassphrase(header, passphrase);
+        try {
+          const stored = await sealRootForPasskey(root, output, { vaultId: header.vaultId, id, name: p.name, salt, now: this.now() });
+          await this.db.put('passkeys', stored);
+        } finally {
+          wipe(root);
+        }
+      } finally {
+        wipe(output);
+      }
+      return this.listPasskeys();
+    });
+  }
+
+  removePasskey(id: string): Promise<PasskeyView[]> {
+    return this.serial(async () => {
+      await this.unlocked();
+      const key = checkCredentialId(id);
+      if (!(await this.db.get('passkeys', key))) throw new RpcError('not-found', 'no such passkey');
+      await this.db.delete('passkeys', key);
+      return this.listPasskeys();
+    });
+  }
+
   lock(reason: LockReason = 'person'): Promise<Status> {
     return this.serial(async () => {
       this.open = null;
@@ -240,34 +311,74 @@ export class VaultService {
   createSecret(input: SecretInput): Promise<SecretSummary> {
     return this.serial(async () => {
       const open = await this.unlocked();
-      const name = checkName(input.name);
-      await this.assertNameFree(name);
-      const t = this.now();
-      const kind = checkKind(input.kind);
-      // a refresh token is spent by the device that created it until another takes the role over
-      const config = checkCredentialConfig(kind, {
-        oauth2: { refresher: open.header.vaultId, ...input.oauth2 },
-        aws: input.aws,
-        distant: input.distant,
-      });
-      const value = isMinted(kind) ? await checkedMaterial(kind, config, input.material) : checkValue(input.value);
-      const meta: SecretMeta = {
-        name,
-        rule: checkRule(input.rule),
-        notes: input.notes ?? '',
-        createdAt: t,
-        updatedAt: t,
-        ...(isMinted(kind) ? { kind, ...config } : {}),
-        ...(input.expiresAt ? { expiresAt: checkExpiry(input.expiresAt, t) as number } : {}),
-        values: [{ n: 1, state: 'current', createdAt: t }],
-      };
-      const place = { vaultId: open.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.epoch };
-      const stored = await sealSecret(keysFor(open, open.epoch), place, meta, value);
+      const { stored, meta } = await this.prepare(open, input, await this.nameIndex());
       await this.db.add('secrets', stored);
-      const s = summary(stored, meta, t);
+      const s = summary(stored, meta, meta.createdAt);
       this.changed(s.id, s);
       return s;
     });
+  }
+
+  /**
+   * Many secrets at once, all or none (an import, a restored backup): every one is checked and
+   * sealed as createSecret would, before one transaction writes them all. A problem with any of
+   * them writes nothing, and says which entry it was. `progress` hears how many are sealed so far.
+   */
+  importSecrets(inputs: readonly SecretInput[], progress: (sealed: number) => void = () => {}): Promise<SecretSummary[]> {
+    return this.serial(async () => {
+      const open = await this.unlocked();
+      const taken = new Set((await this.nameIndex()).keys());
+      const sealed: { stored: StoredSecret; meta: SecretMeta }[] = [];
+      for (const [i, input] of inputs.entries()) {
+        try {
+          sealed.push(await this.prepare(open, input, taken));
+        } catch (e) {
+          const code = e instanceof RpcError ? e.code : 'bad-input';
+          throw new RpcError(code, `entry ${i + 1}: ${e instanceof Error ? e.message : 'not valid'}`);
+        }
+        taken.add(sealed[i]?.meta.name as string);
+        if (sealed.length % 100 === 0) progress(sealed.length);
+      }
+      const tx = this.db.transaction('secrets', 'readwrite');
+      await Promise.all([...sealed.map((x) => tx.store.add(x.stored)), tx.done]);
+      progress(sealed.length);
+      return sealed.map(({ stored, meta }) => {
+        const s = summary(stored, meta, meta.createdAt);
+        this.changed(s.id, s);
+        return s;
+      });
+    });
+  }
+
+  /** A new secret checked and sealed, not yet stored. `taken`: the names it must not have. */
+  private async prepare(
+    open: Open,
+    input: SecretInput,
+    taken: { has(name: string): boolean },
+  ): Promise<{ stored: StoredSecret; meta: SecretMeta }> {
+    const name = checkName(input.name);
+    if (taken.has(name)) throw new RpcError('name-taken', 'a secret with this name exists');
+    const t = this.now();
+    const kind = checkKind(input.kind);
+    // a refresh token is spent by the device that created it until another takes the role over
+    const config = checkCredentialConfig(kind, {
+      oauth2: { refresher: open.header.vaultId, ...input.oauth2 },
+      aws: input.aws,
+      distant: input.distant,
+    });
+    const value = isMinted(kind) ? await checkedMaterial(kind, config, input.material) : checkValue(input.value);
+    const meta: SecretMeta = {
+      name,
+      rule: checkRule(input.rule),
+      notes: input.notes ?? '',
+      createdAt: t,
+      updatedAt: t,
+      ...(isMinted(kind) ? { kind, ...config } : {}),
+      ...(input.expiresAt ? { expiresAt: checkExpiry(input.expiresAt, t) as number } : {}),
+      values: [{ n: 1, state: 'current', createdAt: t }],
+    };
+    const place = { vaultId: open.vaultId, id: crypto.randomUUID(), version: 1, epoch: open.epoch };
+    return { stored: await sealSecret(keysFor(open, open.epoch), place, meta, value), meta };
   }
 
   /** Any change re-seals all three records at version + 1 under a fresh data key. */
@@ -621,6 +732,30 @@ export class VaultService {
     });
   }
 
+  /**
+   * Every secret's settings and current value, after the passphrase is checked again: what a
+   * backup holds. Expired secrets (their values are destroyed) and damaged records are counted, not returned.
+   */
+  exportable(passphrase: string): Promise<{ secrets: { meta: SecretMeta; value: string }[]; left: number }> {
+    return this.serial(async () => {
+      const open = await this.unlocked();
+      wipe(await this.checkPassphrase(open.header, passphrase));
+      const secrets: { meta: SecretMeta; value: string }[] = [];
+      let left = 0;
+      for (const s of await this.db.getAll('secrets')) {
+        try {
+          const keys = keysFor(open, s.epoch);
+          const meta = await openSecretMeta(keys, open.vaultId, s);
+          if (meta.expiresAt !== undefined && meta.expiresAt <= this.now()) left++;
+          else secrets.push({ meta, value: await openSecretValue(keys, open.vaultId, s) });
+        } catch {
+          left++; // damaged: listed as such in the secrets section
+        }
+      }
+      return { secrets: secrets.sort((a, b) => a.meta.name.localeCompare(b.meta.name)), left };
+    });
+  }
+
   async getSettings(): Promise<Settings> {
     return { ...DEFAULT_SETTINGS, ...(await this.db.get('settings', 'settings')) };
   }
@@ -726,19 +861,30 @@ export class VaultService {
   /** Opens the root with a passphrase, under the growing delay for failed tries. */
   private async checkPassphrase(header: VaultHeader, passphrase: string): Promise<Uint8Array<ArrayBuffer>> {
     if (typeof passphrase !== 'string' || passphrase.length === 0) throw new RpcError('bad-input', 'passphrase is required');
+    return this.throttled('wrong-passphrase', () => openVault(header, passphrase));
+  }
+
+  /**
+   * Opens the root one way or another under one growing delay: wrong passphrases and wrong
+   * passkeys count together, so switching between them gains an attacker nothing.
+   */
+  private async throttled(
+    wrong: 'wrong-passphrase' | 'wrong-passkey',
+    open: () => Promise<Uint8Array<ArrayBuffer>>,
+  ): Promise<Uint8Array<ArrayBuffer>> {
     const t = await this.db.get('throttle', 'unlock');
     const wait = retryAfterMs(t, this.now());
-    if (wait > 0) throw new RpcError('throttled', 'too many wrong passphrases; wait before trying again', { retryAfterMs: wait });
+    if (wait > 0) throw new RpcError('throttled', 'too many failed unlocks; wait before trying again', { retryAfterMs: wait });
     try {
-      const root = await openVault(header, passphrase);
+      const root = await open();
       if (t) await this.db.delete('throttle', 'unlock');
       return root;
     } catch (e) {
-      if (!isCoreError(e, 'wrong-passphrase')) throw e;
+      if (!isCoreError(e, wrong)) throw e;
       const failures = (t?.failures ?? 0) + 1;
       const next = { failures, lastFailureAt: this.now() };
       await this.db.put('throttle', next, 'unlock');
-      throw new RpcError('wrong-passphrase', 'wrong passphrase', { retryAfterMs: retryAfterMs(next, this.now()) });
+      throw new RpcError(wrong, e.message, { retryAfterMs: retryAfterMs(next, this.now()) });
     }
   }
 
@@ -842,4 +988,20 @@ export function checkSettings(s: Settings): Settings {
     clipboardClearSeconds: s.clipboardClearSeconds,
     requestsPerMinute: s.requestsPerMinute,
   };
+}
+
+/** 32 bytes from base64 (a PRF output or salt), or a typed error that does not repeat the input. */
+function prfBytes(b64: unknown, what = 'prf'): Uint8Array<ArrayBuffer> {
+  let bytes: Uint8Array<ArrayBuffer> | undefined;
+  try {
+    if (typeof b64 === 'string' && b64.length <= 64) bytes = fromBase64(b64);
+  } catch {
+    // reported below
+  }
+  if (bytes?.length !== PRF_LENGTH) throw new RpcError('bad-input', `${what} must be ${PRF_LENGTH} bytes, base64`);
+  return bytes;
+}
+
+function passkeyView(p: StoredPasskey): PasskeyView {
+  return { id: p.id, name: p.name, createdAt: p.createdAt, salt: toBase64(p.salt) };
 }

@@ -43,6 +43,10 @@ export const RecordKind = {
   devicePrivate: 7,
   /** a synced vault's key for one epoch under the local items key */
   vaultKey: 8,
+  /** vault root key under a passkey's PRF-derived key (core/vault/passkey.ts) */
+  rootPasskey: 9,
+  /** one secret in an encrypted backup, under the backup passphrase's key (core/vault/backup.ts) */
+  backupItem: 10,
 } as const;
 export type RecordKind = (typeof RecordKind)[keyof typeof RecordKind];
 const KINDS = new Set<number>(Object.values(RecordKind));
