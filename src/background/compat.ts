@@ -8,6 +8,9 @@
  *   clipboard   Chromium: an offscreen document waits and clears it (the worker has no DOM);
  *               Firefox has no offscreen documents: the event page writes it, on an alarm.
  *   idle        Firefox has no "locked" state: locking when the screen locks cannot fire there.
+ *   lane        Chromium: after a page's first brokered call its requests take a MessagePort to
+ *               the worker; Firefox: never asked for (content/lane.ts), the page port carries all.
+ *   page bridge JSON text in CustomEvent details, in both (core/agents/page-api.ts).
  */
 import { eventPageClipboard, offscreenClipboard } from './vault/clipboard.ts';
 

@@ -11,6 +11,7 @@
 import { LANE_OPEN_TIMEOUT_MS, LANE_PAGE, type LaneMessage } from '../core/agents/page-api.ts';
 
 const EXTENSION_ORIGIN = new URL(chrome.runtime.getURL('')).origin;
+declare const __FIREFOX__: boolean;
 
 export type LaneRequest = { readonly id: string; readonly method: string; readonly params: unknown };
 type Body = { ok: true; result: unknown } | { ok: false; error: unknown };
@@ -29,8 +30,13 @@ export class Lane {
     },
   ) {}
 
-  /** True once: the caller should now ask the worker for a token on the page port. */
+  /**
+   * True once: the caller should now ask the worker for a token on the page port. Never in
+   * Firefox: its lane frame, a web-accessible page inside a web page, has no service worker to post
+   * to and no runtime.getBackgroundPage (measured in Firefox 153), so the page port carries all.
+   */
   shouldAsk(): boolean {
+    if (__FIREFOX__) return false;
     if (this.state !== 'none') return false;
     this.state = 'asked';
     return true;

@@ -116,6 +116,14 @@ for (const name of ['chromium', 'firefox'] as BrowserName[]) {
       await window.waitFor('#allow-period:not([disabled])');
       await window.hold('#allow-period', HOLD_MS);
       expect(await answer).toMatchObject({ ok: true });
+      // extension frames the page gets: the lane's, after the first brokered call (Chromium only)
+      await web.evaluate(() => {
+        const added: string[] = [];
+        (window as unknown as { lanes: string[] }).lanes = added;
+        new MutationObserver((records) => {
+          for (const r of records) for (const n of r.addedNodes) if (n instanceof HTMLIFrameElement) added.push(n.src);
+        }).observe(document, { childList: true, subtree: true });
+      }, null);
 
       const streamed = await web.evaluate(
         (url) =>
@@ -171,6 +179,14 @@ for (const name of ['chromium', 'firefox'] as BrowserName[]) {
       ])
         expect(seen.includes(form), form.slice(0, 12)).toBe(false);
       expect(api.received.at(-1)?.headers.authorization).toBe(`Bearer ${CANARY}`);
+    });
+
+    it(name === 'chromium' ? 'brokered calls moved to a lane' : 'brokered calls stayed on the page port: Firefox has no lane', async () => {
+      for (let i = 0; i < 3; i++)
+        expect((await request(web, 'keyhole_fetch', { secret: 'canary', url: `http://${api.host}/v1/echo` })).ok).toBe(true);
+      const frames = await web.evaluate(() => (window as unknown as { lanes: string[] }).lanes, null);
+      if (name === 'chromium') expect(frames.filter((f) => f.endsWith('/src/content/lane.html'))).toHaveLength(1);
+      else expect(frames).toEqual([]);
     });
 
     it('a transparent grant: the page’s own fetch reaches the API with the key added on the way', async () => {

@@ -40,10 +40,10 @@ export type AnyBrowser = {
 /** Firefox's event-page idle timeout in these tests (ms; 30 s by default) */
 const FIREFOX_IDLE_MS = 3000;
 
-export async function launchBrowser(name: BrowserName): Promise<AnyBrowser> {
+export async function launchBrowser(name: BrowserName, firefoxIdleMs = FIREFOX_IDLE_MS): Promise<AnyBrowser> {
   return name === 'chromium'
     ? chromium(await launch())
-    : firefox(await launchFirefox({ prefs: { 'extensions.background.idle.timeout': FIREFOX_IDLE_MS } }));
+    : firefox(await launchFirefox({ prefs: { 'extensions.background.idle.timeout': firefoxIdleMs } }), firefoxIdleMs);
 }
 
 function fromPlaywright(p: PlaywrightPage): AnyPage {
@@ -101,7 +101,7 @@ function chromium(h: Harness): AnyBrowser {
   };
 }
 
-function firefox(ff: FirefoxHarness): AnyBrowser {
+function firefox(ff: FirefoxHarness, idleMs: number): AnyBrowser {
   // a token in the event page's window tells a restarted event page from the same one
   const mark = async () => {
     const page = await ff.open('src/options/index.html');
@@ -142,7 +142,7 @@ function firefox(ff: FirefoxHarness): AnyBrowser {
     suspend: async () => {
       const { page, token } = await mark();
       await page.close(); // an open extension page does not keep the event page alive, but it goes anyway
-      await new Promise((r) => setTimeout(r, FIREFOX_IDLE_MS * 2 + 2000));
+      await new Promise((r) => setTimeout(r, idleMs * 2 + 2000));
       return async () => {
         const probe = await ff.open('src/options/index.html');
         const now = await probe.evaluate(async () => {
