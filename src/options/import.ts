@@ -31,7 +31,7 @@ export function importForm(slot: HTMLElement): Node {
     slot.replaceChildren();
     if (!f) return;
     void preview(f).then(
-      (plan) => slot.replaceChildren(plan.format === 'keyhole-backup' ? restoreView(plan.text) : planView(plan, slot)),
+      (plan) => slot.replaceChildren(plan.format === 'keyhole-backup' ? restoreView(plan.text, slot) : planView(plan, slot)),
       (e: unknown) => errors.replaceChildren(message('error', `Nothing was imported: ${reason(e)}`)),
     );
   });
@@ -70,7 +70,7 @@ function backupText(bytes: Uint8Array): string | null {
 }
 
 /** A backup asks for its passphrase; its secrets are opened and created by the worker, all or none. */
-function restoreView(text: string): Node {
+function restoreView(text: string, slot: HTMLElement): Node {
   const pass = h('input', { type: 'password', id: 'restore-passphrase', autocomplete: 'off', required: true });
   const status = h('div', { id: 'import-status', role: 'status' });
   const form = h(
@@ -92,6 +92,7 @@ function restoreView(text: string): Node {
       bar.value = n;
     }).then(
       async (n) => {
+        slot.replaceChildren();
         await redraw();
         document.getElementById('import-errors')?.replaceChildren(message('info', `Restored ${n} secret${n === 1 ? '' : 's'}.`));
       },
@@ -123,6 +124,7 @@ function planView(plan: ImportPlan, slot: HTMLElement): Node {
     status.replaceChildren(bar);
     send({ items }, (n) => bar.setAttribute('value', String(n))).then(
       async (n) => {
+        slot.replaceChildren(); // done: the preview goes (the slot outlives redraws)
         await redraw(); // the list with them in it; the section is drawn anew, so say it there
         document.getElementById('import-errors')?.replaceChildren(message('info', `Imported ${n} secret${n === 1 ? '' : 's'}.`));
       },

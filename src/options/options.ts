@@ -39,6 +39,8 @@ function route(): Route {
 
 /** The editor of the secrets view, kept across redraws so a sync does not wipe what the person is typing. */
 const editorSlot = h('div', { id: 'editor' });
+/** An import's preview, kept across redraws the same way: a sync does not wipe what the person is reading. */
+const importSlot = h('div', { id: 'import-slot' });
 
 async function render() {
   const status = await call('status');
@@ -58,7 +60,7 @@ async function sectionView(r: Route): Promise<Node[]> {
   switch (r.section) {
     case 'secrets': {
       const [{ secrets, damaged }, credentials] = await Promise.all([call('secrets.list'), call('credentials.status')]);
-      return [secretsSection(secrets, damaged, credentials, editorSlot)];
+      return [secretsSection(secrets, damaged, credentials, editorSlot, importSlot)];
     }
     case 'secret': {
       const [{ secrets }, credentials] = await Promise.all([call('secrets.list'), call('credentials.status')]);
@@ -137,6 +139,7 @@ function lockedView(status: Status): Node[] {
 setRedraw(render);
 window.addEventListener('hashchange', () => {
   editorSlot.replaceChildren();
+  importSlot.replaceChildren();
   void render().then(() => (app.querySelector('#section-h') as HTMLElement | null)?.focus());
 });
 render().catch((e) => replace(app, message('error', describeError(e))));

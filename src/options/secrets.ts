@@ -32,9 +32,9 @@ export function secretsSection(
   damaged: { id: string; reason: string }[],
   credentials: Record<string, CredentialStatusView>,
   editorSlot: HTMLElement,
+  importSlot: HTMLElement,
 ): Node {
   const add = h('button', { type: 'button', class: 'primary', id: 'add-secret' }, 'Add secret');
-  const importSlot = h('div', { id: 'import-slot' });
   add.addEventListener('click', () => editorSlot.replaceChildren(editor(editorSlot)));
   const table = secretsTable(secrets, editorSlot, credentials);
   const search = h('input', {
