@@ -183,9 +183,25 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     await form.getByLabel('Kind').selectOption('jwt');
     await form.getByLabel('Configuration (JSON)').fill('{"audience": "https://api.team.example", "tokenMaxSeconds": 600}');
     await form.getByRole('button', { name: 'Save the engine' }).click();
+    // It failed once in CI (the engine never drawn in 30 s) with no clue: say what the page and the
+    // worker showed if it happens again.
     await expect
-      .poll(async () => (await page.locator('[data-engine="api-tokens"] h4').textContent()) ?? '', { timeout: 15_000 })
-      .toContain('api-tokens (jwt)');
+      .poll(
+        async () =>
+          (await page
+            .locator('[data-engine="api-tokens"] h4')
+            .textContent({ timeout: 2_000 })
+            .catch(() => null)) ?? '',
+        {
+          timeout: 30_000,
+        },
+      )
+      .toContain('api-tokens (jwt)')
+      .catch(async (e: unknown) => {
+        const errors = await page.locator('#team-admin-errors').textContent({ timeout: 2_000 }).catch(String);
+        const engines = await team().then((t) => t.engines.map((x) => x.name), String);
+        throw new Error(`${String(e)}; the page said: ${JSON.stringify(errors)}; team.view engines: ${JSON.stringify(engines)}`);
+      });
     const policy = page.locator('#engine-policy');
     await policy.getByLabel('Role').fill('caller');
     await policy.getByLabel('Max TTL (seconds)').fill('900'); // above the engine's 600
