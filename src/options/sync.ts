@@ -41,15 +41,25 @@ export function watchSync(changed: () => void): void {
 }
 
 export function syncSection(): Node {
-  const section = h('section', { 'aria-labelledby': 'section-h', id: 'sync' }, h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'));
-  // made once, not on every status change: reading the team runs a sync, which changes the status
-  let admin: Node | undefined;
+  // what follows the status is drawn anew on each change; the team's roles and engines are not
+  const live = h('div', { id: 'sync-live' });
+  const section = h(
+    'section',
+    { 'aria-labelledby': 'section-h', id: 'sync' },
+    h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'),
+    live,
+  );
+  // made once and never taken out of the page: reading the team runs a sync, which changes the
+  // status, and an admin's form must not be detached mid-click by the redraw that follows
+  let admin: HTMLElement | undefined;
   const draw = (s: SyncStatus) => {
     section.dataset.syncState = s.enabled ? (s.joining ? 'joining' : 'enabled') : 'off';
-    const focused = document.activeElement === section.firstElementChild;
-    if (s.vault) admin ??= teamAdmin();
-    section.replaceChildren(h('h2', { id: 'section-h', tabindex: -1 }, 'Sync and team'), ...view(s, draw, admin));
-    if (focused) (section.firstElementChild as HTMLElement).focus();
+    live.replaceChildren(...view(s, draw));
+    if (s.vault && !admin) {
+      admin = teamAdmin();
+      section.append(admin);
+    }
+    if (admin) admin.hidden = !s.vault; // this device left the vault: nothing of its team to show
   };
   render = draw;
   void call('sync.status').then(draw, (e) => section.append(message('error', describeError(e))));
@@ -77,7 +87,7 @@ function act(errors: HTMLElement, draw: (s: SyncStatus) => void, work: () => Pro
   );
 }
 
-function view(s: SyncStatus, draw: (s: SyncStatus) => void, admin: Node | undefined): Node[] {
+function view(s: SyncStatus, draw: (s: SyncStatus) => void): Node[] {
   if (!s.enabled) return setupForms(draw);
   const errors = h('div', { id: 'sync-errors' });
   const nodes: (Node | null)[] = [
@@ -143,7 +153,6 @@ function view(s: SyncStatus, draw: (s: SyncStatus) => void, admin: Node | undefi
     conflicts(s, errors, draw),
     rotation(s, errors, draw),
     members(s, errors, draw),
-    s.vault ? (admin ?? null) : null,
     leaseList(errors),
     compareHead(errors, draw),
     addDevice(errors, draw),

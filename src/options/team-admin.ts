@@ -11,7 +11,7 @@ import { field, h, message } from '../ui/dom.ts';
 import { call } from '../ui/rpc.ts';
 import { describeError } from '../ui/strings.ts';
 
-export function teamAdmin(): Node {
+export function teamAdmin(): HTMLElement {
   const box = h('div', { id: 'team-admin' }, h('h3', {}, 'Roles and engines'));
   const errors = h('div', { id: 'team-admin-errors', 'aria-live': 'polite' });
   const run = (work: () => Promise<TeamView>) =>
