@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { type ImportPlan, MAX_IMPORT_BYTES, parseCsv, planImport } from '../../src/core/vault/import.ts';
+import { guessPreset, type ImportPlan, MAX_IMPORT_BYTES, parseCsv, planImport } from '../../src/core/vault/import.ts';
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../fixtures/import/${name}`, import.meta.url)));
 const created = (p: ImportPlan) => p.create.map((c) => [c.name, c.preset, c.guessedFrom]);
@@ -25,7 +25,7 @@ describe('import plans', () => {
     expect(created(plan)).toEqual([
       ['OPENAI_API_KEY', 'openai', 'value'],
       ['ANTHROPIC_API_KEY', 'anthropic', 'value'],
-      ['GITHUB_TOKEN', 'github', 'value'],
+      ['GITHUB_TOKEN', 'github', 'name'],
       ['GEMINI_API_KEY', 'google-ai', 'value'],
       ['STRIPE_SECRET_KEY', 'stripe', 'value'],
     ]);
@@ -61,11 +61,11 @@ describe('import plans', () => {
     const plan = planImport('1PasswordExport.csv', fixture('1password.csv'), new Set(['Stripe-test']));
     expect(plan.format).toBe('1password-csv');
     expect(created(plan)).toEqual([
-      ['GitHub-deploy-token', 'github', 'value'],
+      ['GitHub-deploy-token', 'github', 'name'],
       ['Gemini', 'google-ai', 'value'],
       ['Old-OpenAI-key', 'openai', 'name'],
     ]);
-    expect(plan.create[0]?.value).toBe('github_pat_FAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKEFAKE0022');
+    expect(plan.create[0]?.value).toBe('FAKE-github-deploy-token-0022');
     expect(skipped(plan)).toEqual([
       ['row 2 (“Stripe (test)”)', 'a secret named Stripe-test exists in the vault'],
       ['row 5 (“Bank”)', 'not an API key by its shape or its name (a website password?)'],
@@ -101,6 +101,13 @@ describe('import plans', () => {
     );
     const many = Array.from({ length: 5001 }, (_, i) => `K${i}=sk-FAKE${i}`).join('\n');
     expect(codeOf(() => planImport('many.env', bytes(many), new Set()))).toBe('bad-input: the file has more than 5000 entries');
+  });
+
+  it('knows GitHub tokens by shape (built here, so no token-shaped string sits in the source)', () => {
+    const token = (prefix: string, n: number) => `${prefix}_${'F'.repeat(n)}`;
+    for (const value of [token('ghp', 36), token('gho', 36), token('github_pat', 82)])
+      expect(guessPreset(value, 'unnamed')).toMatchObject({ preset: { id: 'github' }, from: 'value' });
+    expect(guessPreset(token('ghp', 12), 'unnamed')).toBeNull(); // too short to be one
   });
 
   it('parses RFC 4180 CSV', () => {
