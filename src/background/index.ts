@@ -266,11 +266,14 @@ const ready = (async () => {
       release: (id, afterMs) => leases.release(id, afterMs),
     },
   });
-  vault.onSecretChanged = (id) => {
-    void credentials.changed(id);
+  // one notice per change, however many secrets it touched (an import of thousands is one)
+  vault.onSecretChanged = (ids) => {
+    if (ids === null) void credentials.changed(null);
+    else for (const id of ids) void credentials.changed(id);
+    const touched = ids === null ? null : new Set(ids);
     // a new current value (a promotion, a roll back, an edit) goes on the rules in one swap
     void grants.all().then((all) => {
-      if (all.some((g) => g.mode === 'transparent' && (id === null || g.secretId === id))) void rules.refresh();
+      if (all.some((g) => g.mode === 'transparent' && (touched === null || touched.has(g.secretId)))) void rules.refresh();
     });
     void scheduleDestruction();
   };

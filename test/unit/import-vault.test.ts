@@ -26,12 +26,16 @@ describe('importing many secrets', () => {
   it('creates them all, each opening to its value, with progress on the way', async () => {
     const { vault } = await setup();
     const heard: number[] = [];
+    const notices: (readonly string[] | null)[] = [];
+    vault.onSecretChanged = (ids) => notices.push(ids);
     const made = await vault.importSecrets(
       Array.from({ length: 250 }, (_, i) => item(i)),
       (n) => heard.push(n),
     );
     expect(made).toHaveLength(250);
     expect(heard).toEqual([100, 200, 250]);
+    // the worker hears of the import once (each notice rescans the store), naming every new secret
+    expect(notices).toEqual([made.map((s) => s.id)]);
     expect((await vault.listSecrets()).secrets).toHaveLength(250);
     const one = made[137];
     expect((await vault.reveal(one?.id as string, PASS)).value).toBe('sk-FAKE-import-137');

@@ -124,8 +124,8 @@ export class VaultService {
   onLocked: (reason: LockReason) => void = () => {};
   /** called after a successful unlock (not after a worker restart resumes a session) */
   onUnlocked: () => void = () => {};
-  /** one secret changed or was deleted by the person (`id`), or all may have (sync: null) */
-  onSecretChanged: (id: string | null) => void = () => {};
+  /** these secrets changed or were deleted (one notice for an edit, an import or a destruction run), or all may have (sync: null) */
+  onSecretChanged: (ids: readonly string[] | null) => void = () => {};
   /** called after settings change, e.g. to re-apply the idle detection interval */
   onSettingsChanged: (settings: Settings) => void = () => {};
 
@@ -330,23 +330,25 @@ export class VaultService {
       const taken = new Set((await this.nameIndex()).keys());
       const sealed: { stored: StoredSecret; meta: SecretMeta }[] = [];
       for (const [i, input] of inputs.entries()) {
+        let one: { stored: StoredSecret; meta: SecretMeta };
         try {
-          sealed.push(await this.prepare(open, input, taken));
+          one = await this.prepare(open, input, taken);
         } catch (e) {
           const code = e instanceof RpcError ? e.code : 'bad-input';
           throw new RpcError(code, `entry ${i + 1}: ${e instanceof Error ? e.message : 'not valid'}`);
         }
-        taken.add(sealed[i]?.meta.name as string);
+        sealed.push(one);
+        taken.add(one.meta.name);
         if (sealed.length % 100 === 0) progress(sealed.length);
       }
       const tx = this.db.transaction('secrets', 'readwrite');
       await Promise.all([...sealed.map((x) => tx.store.add(x.stored)), tx.done]);
       progress(sealed.length);
-      return sealed.map(({ stored, meta }) => {
-        const s = summary(stored, meta, meta.createdAt);
-        this.changed(s.id, s);
-        return s;
-      });
+      // new ids: nothing opened or indexed under them to drop; the worker hears once, not per secret
+      const made = sealed.map(({ stored, meta }) => summary(stored, meta, meta.createdAt));
+      for (const s of made) this.byName?.set(s.name, s);
+      this.onSecretChanged(made.map((s) => s.id));
+      return made;
     });
   }
 
@@ -558,7 +560,7 @@ export class VaultService {
     for (const d of done) this.inUse.delete(d.id);
     if (done.length > 0) {
       this.byName = null; // rebuilt on next use, with the new states
-      for (const d of done) this.onSecretChanged(d.id);
+      this.onSecretChanged(done.map((d) => d.id));
     }
     return done;
   }
@@ -653,7 +655,7 @@ export class VaultService {
    */
   private changed(id: string, now: SecretSummary | null): void {
     this.inUse.delete(id);
-    this.onSecretChanged(id);
+    this.onSecretChanged([id]);
     if (!this.byName) return;
     for (const [name, s] of this.byName) if (s.id === id) this.byName.delete(name);
     if (now) this.byName.set(now.name, now);
