@@ -6,24 +6,15 @@
  * deeper into each; this shows the same product works in both browsers.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { HOLD_FOR_MS } from '../harness/provider.ts';
 import { type ApiServer, apiServer, appServer, openaiServer } from '../harness/servers.ts';
-import { type AnyBrowser, type AnyPage, type BrowserName, launchBrowser } from '../harness/two-browsers.ts';
+import { type AnyBrowser, type AnyPage, type BrowserName, launchBrowser, rpc } from '../harness/two-browsers.ts';
 
 const PASSPHRASE = 'core passphrase FAKE';
 const CANARY = `sk-FAKE-core-canary-${crypto.randomUUID().slice(0, 8)}`;
 const TRANSPARENT = `sk-FAKE-core-transparent-${crypto.randomUUID().slice(0, 8)}`;
-/** how long Allow must be held (popup/consent.ts HOLD_MS), with a margin */
-const HOLD_MS = 800 + 300;
 
-type Res<T> = { ok: boolean; result: T; error?: { code: string } };
 type Answer<T> = { ok: true; result: T } | { ok: false; error: { code: number; message: string } };
-
-const rpc = <T>(p: AnyPage, method: string, params?: unknown) =>
-  p.evaluate(
-    ({ m, x }) =>
-      (globalThis as unknown as typeof globalThis & { chrome: typeof chrome }).chrome.runtime.sendMessage({ kh: 1, method: m, params: x }),
-    { m: method, x: params },
-  ) as Promise<Res<T>>;
 
 /** provider.request in a web page, found as an app finds it; errors come back as data */
 const request = <T>(p: AnyPage, method: string, params?: unknown) =>
@@ -114,7 +105,7 @@ for (const name of ['chromium', 'firefox'] as BrowserName[]) {
       const answer = request<{ grants: { secret: string }[] }>(web, 'keyhole_requestGrant', { secrets: ['canary'], reason: 'core test' });
       const window = await consent;
       await window.waitFor('#allow-period:not([disabled])');
-      await window.hold('#allow-period', HOLD_MS);
+      await window.hold('#allow-period', HOLD_FOR_MS);
       expect(await answer).toMatchObject({ ok: true });
       // extension frames the page gets: the lane's, after the first brokered call (Chromium only)
       await web.evaluate(() => {
@@ -194,7 +185,7 @@ for (const name of ['chromium', 'firefox'] as BrowserName[]) {
       const answer = request(web, 'keyhole_requestGrant', { secrets: ['transparent-fake'], mode: 'transparent', reason: 'core test' });
       const window = await consent;
       await window.waitFor('#allow-period:not([disabled])');
-      await window.hold('#allow-period', HOLD_MS);
+      await window.hold('#allow-period', HOLD_FOR_MS);
       expect(await answer).toMatchObject({ ok: true });
       const status = await web.evaluate(
         (url) => fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }).then((r) => r.status),

@@ -10,11 +10,10 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launch, newProfileDir, rpc } from '../harness/browser.ts';
-import { rpc as firefoxRpc, launchFirefox } from '../harness/firefox.ts';
+import { newProfileDir } from '../harness/browser.ts';
 import { BUILDS, type Build, type Package, PERMISSIONS_DOC, packageBuilds, permissionDrift } from '../harness/package.ts';
+import { launchBrowser, rpc } from '../harness/two-browsers.ts';
 
-type Res<T> = { ok: boolean; result: T; error?: { code: string } };
 const PASSPHRASE = 'package passphrase FAKE';
 const rule = { hosts: ['api.example.com'], header: 'Authorization', template: 'Bearer {value}' };
 
@@ -98,33 +97,18 @@ describe('npm run package', () => {
     expect(permissionDrift(firefox, docWithout, 'firefox')).toHaveLength(1);
   });
 
-  it('the Chromium zip, extracted, loads in Chromium and holds a vault', async () => {
-    const h = await launch({ extension: extracted.chromium });
-    try {
-      const page = await h.open('src/popup/index.html');
-      const call = <T>(method: string, params?: unknown) => rpc<Res<T>>(page, method, params);
-      expect((await call<{ state: string }>('vault.create', { passphrase: PASSPHRASE, kdf: 'pbkdf2-sha256' })).result.state).toBe(
-        'unlocked',
-      );
-      expect((await call('secrets.create', { name: 'openai', value: 'sk-FAKE-packaged', rule })).ok).toBe(true);
-      expect((await call<{ secrets: { name: string }[] }>('secrets.list')).result.secrets.map((s) => s.name)).toEqual(['openai']);
-    } finally {
-      await h.close();
-    }
-  });
-
-  it('the Firefox zip, extracted, installs in Firefox ESR and holds a vault', async () => {
-    const ff = await launchFirefox({ addon: extracted.firefox });
-    try {
-      const page = await ff.open('src/options/index.html');
-      const call = <T>(method: string, params?: unknown) => firefoxRpc<Res<T>>(page, method, params);
-      expect((await call<{ state: string }>('vault.create', { passphrase: PASSPHRASE, kdf: 'pbkdf2-sha256' })).result.state).toBe(
-        'unlocked',
-      );
-      expect((await call('secrets.create', { name: 'openai', value: 'sk-FAKE-packaged', rule })).ok).toBe(true);
-      expect((await call<{ secrets: { name: string }[] }>('secrets.list')).result.secrets.map((s) => s.name)).toEqual(['openai']);
-    } finally {
-      await ff.close();
-    }
-  }, 90_000);
+  for (const build of Object.keys(BUILDS) as Build[])
+    it(`the ${build} zip, extracted, loads in ${build} and holds a vault`, async () => {
+      const b = await launchBrowser(build, { extension: extracted[build] });
+      try {
+        const page = await b.extensionPage('src/options/index.html');
+        expect((await rpc<{ state: string }>(page, 'vault.create', { passphrase: PASSPHRASE, kdf: 'pbkdf2-sha256' })).result.state).toBe(
+          'unlocked',
+        );
+        expect((await rpc(page, 'secrets.create', { name: 'openai', value: 'sk-FAKE-packaged', rule })).ok).toBe(true);
+        expect((await rpc<{ secrets: { name: string }[] }>(page, 'secrets.list')).result.secrets.map((s) => s.name)).toEqual(['openai']);
+      } finally {
+        await b.close();
+      }
+    }, 90_000);
 });

@@ -113,7 +113,29 @@ export async function openConsent(
 }
 
 /** How long Allow must be held (popup/consent.ts HOLD_MS), with a margin. */
-const HOLD_FOR_MS = 800 + 300;
+export const HOLD_FOR_MS = 800 + 300;
+
+/** What a pointer hold needs of a page, in Playwright and in puppeteer alike. */
+type Pointer = {
+  readonly mouse: {
+    move(x: number, y: number, opts?: { steps?: number }): Promise<unknown>;
+    down(): Promise<unknown>;
+    up(): Promise<unknown>;
+  };
+  isClosed(): boolean;
+};
+
+/**
+ * The pointer moves onto `box` from outside, presses, holds for `ms`, and lets go if the page is
+ * still open (a consent window closes itself once the grant is made).
+ */
+export async function holdPointer(page: Pointer, box: { x: number; y: number; width: number; height: number }, ms: number): Promise<void> {
+  await page.mouse.move(box.x - 15, box.y - 15);
+  await page.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
+  await page.mouse.down();
+  await new Promise((r) => setTimeout(r, ms));
+  if (!page.isClosed()) await page.mouse.up().catch(() => {});
+}
 
 /**
  * The person approves in a consent window as a person does: once `button` is armed, the pointer
@@ -125,11 +147,7 @@ export async function approve(consent: Page, button: '#allow-once' | '#allow-per
   await armed.waitFor();
   const box = await armed.boundingBox();
   if (!box) throw new Error(`approve: ${button} is not on screen`);
-  await consent.mouse.move(box.x - 15, box.y - 15);
-  await consent.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
-  await consent.mouse.down();
-  await new Promise((r) => setTimeout(r, HOLD_FOR_MS));
-  if (!consent.isClosed()) await consent.mouse.up().catch(() => {});
+  await holdPointer(consent, box, HOLD_FOR_MS);
 }
 
 /** Asks for a grant from `page` and allows it for the period shown, as the person would. */

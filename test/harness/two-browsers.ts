@@ -8,6 +8,7 @@ import type { Page as PlaywrightPage } from 'playwright';
 import type { Page as PuppeteerPage } from 'puppeteer-core';
 import { type Harness, launch } from './browser.ts';
 import { ADDON_UUID, type FirefoxHarness, launchFirefox } from './firefox.ts';
+import { holdPointer } from './provider.ts';
 
 export type BrowserName = 'chromium' | 'firefox';
 
@@ -40,10 +41,30 @@ export type AnyBrowser = {
 /** Firefox's event-page idle timeout in these tests (ms; 30 s by default) */
 const FIREFOX_IDLE_MS = 3000;
 
-export async function launchBrowser(name: BrowserName, firefoxIdleMs = FIREFOX_IDLE_MS): Promise<AnyBrowser> {
+/** `extension`: the unpacked build to load (dist/ or dist-firefox/ unless told, e.g. a store zip extracted). */
+export async function launchBrowser(name: BrowserName, opts: { extension?: string } = {}): Promise<AnyBrowser> {
+  const at = opts.extension === undefined ? {} : { extension: opts.extension };
   return name === 'chromium'
-    ? chromium(await launch())
-    : firefox(await launchFirefox({ prefs: { 'extensions.background.idle.timeout': firefoxIdleMs } }), firefoxIdleMs);
+    ? chromium(await launch(at))
+    : firefox(
+        await launchFirefox({
+          prefs: { 'extensions.background.idle.timeout': FIREFOX_IDLE_MS },
+          ...(opts.extension === undefined ? {} : { addon: opts.extension }),
+        }),
+      );
+}
+
+/** The background's RPC from an extension page, as the popup calls it: `{ ok, result }` or `{ ok: false, error }`. */
+export function rpc<T>(
+  page: AnyPage,
+  method: string,
+  params?: unknown,
+): Promise<{ ok: boolean; result: T; error?: { code: string; message: string } }> {
+  return page.evaluate(
+    ({ m, x }) =>
+      (globalThis as unknown as typeof globalThis & { chrome: typeof chrome }).chrome.runtime.sendMessage({ kh: 1, method: m, params: x }),
+    { m: method, x: params },
+  ) as never;
 }
 
 function fromPlaywright(p: PlaywrightPage): AnyPage {
@@ -54,11 +75,7 @@ function fromPlaywright(p: PlaywrightPage): AnyPage {
     hold: async (s, ms) => {
       const box = await p.locator(s).boundingBox();
       if (!box) throw new Error(`hold: ${s} is not on screen`);
-      await p.mouse.move(box.x - 15, box.y - 15);
-      await p.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
-      await p.mouse.down();
-      await new Promise((r) => setTimeout(r, ms));
-      if (!p.isClosed()) await p.mouse.up().catch(() => {});
+      await holdPointer(p, box, ms);
     },
     isClosed: () => p.isClosed(),
     close: () => p.close(),
@@ -74,11 +91,7 @@ function fromPuppeteer(p: PuppeteerPage): AnyPage {
       const el = await p.waitForSelector(s, { timeout: 20_000 });
       const box = await el?.boundingBox();
       if (!box) throw new Error(`hold: ${s} is not on screen`);
-      await p.mouse.move(box.x - 15, box.y - 15);
-      await p.mouse.move(box.x + box.width / 2, box.y + box.height / 2, { steps: 4 });
-      await p.mouse.down();
-      await new Promise((r) => setTimeout(r, ms));
-      if (!p.isClosed()) await p.mouse.up().catch(() => {});
+      await holdPointer(p, box, ms);
     },
     isClosed: () => p.isClosed(),
     close: () => p.close(),
@@ -101,7 +114,7 @@ function chromium(h: Harness): AnyBrowser {
   };
 }
 
-function firefox(ff: FirefoxHarness, idleMs: number): AnyBrowser {
+function firefox(ff: FirefoxHarness): AnyBrowser {
   // a token in the event page's window tells a restarted event page from the same one
   const mark = async () => {
     const page = await ff.open('src/options/index.html');
@@ -142,7 +155,7 @@ function firefox(ff: FirefoxHarness, idleMs: number): AnyBrowser {
     suspend: async () => {
       const { page, token } = await mark();
       await page.close(); // an open extension page does not keep the event page alive, but it goes anyway
-      await new Promise((r) => setTimeout(r, idleMs * 2 + 2000));
+      await new Promise((r) => setTimeout(r, FIREFOX_IDLE_MS * 2 + 2000));
       return async () => {
         const probe = await ff.open('src/options/index.html');
         const now = await probe.evaluate(async () => {
