@@ -10,12 +10,11 @@
  */
 import type { PasskeyView, Status } from '../core/api.ts';
 import { fromBase64, toBase64 } from '../core/bytes.ts';
+import { PRF_LENGTH } from '../core/vault/passkey.ts';
 import { FIREFOX } from './compat.ts';
 import { h, message } from './dom.ts';
 import { call } from './rpc.ts';
 import { describeError } from './strings.ts';
-
-const PRF_SALT_LENGTH = 32;
 
 /** A WebAuthn ceremony that gave nothing usable; the message is a sentence for the person. */
 export class PasskeyError extends Error {
@@ -65,7 +64,7 @@ export async function createPasskey(label: string): Promise<{ id: string; salt: 
   if (!created) throw new PasskeyError('No passkey was made.');
   if (created.getClientExtensionResults().prf?.enabled !== true)
     throw new PasskeyError('This passkey cannot derive keys (no PRF support). Choose another passkey provider.');
-  const salt = toBase64(crypto.getRandomValues(new Uint8Array(PRF_SALT_LENGTH)));
+  const salt = toBase64(crypto.getRandomValues(new Uint8Array(PRF_LENGTH)));
   const { prf } = await evaluatePasskey([{ id: created.id, salt }]);
   return { id: created.id, salt, prf };
 }
