@@ -8,8 +8,9 @@
  * so they can be raised later; bounds stop a tampered header from weakening or exhausting us.
  */
 import { argon2id } from 'hash-wasm';
-import { abytes, fromBase64, toBase64, utf8 } from '../bytes.ts';
+import { abytes, fromBase64, toBase64, utf8, wipe } from '../bytes.ts';
 import { CoreError } from '../errors.ts';
+import { importKek } from './keys.ts';
 
 export type Argon2idParams = {
   readonly alg: 'argon2id';
@@ -103,6 +104,16 @@ export async function deriveKekBytes(passphrase: string, params: KdfParams): Pro
     KEK_LENGTH * 8,
   );
   return new Uint8Array(bits);
+}
+
+/** The KEK for a passphrase, as a non-extractable key; its raw bytes are wiped at once. */
+export async function deriveKek(passphrase: string, params: KdfParams): Promise<CryptoKey> {
+  const bytes = await deriveKekBytes(passphrase, params);
+  try {
+    return await importKek(bytes);
+  } finally {
+    wipe(bytes);
+  }
 }
 
 /** A stable text form of the parameters, bound into the wrapped root key's associated data. */

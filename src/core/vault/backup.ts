@@ -11,8 +11,7 @@
  */
 import { BACKUP_FORMAT } from '../api.ts';
 import { fromBase64, fromUtf8, toBase64, utf8, wipe } from '../bytes.ts';
-import { checkKdfParams, defaultKdfParams, deriveKekBytes, encodeKdfParams, type KdfAlg, parseKdfParams } from '../crypto/kdf.ts';
-import { importKek } from '../crypto/keys.ts';
+import { checkKdfParams, defaultKdfParams, deriveKek, encodeKdfParams, type KdfAlg, parseKdfParams } from '../crypto/kdf.ts';
 import { type RecordContext, RecordKind } from '../crypto/record.ts';
 import { openRecord, sealRecord } from '../crypto/seal.ts';
 import { CoreError, isCoreError } from '../errors.ts';
@@ -32,15 +31,6 @@ const context = (id: string, kdf: string, i: number, n: number): RecordContext =
   version: 1,
 });
 
-async function keyFor(passphrase: string, kdf: string): Promise<CryptoKey> {
-  const bytes = await deriveKekBytes(passphrase, parseKdfParams(kdf));
-  try {
-    return await importKek(bytes);
-  } finally {
-    wipe(bytes);
-  }
-}
-
 /** The backup file's text for `entries` under `passphrase`. */
 export async function sealBackup(
   entries: readonly BackupEntry[],
@@ -50,7 +40,7 @@ export async function sealBackup(
   if (entries.length > MAX_BACKUP_ITEMS) throw new CoreError('bad-input', `a backup holds at most ${MAX_BACKUP_ITEMS} secrets`);
   const id = crypto.randomUUID();
   const kdf = encodeKdfParams(checkKdfParams(defaultKdfParams(opts.alg)));
-  const key = await keyFor(passphrase, kdf);
+  const key = await deriveKek(passphrase, parseKdfParams(kdf));
   const items: string[] = [];
   for (const [i, e] of entries.entries()) {
     const plain = utf8(JSON.stringify(e));
@@ -70,7 +60,7 @@ export async function sealBackup(
  */
 export async function openBackup(text: string, passphrase: string): Promise<BackupEntry[]> {
   const file = parseBackup(text);
-  const key = await keyFor(passphrase, file.kdf);
+  const key = await deriveKek(passphrase, parseKdfParams(file.kdf));
   const out: BackupEntry[] = [];
   for (const [i, b64] of file.items.entries()) {
     let plain: Uint8Array<ArrayBuffer>;

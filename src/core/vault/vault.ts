@@ -3,17 +3,16 @@
  * Creating, opening and re-wrapping the root are the only places raw root bytes exist
  * (docs/key-handling.md); callers wipe what they are handed.
  */
-import { wipe } from '../bytes.ts';
 import {
   checkKdfParams,
   defaultKdfParams,
-  deriveKekBytes,
+  deriveKek,
   encodeKdfParams,
   type KdfAlg,
   type KdfParams,
   parseKdfParams,
 } from '../crypto/kdf.ts';
-import { importKek, newRootBytes } from '../crypto/keys.ts';
+import { newRootBytes } from '../crypto/keys.ts';
 import { type RecordContext, RecordKind } from '../crypto/record.ts';
 import { openRecord, sealRecord } from '../crypto/seal.ts';
 import { CoreError, isCoreError } from '../errors.ts';
@@ -47,9 +46,7 @@ async function wrapRoot(
   place: Omit<VaultHeader, 'kdf' | 'wrappedRoot' | 'format'>,
 ): Promise<VaultHeader> {
   const kdf = encodeKdfParams(params);
-  const kekBytes = await deriveKekBytes(passphrase, params);
-  const kek = await importKek(kekBytes);
-  wipe(kekBytes);
+  const kek = await deriveKek(passphrase, params);
   const wrappedRoot = await sealRecord(kek, rootContext({ ...place, kdf }), root);
   return { format: VAULT_FORMAT, ...place, kdf, wrappedRoot };
 }
@@ -73,10 +70,7 @@ export async function createVault(
 /** The root bytes, or CoreError 'wrong-passphrase'. A tampered header reads the same way. */
 export async function openVault(header: VaultHeader, passphrase: string): Promise<Uint8Array<ArrayBuffer>> {
   checkHeader(header);
-  const params = parseKdfParams(header.kdf);
-  const kekBytes = await deriveKekBytes(passphrase, params);
-  const kek = await importKek(kekBytes);
-  wipe(kekBytes);
+  const kek = await deriveKek(passphrase, parseKdfParams(header.kdf));
   try {
     return await openRecord(kek, rootContext(header), header.wrappedRoot);
   } catch (e) {
