@@ -15,12 +15,12 @@ import {
   diffieHellman,
   generateKeyPairSync,
   type KeyObject,
-  sign as nodeSign,
   randomBytes,
 } from 'node:crypto';
 import { chmodSync, closeSync, existsSync, openSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { engineKeyFingerprint } from '../../core/sync/engine-seal.ts';
 import { type KeyProvider, type KeyProviderStatus, KmsError, masterKeyId, type WrappedKey } from './provider.ts';
+import { SignerThread } from './signer-thread.ts';
 
 type KeyFile = {
   v: 1;
@@ -239,15 +239,16 @@ export class FileKeyProvider implements KeyProvider {
     return { kty, crv, x, y };
   }
 
-  /** Signed on libuv's thread pool (the callback form): the event loop keeps serving meanwhile. */
+  /** JWT signatures are made on a thread of their own, in batches (signer-thread.ts says why) */
+  private readonly signer = new SignerThread();
+
   async sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
-    const key = this.signingKey(kid);
-    return new Promise((resolve, reject) =>
-      nodeSign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }, (e, sig) => (e ? reject(e) : resolve(new Uint8Array(sig)))),
-    );
+    return this.signer.sign(this.signingKey(kid), data);
   }
 
   async deleteSigningKey(kid: string): Promise<void> {
+    const parsed = this.parsed.get(kid);
+    if (parsed) this.signer.forget(parsed);
     this.parsed.delete(kid);
     this.mutate((f) => {
       const { [kid]: _, ...signing } = f.signing;
@@ -258,5 +259,6 @@ export class FileKeyProvider implements KeyProvider {
   async close(): Promise<void> {
     this.file = null;
     this.parsed.clear();
+    await this.signer.close();
   }
 }

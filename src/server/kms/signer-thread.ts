@@ -1,0 +1,152 @@
+/**
+ * ES256 signatures on a thread of their own, in batches (the `file` key provider's JWT signing).
+ *
+ * Why not Node's callback form of `crypto.sign` (libuv's thread pool)? Each call is one job: the
+ * event loop wakes a pool thread, the thread wakes the loop back, and on a busy machine each wake
+ * is a context switch the loop pays for (measured: the hand-off cost the loop about as much as the
+ * signature it moved away). Here, every signature asked for in one turn of the event loop leaves
+ * in one message and comes back in one: under load the hand-off is paid once per batch, and the
+ * loop only parses, routes and answers. (`bench/leases.ts`: issue 15's spike p99 went from ~75 ms
+ * to under 10 ms on SQLite.)
+ *
+ * The thread holds parsed private keys (KeyObjects cloned to it, by a numeric id, once each); it is
+ * inside this process and its trust boundary, like the key file the keys came from. Its code is
+ * plain JavaScript evaluated in the worker, so it runs the same under tsx, vitest and a build.
+ */
+import type { KeyObject } from 'node:crypto';
+import { Worker } from 'node:worker_threads';
+
+/** Signatures per message at most; more wait for the next one. */
+const MAX_BATCH = 64;
+
+/** ES256 in IEEE P1363 form: r || s, 32 bytes each. */
+const SIGNATURE_BYTES = 64;
+
+const THREAD = `
+const { parentPort } = require('node:worker_threads');
+const { sign } = require('node:crypto');
+const keys = new Map();
+parentPort.on('message', (m) => {
+  if (m.type === 'key') return void keys.set(m.id, m.key);
+  if (m.type === 'forget') return void keys.delete(m.id);
+  const out = new Uint8Array(m.items.length * ${SIGNATURE_BYTES});
+  const failed = [];
+  m.items.forEach(([id, data], i) => {
+    const key = keys.get(id);
+    try {
+      if (key === undefined) throw new Error('no such key');
+      out.set(sign('sha256', data, { key, dsaEncoding: 'ieee-p1363' }), i * ${SIGNATURE_BYTES});
+    } catch {
+      failed.push(i);
+    }
+  });
+  parentPort.postMessage({ batch: m.batch, out, failed }, [out.buffer]);
+});
+`;
+
+/** A signature the thread could not make: the key is not an ES256 private key, or the thread died. */
+export class SignerError extends Error {
+  override readonly name = 'SignerError';
+}
+
+type Waiting = { readonly id: number; readonly data: Uint8Array; resolve(sig: Uint8Array): void; reject(e: Error): void };
+
+export class SignerThread {
+  private worker: Worker | null = null;
+  private keyIds = new WeakMap<KeyObject, number>();
+  private nextKeyId = 1;
+  private queue: Waiting[] = [];
+  private readonly sent = new Map<number, Waiting[]>();
+  private nextBatch = 1;
+  private flushing = false;
+  private closed = false;
+
+  /** `data` signed with `key` (ECDSA P-256, SHA-256), as r || s. */
+  sign(key: KeyObject, data: Uint8Array): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new SignerError('the signer is closed'));
+    const id = this.idOf(key);
+    return new Promise((resolve, reject) => {
+      this.queue.push({ id, data, resolve, reject });
+      if (this.queue.length >= MAX_BATCH) this.flush();
+      else if (!this.flushing) {
+        this.flushing = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** The thread drops `key` (a signing key deleted from the provider). */
+  forget(key: KeyObject): void {
+    const id = this.keyIds.get(key);
+    if (id === undefined) return;
+    this.keyIds.delete(key);
+    this.worker?.postMessage({ type: 'forget', id });
+  }
+
+  /** Ends the thread; signatures still waiting fail. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const w = this.worker;
+    this.worker = null;
+    this.fail(new SignerError('the signer is closed'));
+    await w?.terminate();
+  }
+
+  private idOf(key: KeyObject): number {
+    const w = this.thread();
+    let id = this.keyIds.get(key);
+    if (id === undefined) {
+      id = this.nextKeyId++;
+      this.keyIds.set(key, id);
+      w.postMessage({ type: 'key', id, key });
+    }
+    return id;
+  }
+
+  private thread(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(THREAD, { eval: true });
+    w.unref(); // an idle signer does not keep the process alive; the server's socket does
+    w.on('message', (m: { batch: number; out: Uint8Array; failed: number[] }) => this.answer(m));
+    const lost = () => {
+      if (this.worker !== w) return;
+      // keys were registered with this thread: the next one registers them again
+      this.worker = null;
+      this.keyIds = new WeakMap();
+      this.fail(new SignerError('the signing thread stopped'));
+    };
+    w.on('error', lost);
+    w.on('exit', lost);
+    this.worker = w;
+    return w;
+  }
+
+  private flush(): void {
+    this.flushing = false;
+    const w = this.worker;
+    while (this.queue.length > 0 && w) {
+      const items = this.queue.splice(0, MAX_BATCH);
+      const batch = this.nextBatch++;
+      this.sent.set(batch, items);
+      w.postMessage({ type: 'sign', batch, items: items.map((x) => [x.id, x.data]) });
+    }
+  }
+
+  private answer(m: { batch: number; out: Uint8Array; failed: number[] }): void {
+    const items = this.sent.get(m.batch);
+    if (!items) return;
+    this.sent.delete(m.batch);
+    const failed = new Set(m.failed);
+    items.forEach((x, i) => {
+      if (failed.has(i)) x.reject(new SignerError('the key cannot make an ES256 signature'));
+      else x.resolve(m.out.subarray(i * SIGNATURE_BYTES, (i + 1) * SIGNATURE_BYTES));
+    });
+  }
+
+  private fail(e: Error): void {
+    for (const items of this.sent.values()) for (const x of items) x.reject(e);
+    this.sent.clear();
+    for (const x of this.queue) x.reject(e);
+    this.queue = [];
+  }
+}

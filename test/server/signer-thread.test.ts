@@ -1,0 +1,73 @@
+/**
+ * The signing thread the `file` key provider uses for JWTs: every signature of a batch verifies
+ * with Node's own ECDSA, a key that cannot sign fails only its own signatures, a forgotten key
+ * signs again once given back, and a closed signer refuses instead of hanging.
+ */
+import { generateKeyPairSync, verify } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SignerError, SignerThread } from '../../src/server/kms/signer-thread.ts';
+
+const signers: SignerThread[] = [];
+afterEach(async () => {
+  for (const s of signers.splice(0)) await s.close();
+});
+const newSigner = () => {
+  const s = new SignerThread();
+  signers.push(s);
+  return s;
+};
+const p256 = () => generateKeyPairSync('ec', { namedCurve: 'P-256' });
+const verifies = (publicKey: ReturnType<typeof p256>['publicKey'], data: Uint8Array, sig: Uint8Array) =>
+  verify('sha256', data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, sig);
+
+describe('the signing thread', () => {
+  it('signs 300 messages asked for at once, over two keys, each verifying under its own key only', async () => {
+    const signer = newSigner();
+    const a = p256();
+    const b = p256();
+    const messages = Array.from({ length: 300 }, (_, i) => Buffer.from(`header.claims-${i}`));
+    const sigs = await Promise.all(messages.map((m, i) => signer.sign((i % 2 ? b : a).privateKey, m)));
+    for (const [i, sig] of sigs.entries()) {
+      expect(sig.length).toBe(64);
+      const [own, other] = i % 2 ? [b, a] : [a, b];
+      expect(verifies(own.publicKey, messages[i] as Buffer, sig)).toBe(true);
+      expect(verifies(other.publicKey, messages[i] as Buffer, sig)).toBe(false);
+    }
+    // ECDSA is randomised: the same message twice gives two signatures, both valid
+    const [s1, s2] = await Promise.all([
+      signer.sign(a.privateKey, messages[0] as Buffer),
+      signer.sign(a.privateKey, messages[0] as Buffer),
+    ]);
+    expect(Buffer.from(s1 as Uint8Array).equals(Buffer.from(s2 as Uint8Array))).toBe(false);
+  });
+
+  it('fails only the signatures of a key that cannot make ES256, in the same batch as good ones', async () => {
+    const signer = newSigner();
+    const good = p256();
+    const ed = generateKeyPairSync('ed25519');
+    const data = Buffer.from('header.claims');
+    const results = await Promise.allSettled([
+      signer.sign(good.privateKey, data),
+      signer.sign(ed.privateKey, data),
+      signer.sign(good.privateKey, data),
+    ]);
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const failure = (results[1] as PromiseRejectedResult).reason;
+    expect(failure).toBeInstanceOf(SignerError);
+    expect(String(failure.message)).not.toMatch(/BEGIN|PRIVATE/);
+    expect(verifies(good.publicKey, data, (results[2] as PromiseFulfilledResult<Uint8Array>).value)).toBe(true);
+  });
+
+  it('signs with a forgotten key again once it is given back, and refuses everything once closed', async () => {
+    const signer = newSigner();
+    const k = p256();
+    const data = Buffer.from('x.y');
+    expect(verifies(k.publicKey, data, await signer.sign(k.privateKey, data))).toBe(true);
+    signer.forget(k.privateKey);
+    expect(verifies(k.publicKey, data, await signer.sign(k.privateKey, data))).toBe(true);
+    const waiting = expect(signer.sign(k.privateKey, data)).rejects.toBeInstanceOf(SignerError);
+    await signer.close();
+    await waiting;
+    await expect(signer.sign(k.privateKey, data)).rejects.toThrow('the signer is closed');
+  });
+});
