@@ -29,7 +29,8 @@ function key(name: string, labels: Labels): string {
 
 export class Metrics {
   private readonly counters = new Map<string, { help: string; values: Map<string, number> }>();
-  private readonly latency = new Map<string, { buckets: number[]; sum: number; count: number }>();
+  /** by route, then status class: the rendered labels and per-bucket counts (not cumulative: summed when scraped) */
+  private readonly latency = new Map<string, Map<number, { labels: string; buckets: number[]; sum: number; count: number }>>();
 
   count(name: string, help: string, labels: Labels = {}, by = 1): void {
     let c = this.counters.get(name);
@@ -41,18 +42,22 @@ export class Metrics {
     c.values.set(k, (c.values.get(k) ?? 0) + by);
   }
 
-  /** One request's duration, by route name and status class. */
+  /** One request's duration, by route name and status class (this runs on every request). */
   observe(route: string, status: number, ms: number): void {
-    const k = key('', { route, code: `${Math.floor(status / 100)}xx` });
-    let h = this.latency.get(k);
-    if (!h) {
-      h = { buckets: BUCKETS_MS.map(() => 0), sum: 0, count: 0 };
-      this.latency.set(k, h);
+    let byClass = this.latency.get(route);
+    if (!byClass) {
+      byClass = new Map();
+      this.latency.set(route, byClass);
     }
-    const buckets = h.buckets;
-    BUCKETS_MS.forEach((b, i) => {
-      if (ms <= b) buckets[i] = (buckets[i] ?? 0) + 1;
-    });
+    const cls = Math.floor(status / 100);
+    let h = byClass.get(cls);
+    if (!h) {
+      h = { labels: key('', { route, code: `${cls}xx` }).slice(1, -1), buckets: BUCKETS_MS.map(() => 0), sum: 0, count: 0 };
+      byClass.set(cls, h);
+    }
+    let i = 0;
+    while (i < BUCKETS_MS.length && ms > (BUCKETS_MS[i] as number)) i++;
+    if (i < BUCKETS_MS.length) h.buckets[i] = (h.buckets[i] ?? 0) + 1;
     h.sum += ms / 1000;
     h.count++;
   }
@@ -70,12 +75,15 @@ export class Metrics {
     }
     const h = 'keyhole_request_duration_seconds';
     out.push(`# HELP ${h} Request latency by route and status class`, `# TYPE ${h} histogram`);
-    for (const [labels, v] of this.latency) {
-      const inner = labels.slice(1, -1);
-      BUCKETS_MS.forEach((b, i) => {
-        out.push(`${h}_bucket{${inner},le="${b / 1000}"} ${v.buckets[i]}`);
-      });
-      out.push(`${h}_bucket{${inner},le="+Inf"} ${v.count}`, `${h}_sum{${inner}} ${v.sum}`, `${h}_count{${inner}} ${v.count}`);
+    for (const byClass of this.latency.values()) {
+      for (const v of byClass.values()) {
+        let below = 0;
+        BUCKETS_MS.forEach((b, i) => {
+          below += v.buckets[i] ?? 0;
+          out.push(`${h}_bucket{${v.labels},le="${b / 1000}"} ${below}`);
+        });
+        out.push(`${h}_bucket{${v.labels},le="+Inf"} ${v.count}`, `${h}_sum{${v.labels}} ${v.sum}`, `${h}_count{${v.labels}} ${v.count}`);
+      }
     }
     return `${out.join('\n')}\n`;
   }
