@@ -8,6 +8,12 @@
  *                          CPU time each server process spent per request in those runs (from
  *                          /proc), and es256_sign_cpu_us: one ES256 signature in this process, the
  *                          floor a JWT adds to a bare answer
+ *   jwt_client_cpu_us, bare_client_cpu_us
+ *                          CPU time the load generator (this process) spent per request in each run
+ *   jwt_over_bare_cpu_bound
+ *                          the highest ratio this machine allows: the bare run is bound by the
+ *                          load generator's one thread (1 / bare_client_cpu_us), the jwt run by
+ *                          every core at once (cores / (jwt_client_cpu_us + jwt_server_cpu_us))
  *   spike_errors           requests that failed (non-200 or dropped) while the offered rate steps
  *                          from 667/s (10,000 agents minting every 15 s) to ten times that, open
  *                          loop: requests leave on schedule whether or not earlier ones answered
@@ -22,7 +28,7 @@ import { spawn } from 'node:child_process';
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
-import { tmpdir } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { utf8 } from '../src/core/bytes.ts';
 import { sealToEngine } from '../src/core/sync/engine-seal.ts';
@@ -74,11 +80,16 @@ function cpuMicros(pid: number): number {
 }
 
 /** Requests per second with CONCURRENCY in flight for `ms`, and the CPU the server `pid` spent per request. */
-async function closedLoop(one: () => Promise<number>, ms: number, pid?: number): Promise<{ rps: number; cpuUs: number }> {
+async function closedLoop(
+  one: () => Promise<number>,
+  ms: number,
+  pid?: number,
+): Promise<{ rps: number; cpuUs: number; clientCpuUs: number }> {
   const end = performance.now() + ms;
   let done = 0;
   const cpu = () => (pid === undefined ? 0 : cpuMicros(pid));
   const cpu0 = cpu();
+  const client0 = process.cpuUsage();
   const start = performance.now();
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
@@ -88,7 +99,12 @@ async function closedLoop(one: () => Promise<number>, ms: number, pid?: number):
       }
     }),
   );
-  return { rps: done / ((performance.now() - start) / 1000), cpuUs: (cpu() - cpu0) / done };
+  const client = process.cpuUsage(client0);
+  return {
+    rps: done / ((performance.now() - start) / 1000),
+    cpuUs: (cpu() - cpu0) / done,
+    clientCpuUs: (client.user + client.system) / done,
+  };
 }
 
 /** CPU time of one ES256 signature in this process (sync, warm): what a JWT costs beyond a bare answer, at least. */
@@ -200,6 +216,8 @@ export const leasesSuite: Suite = {
       const plain: number[] = [];
       const jwtCpu: number[] = [];
       const plainCpu: number[] = [];
+      const jwtClient: number[] = [];
+      const plainClient: number[] = [];
       try {
         for (let r = 0; r < ROUNDS; r++) {
           const j = await closedLoop(
@@ -212,6 +230,8 @@ export const leasesSuite: Suite = {
           jwtCpu.push(j.cpuUs);
           plain.push(b.rps);
           plainCpu.push(b.cpuUs);
+          jwtClient.push(j.clientCpuUs);
+          plainClient.push(b.clientCpuUs);
         }
       } finally {
         bare.stop();
@@ -280,6 +300,11 @@ export const leasesSuite: Suite = {
         'leases.jwt_server_cpu_us': round(median(jwtCpu), 1),
         'leases.bare_server_cpu_us': round(median(plainCpu), 1),
         'leases.es256_sign_cpu_us': round(signUs, 1),
+        'leases.jwt_client_cpu_us': round(median(jwtClient), 1),
+        'leases.bare_client_cpu_us': round(median(plainClient), 1),
+        // the most the ratio can be here: the bare run is bound by the one-threaded load generator,
+        // the jwt run by all the cores, shared by the load generator and the server
+        'leases.jwt_over_bare_cpu_bound': round((availableParallelism() * median(plainClient)) / (median(jwtClient) + median(jwtCpu)), 3),
         'leases.spike_errors': sqliteSpike.errors,
         'leases.spike_p99_ms': round(sqliteSpike.p99, 1),
         'leases.pg_replicas.spike_errors': pgSpike.errors,
