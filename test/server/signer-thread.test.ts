@@ -7,12 +7,19 @@ import { generateKeyPairSync, verify } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SignerError, SignerThread } from '../../src/server/kms/signer-thread.ts';
 
+/** A signer whose thread a test can stop, as an out-of-memory kill or a native crash would. */
+class Stoppable extends SignerThread {
+  stopThread(): Promise<number> {
+    return this.worker?.terminate() ?? Promise.resolve(0);
+  }
+}
+
 const signers: SignerThread[] = [];
 afterEach(async () => {
   for (const s of signers.splice(0)) await s.close();
 });
 const newSigner = () => {
-  const s = new SignerThread();
+  const s = new Stoppable();
   signers.push(s);
   return s;
 };
@@ -69,5 +76,25 @@ describe('the signing thread', () => {
     await signer.close();
     await waiting;
     await expect(signer.sign(k.privateKey, data)).rejects.toThrow('the signer is closed');
+  });
+
+  it('fails the signatures a dying thread held, and signs again on a new thread with the keys given again', async () => {
+    const signer = newSigner();
+    const k = p256();
+    const data = Buffer.from('a.b');
+    expect(verifies(k.publicKey, data, await signer.sign(k.privateKey, data))).toBe(true);
+    const held = Array.from({ length: 300 }, () => signer.sign(k.privateKey, data));
+    const outcome = Promise.allSettled(held);
+    await new Promise((r) => setImmediate(r)); // the batch has left for the thread
+    await signer.stopThread();
+    const settled = await outcome;
+    // whatever the thread answered before it stopped verifies; the rest failed, none hangs
+    for (const r of settled) {
+      if (r.status === 'fulfilled') expect(verifies(k.publicKey, data, r.value)).toBe(true);
+      else expect(r.reason).toBeInstanceOf(SignerError);
+    }
+    expect(settled.some((r) => r.status === 'rejected')).toBe(true);
+    const after = await Promise.all(Array.from({ length: 5 }, () => signer.sign(k.privateKey, data)));
+    for (const sig of after) expect(verifies(k.publicKey, data, sig)).toBe(true);
   });
 });

@@ -52,7 +52,8 @@ export class SignerError extends Error {
 type Waiting = { readonly id: number; readonly data: Uint8Array; resolve(sig: Uint8Array): void; reject(e: Error): void };
 
 export class SignerThread {
-  private worker: Worker | null = null;
+  /** protected: a test stops it to show what a dying thread costs (the waiting signatures, nothing more) */
+  protected worker: Worker | null = null;
   private keyIds = new WeakMap<KeyObject, number>();
   private nextKeyId = 1;
   private queue: Waiting[] = [];
