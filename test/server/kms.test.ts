@@ -5,7 +5,7 @@
  * ECDH does; signatures verify with jose. On the token, no master or private key can be read out,
  * and a missing token or a wrong PIN stops the provider saying which.
  */
-import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createECDH, createPublicKey, diffieHellman, generateKeyPairSync, randomBytes, verify } from 'node:crypto';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -163,6 +163,30 @@ describe('the pkcs11 provider on a real token', () => {
     } finally {
       await kms.close();
     }
+  });
+
+  it('signs many at once off the event loop, each verifying; a deleted key signs no more; close waits for signatures in line', async () => {
+    const t = softhsmToken('kh-concurrent');
+    tokens.push(t);
+    const kms = new Pkcs11KeyProvider(t);
+    await kms.init();
+    const [a, b] = [await kms.createSigningKey(), await kms.createSigningKey()];
+    const keyOf = async (kid: string) => createPublicKey({ key: { ...(await kms.signingPublicKey(kid)) }, format: 'jwk' });
+    const [pa, pb] = [await keyOf(a), await keyOf(b)];
+    const messages = Array.from({ length: 40 }, (_, i) => Buffer.from(`header.claims-${i}`));
+    const sigs = await Promise.all(messages.map((m, i) => kms.sign(i % 2 ? b : a, m)));
+    for (const [i, sig] of sigs.entries()) {
+      const [own, other] = i % 2 ? [pb, pa] : [pa, pb];
+      expect(verify('sha256', messages[i] as Buffer, { key: own, dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
+      expect(verify('sha256', messages[i] as Buffer, { key: other, dsaEncoding: 'ieee-p1363' }, sig)).toBe(false);
+    }
+    await kms.deleteSigningKey(a);
+    expect(await codeOf(() => kms.sign(a, Buffer.from('x')))).toBe('unknown-key');
+    // the failure above does not stop the line behind it
+    const inLine = messages.slice(0, 8).map((m) => kms.sign(b, m));
+    await kms.close();
+    for (const [i, sig] of (await Promise.all(inLine)).entries())
+      expect(verify('sha256', messages[i] as Buffer, { key: pb, dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
   });
 
   it('refuses to start without its token, with a wrong PIN, or without its library, saying which', async () => {

@@ -36,6 +36,12 @@ export class Pkcs11KeyProvider implements KeyProvider {
   readonly kind = 'pkcs11' as const;
   private readonly p: pkcs11js.PKCS11;
   private readonly session: Handle;
+  /** JWT signatures have a session of their own: they run on libuv's pool while this one serves the rest */
+  private readonly signSession: Handle;
+  /** private key handles by kid (finding an object scans the token: it grows with every key on it) */
+  private readonly signingHandles = new Map<string, Handle>();
+  /** the signatures in line on the signing session (a session runs one operation at a time) */
+  private signing: Promise<unknown> = Promise.resolve();
 
   constructor(opts: Pkcs11Options) {
     this.p = new P.PKCS11();
@@ -44,7 +50,8 @@ export class Pkcs11KeyProvider implements KeyProvider {
     } catch {
       throw new KmsError('no-library', opts.library);
     }
-    this.p.C_Initialize();
+    // the library locks for itself: signatures run on another thread while this one uses the token
+    this.p.C_Initialize({ flags: P.CKF_OS_LOCKING_OK });
     try {
       const slot = this.p.C_GetSlotList(true).find((s) => this.p.C_GetTokenInfo(s).label.trim() === opts.tokenLabel);
       if (!slot) throw new KmsError('token-missing', opts.tokenLabel);
@@ -56,6 +63,7 @@ export class Pkcs11KeyProvider implements KeyProvider {
           throw new KmsError('wrong-pin');
         throw e;
       }
+      this.signSession = this.p.C_OpenSession(slot, P.CKF_SERIAL_SESSION); // logged in with the first
     } catch (e) {
       this.p.C_Finalize();
       throw e;
@@ -269,14 +277,40 @@ export class Pkcs11KeyProvider implements KeyProvider {
     return { kty: 'EC', crv: 'P-256', x: b64url(point.subarray(1, 33)), y: b64url(point.subarray(33, 65)) };
   }
 
-  async sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
-    const key = this.one(P.CKO_PRIVATE_KEY, JWT, kid);
-    if (!key) throw new KmsError('unknown-key', kid);
-    this.p.C_SignInit(this.session, { mechanism: P.CKM_ECDSA }, key);
-    return new Uint8Array(this.p.C_Sign(this.session, createHash('sha256').update(data).digest(), Buffer.alloc(64)));
+  /**
+   * ES256 over `data`: the SHA-256 is computed here, the token signs it on the signing session, off
+   * the event loop (C_SignAsync), one signature at a time in the order asked.
+   */
+  sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
+    const digest = createHash('sha256').update(data).digest();
+    const signed = this.signing.then(() => this.signOne(kid, digest));
+    this.signing = signed.catch(() => undefined);
+    return signed;
+  }
+
+  private async signOne(kid: string, digest: Buffer): Promise<Uint8Array> {
+    const mechanism = { mechanism: P.CKM_ECDSA };
+    const remembered = this.signingHandles.get(kid);
+    try {
+      this.p.C_SignInit(this.signSession, mechanism, remembered ?? this.signingHandle(kid));
+    } catch (e) {
+      if (remembered === undefined) throw e;
+      // the handle went stale (the key was deleted, by this replica or another): find it again
+      this.signingHandles.delete(kid);
+      this.p.C_SignInit(this.signSession, mechanism, this.signingHandle(kid));
+    }
+    return new Uint8Array(await this.p.C_SignAsync(this.signSession, digest, Buffer.alloc(64)));
+  }
+
+  private signingHandle(kid: string): Handle {
+    const h = this.one(P.CKO_PRIVATE_KEY, JWT, kid);
+    if (!h) throw new KmsError('unknown-key', kid);
+    this.signingHandles.set(kid, h);
+    return h;
   }
 
   async deleteSigningKey(kid: string): Promise<void> {
+    this.signingHandles.delete(kid);
     for (const cls of [P.CKO_PRIVATE_KEY, P.CKO_PUBLIC_KEY]) {
       const h = this.one(cls, JWT, kid);
       if (h) this.p.C_DestroyObject(this.session, h);
@@ -284,8 +318,10 @@ export class Pkcs11KeyProvider implements KeyProvider {
   }
 
   async close(): Promise<void> {
+    await this.signing; // a signature still on the pool's thread must end before the library does
     try {
       this.p.C_Logout(this.session);
+      this.p.C_CloseSession(this.signSession);
       this.p.C_CloseSession(this.session);
     } finally {
       this.p.C_Finalize();
