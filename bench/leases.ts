@@ -79,12 +79,11 @@ function cpuMicros(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) * (1_000_000 / 100); // clock ticks of 1/100 s
 }
 
+/** One closed-loop run: requests per second, and the CPU the server and this process spent per request. */
+type ClosedLoopRun = { rps: number; cpuUs: number; clientCpuUs: number };
+
 /** Requests per second with CONCURRENCY in flight for `ms`, and the CPU the server `pid` spent per request. */
-async function closedLoop(
-  one: () => Promise<number>,
-  ms: number,
-  pid?: number,
-): Promise<{ rps: number; cpuUs: number; clientCpuUs: number }> {
+async function closedLoop(one: () => Promise<number>, ms: number, pid?: number): Promise<ClosedLoopRun> {
   const end = performance.now() + ms;
   let done = 0;
   const cpu = () => (pid === undefined ? 0 : cpuMicros(pid));
@@ -126,7 +125,6 @@ async function openLoop(
   seconds: number,
 ): Promise<{ errors: number; failures: Record<string, number>; latencies: number[]; sent: number }> {
   const latencies: number[] = [];
-  let errors = 0;
   const failures: Record<string, number> = {}; // by status; 0 is a dropped connection
   const pending: Promise<void>[] = [];
   const start = performance.now();
@@ -139,13 +137,12 @@ async function openLoop(
     pending.push(
       one().then((status) => {
         latencies.push(performance.now() - t);
-        if (status === 200) return;
-        errors++;
-        failures[status] = (failures[status] ?? 0) + 1;
+        if (status !== 200) failures[status] = (failures[status] ?? 0) + 1;
       }),
     );
   }
   await Promise.all(pending);
+  const errors = Object.values(failures).reduce((a, b) => a + b, 0);
   return { errors, failures, latencies, sent: total };
 }
 
@@ -212,31 +209,28 @@ export const leasesSuite: Suite = {
       // throughput: jwt issue against a bare server, interleaved
       const { urls, tokens } = await jwtVault([sqlite]);
       const bare = await bareServer(await freePort(), JSON.stringify({ token: 'x'.repeat(560), expiresAt: Date.now(), ttlSeconds: 900 }));
-      const jwt: number[] = [];
-      const plain: number[] = [];
-      const jwtCpu: number[] = [];
-      const plainCpu: number[] = [];
-      const jwtClient: number[] = [];
-      const plainClient: number[] = [];
+      const jwtRuns: ClosedLoopRun[] = [];
+      const bareRuns: ClosedLoopRun[] = [];
       try {
         for (let r = 0; r < ROUNDS; r++) {
-          const j = await closedLoop(
-            () => post(urls[0] as string, '{"role":"agent"}', { authorization: `Bearer ${tokens[0]}` }),
-            ROUND_MS,
-            sqlite.proc.pid as number,
+          jwtRuns.push(
+            await closedLoop(
+              () => post(urls[0] as string, '{"role":"agent"}', { authorization: `Bearer ${tokens[0]}` }),
+              ROUND_MS,
+              sqlite.proc.pid as number,
+            ),
           );
-          const b = await closedLoop(() => post(bare.url, '{"role":"agent"}', {}), ROUND_MS, bare.pid);
-          jwt.push(j.rps);
-          jwtCpu.push(j.cpuUs);
-          plain.push(b.rps);
-          plainCpu.push(b.cpuUs);
-          jwtClient.push(j.clientCpuUs);
-          plainClient.push(b.clientCpuUs);
+          bareRuns.push(await closedLoop(() => post(bare.url, '{"role":"agent"}', {}), ROUND_MS, bare.pid));
         }
       } finally {
         bare.stop();
       }
-      const median = (xs: number[]) => percentile(xs, 50);
+      /** the median over the rounds of one measure of a run */
+      const median = (runs: ClosedLoopRun[], of: keyof ClosedLoopRun) =>
+        percentile(
+          runs.map((r) => r[of]),
+          50,
+        );
       const signUs = signCpuMicros();
       const sqliteSpike = await spike([sqlite]);
 
@@ -294,17 +288,20 @@ export const leasesSuite: Suite = {
       }
 
       const metrics: Record<string, number> = {
-        'leases.jwt_issue_rps': round(median(jwt), 0),
-        'leases.bare_rps': round(median(plain), 0),
-        'leases.jwt_issue_over_bare': round(median(jwt) / median(plain), 3),
-        'leases.jwt_server_cpu_us': round(median(jwtCpu), 1),
-        'leases.bare_server_cpu_us': round(median(plainCpu), 1),
+        'leases.jwt_issue_rps': round(median(jwtRuns, 'rps'), 0),
+        'leases.bare_rps': round(median(bareRuns, 'rps'), 0),
+        'leases.jwt_issue_over_bare': round(median(jwtRuns, 'rps') / median(bareRuns, 'rps'), 3),
+        'leases.jwt_server_cpu_us': round(median(jwtRuns, 'cpuUs'), 1),
+        'leases.bare_server_cpu_us': round(median(bareRuns, 'cpuUs'), 1),
         'leases.es256_sign_cpu_us': round(signUs, 1),
-        'leases.jwt_client_cpu_us': round(median(jwtClient), 1),
-        'leases.bare_client_cpu_us': round(median(plainClient), 1),
+        'leases.jwt_client_cpu_us': round(median(jwtRuns, 'clientCpuUs'), 1),
+        'leases.bare_client_cpu_us': round(median(bareRuns, 'clientCpuUs'), 1),
         // the most the ratio can be here: the bare run is bound by the one-threaded load generator,
         // the jwt run by all the cores, shared by the load generator and the server
-        'leases.jwt_over_bare_cpu_bound': round((availableParallelism() * median(plainClient)) / (median(jwtClient) + median(jwtCpu)), 3),
+        'leases.jwt_over_bare_cpu_bound': round(
+          (availableParallelism() * median(bareRuns, 'clientCpuUs')) / (median(jwtRuns, 'clientCpuUs') + median(jwtRuns, 'cpuUs')),
+          3,
+        ),
         'leases.spike_errors': sqliteSpike.errors,
         'leases.spike_p99_ms': round(sqliteSpike.p99, 1),
         'leases.pg_replicas.spike_errors': pgSpike.errors,
@@ -316,8 +313,8 @@ export const leasesSuite: Suite = {
         meta: {
           concurrency: CONCURRENCY,
           rounds: ROUNDS,
-          jwtRounds: jwt.map((x) => round(x, 0)),
-          bareRounds: plain.map((x) => round(x, 0)),
+          jwtRounds: jwtRuns.map((r) => round(r.rps, 0)),
+          bareRounds: bareRuns.map((r) => round(r.rps, 0)),
           spike: {
             fromPerSecond: BASE_RATE,
             toPerSecond: BASE_RATE * 10,
