@@ -6,8 +6,8 @@
  * is a context switch the loop pays for (measured: the hand-off cost the loop about as much as the
  * signature it moved away). Here, every signature asked for in one turn of the event loop leaves
  * in one message and comes back in one: under load the hand-off is paid once per batch, and the
- * loop only parses, routes and answers. (`bench/leases.ts`: issue 15's spike p99 went from ~75 ms
- * to under 10 ms on SQLite.)
+ * loop only parses, routes and answers. (`bench/leases.ts`: issue 15's spike p99 on SQLite went from
+ * 74–107 ms to 7–51 ms, median 8.5 ms over 13 runs.)
  *
  * The thread holds parsed private keys (KeyObjects cloned to it, by a numeric id, once each); it is
  * inside this process and its trust boundary, like the key file the keys came from. Its code is
