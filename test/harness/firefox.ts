@@ -50,11 +50,27 @@ export async function launchFirefox(
     const url = `moz-extension://${ADDON_UUID}/${path}`;
     // puppeteer's BiDi navigation never reports a moz-extension page loaded: go, then wait for it
     void page.goto(url, { timeout: 0 }).catch(() => {});
-    await page.waitForFunction((u) => location.href === u && document.readyState === 'complete', { timeout: 20_000 }, url);
+    await loaded(page, url);
     await backgroundReady(page);
     return page;
   };
   return { browser, open, close: () => browser.close() };
+}
+
+/**
+ * Waits until `page` shows `url`, fully loaded. Polled by hand rather than with waitForFunction: a
+ * poll that lands while the page is swapped from about:blank to the add-on's page fails inside
+ * Firefox's remote agent ("right-hand side of 'in' should be an object, got null"), and
+ * waitForFunction gives up at the first failure.
+ */
+async function loaded(page: Page, url: string): Promise<void> {
+  const end = Date.now() + 20_000;
+  for (;;) {
+    const done = await page.evaluate((u) => location.href === u && document.readyState === 'complete', url).catch(() => false);
+    if (done) return;
+    if (Date.now() > end) throw new Error(`firefox: ${url} did not load within 20 s`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /**
