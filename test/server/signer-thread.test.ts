@@ -7,10 +7,28 @@ import { generateKeyPairSync, verify } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
 import { SignerError, SignerThread } from '../../src/server/kms/signer-thread.ts';
 
-/** A signer whose thread a test can stop, as an out-of-memory kill or a native crash would. */
+/** A signer whose thread a test can stop, as an out-of-memory kill or a native crash would, or watch. */
 class Stoppable extends SignerThread {
   stopThread(): Promise<number> {
     return this.worker?.terminate() ?? Promise.resolve(0);
+  }
+
+  /** Counts the batches sent to the thread, and the most it held at once (its answers counted first). */
+  watchBatches(): { sent: number; mostAtOnce: number } {
+    const w = this.worker;
+    if (!w) throw new Error('no thread yet');
+    const seen = { sent: 0, mostAtOnce: 0 };
+    let held = 0;
+    w.prependListener('message', () => held--);
+    const post = w.postMessage.bind(w);
+    w.postMessage = (m: { type?: string }, transfer?: readonly Transferable[]) => {
+      if (m.type === 'sign') {
+        seen.sent++;
+        seen.mostAtOnce = Math.max(seen.mostAtOnce, ++held);
+      }
+      post(m, transfer as never);
+    };
+    return seen;
   }
 }
 
@@ -46,6 +64,32 @@ describe('the signing thread', () => {
       signer.sign(a.privateKey, messages[0] as Buffer),
     ]);
     expect(Buffer.from(s1 as Uint8Array).equals(Buffer.from(s2 as Uint8Array))).toBe(false);
+  });
+
+  it('keeps one batch on the thread at a time: what is asked for meanwhile leaves together in the next', async () => {
+    const signer = newSigner();
+    const k = p256();
+    await signer.sign(k.privateKey, Buffer.from('warm.up')); // starts the thread
+    const seen = signer.watchBatches();
+    // 16 callers, each signing 25 times in a row, as 16 requests in flight on a busy server do,
+    // each asking a few turns of the event loop after the last answer, as requests arrive
+    const turns = (n: number) =>
+      Array.from({ length: n }).reduce<Promise<unknown>>((p) => p.then(() => new Promise(setImmediate)), Promise.resolve());
+    const signed = await Promise.all(
+      Array.from({ length: 16 }, async (_, caller) => {
+        const mine: [Buffer, Uint8Array][] = [];
+        for (let n = 0; n < 25; n++) {
+          const data = Buffer.from(`header.claims-${caller}-${n}`);
+          mine.push([data, await signer.sign(k.privateKey, data)]);
+          await turns((caller * 7 + n) % 4);
+        }
+        return mine;
+      }),
+    );
+    for (const [data, sig] of signed.flat()) expect(verifies(k.publicKey, data, sig)).toBe(true);
+    expect(seen.mostAtOnce).toBe(1);
+    // 400 signatures in far fewer batches: each gathered while the one before was being signed
+    expect(seen.sent).toBeLessThan(400 / 2);
   });
 
   it('fails only the signatures of a key that cannot make ES256, in the same batch as good ones', async () => {
