@@ -7,6 +7,7 @@
 import { join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { ROOT } from './browser.ts';
+import { until } from './sync.ts';
 
 export const FIREFOX_PATH = process.env.FIREFOX_PATH ?? '/usr/bin/firefox-esr';
 export const FIREFOX_DIST = join(ROOT, 'dist-firefox');
@@ -61,16 +62,11 @@ export async function launchFirefox(
  * Waits until `page` shows `url`, fully loaded. Polled by hand rather than with waitForFunction: a
  * poll that lands while the page is swapped from about:blank to the add-on's page fails inside
  * Firefox's remote agent ("right-hand side of 'in' should be an object, got null"), and
- * waitForFunction gives up at the first failure.
+ * waitForFunction gives up at the first failure; here that poll counts as not loaded yet.
  */
-async function loaded(page: Page, url: string): Promise<void> {
-  const end = Date.now() + 20_000;
-  for (;;) {
-    const done = await page.evaluate((u) => location.href === u && document.readyState === 'complete', url).catch(() => false);
-    if (done) return;
-    if (Date.now() > end) throw new Error(`firefox: ${url} did not load within 20 s`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+function loaded(page: Page, url: string): Promise<void> {
+  const shown = () => page.evaluate((u) => location.href === u && document.readyState === 'complete', url).catch(() => false);
+  return until(shown, 20_000, `firefox to load ${url}`);
 }
 
 /**

@@ -70,3 +70,12 @@ export async function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+
+/** Polls `cond` (which may ask a browser or a server) every 250 ms until it holds; `what` names it in the timeout. */
+export async function until(cond: () => Promise<boolean>, ms = 20_000, what = 'a condition'): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms / 1000} s waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -6,6 +6,7 @@
 import type { Page } from 'playwright';
 import type { SecretSummary, SyncStatus } from '../../src/core/api.ts';
 import { type Harness, launch, newProfileDir, OPTIONS, rpc } from './browser.ts';
+import { until } from './sync.ts';
 
 export type Device = { readonly h: Harness; readonly options: Page; readonly agent: Page; readonly name: string; readonly profile: string };
 type Res<T> = { ok: boolean; result: T; error: { code: string; message: string } };
@@ -15,14 +16,6 @@ export async function call<T>(d: Device, method: string, params?: unknown): Prom
   const r = await rpc<Res<T>>(d.options, method, params);
   if (!r.ok) throw new Error(`${d.name} ${method}: ${r.error.code} ${r.error.message}`);
   return r.result;
-}
-
-export async function until(cond: () => Promise<boolean>, ms = 20_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error('timed out');
-    await new Promise((r) => setTimeout(r, 250));
-  }
 }
 
 /** A profile with a new vault of its own (not synced). */
