@@ -1,8 +1,10 @@
 /**
  * leases.*: the distant vault's engines under load (issue 15), the server in its own process.
  *   jwt_issue_rps          JWTs issued per second (device session, policy check, ES256 signing by
- *                          the file key provider), CONCURRENCY requests in flight, keep-alive
- *   bare_rps               a bare Node http server answering a body of the same size, interleaved
+ *                          the file key provider), CONCURRENCY requests in flight, keep-alive,
+ *                          sent by node:http's client
+ *   bare_rps               a bare Node http server answering a body of the same size with the same
+ *                          headers, interleaved
  *   jwt_issue_over_bare    the ratio (goal >= 0.5)
  *   jwt_server_cpu_us, bare_server_cpu_us
  *                          CPU time each server process spent per request in those runs (from
@@ -14,11 +16,21 @@
  *                          the highest ratio this machine allows: the bare run is bound by the
  *                          load generator's one thread (1 / bare_client_cpu_us), the jwt run by
  *                          every core at once (cores / (jwt_client_cpu_us + jwt_server_cpu_us))
+ *   lean_client.jwt_issue_rps, lean_client.bare_rps, lean_client.jwt_issue_over_bare,
+ *   lean_client.jwt_server_cpu_us, lean_client.bare_server_cpu_us, lean_client.jwt_client_cpu_us
+ *                          the same runs sent by the lean client (bench/http1.ts), which costs a
+ *                          third as much: the servers nearer their own limits (no goal: a measure
+ *                          of what a JWT costs the server against a bare answer)
  *   spike_errors           requests that failed (non-200 or dropped) while the offered rate steps
  *                          from 667/s (10,000 agents minting every 15 s) to ten times that, open
- *                          loop: requests leave on schedule whether or not earlier ones answered
+ *                          loop: requests leave on schedule whether or not earlier ones answered;
+ *                          sent by the lean client, so that the load generator takes as little of
+ *                          the servers' two cores as it can (goal 0)
  *   spike_p99_ms           their p99 latency (goal <= 50)
- *   (both on SQLite, one server; and on PostgreSQL, two replicas behind a round robin)
+ *   node_http.spike_errors, node_http.spike_p99_ms
+ *                          the same spike sent by node:http's client, right after: a load generator
+ *                          that costs as much CPU per request as the server, on the same two cores
+ *   (spikes on SQLite, one server; and on PostgreSQL, two replicas behind a round robin)
  *   pg_issue_p95_ms        issuing a PostgreSQL role under a lease (CREATE ROLE + GRANT on a real
  *                          PostgreSQL with passwords, lease row, sealed revocation data)
  * This machine has two cores shared by the load generator and the servers: the spike's offered
@@ -37,6 +49,7 @@ import { startPostgres } from '../test/harness/postgres.ts';
 import { freePort } from '../test/harness/servers.ts';
 import { device, login } from '../test/harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../test/harness/vault-server.ts';
+import { Http1Pool, postRequest } from './http1.ts';
 import type { Suite } from './run.ts';
 import { percentile, round } from './stats.ts';
 
@@ -73,6 +86,33 @@ function post(url: string, body: string, headers: Record<string, string>): Promi
   });
 }
 
+/** Who sends the requests: node:http's client, or the lean one (bench/http1.ts). */
+type Client = 'node-http' | 'lean';
+
+/** One POST of `body` at a time to each of `urls` in turn, sent by `client`: each resolves to the status (0: dropped). */
+function sender(client: Client, urls: string[], body: string, headers: Record<string, string>[] = []) {
+  let i = 0;
+  if (client === 'node-http')
+    return {
+      one: () => {
+        const k = i++ % urls.length;
+        return post(urls[k] as string, body, headers[k] ?? {});
+      },
+      close: () => {},
+    };
+  const pools = urls.map((u) => Http1Pool.for(u));
+  const requests = urls.map((u, k) => postRequest(u, body, headers[k]));
+  return {
+    one: () => {
+      const k = i++ % urls.length;
+      return (pools[k] as Http1Pool).request(requests[k] as Buffer);
+    },
+    close: () => {
+      for (const p of pools) p.close();
+    },
+  };
+}
+
 /** CPU time (user + system) process `pid` has used, in microseconds (Linux /proc). */
 function cpuMicros(pid: number): number {
   const fields = (readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1] ?? '').split(' ');
@@ -93,7 +133,8 @@ async function closedLoop(one: () => Promise<number>, ms: number, pid?: number):
   await Promise.all(
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) {
-        if ((await one()) !== 200) throw new Error('bench: a request failed in the throughput run');
+        const status = await one();
+        if (status !== 200) throw new Error(`bench: a request failed in the throughput run (status ${status})`);
         done++;
       }
     }),
@@ -147,7 +188,8 @@ async function openLoop(
 }
 
 async function bareServer(port: number, body: string) {
-  const code = `require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => { s.writeHead(200, {'content-type': 'application/json', 'cache-control': 'no-store'}); s.end(process.env.BODY); }); }).listen(${port}, '127.0.0.1', () => console.log('ready'));`;
+  // the headers the distant vault's answers carry, content-length among them
+  const code = `const b = process.env.BODY; require('node:http').createServer((q, s) => { q.resume(); q.on('end', () => { s.writeHead(200, {'content-type': 'application/json', 'cache-control': 'no-store', 'content-length': Buffer.byteLength(b)}); s.end(b); }); }).listen(${port}, '127.0.0.1', () => console.log('ready'));`;
   const proc = spawn(process.execPath, ['-e', code], { env: { ...process.env, BODY: body }, stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise<void>((r) => proc.stdout?.once('data', () => r()));
   return { url: `http://127.0.0.1:${port}/`, pid: proc.pid as number, stop: () => proc.kill() };
@@ -180,17 +222,25 @@ async function jwtVault(servers: ServerProcess[]): Promise<{ urls: string[]; tok
   return { urls, tokens };
 }
 
-async function spike(servers: ServerProcess[]) {
+type Spike = { errors: number; failures: Record<string, number>; p99: number; sent: number };
+
+/** The spike on `servers`, sent by the lean client (the goal's measure), then by node:http's. */
+async function spikes(servers: ServerProcess[]): Promise<Record<Client, Spike>> {
   const { urls, tokens } = await jwtVault(servers);
-  let i = 0;
-  const one = () => {
-    const k = i++ % urls.length;
-    return post(urls[k] as string, '{"role":"agent"}', { authorization: `Bearer ${tokens[k]}` });
-  };
-  await closedLoop(one, WARM_MS);
-  await openLoop(one, BASE_RATE, 2); // the base rate
-  const s = await openLoop(one, BASE_RATE * 10, SPIKE_SECONDS);
-  return { errors: s.errors, failures: s.failures, p99: percentile(s.latencies, 99), sent: s.sent };
+  const headers = tokens.map((t) => ({ authorization: `Bearer ${t}` }));
+  const out: Partial<Record<Client, Spike>> = {};
+  for (const client of ['lean', 'node-http'] as const) {
+    const { one, close } = sender(client, urls, '{"role":"agent"}', headers);
+    try {
+      await closedLoop(one, WARM_MS);
+      await openLoop(one, BASE_RATE, 2); // the base rate
+      const s = await openLoop(one, BASE_RATE * 10, SPIKE_SECONDS);
+      out[client] = { errors: s.errors, failures: s.failures, p99: percentile(s.latencies, 99), sent: s.sent };
+    } finally {
+      close();
+    }
+  }
+  return out as Record<Client, Spike>;
 }
 
 export const leasesSuite: Suite = {
@@ -209,22 +259,31 @@ export const leasesSuite: Suite = {
       // throughput: jwt issue against a bare server, interleaved
       const { urls, tokens } = await jwtVault([sqlite]);
       const bare = await bareServer(await freePort(), JSON.stringify({ token: 'x'.repeat(560), expiresAt: Date.now(), ttlSeconds: 900 }));
-      const jwtRuns: ClosedLoopRun[] = [];
-      const bareRuns: ClosedLoopRun[] = [];
+      const runs = {
+        'node-http': { jwt: [] as ClosedLoopRun[], bare: [] as ClosedLoopRun[] },
+        lean: { jwt: [] as ClosedLoopRun[], bare: [] as ClosedLoopRun[] },
+      };
+      const senders = (['node-http', 'lean'] as const).map((client) => ({
+        client,
+        jwt: sender(client, urls, '{"role":"agent"}', [{ authorization: `Bearer ${tokens[0]}` }]),
+        bare: sender(client, [bare.url], '{"role":"agent"}'),
+      }));
       try {
         for (let r = 0; r < ROUNDS; r++) {
-          jwtRuns.push(
-            await closedLoop(
-              () => post(urls[0] as string, '{"role":"agent"}', { authorization: `Bearer ${tokens[0]}` }),
-              ROUND_MS,
-              sqlite.proc.pid as number,
-            ),
-          );
-          bareRuns.push(await closedLoop(() => post(bare.url, '{"role":"agent"}', {}), ROUND_MS, bare.pid));
+          for (const { client, jwt, bare: toBare } of senders) {
+            runs[client].jwt.push(await closedLoop(jwt.one, ROUND_MS, sqlite.proc.pid as number));
+            runs[client].bare.push(await closedLoop(toBare.one, ROUND_MS, bare.pid));
+          }
         }
       } finally {
+        for (const s of senders) {
+          s.jwt.close();
+          s.bare.close();
+        }
         bare.stop();
       }
+      const { jwt: jwtRuns, bare: bareRuns } = runs['node-http'];
+      const lean = runs.lean;
       /** the median over the rounds of one measure of a run */
       const median = (runs: ClosedLoopRun[], of: keyof ClosedLoopRun) =>
         percentile(
@@ -232,7 +291,7 @@ export const leasesSuite: Suite = {
           50,
         );
       const signUs = signCpuMicros();
-      const sqliteSpike = await spike([sqlite]);
+      const sqliteSpikes = await spikes([sqlite]);
 
       // PostgreSQL: two replicas sharing the store and the key file
       const keyFile = join(keyDir, 'keys.json');
@@ -240,7 +299,7 @@ export const leasesSuite: Suite = {
         await spawnVaultServer({ port: await freePort(), databaseUrl: pg.url, keyFile, ...LIMIT_FLAGS }),
         await spawnVaultServer({ port: await freePort(), databaseUrl: pg.url, keyFile, ...LIMIT_FLAGS }),
       ];
-      const pgSpike = await spike(replicas);
+      const pgSpikes = await spikes(replicas);
 
       // the postgres engine: issue a role under a lease, 100 times, revoking each
       const first = replicas[0] as ServerProcess;
@@ -302,10 +361,20 @@ export const leasesSuite: Suite = {
           (availableParallelism() * median(bareRuns, 'clientCpuUs')) / (median(jwtRuns, 'clientCpuUs') + median(jwtRuns, 'cpuUs')),
           3,
         ),
-        'leases.spike_errors': sqliteSpike.errors,
-        'leases.spike_p99_ms': round(sqliteSpike.p99, 1),
-        'leases.pg_replicas.spike_errors': pgSpike.errors,
-        'leases.pg_replicas.spike_p99_ms': round(pgSpike.p99, 1),
+        'leases.lean_client.jwt_issue_rps': round(median(lean.jwt, 'rps'), 0),
+        'leases.lean_client.bare_rps': round(median(lean.bare, 'rps'), 0),
+        'leases.lean_client.jwt_issue_over_bare': round(median(lean.jwt, 'rps') / median(lean.bare, 'rps'), 3),
+        'leases.lean_client.jwt_server_cpu_us': round(median(lean.jwt, 'cpuUs'), 1),
+        'leases.lean_client.bare_server_cpu_us': round(median(lean.bare, 'cpuUs'), 1),
+        'leases.lean_client.jwt_client_cpu_us': round(median(lean.jwt, 'clientCpuUs'), 1),
+        'leases.spike_errors': sqliteSpikes.lean.errors,
+        'leases.spike_p99_ms': round(sqliteSpikes.lean.p99, 1),
+        'leases.pg_replicas.spike_errors': pgSpikes.lean.errors,
+        'leases.pg_replicas.spike_p99_ms': round(pgSpikes.lean.p99, 1),
+        'leases.node_http.spike_errors': sqliteSpikes['node-http'].errors,
+        'leases.node_http.spike_p99_ms': round(sqliteSpikes['node-http'].p99, 1),
+        'leases.node_http.pg_replicas.spike_errors': pgSpikes['node-http'].errors,
+        'leases.node_http.pg_replicas.spike_p99_ms': round(pgSpikes['node-http'].p99, 1),
         'leases.pg_issue_p95_ms': round(percentile(pgIssue, 95), 1),
       };
       return {
@@ -315,22 +384,27 @@ export const leasesSuite: Suite = {
           rounds: ROUNDS,
           jwtRounds: jwtRuns.map((r) => round(r.rps, 0)),
           bareRounds: bareRuns.map((r) => round(r.rps, 0)),
+          leanClientJwtRounds: lean.jwt.map((r) => round(r.rps, 0)),
+          leanClientBareRounds: lean.bare.map((r) => round(r.rps, 0)),
           spike: {
             fromPerSecond: BASE_RATE,
             toPerSecond: BASE_RATE * 10,
             seconds: SPIKE_SECONDS,
             warmMs: WARM_MS,
-            sqliteSent: sqliteSpike.sent,
-            pgSent: pgSpike.sent,
-            sqliteFailures: sqliteSpike.failures,
-            pgFailures: pgSpike.failures,
+            client: 'lean (bench/http1.ts); node_http.*: node:http',
+            sqliteSent: sqliteSpikes.lean.sent,
+            pgSent: pgSpikes.lean.sent,
+            sqliteFailures: sqliteSpikes.lean.failures,
+            pgFailures: pgSpikes.lean.failures,
+            nodeHttpSqliteFailures: sqliteSpikes['node-http'].failures,
+            nodeHttpPgFailures: pgSpikes['node-http'].failures,
           },
           goalsMet: {
             'jwt_issue_over_bare >= 0.5': (metrics['leases.jwt_issue_over_bare'] ?? 0) >= 0.5,
-            'spike_errors = 0 (sqlite)': sqliteSpike.errors === 0,
-            'spike_p99_ms <= 50 (sqlite)': sqliteSpike.p99 <= 50,
-            'spike_errors = 0 (postgres, two replicas)': pgSpike.errors === 0,
-            'spike_p99_ms <= 50 (postgres, two replicas)': pgSpike.p99 <= 50,
+            'spike_errors = 0 (sqlite)': sqliteSpikes.lean.errors === 0,
+            'spike_p99_ms <= 50 (sqlite)': sqliteSpikes.lean.p99 <= 50,
+            'spike_errors = 0 (postgres, two replicas)': pgSpikes.lean.errors === 0,
+            'spike_p99_ms <= 50 (postgres, two replicas)': pgSpikes.lean.p99 <= 50,
           },
         },
       };
