@@ -61,7 +61,12 @@ const SPIKE_SECONDS = 3;
 /** closed-loop traffic each spike's servers take first: a running deployment, not a process's first seconds of JIT compilation */
 const WARM_MS = 4000;
 
-const agent = new Agent({ keepAlive: true, maxSockets: 256 });
+/**
+ * node:http's client. Its sockets idle for 6 s between a client's rounds, when a Node server closes
+ * idle ones; `timeout` makes the Agent drop them a second before the server's Keep-Alive hint
+ * (without it, Node 20's Agent ignores the hint) instead of racing the server's close.
+ */
+const agent = new Agent({ keepAlive: true, maxSockets: 256, timeout: 60_000 });
 
 function post(url: string, body: string, headers: Record<string, string>): Promise<number> {
   return new Promise((resolve) => {
@@ -123,7 +128,7 @@ function cpuMicros(pid: number): number {
 type ClosedLoopRun = { rps: number; cpuUs: number; clientCpuUs: number };
 
 /** Requests per second with CONCURRENCY in flight for `ms`, and the CPU the server `pid` spent per request. */
-async function closedLoop(one: () => Promise<number>, ms: number, pid?: number): Promise<ClosedLoopRun> {
+async function closedLoop(one: () => Promise<number>, ms: number, pid?: number, what = 'a throughput run'): Promise<ClosedLoopRun> {
   const end = performance.now() + ms;
   let done = 0;
   const cpu = () => (pid === undefined ? 0 : cpuMicros(pid));
@@ -134,7 +139,7 @@ async function closedLoop(one: () => Promise<number>, ms: number, pid?: number):
     Array.from({ length: CONCURRENCY }, async () => {
       while (performance.now() < end) {
         const status = await one();
-        if (status !== 200) throw new Error(`bench: a request failed in the throughput run (status ${status})`);
+        if (status !== 200) throw new Error(`bench: a request failed in ${what} (status ${status})`);
         done++;
       }
     }),
@@ -271,8 +276,8 @@ export const leasesSuite: Suite = {
       try {
         for (let r = 0; r < ROUNDS; r++) {
           for (const { client, jwt, bare: toBare } of senders) {
-            runs[client].jwt.push(await closedLoop(jwt.one, ROUND_MS, sqlite.proc.pid as number));
-            runs[client].bare.push(await closedLoop(toBare.one, ROUND_MS, bare.pid));
+            runs[client].jwt.push(await closedLoop(jwt.one, ROUND_MS, sqlite.proc.pid as number, `the jwt run, ${client}`));
+            runs[client].bare.push(await closedLoop(toBare.one, ROUND_MS, bare.pid, `the bare run, ${client}`));
           }
         }
       } finally {
