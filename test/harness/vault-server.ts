@@ -3,7 +3,7 @@
  * process (`npm run server`'s entry) so it can be killed and restarted.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createVaultServer, type Limits } from '../../src/server/app.ts';
@@ -61,7 +61,11 @@ export async function spawnVaultServer(args: {
   requestsPerMinute?: number;
   /** the key provider's file (default: in the data directory, or a temporary one); replicas share one */
   keyFile?: string;
-  /** once started, its output is read and dropped (a bench: keeping it would load the process measuring) */
+  /**
+   * its output goes to a file, not through this process (a bench: the process measuring would
+   * read every log line, and a server whose pipe is full waits for it, as one writing to a
+   * journal or a file does not)
+   */
   quiet?: boolean;
   /** more arguments and environment (a `kms` command, the pkcs11 provider's) */
   extraArgs?: string[];
@@ -75,30 +79,31 @@ export async function spawnVaultServer(args: {
   if (args.databaseUrl !== undefined) argv.push('--database-url', args.databaseUrl);
   if (args.requestsPerMinute !== undefined) argv.push('--requests-per-minute', String(args.requestsPerMinute));
   if (args.loginsPerMinute !== undefined) argv.push('--logins-per-minute', String(args.loginsPerMinute));
-  const proc = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...args.env } });
-  let out = '';
+  const logFile = args.quiet ? join(mkdtempSync(join(tmpdir(), 'keyhole-server-log-')), 'server.log') : undefined;
+  const logFd = logFile === undefined ? undefined : openSync(logFile, 'a');
+  const proc = spawn(process.execPath, argv, {
+    stdio: logFd === undefined ? ['ignore', 'pipe', 'pipe'] : ['ignore', logFd, logFd],
+    env: { ...process.env, ...args.env },
+  });
+  if (logFd !== undefined) closeSync(logFd); // the child has its own copy
+  let piped = '';
   proc.stdout?.on('data', (d) => {
-    out += d;
+    piped += d;
   });
   proc.stderr?.on('data', (d) => {
-    out += d;
+    piped += d;
   });
+  const output = () => (logFile === undefined ? piped : readFileSync(logFile, 'utf8'));
   const origin = `http://127.0.0.1:${args.port}`;
   const deadline = Date.now() + 30_000;
-  while (!out.includes('"listening"')) {
-    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`vault server did not start: ${out.slice(0, 2000)}`);
+  while (!output().includes('"listening"')) {
+    if (proc.exitCode !== null || Date.now() > deadline) throw new Error(`vault server did not start: ${output().slice(0, 2000)}`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-  if (args.quiet) {
-    for (const stream of [proc.stdout, proc.stderr]) {
-      stream?.removeAllListeners('data');
-      stream?.resume();
-    }
   }
   return {
     origin,
     proc,
-    output: () => out,
+    output,
     async stop(signal = 'SIGTERM') {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));
