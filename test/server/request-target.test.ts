@@ -50,37 +50,8 @@ describe('request targets', () => {
   });
 
   it('agrees with the URL parser on 20,000 random targets', () => {
-    const alphabet = [
-      '/',
-      '/',
-      '/',
-      '.',
-      '.',
-      'a',
-      'Z',
-      '0',
-      '-',
-      '_',
-      '~',
-      '%',
-      '2',
-      'e',
-      '?',
-      '#',
-      '\\',
-      ' ',
-      '@',
-      ':',
-      "'",
-      '"',
-      '{',
-      '|',
-      '^',
-      '`',
-      '=',
-      '&',
-      'é',
-    ];
+    // slashes and dots weigh more: dot segments and empty segments are what the parser changes
+    const alphabet = [...'///..aZ0-_~%2e?#\\ @:\'"{|^`=&é!$()*+,;[]'];
     for (let n = 0; n < 20_000; n++) {
       const raw = `/${Array.from({ length: randomInt(0, 12) }, () => alphabet[randomInt(alphabet.length)]).join('')}`;
       expect(read(raw), raw).toEqual(parsed(raw));
