@@ -31,8 +31,8 @@ export function postRequest(url: string, body: string, headers: Record<string, s
 /** One keep-alive connection, one request at a time. */
 class Connection {
   private readonly socket: Socket;
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  /** what has come of the answer so far */
+  private received: Buffer = Buffer.alloc(0);
   private pending: { resolve: (status: number) => void; reject: (e: Error) => void } | null = null;
   alive = true;
   /** when its last answer came (performance.now()) */
@@ -64,17 +64,14 @@ class Connection {
   private settle(status: number, error?: Error): void {
     const p = this.pending;
     this.pending = null;
-    this.chunks = [];
-    this.buffered = 0;
+    this.received = Buffer.alloc(0);
     if (error) p?.reject(error);
     else p?.resolve(status);
   }
 
   private read(d: Buffer): void {
-    this.chunks.push(d);
-    this.buffered += d.length;
-    const data = this.chunks.length === 1 ? d : Buffer.concat(this.chunks, this.buffered);
-    this.chunks = [data];
+    const data = this.received.length === 0 ? d : Buffer.concat([this.received, d]);
+    this.received = data;
     const end = data.indexOf(HEAD_END);
     if (end < 0) return;
     const head = data.toString('latin1', 0, end);
