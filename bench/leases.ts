@@ -2,7 +2,8 @@
  * leases.*: the distant vault's engines under load (issue 15), the server in its own process.
  *   jwt_issue_rps          JWTs issued per second (device session, policy check, ES256 signing by
  *                          the file key provider), CONCURRENCY requests in flight, keep-alive,
- *                          sent by node:http's client
+ *                          sent by node:http's client; the median of ROUNDS rounds, taken after
+ *                          every server and client has had WARM_MS / 2 of traffic
  *   bare_rps               a bare Node http server answering a body of the same size with the same
  *                          headers, interleaved
  *   jwt_issue_over_bare    the ratio (goal >= 0.5)
@@ -55,10 +56,15 @@ import { percentile, round } from './stats.ts';
 
 const CONCURRENCY = 16;
 const ROUND_MS = 2000;
-const ROUNDS = 4;
+/** odd, so that the median is one of the rounds */
+const ROUNDS = 5;
 const BASE_RATE = 667;
 const SPIKE_SECONDS = 3;
-/** closed-loop traffic each spike's servers take first: a running deployment, not a process's first seconds of JIT compilation */
+/**
+ * closed-loop traffic each server and client take before anything is measured: a running
+ * deployment, not a process's first seconds of JIT compilation (a fresh JWT server under tsx
+ * issues a third to a half of its steady rate in its first two seconds; a bare one warms at once)
+ */
 const WARM_MS = 4000;
 
 /**
@@ -274,6 +280,11 @@ export const leasesSuite: Suite = {
         bare: sender(client, [bare.url], '{"role":"agent"}'),
       }));
       try {
+        // both servers and both clients warm, each pair for half of WARM_MS, before the first round
+        for (const { jwt, bare: toBare } of senders) {
+          await closedLoop(jwt.one, WARM_MS / 2);
+          await closedLoop(toBare.one, WARM_MS / 2);
+        }
         for (let r = 0; r < ROUNDS; r++) {
           for (const { client, jwt, bare: toBare } of senders) {
             runs[client].jwt.push(await closedLoop(jwt.one, ROUND_MS, sqlite.proc.pid as number, `the jwt run, ${client}`));
@@ -387,6 +398,7 @@ export const leasesSuite: Suite = {
         meta: {
           concurrency: CONCURRENCY,
           rounds: ROUNDS,
+          closedLoopWarmMs: WARM_MS / 2,
           jwtRounds: jwtRuns.map((r) => round(r.rps, 0)),
           bareRounds: bareRuns.map((r) => round(r.rps, 0)),
           leanClientJwtRounds: lean.jwt.map((r) => round(r.rps, 0)),
