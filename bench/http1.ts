@@ -89,29 +89,77 @@ class Connection {
   }
 }
 
+/** How a pool behaves; every field has a default. */
+export type PoolOptions = {
+  /** a request unanswered this long fails with 0 (10 s) */
+  timeoutMs?: number;
+  /** a connection idle this long is closed instead of reused (4 s) */
+  idleMs?: number;
+  /** connections open at once at most; requests beyond them wait their turn, in order (no limit) */
+  maxConnections?: number;
+};
+
 /**
  * Connections to one server: an idle one is reused, else one more is opened (as node:http's Agent
- * with keepAlive). One idle for `idleMs` (4 s) is closed instead of reused, as undici does: a
- * server that closes idle connections (Node's after 5 s) may be closing it as the request leaves.
+ * with keepAlive), up to `maxConnections`, after which a request waits for one to come free (as
+ * the Agent's maxSockets, wrk's and autocannon's fixed connections): a load generator that opens
+ * a connection whenever the server is slow answers a slow moment with hundreds of new
+ * connections, each a cost to the server, and makes the moment longer. One idle for `idleMs` is
+ * closed instead of reused, as undici does: a server that closes idle connections (Node's after
+ * 5 s) may be closing it as the request leaves.
  */
 export class Http1Pool {
   private readonly idle: Connection[] = [];
   private readonly all = new Set<Connection>();
+  /** requests waiting for a connection, first come first served (null: the pool closed) */
+  private readonly waiting: ((c: Connection | null) => void)[] = [];
+  private closed = false;
+  private readonly timeoutMs: number;
+  private readonly idleMs: number;
+  private readonly maxConnections: number;
 
   constructor(
     private readonly port: number,
     private readonly host = '127.0.0.1',
-    private readonly timeoutMs = 10_000,
-    private readonly idleMs = 4000,
-  ) {}
+    options: PoolOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.idleMs = options.idleMs ?? 4000;
+    this.maxConnections = options.maxConnections ?? Number.POSITIVE_INFINITY;
+  }
 
-  static for(url: string): Http1Pool {
+  static for(url: string, options?: PoolOptions): Http1Pool {
     const u = new URL(url);
-    return new Http1Pool(Number(u.port), u.hostname);
+    return new Http1Pool(Number(u.port), u.hostname, options);
+  }
+
+  /** Connections open now (idle or carrying a request). */
+  get connections(): number {
+    return this.all.size;
   }
 
   /** The answer's status; 0 if the connection failed or timed out. */
   async request(bytes: Buffer): Promise<number> {
+    if (this.closed) return 0;
+    const c =
+      this.reuse() ??
+      (this.all.size < this.maxConnections ? this.open() : await new Promise<Connection | null>((r) => this.waiting.push(r)));
+    if (c === null) return 0;
+    const status = await c.send(bytes);
+    this.release(c);
+    return status;
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const next of this.waiting.splice(0)) next(null);
+    for (const c of this.all) c.destroy();
+    this.all.clear();
+    this.idle.length = 0;
+  }
+
+  /** An idle connection still fit to carry a request, if there is one. */
+  private reuse(): Connection | undefined {
     const now = performance.now();
     let c = this.idle.pop();
     while (c && (!c.alive || now - c.idleSince > this.idleMs)) {
@@ -119,19 +167,21 @@ export class Http1Pool {
       this.all.delete(c);
       c = this.idle.pop();
     }
-    if (!c) {
-      c = new Connection(this.port, this.host, this.timeoutMs);
-      this.all.add(c);
-    }
-    const status = await c.send(bytes);
-    if (c.alive) this.idle.push(c);
-    else this.all.delete(c);
-    return status;
+    return c;
   }
 
-  close(): void {
-    for (const c of this.all) c.destroy();
-    this.all.clear();
-    this.idle.length = 0;
+  private open(): Connection {
+    const c = new Connection(this.port, this.host, this.timeoutMs);
+    this.all.add(c);
+    return c;
+  }
+
+  /** `c` carried its request: to the next waiting request (a new connection if `c` closed), else idle. */
+  private release(c: Connection): void {
+    if (!c.alive) this.all.delete(c);
+    if (this.closed) return c.destroy();
+    const next = this.waiting.shift();
+    if (next) next(c.alive ? c : this.open());
+    else if (c.alive) this.idle.push(c);
   }
 }

@@ -24,9 +24,9 @@ async function serve(handler: Parameters<typeof createServer>[1]): Promise<{ url
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/path?q=1`, connections: () => connections, server };
 }
 
-function pool(url: string, idleMs?: number): Http1Pool {
+function pool(url: string, idleMs?: number, maxConnections?: number): Http1Pool {
   const u = new URL(url);
-  const p = new Http1Pool(Number(u.port), u.hostname, 2000, idleMs);
+  const p = new Http1Pool(Number(u.port), u.hostname, { timeoutMs: 2000, idleMs, maxConnections });
   pools.push(p);
   return p;
 }
@@ -117,5 +117,61 @@ describe('the lean bench client', () => {
     await new Promise((r) => setTimeout(r, 100));
     expect(await q.request(postRequest(s.url, '{}'))).toBe(200);
     expect(s.connections()).toBe(5);
+  });
+  it('keeps to maxConnections: requests beyond them wait, first come first served', async () => {
+    const arrived: string[] = [];
+    let inFlight = 0;
+    let mostInFlight = 0;
+    const s = await serve((req, res) => {
+      arrived.push(String(req.headers['x-n']));
+      mostInFlight = Math.max(mostInFlight, ++inFlight);
+      req.resume();
+      req.on('end', () =>
+        setTimeout(() => {
+          inFlight--;
+          res.end('ok');
+        }, 10),
+      );
+    });
+    const send = (p: Http1Pool, n: number) =>
+      Array.from({ length: n }, (_, k) => p.request(postRequest(s.url, '{}', { 'x-n': String(k + 1) })));
+    expect(await Promise.all(send(pool(s.url, undefined, 1), 4))).toEqual([200, 200, 200, 200]);
+    expect(arrived).toEqual(['1', '2', '3', '4']);
+    expect(s.connections()).toBe(1);
+
+    const two = pool(s.url, undefined, 2);
+    expect(await Promise.all(send(two, 6))).toEqual(Array(6).fill(200));
+    expect(mostInFlight).toBe(2);
+    expect(two.connections).toBe(2);
+    expect(s.connections()).toBe(3);
+  });
+
+  it('gives a waiting request a new connection when the one it waited for was dropped', async () => {
+    let n = 0;
+    const s = await serve((req, res) => {
+      req.resume();
+      req.on('end', () => setTimeout(() => (++n === 1 ? res.destroy() : res.end('ok')), 10));
+    });
+    const p = pool(s.url, undefined, 1);
+    const request = postRequest(s.url, '{}');
+    expect(await Promise.all([p.request(request), p.request(request)])).toEqual([0, 200]);
+    expect(s.connections()).toBe(2);
+    expect(p.connections).toBe(1);
+  });
+
+  it('answers 0 to requests still waiting for a connection when the pool closes', async () => {
+    const s = await serve((req, res) => {
+      req.resume();
+      req.on('end', () => setTimeout(() => res.end('ok'), 200));
+    });
+    const p = pool(s.url, undefined, 1);
+    const request = postRequest(s.url, '{}');
+    const first = p.request(request);
+    const waiting = p.request(request);
+    await new Promise((r) => setTimeout(r, 50));
+    p.close();
+    expect(await waiting).toBe(0);
+    expect(await first).toBe(0);
+    expect(await p.request(request)).toBe(0);
   });
 });
