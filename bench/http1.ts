@@ -179,7 +179,10 @@ export class Http1Pool {
   /** `c` carried its request: to the next waiting request (a new connection if `c` closed), else idle. */
   private release(c: Connection): void {
     if (!c.alive) this.all.delete(c);
-    if (this.closed) return c.destroy();
+    if (this.closed) {
+      c.destroy();
+      return;
+    }
     const next = this.waiting.shift();
     if (next) next(c.alive ? c : this.open());
     else if (c.alive) this.idle.push(c);
