@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { ROOT } from '../test/harness/browser.ts';
 import { auditSuite } from './audit.ts';
 import { fetchSuite } from './fetch.ts';
+import { kmsSuite } from './kms.ts';
 import { leasesSuite } from './leases.ts';
 import { lifetimesSuite } from './lifetimes.ts';
 import { serverSuite } from './server.ts';
@@ -17,7 +18,7 @@ import { unlockSuite } from './unlock.ts';
 
 export type Suite = { name: string; run: () => Promise<{ metrics: Record<string, number>; meta?: Record<string, unknown> }> };
 
-const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite, auditSuite, lifetimesSuite, leasesSuite, teamSuite];
+const SUITES: Suite[] = [unlockSuite, fetchSuite, serverSuite, auditSuite, lifetimesSuite, leasesSuite, kmsSuite, teamSuite];
 
 function argOnly(): string | undefined {
   const i = process.argv.indexOf('--only');

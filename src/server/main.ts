@@ -4,9 +4,9 @@
  *
  * The key provider (engines' keys): `--kms file` (default: `--key-file`, by default
  * <data-dir>/keys.json, created at first start with mode 0600) or `--kms pkcs11`
- * (`--pkcs11-library`, `--pkcs11-token` label, the PIN in KEYHOLE_PKCS11_PIN). A key provider that
- * cannot be opened stops the server at start, saying why. `npm run server -- kms init | rotate |
- * status` manages it and exits.
+ * (`--pkcs11-library`, `--pkcs11-token` label, `--pkcs11-sessions` signing at once, the PIN in
+ * KEYHOLE_PKCS11_PIN). A key provider that cannot be opened stops the server at start, saying
+ * why. `npm run server -- kms init | rotate | status` manages it and exits.
  */
 import { parseArgs } from 'node:util';
 import { createVaultServer, jsonLog, type Limits } from './app.ts';
@@ -32,6 +32,7 @@ const { values, positionals } = parseArgs({
     'key-file': { type: 'string', default: process.env.KEYHOLE_KEY_FILE },
     'pkcs11-library': { type: 'string', default: process.env.KEYHOLE_PKCS11_LIBRARY },
     'pkcs11-token': { type: 'string', default: process.env.KEYHOLE_PKCS11_TOKEN },
+    'pkcs11-sessions': { type: 'string', default: process.env.KEYHOLE_PKCS11_SESSIONS },
   },
 });
 const kmsOptions = {
@@ -40,6 +41,7 @@ const kmsOptions = {
   ...(values['key-file'] ? { keyFile: values['key-file'] } : {}),
   ...(values['pkcs11-library'] ? { pkcs11Library: values['pkcs11-library'] } : {}),
   ...(values['pkcs11-token'] ? { pkcs11Token: values['pkcs11-token'] } : {}),
+  ...(values['pkcs11-sessions'] ? { pkcs11Sessions: Number(values['pkcs11-sessions']) } : {}),
   ...(process.env.KEYHOLE_PKCS11_PIN !== undefined ? { pkcs11Pin: process.env.KEYHOLE_PKCS11_PIN } : {}),
 };
 /** A key provider that does not open stops the server with its reason (never a PIN or a key). */

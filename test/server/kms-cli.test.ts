@@ -92,6 +92,8 @@ describe('kms commands', () => {
     expect([wrong.code, wrong.out.includes('refused the PIN'), wrong.out.includes('FAKE-wrong-pin')]).toEqual([2, true, false]);
     const missing = server(['kms', 'status', ...hsm.slice(0, 4), '--pkcs11-token', 'no-such-token', '--data-dir', dataDir], env);
     expect([missing.code, missing.out.includes('no PKCS#11 token')]).toEqual([2, true]);
+    const sessions = server(['kms', 'status', ...hsm, '--pkcs11-sessions', 'many'], env);
+    expect([sessions.code, sessions.out.includes('signing sessions must be an integer from 1 to 64')]).toEqual([2, true]);
     const init = JSON.parse(server(['kms', 'init', ...hsm], env).out) as { kind: string; engineFingerprint: string };
     expect(init.kind).toBe('pkcs11');
 

@@ -189,6 +189,27 @@ describe('the pkcs11 provider on a real token', () => {
       expect(verify('sha256', messages[i] as Buffer, { key: pb, dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
   });
 
+  it('signs on as many sessions as it is given, one signature at a time on each, each verifying; refuses a count it cannot use', async () => {
+    const t = softhsmToken('kh-sessions');
+    tokens.push(t);
+    for (const bad of [0, 1.5, Number.NaN, 65]) expect(() => new Pkcs11KeyProvider({ ...t, signSessions: bad })).toThrow(RangeError);
+    for (const signSessions of [3, 1]) {
+      // a session asked for a second signature while it signs one refuses it (CKR_OPERATION_ACTIVE)
+      const kms = new Pkcs11KeyProvider({ ...t, signSessions });
+      try {
+        await kms.init();
+        const kid = await kms.createSigningKey();
+        const key = createPublicKey({ key: { ...(await kms.signingPublicKey(kid)) }, format: 'jwk' });
+        const messages = Array.from({ length: 30 }, (_, i) => Buffer.from(`header.claims-${i}`));
+        const sigs = await Promise.all(messages.map((m) => kms.sign(kid, m)));
+        for (const [i, sig] of sigs.entries())
+          expect(verify('sha256', messages[i] as Buffer, { key, dsaEncoding: 'ieee-p1363' }, sig)).toBe(true);
+      } finally {
+        await kms.close();
+      }
+    }
+  });
+
   it('refuses to start without its token, with a wrong PIN, or without its library, saying which', async () => {
     const t = softhsmToken('kh-pin');
     tokens.push(t);

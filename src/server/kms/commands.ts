@@ -16,6 +16,8 @@ export type KmsOptions = {
   readonly pkcs11Library?: string;
   readonly pkcs11Token?: string;
   readonly pkcs11Pin?: string;
+  /** sessions signing JWTs at once (the provider's default when absent) */
+  readonly pkcs11Sessions?: number;
 };
 
 /** Debian's SoftHSM2; any vendor's PKCS#11 library by --pkcs11-library. */
@@ -27,7 +29,12 @@ export function openKeyProvider(o: KmsOptions, create: boolean): KeyProvider {
   if (o.kms === 'pkcs11') {
     if (!o.pkcs11Token) throw new KmsError('token-missing', 'give --pkcs11-token (or KEYHOLE_PKCS11_TOKEN)');
     if (o.pkcs11Pin === undefined) throw new KmsError('wrong-pin', 'set KEYHOLE_PKCS11_PIN');
-    return new Pkcs11KeyProvider({ library: o.pkcs11Library ?? DEFAULT_PKCS11_LIBRARY, tokenLabel: o.pkcs11Token, pin: o.pkcs11Pin });
+    return new Pkcs11KeyProvider({
+      library: o.pkcs11Library ?? DEFAULT_PKCS11_LIBRARY,
+      tokenLabel: o.pkcs11Token,
+      pin: o.pkcs11Pin,
+      ...(o.pkcs11Sessions !== undefined ? { signSessions: o.pkcs11Sessions } : {}),
+    });
   }
   throw new Error(`--kms must be file or pkcs11, not ${o.kms}`);
 }

@@ -30,20 +30,38 @@ const STATE = 'keyhole-state';
 
 type State = { current: string; previous: string[] };
 
-export type Pkcs11Options = { readonly library: string; readonly tokenLabel: string; readonly pin: string };
+export type Pkcs11Options = {
+  readonly library: string;
+  readonly tokenLabel: string;
+  readonly pin: string;
+  /** sessions that sign JWTs, each one signature at a time (default DEFAULT_SIGN_SESSIONS) */
+  readonly signSessions?: number;
+};
+
+/**
+ * Four signatures at once by default: a session runs one operation at a time, and a token with
+ * more sessions signs on more cores (SoftHSM2) or more of its own engines (an HSM). More than
+ * libuv's pool (UV_THREADPOOL_SIZE, 4 unless set) gains nothing, since C_SignAsync runs on it.
+ */
+export const DEFAULT_SIGN_SESSIONS = 4;
+export const MAX_SIGN_SESSIONS = 64;
+
+/** A signing session and the signatures in line on it. */
+type Lane = { readonly session: Handle; tail: Promise<unknown>; waiting: number };
 
 export class Pkcs11KeyProvider implements KeyProvider {
   readonly kind = 'pkcs11' as const;
   private readonly p: pkcs11js.PKCS11;
   private readonly session: Handle;
-  /** JWT signatures have a session of their own: they run on libuv's pool while this one serves the rest */
-  private readonly signSession: Handle;
+  /** JWT signatures have sessions of their own: they run on libuv's pool while this one serves the rest */
+  private readonly lanes: Lane[] = [];
   /** private key handles by kid (finding an object scans the token: it grows with every key on it) */
   private readonly signingHandles = new Map<string, Handle>();
-  /** the signatures in line on the signing session (a session runs one operation at a time) */
-  private signing: Promise<unknown> = Promise.resolve();
 
   constructor(opts: Pkcs11Options) {
+    const sessions = opts.signSessions ?? DEFAULT_SIGN_SESSIONS;
+    if (!Number.isInteger(sessions) || sessions < 1 || sessions > MAX_SIGN_SESSIONS)
+      throw new RangeError(`the PKCS#11 signing sessions must be an integer from 1 to ${MAX_SIGN_SESSIONS}`);
     this.p = new P.PKCS11();
     try {
       this.p.load(opts.library);
@@ -63,7 +81,9 @@ export class Pkcs11KeyProvider implements KeyProvider {
           throw new KmsError('wrong-pin');
         throw e;
       }
-      this.signSession = this.p.C_OpenSession(slot, P.CKF_SERIAL_SESSION); // logged in with the first
+      // logged in with the first
+      for (let i = 0; i < sessions; i++)
+        this.lanes.push({ session: this.p.C_OpenSession(slot, P.CKF_SERIAL_SESSION), tail: Promise.resolve(), waiting: 0 });
     } catch (e) {
       this.p.C_Finalize();
       throw e;
@@ -278,28 +298,34 @@ export class Pkcs11KeyProvider implements KeyProvider {
   }
 
   /**
-   * ES256 over `data`: the SHA-256 is computed here, the token signs it on the signing session, off
-   * the event loop (C_SignAsync), one signature at a time in the order asked.
+   * ES256 over `data`: the SHA-256 is computed here, the token signs it off the event loop
+   * (C_SignAsync) on the signing session with the fewest signatures in line, each session one
+   * signature at a time in the order asked.
    */
   sign(kid: string, data: Uint8Array): Promise<Uint8Array> {
     const digest = createHash('sha256').update(data).digest();
-    const signed = this.signing.then(() => this.signOne(kid, digest));
-    this.signing = signed.catch(() => undefined);
+    const lane = this.lanes.reduce((a, b) => (b.waiting < a.waiting ? b : a));
+    lane.waiting++;
+    const signed = lane.tail.then(() => this.signOne(lane.session, kid, digest));
+    lane.tail = signed.then(
+      () => lane.waiting--,
+      () => lane.waiting--,
+    );
     return signed;
   }
 
-  private async signOne(kid: string, digest: Buffer): Promise<Uint8Array> {
+  private async signOne(session: Handle, kid: string, digest: Buffer): Promise<Uint8Array> {
     const mechanism = { mechanism: P.CKM_ECDSA };
     const remembered = this.signingHandles.get(kid);
     try {
-      this.p.C_SignInit(this.signSession, mechanism, remembered ?? this.signingHandle(kid));
+      this.p.C_SignInit(session, mechanism, remembered ?? this.signingHandle(kid));
     } catch (e) {
       if (remembered === undefined) throw e;
       // the handle went stale (the key was deleted, by this replica or another): find it again
       this.signingHandles.delete(kid);
-      this.p.C_SignInit(this.signSession, mechanism, this.signingHandle(kid));
+      this.p.C_SignInit(session, mechanism, this.signingHandle(kid));
     }
-    return new Uint8Array(await this.p.C_SignAsync(this.signSession, digest, Buffer.alloc(64)));
+    return new Uint8Array(await this.p.C_SignAsync(session, digest, Buffer.alloc(64)));
   }
 
   private signingHandle(kid: string): Handle {
@@ -318,10 +344,11 @@ export class Pkcs11KeyProvider implements KeyProvider {
   }
 
   async close(): Promise<void> {
-    await this.signing; // a signature still on the pool's thread must end before the library does
+    // a signature still on the pool's thread must end before the library does
+    await Promise.all(this.lanes.map((l) => l.tail));
     try {
       this.p.C_Logout(this.session);
-      this.p.C_CloseSession(this.signSession);
+      for (const l of this.lanes) this.p.C_CloseSession(l.session);
       this.p.C_CloseSession(this.session);
     } finally {
       this.p.C_Finalize();
