@@ -298,9 +298,13 @@ describe.each(['sqlite', 'postgres'] as const)('a team of three browsers sharing
     as.faults.delayMs = 60_000; // the holder sits in its token request...
     let lockUntil = 0;
     try {
+      const arrived = as.tokenRequests.total;
       void request(one.agent, 'keyhole_refresh', { secret: 'orders' }).catch(() => {});
       await expect.poll(heldLock, { timeout: 8_000, interval: 100 }).toBeGreaterThan(Date.now());
       lockUntil = await heldLock();
+      // killed before its request reached the server, it could arrive once the delay is lifted, and be
+      // answered (and counted) as if a live device had refreshed
+      await expect.poll(() => as.tokenRequests.total, { timeout: 8_000, interval: 50 }).toBeGreaterThan(arrived);
       await one.h.kill(); // ...and its browser dies there
     } finally {
       delete as.faults.delayMs;
