@@ -145,9 +145,11 @@ export class Http1Pool {
       this.reuse() ??
       (this.all.size < this.maxConnections ? this.open() : await new Promise<Connection | null>((r) => this.waiting.push(r)));
     if (c === null) return 0;
-    const status = await c.send(bytes);
-    this.release(c);
-    return status;
+    try {
+      return await c.send(bytes);
+    } finally {
+      this.release(c); // also after an answer it refused: that connection is closed, and its place freed
+    }
   }
 
   close(): void {

@@ -84,15 +84,20 @@ describe('the lean bench client', () => {
     expect(s.connections()).toBe(2);
   });
 
-  it('refuses an answer it cannot frame (no content-length) instead of guessing', async () => {
+  it('refuses an answer it cannot frame (no content-length) instead of guessing, and frees its connection', async () => {
+    let n = 0;
     const s = await serve((req, res) => {
       req.resume();
       req.on('end', () => {
+        if (++n > 1) return res.end('framed');
         res.write('a write before the end: '); // so Node sends it chunked
         res.end('no content-length');
       });
     });
-    await expect(pool(s.url).request(postRequest(s.url, '{}'))).rejects.toThrow(/without content-length/);
+    const p = pool(s.url, undefined, 1);
+    await expect(p.request(postRequest(s.url, '{}'))).rejects.toThrow(/without content-length/);
+    expect(await p.request(postRequest(s.url, '{}'))).toBe(200); // the one connection allowed is a new one
+    expect(s.connections()).toBe(2);
   });
 
   it('does not reuse a connection the server closed or said it would close, nor one idle too long', async () => {
