@@ -18,7 +18,7 @@ import { DEFAULT_SIGN_SESSIONS, Pkcs11KeyProvider } from '../src/server/kms/pkcs
 import type { KeyProvider } from '../src/server/kms/provider.ts';
 import { softhsmToken } from '../test/harness/softhsm.ts';
 import type { Suite } from './run.ts';
-import { percentile, round } from './stats.ts';
+import { medianOf, round } from './stats.ts';
 
 const SIGNERS_IN_FLIGHT = 16;
 const ROUND_MS = 1500;
@@ -82,19 +82,14 @@ export const kmsSuite: Suite = {
       token.remove();
       rmSync(dir, { recursive: true, force: true });
     }
-    const median = (rs: Run[], of: keyof Run) =>
-      percentile(
-        rs.map((x) => x[of]),
-        50,
-      );
     return {
       metrics: {
-        'kms.pkcs11_sign_per_s': round(median(runs.pooled, 'perSecond'), 0),
-        'kms.pkcs11_one_session_sign_per_s': round(median(runs.one, 'perSecond'), 0),
-        'kms.pkcs11_sessions_over_one': round(median(runs.pooled, 'perSecond') / median(runs.one, 'perSecond'), 2),
-        'kms.pkcs11_cpu_us': round(median(runs.pooled, 'cpuUs'), 1),
-        'kms.pkcs11_one_session_cpu_us': round(median(runs.one, 'cpuUs'), 1),
-        'kms.file_sign_per_s': round(median(runs.file, 'perSecond'), 0),
+        'kms.pkcs11_sign_per_s': round(medianOf(runs.pooled, 'perSecond'), 0),
+        'kms.pkcs11_one_session_sign_per_s': round(medianOf(runs.one, 'perSecond'), 0),
+        'kms.pkcs11_sessions_over_one': round(medianOf(runs.pooled, 'perSecond') / medianOf(runs.one, 'perSecond'), 2),
+        'kms.pkcs11_cpu_us': round(medianOf(runs.pooled, 'cpuUs'), 1),
+        'kms.pkcs11_one_session_cpu_us': round(medianOf(runs.one, 'cpuUs'), 1),
+        'kms.file_sign_per_s': round(medianOf(runs.file, 'perSecond'), 0),
       },
       meta: {
         signSessions: DEFAULT_SIGN_SESSIONS,

@@ -55,7 +55,7 @@ import { device, login } from '../test/harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../test/harness/vault-server.ts';
 import { Http1Pool, postRequest } from './http1.ts';
 import type { Suite } from './run.ts';
-import { percentile, round } from './stats.ts';
+import { medianOf, percentile, round } from './stats.ts';
 
 const CONCURRENCY = 16;
 /**
@@ -320,12 +320,6 @@ export const leasesSuite: Suite = {
       }
       const { jwt: jwtRuns, bare: bareRuns } = runs['node-http'];
       const lean = runs.lean;
-      /** the median over the rounds of one measure of a run */
-      const median = (runs: ClosedLoopRun[], of: keyof ClosedLoopRun) =>
-        percentile(
-          runs.map((r) => r[of]),
-          50,
-        );
       const signUs = signCpuMicros();
       const sqliteSpikes = await spikes([sqlite]);
 
@@ -383,26 +377,26 @@ export const leasesSuite: Suite = {
       }
 
       const metrics: Record<string, number> = {
-        'leases.jwt_issue_rps': round(median(jwtRuns, 'rps'), 0),
-        'leases.bare_rps': round(median(bareRuns, 'rps'), 0),
-        'leases.jwt_issue_over_bare': round(median(jwtRuns, 'rps') / median(bareRuns, 'rps'), 3),
-        'leases.jwt_server_cpu_us': round(median(jwtRuns, 'cpuUs'), 1),
-        'leases.bare_server_cpu_us': round(median(bareRuns, 'cpuUs'), 1),
+        'leases.jwt_issue_rps': round(medianOf(jwtRuns, 'rps'), 0),
+        'leases.bare_rps': round(medianOf(bareRuns, 'rps'), 0),
+        'leases.jwt_issue_over_bare': round(medianOf(jwtRuns, 'rps') / medianOf(bareRuns, 'rps'), 3),
+        'leases.jwt_server_cpu_us': round(medianOf(jwtRuns, 'cpuUs'), 1),
+        'leases.bare_server_cpu_us': round(medianOf(bareRuns, 'cpuUs'), 1),
         'leases.es256_sign_cpu_us': round(signUs, 1),
-        'leases.jwt_client_cpu_us': round(median(jwtRuns, 'clientCpuUs'), 1),
-        'leases.bare_client_cpu_us': round(median(bareRuns, 'clientCpuUs'), 1),
+        'leases.jwt_client_cpu_us': round(medianOf(jwtRuns, 'clientCpuUs'), 1),
+        'leases.bare_client_cpu_us': round(medianOf(bareRuns, 'clientCpuUs'), 1),
         // the most the ratio can be here: the bare run is bound by the one-threaded load generator,
         // the jwt run by all the cores, shared by the load generator and the server
         'leases.jwt_over_bare_cpu_bound': round(
-          (availableParallelism() * median(bareRuns, 'clientCpuUs')) / (median(jwtRuns, 'clientCpuUs') + median(jwtRuns, 'cpuUs')),
+          (availableParallelism() * medianOf(bareRuns, 'clientCpuUs')) / (medianOf(jwtRuns, 'clientCpuUs') + medianOf(jwtRuns, 'cpuUs')),
           3,
         ),
-        'leases.lean_client.jwt_issue_rps': round(median(lean.jwt, 'rps'), 0),
-        'leases.lean_client.bare_rps': round(median(lean.bare, 'rps'), 0),
-        'leases.lean_client.jwt_issue_over_bare': round(median(lean.jwt, 'rps') / median(lean.bare, 'rps'), 3),
-        'leases.lean_client.jwt_server_cpu_us': round(median(lean.jwt, 'cpuUs'), 1),
-        'leases.lean_client.bare_server_cpu_us': round(median(lean.bare, 'cpuUs'), 1),
-        'leases.lean_client.jwt_client_cpu_us': round(median(lean.jwt, 'clientCpuUs'), 1),
+        'leases.lean_client.jwt_issue_rps': round(medianOf(lean.jwt, 'rps'), 0),
+        'leases.lean_client.bare_rps': round(medianOf(lean.bare, 'rps'), 0),
+        'leases.lean_client.jwt_issue_over_bare': round(medianOf(lean.jwt, 'rps') / medianOf(lean.bare, 'rps'), 3),
+        'leases.lean_client.jwt_server_cpu_us': round(medianOf(lean.jwt, 'cpuUs'), 1),
+        'leases.lean_client.bare_server_cpu_us': round(medianOf(lean.bare, 'cpuUs'), 1),
+        'leases.lean_client.jwt_client_cpu_us': round(medianOf(lean.jwt, 'clientCpuUs'), 1),
         'leases.spike_errors': sqliteSpikes.lean.errors,
         'leases.spike_p99_ms': round(sqliteSpikes.lean.p99, 1),
         'leases.pg_replicas.spike_errors': pgSpikes.lean.errors,

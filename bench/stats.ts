@@ -6,3 +6,10 @@ export function percentile(xs: number[], p: number): number {
 }
 
 export const round = (x: number, digits = 1) => Math.round(x * 10 ** digits) / 10 ** digits;
+
+/** The median over `runs` of one of their measures (a run taken in rounds: its median round). */
+export const medianOf = <K extends string>(runs: readonly Record<K, number>[], of: K): number =>
+  percentile(
+    runs.map((r) => r[of]),
+    50,
+  );
