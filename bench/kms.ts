@@ -17,6 +17,7 @@ import { FileKeyProvider } from '../src/server/kms/file-provider.ts';
 import { DEFAULT_SIGN_SESSIONS, Pkcs11KeyProvider } from '../src/server/kms/pkcs11-provider.ts';
 import type { KeyProvider } from '../src/server/kms/provider.ts';
 import { softhsmToken } from '../test/harness/softhsm.ts';
+import { type InFlightRun, inFlight } from './in-flight.ts';
 import type { Suite } from './run.ts';
 import { medianOf, round } from './stats.ts';
 
@@ -27,24 +28,10 @@ const SIX_KEYS = 6;
 /** a JWT's signing input is about this long */
 const INPUT = Buffer.alloc(400, 'x');
 
-type Run = { perSecond: number; cpuUs: number };
-
-async function signLoop(kms: KeyProvider, kid: string, ms: number): Promise<Run> {
-  const end = performance.now() + ms;
-  let done = 0;
-  const cpu = process.cpuUsage();
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: SIGNERS_IN_FLIGHT }, async () => {
-      while (performance.now() < end) {
-        await kms.sign(kid, INPUT);
-        done++;
-      }
-    }),
-  );
-  const used = process.cpuUsage(cpu);
-  return { perSecond: done / ((performance.now() - start) / 1000), cpuUs: (used.user + used.system) / done };
-}
+const signLoop = (kms: KeyProvider, kid: string, ms: number): Promise<InFlightRun> =>
+  inFlight(SIGNERS_IN_FLIGHT, ms, async () => {
+    await kms.sign(kid, INPUT);
+  });
 
 export const kmsSuite: Suite = {
   name: 'kms',
@@ -62,7 +49,7 @@ export const kmsSuite: Suite = {
     const file = new FileKeyProvider(join(dir, 'keys.json'), { create: true });
     await file.init();
     const fileKid = await file.createSigningKey();
-    const runs: Record<'pooled' | 'one' | 'file', Run[]> = { pooled: [], one: [], file: [] };
+    const runs: Record<'pooled' | 'one' | 'file', InFlightRun[]> = { pooled: [], one: [], file: [] };
     try {
       for (let r = 0; r <= ROUNDS; r++) {
         for (const which of ['pooled', 'one'] as const) {

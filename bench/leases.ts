@@ -54,6 +54,7 @@ import { freePort } from '../test/harness/servers.ts';
 import { device, login } from '../test/harness/sync.ts';
 import { type ServerProcess, spawnVaultServer } from '../test/harness/vault-server.ts';
 import { Http1Pool, postRequest } from './http1.ts';
+import { inFlight } from './in-flight.ts';
 import type { Suite } from './run.ts';
 import { medianOf, percentile, round } from './stats.ts';
 
@@ -154,27 +155,13 @@ async function closedLoop(
   what = 'a throughput run',
   concurrency = CONCURRENCY,
 ): Promise<ClosedLoopRun> {
-  const end = performance.now() + ms;
-  let done = 0;
   const cpu = () => (pid === undefined ? 0 : cpuMicros(pid));
   const cpu0 = cpu();
-  const client0 = process.cpuUsage();
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: concurrency }, async () => {
-      while (performance.now() < end) {
-        const status = await one();
-        if (status !== 200) throw new Error(`bench: a request failed in ${what} (status ${status})`);
-        done++;
-      }
-    }),
-  );
-  const client = process.cpuUsage(client0);
-  return {
-    rps: done / ((performance.now() - start) / 1000),
-    cpuUs: (cpu() - cpu0) / done,
-    clientCpuUs: (client.user + client.system) / done,
-  };
+  const run = await inFlight(concurrency, ms, async () => {
+    const status = await one();
+    if (status !== 200) throw new Error(`bench: a request failed in ${what} (status ${status})`);
+  });
+  return { rps: run.perSecond, cpuUs: (cpu() - cpu0) / run.done, clientCpuUs: run.cpuUs };
 }
 
 /** CPU time of one ES256 signature in this process (sync, warm): what a JWT costs beyond a bare answer, at least. */

@@ -32,6 +32,7 @@ import { launch, POPUP, rpc } from '../test/harness/browser.ts';
 import { freePort } from '../test/harness/servers.ts';
 import { device, login, putItem, vaultKeys } from '../test/harness/sync.ts';
 import { spawnVaultServer } from '../test/harness/vault-server.ts';
+import { inFlight } from './in-flight.ts';
 import type { Suite } from './run.ts';
 import { percentile, round } from './stats.ts';
 
@@ -42,22 +43,14 @@ const SECRETS = 10_000;
 
 /** Requests per second over `ms` with CONCURRENCY loops issuing `one()`. */
 async function load(one: () => Promise<number>, ms: number): Promise<{ rps: number; latencies: number[] }> {
-  const end = performance.now() + ms;
   const latencies: number[] = [];
-  let done = 0;
-  const start = performance.now();
-  await Promise.all(
-    Array.from({ length: CONCURRENCY }, async () => {
-      while (performance.now() < end) {
-        const t = performance.now();
-        const status = await one();
-        if (status !== 200) throw new Error(`bench: unexpected status ${status}`);
-        latencies.push(performance.now() - t);
-        done++;
-      }
-    }),
-  );
-  return { rps: done / ((performance.now() - start) / 1000), latencies };
+  const run = await inFlight(CONCURRENCY, ms, async () => {
+    const t = performance.now();
+    const status = await one();
+    if (status !== 200) throw new Error(`bench: unexpected status ${status}`);
+    latencies.push(performance.now() - t);
+  });
+  return { rps: run.perSecond, latencies };
 }
 
 // node:http with a keep-alive agent: a lighter load generator than fetch, so the servers, not

@@ -123,6 +123,7 @@ describe('the lean bench client', () => {
     expect(await q.request(postRequest(s.url, '{}'))).toBe(200);
     expect(s.connections()).toBe(5);
   });
+
   it('keeps to maxConnections: requests beyond them wait, first come first served', async () => {
     const arrived: string[] = [];
     let inFlight = 0;
