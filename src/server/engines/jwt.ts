@@ -34,6 +34,10 @@ export class EngineError extends Error {
 type KeySlot = { readonly kid: string; readonly activeAt: number; readonly retireAt?: number };
 type Schedule = { readonly keys: readonly KeySlot[] };
 const RECORD = 'signing-keys';
+/** How often a replica re-reads the schedule (another replica may have changed it). */
+const FRESH_MS = 5_000;
+/** How long a replica signs by a schedule it could not re-read. */
+const STALE_MS = 60_000;
 
 export type JwtEngineDeps = {
   readonly kms: KeyProvider;
@@ -132,11 +136,29 @@ export class JwtEngine {
     };
   }
 
-  /** The schedule, rotated if due: read at most every few seconds, changed by compare-and-swap. */
+  /**
+   * The schedule, rotated if due; changed by compare-and-swap. A schedule with no change due is the
+   * one every replica would plan from it (`plan` changes nothing before then), so it signs while it
+   * is re-read behind the request, every FRESH_MS; a request waits for the store only when a change
+   * is due, when none was read yet, or when re-reading has failed for STALE_MS (then it fails, saying
+   * why, rather than sign by a schedule this replica can no longer check).
+   */
   private async current(config: JwtConfig): Promise<Schedule> {
     const now = this.d.now();
     const c = this.schedule;
-    if (c && now - c.loadedAt < 5000 && !dueForChange(c.s, now)) return c.s;
+    if (c && !dueForChange(c.s, now)) {
+      const age = now - c.loadedAt;
+      if (age < FRESH_MS) return c.s;
+      if (age < STALE_MS) {
+        this.reload(config).catch(() => {}); // a failure is met by the request that waits at STALE_MS
+        return c.s;
+      }
+    }
+    return this.reload(config);
+  }
+
+  /** One refresh at a time, shared by whoever asks meanwhile. */
+  private reload(config: JwtConfig): Promise<Schedule> {
     this.loading ??= this.refresh(config).finally(() => {
       this.loading = null;
     });
