@@ -14,6 +14,7 @@ import type { EngineDef, EnginePolicy } from '../../src/core/sync/log.ts';
 import { JwtEngine } from '../../src/server/engines/jwt.ts';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import type { Store } from '../../src/server/store.ts';
+import { gate } from '../harness/gate.ts';
 import { openStore } from '../harness/vault-server.ts';
 
 const ROTATION_SECONDS = 600;
@@ -42,15 +43,6 @@ function faultyStore(store: Store) {
     },
   });
   return { store: proxy, fault };
-}
-
-/** A gate: `open()` lets through what `promise` holds. */
-function gate() {
-  let open = () => {};
-  const promise = new Promise<void>((r) => {
-    open = r;
-  });
-  return { promise, open };
 }
 
 /** Whether `p` settles before the store read it may be waiting for could (a macrotask and more). */

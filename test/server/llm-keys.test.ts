@@ -14,9 +14,18 @@ import type { EngineRoutes } from '../../src/server/engines/routes.ts';
 import { FileKeyProvider } from '../../src/server/kms/file-provider.ts';
 import { openSqlite } from '../../src/server/sqlite.ts';
 import { engineVault, sealRoot } from '../harness/engines.ts';
+import { gate } from '../harness/gate.ts';
 import { type OpenAiAdmin, startOpenAiAdmin } from '../harness/openai-admin.ts';
-import { device, login, post } from '../harness/sync.ts';
-import { type RunningServer, startVaultServer } from '../harness/vault-server.ts';
+import { freePort } from '../harness/servers.ts';
+import { device, login, post, until } from '../harness/sync.ts';
+import { type RunningServer, spawnVaultServer, startVaultServer } from '../harness/vault-server.ts';
+
+/** The id of the first account the provider holds that is not in `known` (one being made now). */
+async function newKey(known: ReadonlySet<string>, openai: OpenAiAdmin): Promise<string> {
+  const made = () => [...openai.live.keys()].find((id) => !known.has(id));
+  await until(async () => made() !== undefined, 10_000, 'a new key');
+  return made() as string;
+}
 
 describe('the llm-keys engine', () => {
   let openai: OpenAiAdmin;
@@ -106,6 +115,82 @@ describe('the llm-keys engine', () => {
     const logs = srv.logs.join('\n');
     for (const l of held) expect(logs).not.toContain(l.credential.apiKey);
     expect(logs).not.toContain(openai.adminKey);
+  });
+
+  it('a server killed after the provider made a key, before it recorded the key’s id: the next server’s sweeper deletes the key by its name', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'keyhole-llmkeys-crash-'));
+    const keyFile = join(dataDir, 'keys.json');
+    const doomed = await spawnVaultServer({ port: await freePort(), dataDir, keyFile, loginsPerMinute: 100_000, quiet: true });
+    const agent = await device(doomed.origin, 'agent');
+    const { spki } = (await (await fetch(`${doomed.origin}/v1/engine-key`)).json()) as { spki: string };
+    const crashVault = (
+      await engineVault(
+        doomed.origin,
+        spki,
+        async (v) => [
+          {
+            type: 'engine.config',
+            engine: 'agent-keys',
+            kind: 'llm-keys',
+            config: { provider: 'openai', apiBase: openai.apiBase, projectId: openai.projectId },
+            sealed: await sealRoot(spki, v, 'agent-keys', 'llm-keys', { adminKey: openai.adminKey }),
+          },
+          { type: 'engine.policy', engine: 'agent-keys', policy: { role: 'agent', members: ['*'], maxTtlSeconds: 60 } },
+        ],
+        [agent],
+      )
+    ).vault;
+    const answer = gate();
+    openai.holdCreates = answer.promise;
+    const known = new Set(openai.live.keys());
+    const asked = post(
+      doomed.origin,
+      `/v1/vaults/${crashVault}/engines/agent-keys/token`,
+      { role: 'agent' },
+      await login(doomed.origin, agent),
+    ).catch(
+      () => undefined, // the server dies before it answers
+    );
+    const made = await newKey(known, openai);
+    await doomed.stop('SIGKILL');
+    answer.open();
+    openai.holdCreates = null;
+    await asked;
+    expect(openai.live.has(made)).toBe(true); // the key exists and no device holds it
+
+    let later = 0;
+    const next = await startVaultServer(openSqlite(dataDir), limits, {
+      kms: new FileKeyProvider(keyFile),
+      now: () => Date.now() + later,
+      sweepIntervalMs: 0,
+    });
+    try {
+      const [lease] = await next.store.leases.list(crashVault);
+      expect([lease?.state, lease?.attempts]).toEqual(['revoking', 0]);
+      later += 21_000; // past the two call timeouts its making may take
+      await (next.engines as EngineRoutes).sweeper.sweepOnce();
+      expect(openai.live.has(made)).toBe(false);
+      expect(openai.deleted.get(made)).toBe(1);
+      expect((await next.store.leases.get(lease?.id as string))?.state).toBe('revoked');
+    } finally {
+      await next.close();
+    }
+  });
+
+  it('a key whose making outlasts its lease’s window: the sweeper deletes it by name, and the device gets no key', async () => {
+    const answer = gate();
+    openai.holdCreates = answer.promise;
+    const known = new Set(openai.live.keys());
+    const asked = post(srv.origin, `/v1/vaults/${vault}/engines/agent-keys/token`, { role: 'agent' }, await login(srv.origin, member));
+    const made = await newKey(known, openai);
+    offset += 21_000;
+    await engines().sweeper.sweepOnce(); // the lease is claimed: its key, found by name, deleted
+    expect(openai.live.has(made)).toBe(false);
+    answer.open();
+    openai.holdCreates = null;
+    const r = await asked;
+    expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([503, 'engine-unavailable']);
+    expect(openai.deleted.get(made)).toBe(1);
   });
 
   it('operators: /metrics counts leases by engine and state, mints and revocations; /readyz says which dependency fails', async () => {

@@ -155,6 +155,23 @@ describe('the postgres engine', () => {
     );
   });
 
+  it('with the target database down, each issue fails clearly and leaves no live lease behind to count against the cap', async () => {
+    const before = (await srv.store.leases.list(vault, member.device.public.id)).length;
+    await target.halt();
+    try {
+      for (let i = 0; i < 4; i++) {
+        const r = await token(member, { role: 'reader' }); // the policy's cap is 3: the fourth is refused alike
+        expect([r.status, ((await r.json()) as { error: { code: string } }).error.code]).toEqual([503, 'engine-unavailable']);
+      }
+    } finally {
+      await target.resume();
+    }
+    const tried = (await srv.store.leases.list(vault, member.device.public.id)).slice(before);
+    expect(tried.map((l) => l.state)).toEqual(['revoked', 'revoked', 'revoked', 'revoked']);
+    const lease = (await (await token(member, { role: 'reader' })).json()) as { leaseId: string };
+    expect((await leaseCall(member, lease.leaseId, 'revoke')).status).toBe(200);
+  });
+
   it('refuses at commit a template with a foreign placeholder and a policy for a role it has no statements for; a device over its lease cap', async () => {
     const refused = (body: EntryBody) =>
       admin.push(replica, [{ body }]).then(

@@ -26,6 +26,8 @@ export class EngineError extends Error {
   constructor(
     readonly code: 'bad-config' | 'not-allowed' | 'unavailable',
     message: string,
+    /** a credential's making failed before the target made anything (refused, or never reached) */
+    readonly nothingMade = false,
   ) {
     super(message);
   }

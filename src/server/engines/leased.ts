@@ -26,12 +26,15 @@ import type { Lease } from '../leases/lease-store.ts';
 import type { Store } from '../store.ts';
 import { EngineError } from './jwt.ts';
 import { ADAPTERS } from './llm-keys.ts';
-import { createRole, dropRole, renewRole, type Target } from './postgres.ts';
+import { createRole, dropRole, renewRole, roleName, type Target } from './postgres.ts';
 
-/** What a lease's sealed revocation data holds: the engine kind, the target, and the root record to reach it. */
+/**
+ * What a lease's sealed revocation data holds: the engine kind, the target, the root record to reach
+ * it, and the credential's name there (chosen before it is made) or, once made, an API key's id.
+ */
 type RevokeData =
   | { kind: 'postgres'; name: string; target: Omit<PostgresConfig, 'roles'>; root: string }
-  | { kind: 'llm-keys'; keyId: string; target: LlmKeysConfig; root: string };
+  | { kind: 'llm-keys'; keyName?: string; keyId?: string; target: LlmKeysConfig; root: string };
 
 export type LeasedDeps = {
   readonly kms: KeyProvider;
@@ -52,6 +55,12 @@ export type Issued = {
   readonly renewable: boolean;
   readonly credential: Readonly<Record<string, string | number>>;
 };
+
+/** Revocation data before the root record is named (the same for every engine kind). */
+type Unrooted = RevokeData extends infer R ? (R extends RevokeData ? Omit<R, 'root'> : never) : never;
+
+/** A credential made at its target: what it is, what revokes it, and how to take it back at once. */
+type Made = { readonly data: Unrooted; readonly credential: Record<string, string | number>; undo(): Promise<void> };
 
 export class LeasedEngines {
   private readonly roots = new Map<string, Promise<unknown>>();
@@ -99,7 +108,12 @@ export class LeasedEngines {
     return JSON.parse(Buffer.from(await openEngineRecord(this.d.kms, place, JSON.parse(row.sealed) as SealedRecord)).toString());
   }
 
-  /** A new credential under a lease, within the policy and the caps. */
+  /**
+   * A new credential under a lease, within the policy and the caps. The lease is written first, as
+   * `revoking` with its first attempt a while ahead and the name the credential will have, then the
+   * credential is made and the lease activated. A server that dies in between (or takes longer than
+   * that while) leaves the sweeper a lease to revoke by name, never a credential with no lease.
+   */
   async issue(
     state: Membership,
     engine: string,
@@ -116,58 +130,107 @@ export class LeasedEngines {
       throw new EngineError('not-allowed', `this device holds its ${perDevice} live leases: revoke one first`);
     if ((await this.d.store.leases.countLive(state.vault)) >= (this.d.maxLeasesPerVault ?? DEFAULT_LEASES_PER_VAULT))
       throw new EngineError('not-allowed', 'the vault holds as many live leases as this server allows');
-    const now = this.d.now();
     const id = randomUUID();
-    const rootRecord = `root@${def.seq}`;
-    let data: RevokeData;
-    let credential: Record<string, string | number>;
-    let undo: () => Promise<void>;
-    let ttl: number;
+    const root = `root@${def.seq}`;
+    const planned = await this.plan(state, engine, def, policy, role, id, ttlAsked);
+    const now = this.d.now();
+    const expires = now + planned.ttl * 1000;
+    const maxExpires = now + policy.maxTtlSeconds * 1000;
+    const lease: Lease = {
+      id,
+      vault: state.vault,
+      engine,
+      role,
+      device,
+      issued: now,
+      expires,
+      maxExpires,
+      renewable: true,
+      state: 'revoking',
+      attempts: 0,
+      nextAttempt: now + 2 * this.timeout(), // the making is bounded by one call's timeout
+      revokeData: await this.seal(state.vault, engine, id, { ...planned.data, root }),
+    };
+    await this.d.store.leases.insert(lease);
+    let made: Made;
+    try {
+      made = await planned.make(expires);
+    } catch (e) {
+      // refused or never reached: nothing to revoke; else revoked now by name, or by the sweeper
+      const revoked = e instanceof EngineError && e.nothingMade ? Promise.resolve() : this.revoke(lease);
+      await revoked.then(
+        () => this.d.store.leases.finish(id, { state: 'revoked', nextAttempt: this.d.now() }),
+        () => {},
+      );
+      throw e;
+    }
+    const activated = await this.d.store.leases
+      .activate(id, expires, await this.seal(state.vault, engine, id, { ...made.data, root }))
+      .catch(() => false);
+    if (!activated) {
+      // claimed by a sweeper meanwhile, which may have looked before the credential existed
+      await made
+        .undo()
+        .catch(() =>
+          this.d.store.leases
+            .finish(id, { state: 'revoking', nextAttempt: this.d.now(), lastError: 'made after its lease was claimed' })
+            .catch(() => {}),
+        );
+      throw new EngineError('unavailable', 'the credential was made too late for its lease and was taken back: ask again');
+    }
+    return { leaseId: id, expiresAt: expires, maxExpiresAt: maxExpires, renewable: true, credential: made.credential };
+  }
+
+  /** What a lease of this engine will name, and how to make it (the root credential opened, the TTL set). */
+  private async plan(
+    state: Membership,
+    engine: string,
+    def: EngineDef,
+    policy: EnginePolicy,
+    role: string,
+    id: string,
+    ttlAsked?: number,
+  ): Promise<{ ttl: number; data: Unrooted; make: (expires: number) => Promise<Made> }> {
     if (def.kind === 'postgres') {
       const config = checkPostgresConfig(def.config);
       const target: Target = { config, root: checkPostgresRoot(await this.root(state, engine, def)) };
-      ttl = Math.min(ttlAsked ?? config.defaultTtlSeconds, policy.maxTtlSeconds);
-      const made = await createRole(target, role, now + ttl * 1000, this.timeout());
+      const name = roleName(role);
       const { roles: _, ...where } = config;
-      data = { kind: 'postgres', name: made.username, target: where, root: rootRecord };
-      credential = { username: made.username, password: made.password, host: config.host, port: config.port, database: config.database };
-      undo = () => dropRole(target, made.username, this.timeout());
-    } else {
-      const config = checkLlmKeysConfig(def.config);
-      const root = checkLlmKeysRoot(await this.root(state, engine, def));
-      ttl = Math.min(ttlAsked ?? policy.maxTtlSeconds, policy.maxTtlSeconds);
-      const adapter = ADAPTERS[config.provider];
-      // the key's name at the provider says what it is for: the role and the lease
-      const made = await adapter.create(config, root, `keyhole-${role}-${id}`, AbortSignal.timeout(this.timeout()));
-      data = { kind: 'llm-keys', keyId: made.keyId, target: config, root: rootRecord };
-      credential = { apiKey: made.apiKey, keyId: made.keyId, provider: config.provider };
-      undo = () => adapter.delete(config, root, made.keyId, AbortSignal.timeout(this.timeout()));
+      const data: Unrooted = { kind: 'postgres', name, target: where };
+      return {
+        ttl: Math.min(ttlAsked ?? config.defaultTtlSeconds, policy.maxTtlSeconds),
+        data,
+        make: async (expires) => {
+          const { username, password } = await createRole(target, role, name, expires, this.timeout());
+          return {
+            data,
+            credential: { username, password, host: config.host, port: config.port, database: config.database },
+            undo: () => dropRole(target, name, this.timeout()),
+          };
+        },
+      };
     }
-    const expires = now + ttl * 1000;
-    const maxExpires = now + policy.maxTtlSeconds * 1000;
-    try {
-      const place = { vault: state.vault, engine, record: `lease:${id}`, version: 1 };
-      const revokeData = JSON.stringify(await sealEngineRecord(this.d.kms, place, Buffer.from(JSON.stringify(data))));
-      await this.d.store.leases.insert({
-        id,
-        vault: state.vault,
-        engine,
-        role,
-        device,
-        issued: now,
-        expires,
-        maxExpires,
-        renewable: true,
-        state: 'active',
-        attempts: 0,
-        nextAttempt: expires,
-        revokeData,
-      });
-    } catch (e) {
-      await undo().catch(() => {}); // no credential without its lease
-      throw e;
-    }
-    return { leaseId: id, expiresAt: expires, maxExpiresAt: maxExpires, renewable: true, credential };
+    const config = checkLlmKeysConfig(def.config);
+    const root = checkLlmKeysRoot(await this.root(state, engine, def));
+    const adapter = ADAPTERS[config.provider];
+    const keyName = `keyhole-${role}-${id}`; // the key's name at the provider says what it is for
+    return {
+      ttl: Math.min(ttlAsked ?? policy.maxTtlSeconds, policy.maxTtlSeconds),
+      data: { kind: 'llm-keys', keyName, target: config },
+      make: async () => {
+        const { keyId, apiKey } = await adapter.create(config, root, keyName, AbortSignal.timeout(this.timeout()));
+        return {
+          data: { kind: 'llm-keys', keyName, keyId, target: config },
+          credential: { apiKey, keyId, provider: config.provider },
+          undo: () => adapter.delete(config, root, keyId, AbortSignal.timeout(this.timeout())),
+        };
+      },
+    };
+  }
+
+  private async seal(vault: string, engine: string, id: string, data: RevokeData): Promise<string> {
+    const place = { vault, engine, record: `lease:${id}`, version: 1 };
+    return JSON.stringify(await sealEngineRecord(this.d.kms, place, Buffer.from(JSON.stringify(data))));
   }
 
   private async revokeData(l: Lease): Promise<RevokeData> {
@@ -193,6 +256,10 @@ export class LeasedEngines {
     const data = await this.revokeData(l);
     if (data.kind === 'postgres') return dropRole(await this.pgTarget(l, data), data.name, this.timeout());
     const root = checkLlmKeysRoot(await this.rootByRecord(l.vault, l.engine, data.root));
-    await ADAPTERS[data.target.provider].delete(data.target, root, data.keyId, signal ?? AbortSignal.timeout(this.timeout()));
+    const adapter = ADAPTERS[data.target.provider];
+    const within = signal ?? AbortSignal.timeout(this.timeout());
+    if (data.keyId !== undefined) return adapter.delete(data.target, root, data.keyId, within);
+    if (data.keyName !== undefined) return adapter.deleteNamed(data.target, root, data.keyName, within);
+    throw new EngineError('bad-config', 'the lease names no key');
   };
 }

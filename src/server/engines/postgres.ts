@@ -48,7 +48,7 @@ async function withRoot<T>(t: Target, timeoutMs: number, fn: (c: pg.Client) => P
     await c.connect();
   } catch {
     await c.end().catch(() => {});
-    throw new EngineError('unavailable', 'the target database cannot be reached');
+    throw new EngineError('unavailable', 'the target database cannot be reached', true);
   }
   try {
     return await fn(c);
@@ -57,28 +57,39 @@ async function withRoot<T>(t: Target, timeoutMs: number, fn: (c: pg.Client) => P
   }
 }
 
-/** Creates a role of `role` for `ttlSeconds`; its name and password. */
+/**
+ * Creates the login `name` (from `roleName`, chosen before, so that a lease can name it before it
+ * exists) by the creation statements of `role`, valid until `expiresAt`; its password.
+ */
 export async function createRole(
   t: Target,
   role: string,
+  name: string,
   expiresAt: number,
   timeoutMs = 10_000,
 ): Promise<{ username: string; password: string }> {
   const def = t.config.roles[role];
   if (!def) throw new EngineError('bad-config', `postgres engine: no creation statements for role ${role}`);
-  const v = { name: roleName(role), password: rolePassword(), expiration: new Date(expiresAt).toISOString() };
+  if (!ROLE_IDENT.test(name)) throw new EngineError('bad-config', 'not a role name');
+  const v = { name, password: rolePassword(), expiration: new Date(expiresAt).toISOString() };
   await withRoot(t, timeoutMs, async (c) => {
     try {
       await c.query('BEGIN');
       for (const stmt of def.creation) await c.query(fill(stmt, v));
-      await c.query('COMMIT');
     } catch (e) {
       await c.query('ROLLBACK').catch(() => {});
       // the database's message may quote the statement, and the statement holds the password
       throw new EngineError(
         'unavailable',
         `the target database refused the creation statements (${(e as { code?: string }).code ?? 'error'})`,
+        true,
       );
+    }
+    try {
+      await c.query('COMMIT');
+    } catch {
+      // lost on the way, the COMMIT may have been done: the lease revokes the role by name
+      throw new EngineError('unavailable', 'the target database did not confirm the new role');
     }
   });
   return { username: v.name, password: v.password };

@@ -41,6 +41,12 @@ export interface LeaseStore {
   list(vault: string, device?: string): Promise<Lease[]>;
   /** extends an active lease of `device` that has not expired, up to its max; false otherwise */
   renew(id: string, device: string, expires: number, now: number): Promise<boolean>;
+  /**
+   * A lease recorded before its credential was made (state `revoking`, no attempt yet, its next
+   * attempt a while ahead) becomes active with the revocation data of what was made; false if a
+   * sweeper claimed it meanwhile (the credential took too long, or its server was thought dead).
+   */
+  activate(id: string, expires: number, revokeData: string): Promise<boolean>;
   /** an active lease is to be revoked now (its device, an admin); false if it is not active */
   markRevoking(id: string, now: number): Promise<boolean>;
   /**

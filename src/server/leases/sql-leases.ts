@@ -22,6 +22,9 @@ export function sqliteLeases(db: Database.Database): LeaseStore {
     renew: db.prepare(
       "UPDATE leases SET expires = ?, next_attempt = ? WHERE id = ? AND device = ? AND state = 'active' AND renewable = 1 AND expires > ? AND ? <= max_expires",
     ),
+    activate: db.prepare(
+      "UPDATE leases SET state = 'active', next_attempt = ?, revoke_data = ? WHERE id = ? AND state = 'revoking' AND attempts = 0",
+    ),
     markRevoking: db.prepare("UPDATE leases SET state = 'revoking', next_attempt = ? WHERE id = ? AND state = 'active'"),
     due: db.prepare<[number, number], LeaseRow>(
       `SELECT ${COLUMNS} FROM leases WHERE ${LIVE} AND next_attempt <= ? ORDER BY next_attempt LIMIT ?`,
@@ -57,6 +60,9 @@ export function sqliteLeases(db: Database.Database): LeaseStore {
     },
     async renew(id, device, expires, now) {
       return q.renew.run(expires, expires, id, device, now, expires).changes === 1;
+    },
+    async activate(id, expires, revokeData) {
+      return q.activate.run(expires, revokeData, id).changes === 1;
     },
     async markRevoking(id, now) {
       return q.markRevoking.run(now, id).changes === 1;
@@ -104,6 +110,13 @@ export function postgresLeases(pool: pg.Pool): LeaseStore {
       const r = await pool.query(
         "UPDATE leases SET expires = $1, next_attempt = $1 WHERE id = $2 AND device = $3 AND state = 'active' AND renewable = 1 AND expires > $4 AND $1 <= max_expires",
         [expires, id, device, now],
+      );
+      return r.rowCount === 1;
+    },
+    async activate(id, expires, revokeData) {
+      const r = await pool.query(
+        "UPDATE leases SET state = 'active', next_attempt = $1, revoke_data = $2 WHERE id = $3 AND state = 'revoking' AND attempts = 0",
+        [expires, revokeData, id],
       );
       return r.rowCount === 1;
     },
