@@ -7,11 +7,11 @@
  *   DELETE {apiBase}/organization/projects/{project}/service_accounts/{id}        -> { deleted: true } (404: already gone)
  *   GET    {apiBase}/organization/projects/{project}/service_accounts?limit&after  -> { data: [{ id, name }], has_more, last_id }
  *
- * The list is read only for a lease whose key's id was never recorded (its server died between the
- * provider's answer and the lease's activation): the key is found by the name the lease gave it.
  * with the organization's admin key (the root credential, sealed to the engine key) as bearer.
  * Deleting the project service account deletes its key. No answer body is ever logged or kept:
- * the key's value goes to the device that asked, once.
+ * the key's value goes to the device that asked, once. The list is read only for a lease whose
+ * key's id was never recorded (its server died between the provider's answer and the lease's
+ * activation, or the making timed out): the key is found by the name the lease gave it.
  */
 import type { LlmKeysConfig, LlmKeysRoot } from '../../core/sync/engine-config.ts';
 import { EngineError } from './jwt.ts';
