@@ -32,9 +32,12 @@ import { createRole, dropRole, renewRole, roleName, type Target } from './postgr
  * What a lease's sealed revocation data holds: the engine kind, the target, the root record to reach
  * it, and the credential's name there (chosen before it is made) or, once made, an API key's id.
  */
-type RevokeData =
-  | { kind: 'postgres'; name: string; target: Omit<PostgresConfig, 'roles'>; root: string }
-  | { kind: 'llm-keys'; keyName?: string; keyId?: string; target: LlmKeysConfig; root: string };
+type RevokeData = Unrooted & { root: string };
+
+/** Revocation data before the root record is named (what an engine's making knows). */
+type Unrooted =
+  | { kind: 'postgres'; name: string; target: Omit<PostgresConfig, 'roles'> }
+  | { kind: 'llm-keys'; keyName?: string; keyId?: string; target: LlmKeysConfig };
 
 export type LeasedDeps = {
   readonly kms: KeyProvider;
@@ -55,9 +58,6 @@ export type Issued = {
   readonly renewable: boolean;
   readonly credential: Readonly<Record<string, string | number>>;
 };
-
-/** Revocation data before the root record is named (the same for every engine kind). */
-type Unrooted = RevokeData extends infer R ? (R extends RevokeData ? Omit<R, 'root'> : never) : never;
 
 /** A credential made at its target: what it is, what revokes it, and how to take it back at once. */
 type Made = { readonly data: Unrooted; readonly credential: Record<string, string | number>; undo(): Promise<void> };
@@ -164,9 +164,9 @@ export class LeasedEngines {
       );
       throw e;
     }
-    const activated = await this.d.store.leases
-      .activate(id, expires, await this.seal(state.vault, engine, id, { ...made.data, root }))
-      .catch(() => false);
+    // what names the credential may not change once made (a role's name; an API key gains its id)
+    const revokeData = made.data === planned.data ? lease.revokeData : await this.seal(state.vault, engine, id, { ...made.data, root });
+    const activated = await this.d.store.leases.activate(id, expires, revokeData).catch(() => false);
     if (!activated) {
       // claimed by a sweeper meanwhile, which may have looked before the credential existed
       await made
